@@ -1,0 +1,22 @@
+"""explain: interpretability and fairness analysis for PyTorch and Hugging Face models.
+
+Concepts, each with one home:
+
+* ``explain.load_model`` / ``LoadedModel`` (``explain.loading``): a model with its tokenizer or
+  feature names, labels and provenance;
+* ``explain.hooks``: every hook, inside context managers that always clean up;
+* ``explain.datasets``: the offline datasets;
+* one module per analysis, each with one function and one result type;
+* ``explain.plotting``: figure helpers; ``explain.cli``: the command line over the public API.
+"""
+
+from __future__ import annotations
+
+from . import hooks
+from .errors import ExplainWarning
+from .loading import TASKS, LoadedModel, load_model, save_model
+
+__version__ = "0.1.0"
+
+__all__ = ["TASKS", "ExplainWarning", "LoadedModel", "__version__", "hooks", "load_model",
+           "save_model"]

@@ -1,0 +1,502 @@
+"""Loading models: one function, ``load_model``, and one object, ``LoadedModel``.
+
+``load_model`` accepts
+
+* a Hugging Face ``save_pretrained`` directory (``config.json`` + ``*.safetensors``);
+* an ``explain`` checkpoint directory (``config.json`` naming an ``explain_architecture`` from
+  ``explain.nets.ARCHITECTURES`` + ``model.safetensors``), used for tabular and image models;
+* a Hugging Face Hub id such as ``"bert-base-uncased"`` (real Hub code; offline it fails with a
+  message that says how to pass a local directory instead);
+* an in-memory ``torch.nn.Module`` with its tokenizer, feature names or input shape.
+
+Weights are read from safetensors only unless ``allow_pickle=True``; remote code never runs; the
+model is put in eval mode; Hugging Face models are loaded with eager attention so attention
+weights exist, and a model that arrives with another implementation is switched with a warning,
+never silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import nets
+from .errors import ExplainWarning
+from .provenance import sha256_files, sha256_state_dict
+
+__all__ = ["TASKS", "LoadedModel", "load_model", "save_model"]
+
+TASKS: Mapping[str, str] = MappingProxyType({
+    "sequence-classification": "text (or text pair) -> class logits",
+    "masked-lm": "text with a mask token -> vocabulary logits at every position",
+    "causal-lm": "text -> next-token vocabulary logits at every position",
+    "encoder": "text -> hidden states (no head)",
+    "tabular-classification": "feature vector -> class logits",
+    "image-classification": "image tensor (C, H, W) -> class logits",
+})
+
+_TEXT_TASKS = ("sequence-classification", "masked-lm", "causal-lm", "encoder")
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+
+
+@dataclass
+class LoadedModel:
+    """A model with everything an analysis needs to read its inputs and outputs.
+
+    ``model``: the ``torch.nn.Module`` in eval mode. ``task``: a key of ``TASKS``.
+    ``tokenizer``: a fast Hugging Face tokenizer for text tasks, else ``None``.
+    ``feature_names``: encoded feature names of a tabular model; ``feature_groups`` maps a raw
+    column to the indices of its encoded features (one-hot groups); ``encoder`` turns a raw
+    ``pandas.DataFrame`` into the model's float matrix. ``input_shape``: ``(C, H, W)`` of an image
+    model. ``label_names``: class names by index (``None`` for LMs and encoders).
+    ``provenance``: name, source, revision, weights hash, attention implementation, class.
+    ``card``: the model card (data, split, seed, metrics, training time) when the checkpoint has
+    one.
+    """
+
+    model: nn.Module
+    task: str
+    tokenizer: Any = None
+    feature_names: tuple[str, ...] | None = None
+    feature_groups: dict[str, list[int]] | None = None
+    encoder: nets.TabularEncoder | None = None
+    input_shape: tuple[int, ...] | None = None
+    label_names: tuple[str, ...] | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    card: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return str(self.provenance.get("name", type(self.model).__name__))
+
+    @property
+    def is_text(self) -> bool:
+        return self.task in _TEXT_TASKS
+
+    @property
+    def is_huggingface(self) -> bool:
+        from transformers import PreTrainedModel
+
+        return isinstance(self.model, PreTrainedModel)
+
+    @property
+    def config(self) -> Any:
+        return getattr(self.model, "config", None)
+
+    def label_index(self, label: int | str) -> int:
+        """Index of a class given by name or index; ``ValueError`` lists the valid labels."""
+        names = self.label_names or ()
+        if isinstance(label, bool) or not isinstance(label, (int, str)):
+            raise TypeError(f"a label is a class name or index, got {label!r}")
+        if isinstance(label, int):
+            if names and not 0 <= label < len(names):
+                raise ValueError(f"label index {label} is out of range; valid: 0..{len(names) - 1} "
+                                 f"({', '.join(names)})")
+            return label
+        if label not in names:
+            raise ValueError(f"unknown label {label!r}; valid labels: {', '.join(map(repr, names))}")
+        return names.index(label)
+
+    def encode_texts(self, texts, *, text_pairs=None, max_length=None):
+        """Tokenise texts for this model; see ``explain.text.encode_texts``."""
+        from .text import encode_texts
+
+        if self.tokenizer is None:
+            raise TypeError(f"{self.name} has no tokenizer (task {self.task!r}); text analyses "
+                            f"need load_model(..., tokenizer=...)")
+        return encode_texts(self.tokenizer, texts, text_pairs=text_pairs, max_length=max_length,
+                            config=self.config)
+
+    def encode_frame(self, frame) -> torch.Tensor:
+        """Raw table -> ``(N, n_features)`` float32 tensor through the model's ``encoder``."""
+        if self.encoder is None:
+            raise TypeError(f"{self.name} has no tabular encoder; pass encoded features directly")
+        return torch.from_numpy(self.encoder.transform(frame))
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        rows = "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(str(v))}</td></tr>"
+                       for k, v in self.provenance.items())
+        return f"<table class='explain-model'><caption>LoadedModel</caption>{rows}</table>"
+
+
+def _offline_error(source: str, error: BaseException) -> OSError:
+    return OSError(
+        f"could not fetch {source!r} from the Hugging Face Hub ({type(error).__name__}: "
+        f"{str(error).splitlines()[0] if str(error) else 'no detail'}). This machine may be "
+        f"offline. Download the checkpoint where you have network access "
+        f"(model.save_pretrained(dir)) and pass the local directory: load_model('/path/to/dir')"
+    )
+
+
+def _looks_like_path(source: str) -> bool:
+    return (source.startswith((".", "/", "~")) or os.sep in source.strip("/").replace("/", "", 1)
+            or not _HUB_ID.match(source))
+
+
+def _weights_files(directory: Path) -> tuple[list[Path], list[Path]]:
+    safe = sorted(directory.glob("*.safetensors"))
+    pickled = sorted(p for p in directory.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+    return safe, pickled
+
+
+def _task_from_architectures(architectures: Sequence[str] | None) -> str:
+    for arch in architectures or ():
+        if arch.endswith(("ForSequenceClassification",)):
+            return "sequence-classification"
+        if arch.endswith(("ForMaskedLM",)):
+            return "masked-lm"
+        if arch.endswith(("ForCausalLM", "LMHeadModel")):
+            return "causal-lm"
+    return "encoder"
+
+
+def _auto_class(task: str):
+    import transformers
+
+    return {
+        "sequence-classification": transformers.AutoModelForSequenceClassification,
+        "masked-lm": transformers.AutoModelForMaskedLM,
+        "causal-lm": transformers.AutoModelForCausalLM,
+        "encoder": transformers.AutoModel,
+    }[task]
+
+
+def _check_task(task: str | None) -> None:
+    if task is not None and task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
+
+
+def _label_names_from_config(config, given: Sequence[str] | None) -> tuple[str, ...] | None:
+    if given is not None:
+        return tuple(str(x) for x in given)
+    id2label = getattr(config, "id2label", None)
+    if id2label:
+        return tuple(str(id2label[i]) for i in sorted(int(k) for k in id2label))
+    return None
+
+
+def _ensure_eager(model: nn.Module, attn_implementation: str | None, stacklevel: int = 3) -> str:
+    config = getattr(model, "config", None)
+    current = getattr(config, "_attn_implementation", None)
+    if attn_implementation is None or current in (None, attn_implementation):
+        return str(current)
+    if not hasattr(model, "set_attn_implementation"):
+        raise TypeError(f"{type(model).__name__} uses {current!r} attention and cannot switch to "
+                        f"{attn_implementation!r}; load it with attn_implementation="
+                        f"{attn_implementation!r}")
+    warnings.warn(
+        f"switched the attention implementation of {type(model).__name__} from {current!r} to "
+        f"{attn_implementation!r}: with {current!r}, output_attentions returns no weights. Pass "
+        f"attn_implementation=None to keep {current!r} (attention analyses will then refuse it)",
+        ExplainWarning, stacklevel=stacklevel)
+    model.set_attn_implementation(attn_implementation)
+    return attn_implementation
+
+
+def load_model(
+    source: str | os.PathLike | nn.Module,
+    /,
+    *,
+    task: str | None = None,
+    tokenizer: Any = None,
+    feature_names: Sequence[str] | None = None,
+    label_names: Sequence[str] | None = None,
+    input_shape: Sequence[int] | None = None,
+    revision: str | None = None,
+    allow_pickle: bool = False,
+    attn_implementation: str | None = "eager",
+    name: str | None = None,
+) -> LoadedModel:
+    """Load a model for analysis.
+
+    ``source``: a checkpoint directory, a Hub id, or an ``nn.Module``. ``task``: a key of
+    ``TASKS``; inferred from the checkpoint's architecture when omitted (a bare encoder loads as
+    ``"encoder"``; pass ``task="sequence-classification"`` and ``label_names`` to put a fresh
+    head on it). ``allow_pickle``: also read ``pytorch_model.bin``-style pickle weights (pickle
+    can run code: only for sources you trust). ``attn_implementation``: ``"eager"`` (default) so
+    attention weights exist; ``None`` keeps what the model has.
+    """
+    _check_task(task)
+    if isinstance(source, nn.Module):
+        return _from_module(source, task=task, tokenizer=tokenizer, feature_names=feature_names,
+                            label_names=label_names, input_shape=input_shape,
+                            attn_implementation=attn_implementation, name=name)
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"load_model takes a directory, a Hub id or a torch.nn.Module, got "
+                        f"{type(source).__name__}")
+    text = os.fspath(source)
+    path = Path(text).expanduser()
+    if path.exists():
+        return _from_directory(path, task=task, tokenizer=tokenizer, label_names=label_names,
+                               allow_pickle=allow_pickle, attn_implementation=attn_implementation,
+                               name=name)
+    if _looks_like_path(text):
+        raise FileNotFoundError(f"no such checkpoint directory: {text!r}; pass an existing "
+                                f"save_pretrained directory or a Hub id like 'org/model'")
+    return _from_hub(text, task=task, tokenizer=tokenizer, label_names=label_names,
+                     revision=revision, allow_pickle=allow_pickle,
+                     attn_implementation=attn_implementation, name=name)
+
+
+def _from_directory(path: Path, *, task, tokenizer, label_names, allow_pickle,
+                    attn_implementation, name) -> LoadedModel:
+    if not path.is_dir():
+        raise NotADirectoryError(f"{str(path)!r} is a file; pass the checkpoint directory that "
+                                 f"holds config.json and model.safetensors")
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise ValueError(f"{str(path)!r} is not a checkpoint: it has no config.json. Pass a "
+                         f"directory written by save_pretrained() or explain.save_model()")
+    config = json.loads(config_file.read_text())
+    if "auto_map" in config:
+        raise ValueError(f"{str(path)!r} needs custom model code (auto_map in config.json); "
+                         f"explain never runs remote or custom code")
+    safe, pickled = _weights_files(path)
+    if not safe:
+        if pickled and not allow_pickle:
+            raise ValueError(
+                f"{str(path)!r} holds only pickle weights ({', '.join(p.name for p in pickled)}); "
+                f"unpickling can run arbitrary code, so explain loads safetensors only. Convert "
+                f"the checkpoint (model.save_pretrained(dir, safe_serialization=True)) or, if you "
+                f"trust its source, pass allow_pickle=True")
+        if not pickled:
+            raise ValueError(f"{str(path)!r} has config.json but no weights (*.safetensors)")
+    card = {}
+    card_file = path / "model_card.json"
+    if card_file.is_file():
+        card = json.loads(card_file.read_text())
+    weights = safe or pickled
+    provenance = {
+        "name": name or card.get("name") or path.name,
+        "source": str(path.resolve()),
+        "revision": None,
+        "weights_sha256": sha256_files(weights, root=path),
+        "weights_format": "safetensors" if safe else "pickle",
+    }
+    if "explain_architecture" in config:
+        return _native_from_directory(path, config, card, provenance, task, label_names)
+
+    loaded = _load_hf(str(path), task=task, tokenizer=tokenizer, label_names=label_names,
+                      revision=None, allow_pickle=allow_pickle,
+                      attn_implementation=attn_implementation, local=True)
+    loaded.provenance = {**provenance, **loaded.provenance, "name": provenance["name"],
+                         "revision": None}
+    loaded.card = card
+    return loaded
+
+
+def _native_from_directory(path, config, card, provenance, task, label_names) -> LoadedModel:
+    from safetensors.torch import load_file
+
+    model = nets.build(config["explain_architecture"], config.get("architecture_config", {}))
+    state = load_file(str(path / "model.safetensors"))
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    saved_task = config.get("task")
+    if task is not None and saved_task is not None and task != saved_task:
+        raise ValueError(f"{str(path)!r} is a {saved_task!r} checkpoint, not {task!r}")
+    encoder = nets.TabularEncoder.from_dict(config["encoder"]) if config.get("encoder") else None
+    features = config.get("feature_names")
+    return LoadedModel(
+        model=model, task=saved_task or task or "tabular-classification",
+        feature_names=tuple(features) if features else None,
+        feature_groups={k: list(v) for k, v in config["feature_groups"].items()}
+        if config.get("feature_groups") else None,
+        encoder=encoder,
+        input_shape=tuple(config["input_shape"]) if config.get("input_shape") else None,
+        label_names=tuple(label_names or config.get("label_names") or ()) or None,
+        provenance={**provenance, "class": type(model).__name__,
+                    "architecture": config["explain_architecture"], "attn_implementation": None,
+                    "n_parameters": sum(p.numel() for p in model.parameters())},
+        card=card,
+    )
+
+
+def _from_hub(hub_id, *, task, tokenizer, label_names, revision, allow_pickle,
+              attn_implementation, name) -> LoadedModel:
+    loaded = _load_hf(hub_id, task=task, tokenizer=tokenizer, label_names=label_names,
+                      revision=revision, allow_pickle=allow_pickle,
+                      attn_implementation=attn_implementation, local=False)
+    loaded.provenance["name"] = name or hub_id
+    loaded.provenance["source"] = f"hub:{hub_id}"
+    return loaded
+
+
+def _load_hf(source, *, task, tokenizer, label_names, revision, allow_pickle,
+             attn_implementation, local) -> LoadedModel:
+    import transformers
+
+    common = {"revision": revision, "trust_remote_code": False}
+    if local:
+        common["local_files_only"] = True
+    try:
+        config = transformers.AutoConfig.from_pretrained(source, **common)
+    except OSError as error:
+        if local:
+            raise ValueError(f"{source!r} is not a Hugging Face checkpoint: {error}") from None
+        raise _offline_error(source, error) from None
+    except Exception as error:  # hub client errors (HTTP, connection) surface as many types
+        if local:
+            raise
+        raise _offline_error(source, error) from None
+    if getattr(config, "auto_map", None):
+        raise ValueError(f"{source!r} needs custom model code (auto_map); explain never runs "
+                         f"remote or custom code")
+    inferred = _task_from_architectures(getattr(config, "architectures", None))
+    task = task or inferred
+    if task not in _TEXT_TASKS:
+        raise ValueError(f"{source!r} is a Hugging Face text model; task must be one of "
+                         f"{', '.join(_TEXT_TASKS)}, got {task!r}")
+    kwargs = dict(common, use_safetensors=not allow_pickle)
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
+    if task == "sequence-classification" and label_names is not None:
+        kwargs["num_labels"] = len(label_names)
+        kwargs["id2label"] = dict(enumerate(label_names))
+        kwargs["label2id"] = {n: i for i, n in enumerate(label_names)}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            model = _auto_class(task).from_pretrained(source, **kwargs)
+    except OSError as error:
+        if local:
+            raise ValueError(f"could not load weights from {source!r}: {error}") from None
+        raise _offline_error(source, error) from None
+    model.eval()
+    if tokenizer is None:
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(source, **common)
+        except (OSError, ValueError) as error:
+            if task in _TEXT_TASKS:
+                raise ValueError(f"{source!r} has no usable tokenizer ({error}); pass "
+                                 f"load_model(..., tokenizer=AutoTokenizer.from_pretrained(...))"
+                                 ) from None
+    if tokenizer is not None and tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        # GPT-2 style tokenizers have no pad token; padding positions are masked anyway.
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer is not None:
+        tokenizer.padding_side = "right"
+    implementation = _ensure_eager(model, attn_implementation)
+    return LoadedModel(
+        model=model, task=task, tokenizer=tokenizer,
+        label_names=_label_names_from_config(model.config, label_names)
+        if task == "sequence-classification" else None,
+        provenance={"name": str(source), "source": str(source),
+                    "revision": getattr(config, "_commit_hash", None) or revision,
+                    "class": type(model).__name__, "attn_implementation": implementation,
+                    "n_parameters": sum(p.numel() for p in model.parameters())},
+    )
+
+
+def _from_module(module, *, task, tokenizer, feature_names, label_names, input_shape,
+                 attn_implementation, name) -> LoadedModel:
+    from transformers import PreTrainedModel
+
+    if task is None:
+        if isinstance(module, PreTrainedModel):
+            task = _task_from_architectures([type(module).__name__])
+        elif feature_names is not None:
+            task = "tabular-classification"
+        elif input_shape is not None:
+            task = "image-classification"
+        elif tokenizer is not None:
+            task = "sequence-classification"
+        else:
+            raise ValueError(f"cannot tell what {type(module).__name__} computes; pass task= "
+                             f"one of {', '.join(TASKS)} (and its tokenizer, feature_names or "
+                             f"input_shape)")
+    if task in _TEXT_TASKS and tokenizer is None:
+        raise ValueError(f"a {task!r} model needs its tokenizer: load_model(model, "
+                         f"tokenizer=AutoTokenizer.from_pretrained(...))")
+    if task == "tabular-classification" and feature_names is None:
+        raise ValueError("a tabular model needs feature_names=[...] (one per input column)")
+    if task == "image-classification" and input_shape is None:
+        raise ValueError("an image model needs input_shape=(channels, height, width)")
+    implementation = None
+    if isinstance(module, PreTrainedModel):
+        implementation = _ensure_eager(module, attn_implementation, stacklevel=4)
+        if label_names is None and task == "sequence-classification":
+            label_names = _label_names_from_config(module.config, None)
+    if tokenizer is not None:
+        tokenizer.padding_side = "right"
+        if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+    module.eval()
+    return LoadedModel(
+        model=module, task=task, tokenizer=tokenizer,
+        feature_names=tuple(feature_names) if feature_names is not None else None,
+        input_shape=tuple(input_shape) if input_shape is not None else None,
+        label_names=tuple(label_names) if label_names is not None else None,
+        provenance={"name": name or type(module).__name__, "source": "in-memory",
+                    "revision": None, "weights_sha256": sha256_state_dict(module),
+                    "class": type(module).__name__, "attn_implementation": implementation,
+                    "n_parameters": sum(p.numel() for p in module.parameters())},
+    )
+
+
+def save_model(loaded: LoadedModel, directory: str | os.PathLike, *,
+               card: Mapping[str, Any] | None = None, overwrite: bool = False) -> Path:
+    """Write ``loaded`` as a checkpoint that ``load_model`` reads back (safetensors, no pickle).
+
+    Hugging Face models use ``save_pretrained`` (+ tokenizer); ``explain.nets`` models write
+    ``config.json`` + ``model.safetensors``. ``card`` is stored as ``model_card.json``. The
+    directory is written to a temporary sibling and moved into place, so a crash never leaves a
+    half-written checkpoint. Returns the directory.
+    """
+    target = Path(directory)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{str(target)!r} exists; pass overwrite=True to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        arch = nets.architecture_name(loaded.model)
+        if loaded.is_huggingface:
+            loaded.model.save_pretrained(tmp)
+            if loaded.tokenizer is not None:
+                loaded.tokenizer.save_pretrained(tmp)
+        elif arch is not None:
+            from safetensors.torch import save_file
+
+            state = {k: v.detach().cpu().contiguous() for k, v in loaded.model.state_dict().items()}
+            save_file(state, str(tmp / "model.safetensors"))
+            config = {"explain_architecture": arch, "architecture_config": loaded.model.config,
+                      "task": loaded.task, "label_names": list(loaded.label_names or []),
+                      "feature_names": list(loaded.feature_names or []) or None,
+                      "feature_groups": loaded.feature_groups,
+                      "encoder": loaded.encoder.to_dict() if loaded.encoder else None,
+                      "input_shape": list(loaded.input_shape) if loaded.input_shape else None}
+            (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+        else:
+            raise TypeError(f"cannot save {type(loaded.model).__name__}: only Hugging Face "
+                            f"models and explain.nets architectures ({', '.join(nets.ARCHITECTURES)}) "
+                            f"have a pickle-free format")
+        if card is not None:
+            (tmp / "model_card.json").write_text(json.dumps(dict(card), indent=2, sort_keys=True))
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def state_equal(a: nn.Module, b: nn.Module) -> bool:
+    """True when two modules have identical state dicts (names, shapes and values)."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)

@@ -1,0 +1,211 @@
+"""Small architectures that `explain` can save and load without pickle.
+
+A checkpoint of one of these is a directory holding ``config.json`` (with the key
+``"explain_architecture"`` naming a class of ``ARCHITECTURES`` and ``"architecture_config"`` its
+constructor arguments) and ``model.safetensors``. ``explain.load_model`` rebuilds the module from
+this file alone: no user code is imported and nothing is unpickled.
+
+Also here: ``TabularEncoder``, the documented, JSON-serialisable encoding from a raw table to the
+float matrix a tabular model reads (numeric columns standardised, categorical columns one-hot).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+__all__ = ["ARCHITECTURES", "MLP", "MHATransformer", "SmallCNN", "TabularEncoder", "build"]
+
+
+class MLP(nn.Module):
+    """Feed-forward classifier for tabular data: ``(N, in_features) -> (N, n_classes)`` logits.
+
+    Submodules: ``hidden.0``, ``hidden.1``, ... (``nn.Linear``, ReLU after each) and ``out``.
+    """
+
+    def __init__(self, in_features: int, n_classes: int, hidden: Sequence[int] = (32, 16),
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.config = {"in_features": in_features, "n_classes": n_classes,
+                       "hidden": list(hidden), "dropout": dropout}
+        sizes = [in_features, *hidden]
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:], strict=False))
+        self.act = nn.ReLU()
+        self.drop = nn.Dropout(dropout)
+        self.out = nn.Linear(sizes[-1], n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.hidden:
+            x = self.drop(self.act(layer(x)))
+        return self.out(x)
+
+
+class SmallCNN(nn.Module):
+    """Convolutional classifier for small images: ``(N, C, H, W) -> (N, n_classes)`` logits.
+
+    Submodules: ``conv1``, ``conv2`` (3x3, padding 1, ReLU), ``pool`` (2x2 max), ``fc``.
+    ``conv2`` is the last convolution, the natural GradCAM layer.
+    """
+
+    def __init__(self, in_channels: int = 1, n_classes: int = 10, height: int = 8,
+                 width: int = 8, channels: Sequence[int] = (16, 32)) -> None:
+        super().__init__()
+        self.config = {"in_channels": in_channels, "n_classes": n_classes, "height": height,
+                       "width": width, "channels": list(channels)}
+        c1, c2 = channels
+        self.conv1 = nn.Conv2d(in_channels, c1, 3, padding=1)
+        self.conv2 = nn.Conv2d(c1, c2, 3, padding=1)
+        self.act = nn.ReLU()
+        self.pool = nn.MaxPool2d(2)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(c2 * (height // 2) * (width // 2), n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.conv1(x))
+        x = self.act(self.conv2(x))
+        return self.fc(self.flatten(self.pool(x)))
+
+
+class _Block(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, d_ff: int) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(d_model, n_heads, batch_first=True)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
+        self.norm2 = nn.LayerNorm(d_model)
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        attended, _ = self.attn(x, x, x, key_padding_mask=padding_mask, need_weights=False)
+        x = self.norm1(x + attended)
+        return self.norm2(x + self.ff(x))
+
+
+class MHATransformer(nn.Module):
+    """A plain transformer classifier built on ``nn.MultiheadAttention`` (no Hugging Face).
+
+    ``forward(input_ids (N, T) long, attention_mask (N, T) 0/1 = None) -> (N, n_classes)`` logits,
+    pooled over the first position. Submodules: ``embed``, ``pos``, ``layers.<i>.attn``
+    (``nn.MultiheadAttention``), ``layers.<i>.ff``, ``classifier``.
+    """
+
+    def __init__(self, vocab_size: int = 100, d_model: int = 32, n_heads: int = 4,
+                 n_layers: int = 2, d_ff: int = 64, max_positions: int = 64,
+                 n_classes: int = 2) -> None:
+        super().__init__()
+        self.config = {"vocab_size": vocab_size, "d_model": d_model, "n_heads": n_heads,
+                       "n_layers": n_layers, "d_ff": d_ff, "max_positions": max_positions,
+                       "n_classes": n_classes}
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.pos = nn.Embedding(max_positions, d_model)
+        self.layers = nn.ModuleList(_Block(d_model, n_heads, d_ff) for _ in range(n_layers))
+        self.classifier = nn.Linear(d_model, n_classes)
+
+    def forward(self, input_ids: torch.Tensor,
+                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        x = self.embed(input_ids) + self.pos(positions)[None]
+        padding = None if attention_mask is None else attention_mask == 0
+        for layer in self.layers:
+            x = layer(x, padding)
+        return self.classifier(x[:, 0])
+
+
+ARCHITECTURES: Mapping[str, type[nn.Module]] = MappingProxyType(
+    {"mlp": MLP, "small_cnn": SmallCNN, "mha_transformer": MHATransformer}
+)
+
+
+def architecture_name(module: nn.Module) -> str | None:
+    """The ``ARCHITECTURES`` key of ``module``'s class, or ``None`` for other modules."""
+    for name, cls in ARCHITECTURES.items():
+        if type(module) is cls:
+            return name
+    return None
+
+
+def build(name: str, config: Mapping[str, Any]) -> nn.Module:
+    """Instantiate ``ARCHITECTURES[name](**config)`` with a clear error for unknown names."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown explain_architecture {name!r}; valid: {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[name](**dict(config))
+
+
+class TabularEncoder:
+    """Raw table -> float32 matrix: numeric columns standardised, categorical columns one-hot.
+
+    Encoded feature names are ``column`` for numeric columns and ``column=value`` for each
+    category (in sorted order); a value unseen at fit time encodes as all zeros. ``groups`` maps
+    each raw column to the encoded indices it produced, so a one-hot group can be attributed as
+    one feature. ``to_dict()``/``from_dict()`` round-trip through JSON.
+    """
+
+    def __init__(self, numeric: Mapping[str, tuple[float, float]],
+                 categorical: Mapping[str, Sequence[str]]) -> None:
+        self.numeric = {k: (float(m), float(s)) for k, (m, s) in numeric.items()}
+        self.categorical = {k: [str(v) for v in values] for k, values in categorical.items()}
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, *, numeric: Sequence[str],
+            categorical: Sequence[str]) -> TabularEncoder:
+        stats = {}
+        for column in numeric:
+            values = frame[column].astype(float)
+            std = float(values.std(ddof=0))
+            stats[column] = (float(values.mean()), std if std > 0 and math.isfinite(std) else 1.0)
+        cats = {column: sorted(frame[column].astype(str).unique()) for column in categorical}
+        return cls(stats, cats)
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+    @property
+    def feature_names(self) -> list[str]:
+        names = list(self.numeric)
+        for column, values in self.categorical.items():
+            names += [f"{column}={value}" for value in values]
+        return names
+
+    @property
+    def groups(self) -> dict[str, list[int]]:
+        groups, index = {}, 0
+        for column in self.numeric:
+            groups[column] = [index]
+            index += 1
+        for column, values in self.categorical.items():
+            groups[column] = list(range(index, index + len(values)))
+            index += len(values)
+        return groups
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """``(n_rows, n_features)`` float32; raises ``KeyError`` naming missing columns."""
+        missing = [c for c in self.columns if c not in frame.columns]
+        if missing:
+            raise KeyError(f"columns {missing} are missing from the table; the model was "
+                           f"trained on {self.columns}")
+        parts = []
+        for column, (mean, std) in self.numeric.items():
+            values = frame[column].astype(float).to_numpy()
+            if not np.isfinite(values).all():
+                raise ValueError(f"column {column!r} holds NaN or infinite values; drop or "
+                                 f"impute those rows first")
+            parts.append(((values - mean) / std)[:, None])
+        for column, values in self.categorical.items():
+            raw = frame[column].astype(str).to_numpy()
+            parts.append((raw[:, None] == np.asarray(values)[None, :]).astype(np.float64))
+        return np.concatenate(parts, axis=1).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"numeric": {k: list(v) for k, v in self.numeric.items()},
+                "categorical": self.categorical}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TabularEncoder:
+        return cls({k: tuple(v) for k, v in data["numeric"].items()}, data["categorical"])

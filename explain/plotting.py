@@ -1,0 +1,128 @@
+"""Figure helpers shared by every analysis. Plots are made, never shown.
+
+Everything here uses the object API (``matplotlib.figure.Figure``): no ``pyplot`` state, no
+``plt.show()``, no global ``rcParams`` edits (style is applied with ``rc_context`` around drawing
+and saving). Saving is deterministic: the same figure gives the same bytes (no timestamps, fixed
+SVG ids).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import matplotlib
+from matplotlib.axes import Axes
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.figure import Figure
+
+__all__ = ["FORMATS", "DIVERGING", "SEQUENTIAL", "diverging_norm", "figure_data_uri",
+           "figure_bytes", "new_figure", "save_figure", "style"]
+
+#: Output formats ``save_figure`` writes.
+FORMATS = ("png", "svg", "pdf")
+#: Colour maps: diverging (centred at zero) for signed scores, sequential for weights.
+DIVERGING = "RdBu_r"
+SEQUENTIAL = "Blues"
+
+_STYLE = {
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "legend.fontsize": 8,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "figure.dpi": 100,
+    "savefig.bbox": "tight",
+    "svg.hashsalt": "explain",
+    "svg.fonttype": "path",
+    "pdf.fonttype": 42,
+    "image.interpolation": "nearest",
+}
+
+
+@contextlib.contextmanager
+def style() -> Iterator[None]:
+    """House style for the duration of a ``with`` block (no global state is changed)."""
+    with matplotlib.rc_context(_STYLE):
+        yield
+
+
+def new_figure(width: float = 6.0, height: float = 4.0, *, nrows: int = 1, ncols: int = 1,
+               **subplot_kw) -> tuple[Figure, Axes | Sequence[Axes]]:
+    """A detached ``Figure`` (inches) with its axes, in house style."""
+    with style():
+        fig = Figure(figsize=(width, height), layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=True, **subplot_kw)
+    return fig, axes
+
+
+def axes_or_new(ax: Axes | None, width: float = 6.0, height: float = 4.0) -> tuple[Figure, Axes]:
+    """Draw into ``ax`` when given (returning its figure), else into a new figure."""
+    if ax is not None:
+        return ax.figure, ax
+    fig, ax = new_figure(width, height)
+    return fig, ax
+
+
+def diverging_norm(values, *, vmax: float | None = None) -> TwoSlopeNorm:
+    """Colour normalisation centred at zero, symmetric around it (so 0 is white)."""
+    import numpy as np
+
+    if vmax is None:
+        finite = np.asarray(values, dtype=float)
+        finite = finite[np.isfinite(finite)]
+        vmax = float(np.abs(finite).max()) if finite.size else 1.0
+    vmax = vmax if vmax > 0 else 1.0
+    return TwoSlopeNorm(vcenter=0.0, vmin=-vmax, vmax=vmax)
+
+
+def _metadata(fmt: str) -> dict:
+    if fmt == "png":
+        return {"Software": None}
+    if fmt == "svg":
+        return {"Date": None, "Creator": None}
+    if fmt == "pdf":
+        return {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None}
+    return {}
+
+
+def figure_bytes(fig: Figure, fmt: str = "png", *, dpi: int = 150) -> bytes:
+    """The figure encoded as ``fmt`` (one of ``FORMATS``), byte-for-byte reproducible."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown figure format {fmt!r}; valid: {', '.join(FORMATS)}")
+    buffer = io.BytesIO()
+    with style():
+        fig.savefig(buffer, format=fmt, dpi=dpi, metadata=_metadata(fmt))
+    return buffer.getvalue()
+
+
+def figure_data_uri(fig: Figure, *, dpi: int = 110) -> str:
+    """``data:image/png;base64,...`` for inlining a figure into HTML."""
+    return "data:image/png;base64," + base64.b64encode(figure_bytes(fig, "png", dpi=dpi)).decode()
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, *, formats: Sequence[str] = ("png",),
+                dpi: int = 150) -> list[Path]:
+    """Write ``path`` + ``.<fmt>`` for each format; returns the written paths.
+
+    ``path`` is the file name without suffix. Each file is written to a temporary name and
+    renamed, so an error never leaves a half-written figure.
+    """
+    stem = Path(path)
+    written = []
+    for fmt in formats:
+        data = figure_bytes(fig, fmt, dpi=dpi)
+        target = stem.with_name(stem.name + f".{fmt}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+        written.append(target)
+    return written
