@@ -51,19 +51,28 @@ def _unwrap(model: Any) -> nn.Module:
     return module
 
 
-def count_hooks(model: Any) -> int:
-    """Number of forward, backward and pre-hooks registered on ``model`` and all submodules.
+def _is_library_hook(fn: Any) -> bool:
+    # transformers 5 installs its own output-capturing hooks on first use of
+    # output_attentions / output_hidden_states and keeps them (inert outside its own capture
+    # context). They belong to the model's library, not to `explain`.
+    return getattr(fn, "__module__", "").startswith("transformers.")
 
-    Tensor hooks (``Tensor.register_hook``) are not counted: they live on tensors, which die with
-    the forward pass. Global hooks (``torch.nn.modules.module.register_module_*``) are counted
-    once, since they apply to every module.
+
+def count_hooks(model: Any, *, include_library: bool = False) -> int:
+    """Number of forward, backward and pre-hooks on ``model`` and all its submodules.
+
+    Hooks that transformers itself installs and keeps (its output-capturing hooks) are not
+    counted unless ``include_library=True``. Tensor hooks (``Tensor.register_hook``) are not
+    counted: they die with the forward pass. Global module hooks
+    (``torch.nn.modules.module.register_module_*``) are counted, since they apply to every model.
     """
     module = _unwrap(model)
     total = 0
     for sub in module.modules():
         for attribute in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
                           "_backward_pre_hooks"):
-            total += len(getattr(sub, attribute, {}) or {})
+            for fn in (getattr(sub, attribute, None) or {}).values():
+                total += include_library or not _is_library_hook(fn)
     from torch.nn.modules import module as module_mod
 
     for attribute in ("_global_forward_hooks", "_global_forward_pre_hooks",

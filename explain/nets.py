@@ -11,6 +11,7 @@ float matrix a tabular model reads (numeric columns standardised, categorical co
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
@@ -36,7 +37,7 @@ class MLP(nn.Module):
         self.config = {"in_features": in_features, "n_classes": n_classes,
                        "hidden": list(hidden), "dropout": dropout}
         sizes = [in_features, *hidden]
-        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:], strict=False))
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
         self.act = nn.ReLU()
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(sizes[-1], n_classes)

@@ -20,8 +20,17 @@ from matplotlib.axes import Axes
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
-__all__ = ["FORMATS", "DIVERGING", "SEQUENTIAL", "diverging_norm", "figure_data_uri",
-           "figure_bytes", "new_figure", "save_figure", "style"]
+__all__ = [
+    "DIVERGING",
+    "FORMATS",
+    "SEQUENTIAL",
+    "diverging_norm",
+    "figure_bytes",
+    "figure_data_uri",
+    "new_figure",
+    "save_figure",
+    "style",
+]
 
 #: Output formats ``save_figure`` writes.
 FORMATS = ("png", "svg", "pdf")

