@@ -1,0 +1,1 @@
+"""Attributions: which inputs made the model say this (see explain.attribution.core)."""
