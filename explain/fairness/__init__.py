@@ -1,0 +1,15 @@
+"""Fairness audits and bias probes.
+
+* ``audit``: group fairness of a classifier's decisions (fairlearn metrics, bootstrap intervals,
+  calibration, threshold sweep), for a model or a column of existing decisions;
+* ``counterfactual``: swap identity terms in templates or real sentences and measure the change;
+* ``weat`` / ``seat``: word and sentence embedding association tests;
+* ``representation_probe``: where in a network a sensitive attribute is linearly decodable;
+* ``crows_pairs`` / ``stereoset``: likelihood probes for masked and causal language models.
+"""
+
+from __future__ import annotations
+
+from .groups import DISPARITIES, GROUP_METRICS, AuditResult, audit
+
+__all__ = ["DISPARITIES", "GROUP_METRICS", "AuditResult", "audit"]

@@ -1,0 +1,134 @@
+"""Input checks and model scoring shared by the fairness analyses."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+__all__ = ["check_columns", "class_probabilities", "percentile_interval", "resolve_model"]
+
+
+def check_columns(frame: pd.DataFrame, names: Sequence[str], what: str) -> list[str]:
+    """Return ``names`` as a list; ``KeyError`` for a column that ``frame`` lacks, with close
+    matches among its columns."""
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"data must be a pandas.DataFrame, got {type(frame).__name__}")
+    columns = [str(c) for c in frame.columns]
+    out = []
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"{what} names a column by its name (str), got {name!r}")
+        if name not in frame.columns:
+            close = difflib.get_close_matches(name, columns, n=3, cutoff=0.5)
+            hint = (f"did you mean {', '.join(map(repr, close))}?" if close
+                    else f"the columns are {', '.join(map(repr, columns[:20]))}"
+                    + (" ..." if len(columns) > 20 else ""))
+            raise KeyError(f"{what} column {name!r} is not in the data; {hint}")
+        out.append(name)
+    return out
+
+
+def as_names(value: str | Sequence[str], what: str) -> list[str]:
+    """A column name or a sequence of them (``"a,b"`` is split on commas) -> list of names."""
+    if isinstance(value, str):
+        names = [v.strip() for v in value.split(",") if v.strip()]
+    else:
+        names = list(value)
+    if not names:
+        raise ValueError(f"no {what} given; pass a column name or a list of column names")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{what} lists a column twice: {names}")
+    return names
+
+
+def resolve_model(model: Any) -> Any:
+    """A ``LoadedModel``, or a reference-model name (``"compas"``, ``"sentiment"`` ...) that
+    ``explain_models.ensure`` builds, or a checkpoint path -> ``LoadedModel``."""
+    from ..loading import LoadedModel, load_model
+
+    if model is None or isinstance(model, LoadedModel):
+        return model
+    if isinstance(model, str):
+        try:
+            import explain_models
+        except ImportError:  # pragma: no cover - the project always installs it
+            explain_models = None
+        if explain_models is not None and model in explain_models.RECIPES:
+            return load_model(explain_models.ensure(model))
+        return load_model(model)
+    return load_model(model)
+
+
+def class_probabilities(model: Any, data: pd.DataFrame | Sequence[str], *,
+                        text: str | None = None, batch_size: int = 64) -> np.ndarray:
+    """Softmax class probabilities ``(n_rows, n_classes)`` (float64) of a classifier.
+
+    Tabular models read ``data`` through ``model.encode_frame``; text models read the column
+    ``text`` of ``data`` (or ``data`` itself when it is a list of strings).
+    """
+    from ..hooks import preserved_state
+
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if model.task == "tabular-classification":
+        if not isinstance(data, pd.DataFrame):
+            raise TypeError("a tabular model reads a pandas.DataFrame of its raw columns")
+        inputs = model.encode_frame(data)
+        chunks = []
+        with preserved_state(model), torch.no_grad():
+            model.model.eval()
+            for start in range(0, len(inputs), batch_size * 16):
+                chunks.append(torch.softmax(model.model(inputs[start:start + batch_size * 16])
+                                            .double(), -1))
+        return torch.cat(chunks).numpy() if chunks else np.zeros((0, 2))
+    if model.task != "sequence-classification":
+        raise TypeError(f"{model.name} is a {model.task!r} model; group audits and "
+                        f"counterfactual probes need a classifier (sequence-classification or "
+                        f"tabular-classification)")
+    if isinstance(data, pd.DataFrame):
+        if text is None:
+            raise ValueError(f"{model.name} is a text classifier: pass text=COLUMN, the column "
+                             f"of data that holds the texts")
+        check_columns(data, [text], "text")
+        texts = data[text].astype(str).tolist()
+    else:
+        texts = [data] if isinstance(data, str) else list(data)
+    chunks = []
+    with preserved_state(model), torch.no_grad():
+        model.model.eval()
+        for start in range(0, len(texts), batch_size):
+            batch = model.encode_texts(texts[start:start + batch_size])
+            output = model.model(**batch.model_inputs())
+            logits = output.logits if hasattr(output, "logits") else output
+            chunks.append(torch.softmax(logits.double(), -1))
+    return torch.cat(chunks).numpy()
+
+
+def percentile_interval(samples: np.ndarray, confidence: float, axis: int = 0
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval over ``axis``, ignoring NaN resamples (all-NaN -> NaN)."""
+    import warnings
+
+    alpha = (1.0 - confidence) / 2.0
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low = np.nanquantile(samples, alpha, axis=axis)
+        high = np.nanquantile(samples, 1.0 - alpha, axis=axis)
+    return low, high
+
+
+def check_confidence(confidence: float) -> float:
+    if not isinstance(confidence, (int, float)) or not 0.0 < float(confidence) < 1.0:
+        raise ValueError(f"confidence must be a number in (0, 1), e.g. 0.95; got {confidence!r}")
+    return float(confidence)
+
+
+def check_count(value: int, what: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{what} must be an int >= {minimum}, got {value!r}")
+    return int(value)
