@@ -1,0 +1,543 @@
+"""``Report``: collect results, figures, tables and text by section; save one offline report.
+
+A saved report is a directory ``<parent>/<name>/``:
+
+* ``index.html``: one self-contained file (inline CSS and JavaScript, figures inlined as PNG
+  ``data:`` URIs, no external URL, printable);
+* ``figures/<item>.png`` (plus ``.svg`` / ``.pdf`` on request), written by
+  ``explain.plotting.save_figure`` so the same figure gives the same bytes;
+* ``data/<item>.csv``: the tidy table behind every result and table of the report;
+* ``manifest.json``: versions, models (name, weights hash), datasets (rows, hash, licence),
+  seed, configuration, the analyses with their parameters, and (under ``"run"``) the creation
+  time and the seconds each stage took.
+
+The same inputs and seed give byte-identical files except the ``run`` block of the manifest and
+the one ``<time>`` element of the HTML (the creation time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import html
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import pandas as pd
+
+from .. import plotting
+from ..provenance import versions
+from . import render
+
+__all__ = ["FORMATS", "SECTIONS", "Report"]
+
+#: Sections of a report, in order: key -> heading.
+SECTIONS: Mapping[str, str] = MappingProxyType({
+    "summary": "Summary",
+    "predictions": "Predictions",
+    "attention": "Attention",
+    "attributions": "Attributions",
+    "fairness": "Bias and fairness",
+    "caveats": "Caveats",
+    "provenance": "Provenance",
+})
+
+#: Figure formats ``Report.save`` can write (PNG is always written: the HTML inlines it).
+FORMATS: Mapping[str, str] = MappingProxyType({
+    "png": "raster, inlined into index.html",
+    "svg": "vector, for the web",
+    "pdf": "vector, for papers",
+})
+
+#: Caveats every report carries, by the section they qualify (shown when that section has
+#: content).
+CAVEATS: Mapping[str, str] = MappingProxyType({
+    "predictions": (
+        "Accuracy and the confusion matrix describe this sample only: a held-out sample of a "
+        "few hundred rows has a sampling error of several points, and a model that is accurate "
+        "on average can still be wrong systematically for a subgroup."),
+    "attention": (
+        "Attention is not explanation. Attention weights say where a head reads from, not why "
+        "the model decided; different attention patterns can give the same prediction (Jain & "
+        "Wallace, 2019; Wiegreffe & Pinter, 2019). Rollout and flow assume that attention mixes "
+        "linearly through the residual stream, which is an approximation. Read the attention "
+        "figures as a description of the computation, and the attributions as the test of "
+        "what mattered."),
+    "attributions": (
+        "Attributions depend on the method and on its baseline (integrated gradients and "
+        "DeepLift measure change relative to a reference input; the choice of reference is a "
+        "modelling decision). Faithfulness scores (deletion, comprehensiveness, sufficiency) "
+        "remove features, which produces inputs unlike the training data; agreement between "
+        "methods is evidence, not proof. Word-level scores sum sub-word scores."),
+    "fairness": (
+        "Group metrics are only as good as the group labels: COMPAS's race and sex columns are "
+        "administrative records, and small groups have wide intervals (read the interval, not "
+        "the point). Common fairness criteria (calibration within groups, equal error rates, "
+        "demographic parity) cannot all hold when base rates differ (Kleinberg et al., 2016; "
+        "Chouldechova, 2017): a report can show which ones fail, not which one to choose. "
+        "Association tests (WEAT/SEAT) measure associations in representations, which do not "
+        "reliably predict biased behaviour downstream (May et al., 2019; Goldfarb-Tarrant et "
+        "al., 2021); counterfactual probes depend on their word lists and templates."),
+})
+
+
+@dataclass
+class _Item:
+    kind: str  # result, figure, table, text, html
+    section: str
+    slug: str
+    title: str | None
+    caption: str | None
+    payload: Any
+    plots: tuple[str, ...] = ()
+    max_rows: int = 20
+
+
+@dataclass
+class _Dataset:
+    name: str
+    n_rows: int
+    columns: list[str]
+    sha256: str
+    source: str | None
+    licence: str | None
+    description: str | None
+
+
+@dataclass
+class _Rendered:
+    """What ``_render`` produces: everything ``save`` writes and the HTML shows."""
+
+    figures: dict[str, bytes] = field(default_factory=dict)  # stem -> PNG bytes
+    figure_objects: dict[str, Any] = field(default_factory=dict)  # stem -> Figure (for svg/pdf)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # stem -> frame
+    blocks: dict[str, list[str]] = field(default_factory=dict)  # section -> HTML blocks
+
+
+def _slugify(text: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:60].strip("-") or "item"
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name):
+        raise ValueError(f"invalid report name {name!r}: use letters, digits, '.', '_' or '-' "
+                         f"(it becomes a directory name), e.g. name='demo'")
+    return name
+
+
+def _check_section(section: str) -> str:
+    if section not in SECTIONS:
+        raise ValueError(f"unknown report section {section!r}; valid: {', '.join(SECTIONS)}")
+    return section
+
+
+def _is_result(item: Any) -> bool:
+    return all(hasattr(item, name) for name in ("to_frame", "plot", "PLOTS"))
+
+
+def _jsonable(value: Any) -> Any:
+    """A JSON-ready copy of ``value`` with deterministic content (no memory addresses)."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=str) if isinstance(value, (set, frozenset)) else value
+        return [_jsonable(v) for v in items]
+    if isinstance(value, Path):
+        return str(value)
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "ndim", None) == 0:  # numpy / torch scalars
+        return _jsonable(item())
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):
+        data = tolist()
+        if not isinstance(data, list) or len(data) <= 64:
+            return _jsonable(data)
+        return f"<{type(value).__name__} of {len(data)} items>"
+    text = repr(value)
+    if " at 0x" in text or len(text) > 200:
+        return f"<{type(value).__module__}.{type(value).__qualname__}>"
+    return text
+
+
+def frame_sha256(frame: pd.DataFrame) -> str:
+    """SHA-256 of a table's CSV text (columns, index and values): a stable dataset hash."""
+    return hashlib.sha256(frame.to_csv(lineterminator="\n").encode()).hexdigest()
+
+
+def _created() -> str:
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch and epoch.isdigit():
+        moment = datetime.datetime.fromtimestamp(int(epoch), tz=datetime.UTC)
+    else:
+        moment = datetime.datetime.now(tz=datetime.UTC)
+    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+class Report:
+    """An explanation report under construction.
+
+    ``name``: the directory name of the saved report (``reports/<name>/``). ``title``: the
+    heading (default: the name). ``seed``: recorded in the manifest; analyses the report runs
+    itself use it. ``config``: the configuration that produced the report (recorded verbatim
+    in the manifest). ``description``: a paragraph under the title.
+
+    Add content with ``add`` (results, figures, tables, text), ``add_model``,
+    ``add_dataset``, ``add_finding``, ``add_metric``; explain an absent section with ``skip``;
+    time the analyses with ``with report.stage("attention"): ...``; write with ``save``.
+    """
+
+    def __init__(self, name: str = "report", *, title: str | None = None, seed: int | None = 0,
+                 description: str | None = None, config: Mapping[str, Any] | None = None):
+        self.name = _check_name(name)
+        self.title = title if title is not None else name
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed must be an int or None, got {seed!r}")
+        self.seed = seed
+        self.description = description
+        self.config = dict(config or {})
+        self._items: list[_Item] = []
+        self._skipped: dict[str, str] = {}
+        self._models: list[dict[str, Any]] = []
+        self._datasets: list[_Dataset] = []
+        self._findings: list[str] = []
+        self._metrics: list[tuple[str, Any, str | None]] = []
+        self._timings: dict[str, float] = {}
+        self._slugs: set[str] = set()
+
+    # ------------------------------------------------------------------------ building
+
+    def __repr__(self) -> str:
+        counts = {s: sum(i.section == s for i in self._items) for s in SECTIONS}
+        filled = ", ".join(f"{s}={n}" for s, n in counts.items() if n)
+        return f"Report(name={self.name!r}, items: {filled or 'none'})"
+
+    @property
+    def sections(self) -> dict[str, int]:
+        """Number of items per section."""
+        return {s: sum(i.section == s for i in self._items) for s in SECTIONS}
+
+    def _unique_slug(self, section: str, title: str | None, fallback: str) -> str:
+        base = f"{section}-{_slugify(title or fallback)}"
+        slug, n = base, 2
+        while slug in self._slugs:
+            slug, n = f"{base}-{n}", n + 1
+        self._slugs.add(slug)
+        return slug
+
+    def add(self, item: Any, *, section: str = "summary", title: str | None = None,
+            caption: str | None = None, plots: str | Sequence[str] | None = None,
+            max_rows: int = 20) -> Report:
+        """Add ``item`` to ``section`` (a key of ``SECTIONS``); returns the report.
+
+        ``item``: an analysis result (``to_frame``, ``plot``, ``PLOTS``), a matplotlib
+        ``Figure``, a ``pandas.DataFrame`` or a ``str`` (a paragraph; HTML is escaped).
+        ``plots``: the result's plot kinds to draw (default: its first kind; ``"all"``: every
+        kind). ``max_rows``: rows of a table shown in the HTML (the CSV in ``data/`` has all).
+        """
+        _check_section(section)
+        if section == "provenance":
+            raise ValueError("the provenance section is generated from the manifest; add "
+                             "models with add_model() and datasets with add_dataset()")
+        if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
+            raise ValueError(f"max_rows must be a positive int, got {max_rows!r}")
+        from matplotlib.figure import Figure
+
+        if _is_result(item):
+            kinds = tuple(item.PLOTS)
+            if plots is None:
+                chosen = kinds[:1]
+            elif plots == "all":
+                chosen = kinds
+            else:
+                chosen = (plots,) if isinstance(plots, str) else tuple(plots)
+                unknown = [k for k in chosen if k not in item.PLOTS]
+                if unknown:
+                    raise ValueError(f"unknown plot kind(s) {', '.join(map(repr, unknown))} for "
+                                     f"{type(item).__name__}; valid: {', '.join(kinds)} or 'all'")
+            fallback = type(item).__name__
+            entry = _Item("result", section, "", title, caption, item, chosen, max_rows)
+        elif isinstance(item, Figure):
+            fallback, entry = "figure", _Item("figure", section, "", title, caption, item)
+        elif isinstance(item, pd.DataFrame):
+            fallback = "table"
+            entry = _Item("table", section, "", title, caption, item, (), max_rows)
+        elif isinstance(item, str):
+            fallback, entry = "text", _Item("text", section, "", title, caption, item)
+        else:
+            raise TypeError(f"Report.add takes an analysis result, a matplotlib Figure, a pandas "
+                            f"DataFrame or a str, got {type(item).__name__}")
+        if plots is not None and entry.kind != "result":
+            raise TypeError(f"plots= applies to analysis results, not to a {entry.kind}")
+        entry.slug = self._unique_slug(section, title, fallback)
+        self._items.append(entry)
+        self._skipped.pop(section, None)
+        return self
+
+    def add_html(self, markup: str, *, section: str, title: str | None = None,
+                 caption: str | None = None) -> Report:
+        """Add trusted, self-contained HTML (e.g. an interactive view produced by ``explain``).
+
+        The markup is inserted as is: it must not come from user input. It must not reference
+        external URLs (checked: ``ValueError`` otherwise)."""
+        _check_section(section)
+        if re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:|//)""", markup, re.I) or \
+                re.search(r"url\(\s*['\"]?(?:https?:|//)", markup, re.I):
+            raise ValueError("add_html markup references an external URL; a report must work "
+                             "offline: inline the resource instead")
+        entry = _Item("html", section, "", title, caption, markup)
+        entry.slug = self._unique_slug(section, title, "view")
+        self._items.append(entry)
+        self._skipped.pop(section, None)
+        return self
+
+    def skip(self, section: str, reason: str) -> Report:
+        """Record why ``section`` has no content (shown instead of the section)."""
+        _check_section(section)
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError("skip() needs a reason, e.g. report.skip('fairness', 'the data has "
+                             "no sensitive column')")
+        if any(i.section == section for i in self._items):
+            raise ValueError(f"section {section!r} already has content; skip() is for sections "
+                             f"that have none")
+        self._skipped[section] = reason.strip()
+        return self
+
+    def add_model(self, loaded: Any, *, role: str | None = None) -> Report:
+        """Record a model (``LoadedModel``): its provenance and model card go into the summary
+        and the manifest."""
+        provenance = dict(getattr(loaded, "provenance", {}) or {})
+        if not provenance and not hasattr(loaded, "task"):
+            raise TypeError(f"add_model takes an explain.LoadedModel, got {type(loaded).__name__}")
+        record = {
+            "name": str(getattr(loaded, "name", provenance.get("name", "model"))),
+            "role": role,
+            "task": getattr(loaded, "task", None),
+            "label_names": list(getattr(loaded, "label_names", None) or []),
+            "provenance": _jsonable(provenance),
+            "card": _jsonable(dict(getattr(loaded, "card", {}) or {})),
+        }
+        self._models.append(record)
+        return self
+
+    def add_dataset(self, name: str, frame: pd.DataFrame, *, source: str | None = None,
+                    licence: str | None = None, description: str | None = None) -> Report:
+        """Record a dataset: rows, columns, SHA-256 of its content, source and licence."""
+        if not isinstance(frame, pd.DataFrame):
+            raise TypeError(f"add_dataset takes a pandas DataFrame, got {type(frame).__name__}")
+        self._datasets.append(_Dataset(str(name), len(frame), [str(c) for c in frame.columns],
+                                       frame_sha256(frame), source, licence, description))
+        return self
+
+    def add_finding(self, text: str) -> Report:
+        """A plain-language finding for the summary (one sentence or two)."""
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("a finding is a non-empty sentence")
+        self._findings.append(text.strip())
+        return self
+
+    def add_metric(self, name: str, value: Any, *, note: str | None = None) -> Report:
+        """A headline number for the summary (``value`` is shown to 4 significant digits and
+        kept exactly in the manifest)."""
+        self._metrics.append((str(name), _jsonable(value), note))
+        return self
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time a stage of the report (analyses, rendering); recorded in the manifest."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._timings[name] = self._timings.get(name, 0.0) + time.perf_counter() - start
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Seconds per stage so far."""
+        return dict(self._timings)
+
+    # ----------------------------------------------------------------------- rendering
+
+    def _render(self, *, inline: bool = True) -> _Rendered:
+        rendered = _Rendered(blocks={s: [] for s in SECTIONS})
+        for item in self._items:
+            try:
+                block = render.item_block(item, rendered)
+            except Exception as error:
+                error.add_note(f"while rendering report item {item.slug!r} "
+                               f"({item.kind} in section {item.section!r})")
+                raise
+            rendered.blocks[item.section].append(block)
+        return rendered
+
+    def manifest(self, *, run: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The manifest as a dict (what ``save`` writes to ``manifest.json``)."""
+        analyses = []
+        for item in self._items:
+            record = {"id": item.slug, "section": item.section, "kind": item.kind,
+                      "title": item.title}
+            if item.kind == "result":
+                meta = getattr(item.payload, "meta", {}) or {}
+                record.update({
+                    "type": type(item.payload).__name__,
+                    "method": _jsonable(meta.get("method")),
+                    "parameters": _jsonable(meta.get("parameters", {})),
+                    "seed": _jsonable(meta.get("seed")),
+                    "model": _jsonable((meta.get("model") or {}).get("name")),
+                    "model_weights_sha256": _jsonable(
+                        (meta.get("model") or {}).get("weights_sha256")),
+                    "plots": list(item.plots),
+                })
+            analyses.append(record)
+        models = list(self._models)
+        known = {(m["provenance"].get("name"), m["provenance"].get("weights_sha256"))
+                 for m in models}
+        for item in self._items:
+            meta = getattr(item.payload, "meta", None) if item.kind == "result" else None
+            model = (meta or {}).get("model") or {}
+            key = (model.get("name"), model.get("weights_sha256"))
+            if model and key not in known:
+                known.add(key)
+                models.append({"name": str(model.get("name")), "role": None, "task": None,
+                               "label_names": [], "provenance": _jsonable(model), "card": {}})
+        return {
+            "report": {"name": self.name, "title": self.title, "format_version": 1},
+            "seed": self.seed,
+            "config": _jsonable(self.config),
+            "versions": versions(),
+            "models": models,
+            "datasets": [_jsonable(d.__dict__) for d in self._datasets],
+            "analyses": analyses,
+            "skipped": dict(self._skipped),
+            "findings": list(self._findings),
+            "metrics": [{"name": n, "value": v, "note": note} for n, v, note in self._metrics],
+            "run": dict(run or {}),
+        }
+
+    def _caveats(self) -> list[tuple[str, str]]:
+        notes = [(SECTIONS[s], text) for s, text in CAVEATS.items()
+                 if any(i.section == s for i in self._items)]
+        for dataset in self._datasets:
+            notes.append((f"Data: {dataset.name}",
+                          f"Licence: {dataset.licence or 'not stated by the source'}. "
+                          f"Source: {dataset.source or 'not recorded'}."))
+        return notes
+
+    def to_html(self, *, created: str | None = None, standalone: bool = True,
+                _rendered: _Rendered | None = None, _manifest: dict | None = None) -> str:
+        """The report as HTML: a full document (``standalone``) or a fragment for notebooks."""
+        rendered = _rendered if _rendered is not None else self._render()
+        manifest = _manifest if _manifest is not None else self.manifest()
+        return render.document(self, rendered, manifest, created=created, standalone=standalone)
+
+    def _repr_html_(self) -> str:
+        return self.to_html(standalone=False)
+
+    # -------------------------------------------------------------------------- saving
+
+    def save(self, directory: str | os.PathLike | None = None, *, overwrite: bool = False,
+             formats: Sequence[str] = ("png",)) -> Path:
+        """Write the report to ``<directory>/<name>/`` (``directory`` defaults to ``reports``)
+        and return that path.
+
+        ``formats``: figure formats (keys of ``FORMATS``); PNG is always written. The report is
+        built in a temporary sibling directory and renamed into place, so a failure never leaves
+        a half-written report. An existing report is replaced only with ``overwrite=True``.
+        """
+        formats = (formats,) if isinstance(formats, str) else tuple(formats)
+        unknown = [f for f in formats if f not in FORMATS]
+        if unknown:
+            raise ValueError(f"unknown figure format(s) {', '.join(map(repr, unknown))}; valid: "
+                             f"{', '.join(FORMATS)}")
+        formats = ("png", *sorted(set(formats) - {"png"}, key=list(FORMATS).index))
+        parent = Path("reports" if directory is None else directory).expanduser()
+        target = parent / self.name
+        if parent.exists() and not parent.is_dir():
+            raise NotADirectoryError(f"report output directory {str(parent)!r} is a file; pass "
+                                     f"a directory")
+        if target.exists() and not overwrite:
+            raise FileExistsError(f"report {str(target)!r} already exists; pass overwrite=True "
+                                  f"(--overwrite on the command line) to replace it, or choose "
+                                  f"another name")
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{self.name}.tmp-", dir=parent))
+        except PermissionError:
+            raise PermissionError(f"cannot write the report: no permission to create files in "
+                                  f"{str(parent.resolve())!r}; pass a writable directory "
+                                  f"(--out DIR on the command line)") from None
+        try:
+            self._write(staging, formats)
+            os.chmod(staging, 0o755)
+            if target.exists():
+                if not overwrite:  # appeared while we were writing
+                    raise FileExistsError(f"report {str(target)!r} appeared while writing; pass "
+                                          f"overwrite=True to replace it")
+                trash = Path(tempfile.mkdtemp(prefix=f".{self.name}.old-", dir=parent))
+                target.rename(trash / "old")
+                staging.rename(target)
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                staging.rename(target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return target
+
+    def _write(self, staging: Path, formats: tuple[str, ...]) -> None:
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        rendered = self._render()
+        timings["render_figures_and_tables"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        (staging / "figures").mkdir()
+        for stem, png in rendered.figures.items():
+            (staging / "figures" / f"{stem}.png").write_bytes(png)
+            others = [f for f in formats if f != "png"]
+            if others:
+                plotting.save_figure(rendered.figure_objects[stem], staging / "figures" / stem,
+                                     formats=others)
+        timings["write_figures"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        (staging / "data").mkdir()
+        for stem, frame in rendered.tables.items():
+            frame.to_csv(staging / "data" / f"{stem}.csv", index=False, lineterminator="\n")
+        timings["write_data"] = time.perf_counter() - start
+
+        created = _created()
+        manifest = self.manifest()
+        start = time.perf_counter()
+        page = self.to_html(created=created, _rendered=rendered, _manifest=manifest)
+        (staging / "index.html").write_text(page, encoding="utf-8")
+        timings["write_html"] = time.perf_counter() - start
+
+        stages = {**{k: round(v, 4) for k, v in self._timings.items()},
+                  **{f"report.{k}": round(v, 4) for k, v in timings.items()}}
+        manifest["run"] = {"created": created, "timings_seconds": stages}
+        (staging / "manifest.json").write_text(
+            json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
+            encoding="utf-8")
+
+
+def escape(text: Any) -> str:
+    """HTML-escape any user-provided text (quotes included)."""
+    return html.escape(str(text), quote=True)
