@@ -15,8 +15,9 @@ from __future__ import annotations
 from . import hooks
 from .errors import ExplainWarning
 from .loading import TASKS, LoadedModel, load_model, save_model
+from .report import Report
 
 __version__ = "0.1.0"
 
-__all__ = ["TASKS", "ExplainWarning", "LoadedModel", "__version__", "hooks", "load_model",
+__all__ = ["TASKS", "ExplainWarning", "LoadedModel", "Report", "__version__", "hooks", "load_model",
            "save_model"]
