@@ -1,0 +1,95 @@
+"""What every reference recipe shares: stratified splits, the model card, atomic saving.
+
+A checkpoint directory is written complete or not at all: the model (``explain.save_model``),
+``model_card.json`` and ``heldout.csv`` go to a staging sibling first, which then replaces the
+target in one rename.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import explain
+from explain.provenance import versions
+
+__all__ = ["accuracy", "majority_accuracy", "make_card", "save_checkpoint", "stratified_split"]
+
+
+def stratified_split(labels: np.ndarray, *, fraction: float, seed: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic stratified split: ``(train_indices, heldout_indices)``, both sorted.
+
+    Within each class, ``round(fraction * n_class)`` rows chosen by a ``numpy`` generator seeded
+    with ``seed`` are held out.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    held = []
+    for value in np.unique(labels):
+        members = np.flatnonzero(labels == value)
+        count = round(fraction * len(members))
+        held.append(rng.permutation(members)[:count])
+    heldout = np.sort(np.concatenate(held))
+    mask = np.ones(len(labels), dtype=bool)
+    mask[heldout] = False
+    return np.flatnonzero(mask), heldout
+
+
+def accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(np.asarray(predicted) == np.asarray(labels)))
+
+
+def majority_accuracy(train_labels: np.ndarray, heldout_labels: np.ndarray) -> float:
+    """Held-out accuracy of always predicting the most frequent training class."""
+    values, counts = np.unique(np.asarray(train_labels), return_counts=True)
+    return accuracy(np.full(len(heldout_labels), values[np.argmax(counts)]), heldout_labels)
+
+
+def make_card(*, name: str, description: str, data: Mapping[str, Any],
+              split: Mapping[str, Any], seed: int, metrics: Mapping[str, float],
+              training_time_seconds: float, **extra: Any) -> dict[str, Any]:
+    """The model card stored as ``model_card.json`` (keys documented in ``models/README.md``)."""
+    return {
+        "name": name,
+        "description": description,
+        "data": dict(data),
+        "split": dict(split),
+        "seed": seed,
+        **extra,
+        "metrics": {k: round(float(v), 6) for k, v in metrics.items()},
+        "training_time_seconds": round(float(training_time_seconds), 2),
+        "versions": versions(),
+    }
+
+
+def save_checkpoint(loaded: explain.LoadedModel, target: Path, *, card: Mapping[str, Any],
+                    heldout: pd.DataFrame) -> Path:
+    """Write model + card + ``heldout.csv`` to ``target`` atomically (replacing what was there)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging_root = Path(tempfile.mkdtemp(prefix=f".{target.name}-staging-", dir=target.parent))
+    old = None
+    try:
+        staging = explain.save_model(loaded, staging_root / target.name, card=card)
+        heldout.to_csv(staging / "heldout.csv", index=False)
+        if target.exists():
+            old = target.parent / f".{target.name}-old-{os.getpid()}"
+            target.rename(old)
+        staging.rename(target)
+    except BaseException:
+        if old is not None and old.exists() and not target.exists():
+            old.rename(target)
+        raise
+    finally:
+        shutil.rmtree(staging_root, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    return target
