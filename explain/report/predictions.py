@@ -186,12 +186,14 @@ def check_columns(data: pd.DataFrame, columns: Mapping[str, str | Sequence[str] 
 
 def predict(loaded, data: pd.DataFrame, *, text_column: str | None = None,
             label: str | None = None, sensitive: str | None = None, batch_size: int = 32,
-            max_length: int = 128) -> PredictionResult:
+            max_length: int | None = None) -> PredictionResult:
     """Run classifier ``loaded`` (a ``LoadedModel``) over the rows of ``data``.
 
     Text models read ``text_column`` (default ``"text"``); tabular models read their raw
-    feature columns through ``loaded.encoder``. ``label``: column of true classes (indices or
-    names); ``sensitive``: column of group values kept with the predictions.
+    feature columns through ``loaded.encoder`` (without an encoder, the ``feature_names``
+    columns are read as numbers). ``label``: column of true classes (indices or
+    names); ``sensitive``: column of group values kept with the predictions. ``max_length``:
+    token limit of text models (default: the model's own).
     """
     if loaded.task not in _CLASSIFIERS:
         raise ValueError(f"predictions apply to classifiers; {loaded.name!r} is a {loaded.task!r} "
@@ -213,6 +215,11 @@ def predict(loaded, data: pd.DataFrame, *, text_column: str | None = None,
         if loaded.task == "image-classification":
             raise ValueError("predict() reads tables; image models are not supported by the "
                              "report's predictions section")
+        if loaded.encoder is None:
+            if not loaded.feature_names:
+                raise ValueError(f"{loaded.name!r} has neither a tabular encoder nor feature "
+                                 f"names, so the columns it reads are unknown")
+            check_columns(data, {"feature": list(loaded.feature_names)})
     chunks = []
     with torch.inference_mode():
         for start in range(0, len(data), batch_size):
@@ -221,8 +228,11 @@ def predict(loaded, data: pd.DataFrame, *, text_column: str | None = None,
                 texts = [str(t) for t in part[text_column].tolist()]
                 batch = loaded.encode_texts(texts, max_length=max_length)
                 output = loaded.model(**batch.model_inputs())
-            else:
+            elif loaded.encoder is not None:
                 output = loaded.model(loaded.encode_frame(part))
+            else:  # no encoder: the feature columns are the model's inputs, as numbers
+                features = part[list(loaded.feature_names)].to_numpy(dtype=np.float32, copy=True)
+                output = loaded.model(torch.from_numpy(features))
             logits = getattr(output, "logits", output)
             if isinstance(logits, (tuple, list)):
                 logits = logits[0]
