@@ -80,6 +80,10 @@ def save_checkpoint(loaded: explain.LoadedModel, target: Path, *, card: Mapping[
     try:
         staging = explain.save_model(loaded, staging_root / target.name, card=card)
         heldout.to_csv(staging / "heldout.csv", index=False)
+        # mkdtemp makes private directories; a checkpoint is as readable as any cache file.
+        staging.chmod(0o755)
+        for file in staging.iterdir():
+            file.chmod(0o644)
         if target.exists():
             old = target.parent / f".{target.name}-old-{os.getpid()}"
             target.rename(old)
