@@ -1,0 +1,147 @@
+"""The interactive attention view: a head view and a model view, fully offline.
+
+``render_view(result)`` returns an HTML fragment for notebooks (``AttentionResult._repr_html_``)
+and ``render_page(result)`` one standalone HTML document (``AttentionResult.save_html``). Both
+
+* inline their JavaScript and CSS (``explain/static/attention_view.{js,css}``, read at run time):
+  no CDN, no request of any kind; the standalone page also sets a Content-Security-Policy that
+  forbids every network fetch;
+* give every view a unique element id, so several views in one notebook work independently;
+* carry a static PNG of the layer x head grid inside ``<noscript>``, shown when JavaScript is off;
+* embed the data as JSON inside ``<script type="application/json">`` with ``<``, ``>`` and ``&``
+  escaped, and the script inserts all text with ``textContent``: a text containing ``<script>`` is
+  displayed, never run.
+
+Weights are stored as bytes (``round(255 * weight)``) to keep pages small; a view holds at most
+``max_tokens`` tokens and ``max_texts`` texts (it says so when it crops).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+import uuid
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+__all__ = ["render_page", "render_view"]
+
+_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+        "img-src data:")
+
+
+@cache
+def _static(name: str) -> str:
+    return resources.files("explain").joinpath("static", name).read_text(encoding="utf-8")
+
+
+def _json_for_script(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return (text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def _bytes(block: np.ndarray) -> str:
+    quantised = np.clip(np.rint(np.asarray(block, dtype=np.float64) * 255.0), 0, 255)
+    return base64.b64encode(quantised.astype(np.uint8).tobytes()).decode("ascii")
+
+
+def _view_data(result, *, max_tokens: int, max_texts: int) -> dict[str, Any]:
+    from .attention import _fold
+
+    n_texts = min(len(result.texts), max_texts)
+    texts = []
+    for i in range(n_texts):
+        maps: dict[str, Any] = {}
+        cropped = []
+        for kind in result.maps:
+            query_side, key_side = result._sides(kind)
+            full = np.asarray(result.maps[kind][i], dtype=np.float64)
+            n_q, n_k = full.shape[-2:]
+            q_keep, k_keep = min(n_q, max_tokens), min(n_k, max_tokens)
+            if q_keep < n_q or k_keep < n_k:
+                cropped.append(f"{kind}: first {q_keep} of {n_q} x {k_keep} of {n_k} tokens shown")
+            levels = {}
+            for level in ("token", "word"):
+                block = full
+                q_index = np.asarray(query_side.unit_index[i])
+                k_index = np.asarray(key_side.unit_index[i])
+                if level == "word":
+                    block = _fold(full, q_index, k_index)
+                    q_units, k_units = int(q_index[q_keep - 1]) + 1, int(k_index[k_keep - 1]) + 1
+                    block = block[..., :q_units, :k_units]
+                else:
+                    block = block[..., :q_keep, :k_keep]
+                n_bq, n_bk = block.shape[-2:]
+                levels[level] = {
+                    "q": list(query_side.labels(i, level)[:n_bq]),
+                    "k": list(key_side.labels(i, level)[:n_bk]),
+                    "qs": [bool(x) for x in query_side.specials(i, level)[:n_bq]],
+                    "ks": [bool(x) for x in key_side.specials(i, level)[:n_bk]],
+                    "w": _bytes(block),
+                }
+            maps[kind] = levels
+        texts.append({"text": result.texts[i], "truncated": bool(result.truncated[i]),
+                      "cropped": "; ".join(cropped), "maps": maps})
+    note = (f"showing the first {n_texts} of {len(result.texts)} texts"
+            if n_texts < len(result.texts) else "")
+    title = (f"Attention of {result.meta.get('model', {}).get('name', 'model')}: "
+             f"{len(result.texts)} text{'s' if len(result.texts) != 1 else ''}")
+    return {"title": title, "note": note, "kinds": list(result.maps),
+            "layers": list(result.layers), "heads": list(result.heads), "texts": texts}
+
+
+def _fallback(result) -> str:
+    from .plotting import figure_data_uri
+
+    figure = result.plot("grid")
+    return (f"<noscript><div class='ea-fallback'><p>JavaScript is off: a static picture of every "
+            f"head of text 0.</p><img alt='attention of every layer and head' "
+            f"src='{figure_data_uri(figure, dpi=80)}'/></div></noscript>")
+
+
+def render_view(result, *, element_id: str | None = None, max_tokens: int = 128,
+                max_texts: int = 16) -> str:
+    """HTML fragment with the interactive view of ``result`` (inline JS/CSS, no network).
+
+    ``element_id``: id of the view's root element (default: a fresh random id, so every display
+    is independent). ``max_tokens``/``max_texts``: crop long inputs and long lists (said in the
+    view).
+    """
+    if element_id is None:
+        element_id = f"explain-attn-{uuid.uuid4().hex[:12]}"
+    if not isinstance(element_id, str) or not _ID.match(element_id):
+        raise ValueError(f"element_id {element_id!r} is not a valid id: use a letter followed by "
+                         f"up to 63 letters, digits, '-' or '_'")
+    for name, value in (("max_tokens", max_tokens), ("max_texts", max_texts)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    data = _view_data(result, max_tokens=max_tokens, max_texts=max_texts)
+    summary = html.escape(result.summary())
+    return (
+        f"<div class='explain-attn-wrap'><style>{_static('attention_view.css')}</style>"
+        f"<div class='explain-attn' id='{element_id}' aria-label='{summary}'>"
+        f"<div class='ea-title'>{summary}</div>{_fallback(result)}</div>"
+        f"<script type='application/json' id='{element_id}-data'>{_json_for_script(data)}"
+        f"</script>"
+        f"<script>{_static('attention_view.js')}({json.dumps(element_id)});</script></div>"
+    )
+
+
+def render_page(result, *, max_tokens: int = 128, max_texts: int = 16) -> str:
+    """One standalone, offline HTML document with the view (deterministic for a given result)."""
+    element_id = f"explain-attn-{result._content_hash()}"
+    title = html.escape(result.summary())
+    body = render_view(result, element_id=element_id, max_tokens=max_tokens, max_texts=max_texts)
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<meta http-equiv='Content-Security-Policy' content=\"{_CSP}\">"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{title}</title></head><body>{body}</body></html>\n"
+    )
