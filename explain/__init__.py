@@ -13,6 +13,7 @@ Concepts, each with one home:
 from __future__ import annotations
 
 from . import hooks
+from .attention import AttentionResult, attention
 from .errors import ExplainWarning
 from .loading import TASKS, LoadedModel, load_model, save_model
 from .report import Report
@@ -21,3 +22,4 @@ __version__ = "0.1.0"
 
 __all__ = ["TASKS", "ExplainWarning", "LoadedModel", "Report", "__version__", "hooks", "load_model",
            "save_model"]
+__all__ += ["AttentionResult", "attention"]
