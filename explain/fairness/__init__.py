@@ -10,6 +10,18 @@
 
 from __future__ import annotations
 
+from .association import (
+    POOLINGS,
+    SEAT_TEMPLATES,
+    WORD_SETS,
+    AssociationResult,
+    association_test,
+    encode_sentences,
+    seat,
+    weat,
+)
 from .groups import DISPARITIES, GROUP_METRICS, AuditResult, audit
 
-__all__ = ["DISPARITIES", "GROUP_METRICS", "AuditResult", "audit"]
+__all__ = ["DISPARITIES", "GROUP_METRICS", "POOLINGS", "SEAT_TEMPLATES", "WORD_SETS",
+           "AssociationResult", "AuditResult", "association_test", "audit", "encode_sentences",
+           "seat", "weat"]
