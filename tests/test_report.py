@@ -270,7 +270,7 @@ def test_bad_arguments_name_the_fix():
     report.add("text", section="fairness")
     with pytest.raises(ValueError, match="already has content"):
         report.skip("fairness", "why")
-    with pytest.raises(ValueError, match="external URL"):
+    with pytest.raises(ValueError, match="external resource"):
         report.add_html("<img src='https://example.com/x.png'>", section="attention")
 
 

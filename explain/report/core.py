@@ -102,6 +102,9 @@ class _Item:
     payload: Any
     plots: tuple[str, ...] = ()
     max_rows: int = 20
+    plot_options: dict[str, Any] = field(default_factory=dict)
+    frame_options: dict[str, Any] = field(default_factory=dict)
+    view: bool = False
 
 
 @dataclass
@@ -244,13 +247,18 @@ class Report:
 
     def add(self, item: Any, *, section: str = "summary", title: str | None = None,
             caption: str | None = None, plots: str | Sequence[str] | None = None,
-            max_rows: int = 20) -> Report:
+            max_rows: int = 20, plot_options: Mapping[str, Any] | None = None,
+            frame_options: Mapping[str, Any] | None = None,
+            view: bool | None = None) -> Report:
         """Add ``item`` to ``section`` (a key of ``SECTIONS``); returns the report.
 
         ``item``: an analysis result (``to_frame``, ``plot``, ``PLOTS``), a matplotlib
         ``Figure``, a ``pandas.DataFrame`` or a ``str`` (a paragraph; HTML is escaped).
         ``plots``: the result's plot kinds to draw (default: its first kind; ``"all"``: every
         kind). ``max_rows``: rows of a table shown in the HTML (the CSV in ``data/`` has all).
+        ``plot_options`` / ``frame_options``: keyword arguments for the result's ``plot`` and
+        ``to_frame`` (e.g. ``{"text_id": 2}``), so the CSV holds exactly the data of the figure.
+        ``view``: embed the result's interactive ``view_html()`` (default: when it has one).
         """
         _check_section(section)
         if section == "provenance":
@@ -273,7 +281,13 @@ class Report:
                     raise ValueError(f"unknown plot kind(s) {', '.join(map(repr, unknown))} for "
                                      f"{type(item).__name__}; valid: {', '.join(kinds)} or 'all'")
             fallback = type(item).__name__
-            entry = _Item("result", section, "", title, caption, item, chosen, max_rows)
+            has_view = callable(getattr(item, "view_html", None))
+            if view and not has_view:
+                raise ValueError(f"{type(item).__name__} has no interactive view (view_html); "
+                                 f"pass view=None or False")
+            entry = _Item("result", section, "", title, caption, item, chosen, max_rows,
+                          dict(plot_options or {}), dict(frame_options or {}),
+                          has_view if view is None else bool(view))
         elif isinstance(item, Figure):
             fallback, entry = "figure", _Item("figure", section, "", title, caption, item)
         elif isinstance(item, pd.DataFrame):
@@ -284,8 +298,10 @@ class Report:
         else:
             raise TypeError(f"Report.add takes an analysis result, a matplotlib Figure, a pandas "
                             f"DataFrame or a str, got {type(item).__name__}")
-        if plots is not None and entry.kind != "result":
-            raise TypeError(f"plots= applies to analysis results, not to a {entry.kind}")
+        if entry.kind != "result" and (plots is not None or plot_options or frame_options
+                                       or view):
+            raise TypeError(f"plots=, plot_options=, frame_options= and view= apply to "
+                            f"analysis results, not to a {entry.kind}")
         entry.slug = self._unique_slug(section, title, fallback)
         self._items.append(entry)
         self._skipped.pop(section, None)
@@ -298,10 +314,7 @@ class Report:
         The markup is inserted as is: it must not come from user input. It must not reference
         external URLs (checked: ``ValueError`` otherwise)."""
         _check_section(section)
-        if re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:|//)""", markup, re.I) or \
-                re.search(r"url\(\s*['\"]?(?:https?:|//)", markup, re.I):
-            raise ValueError("add_html markup references an external URL; a report must work "
-                             "offline: inline the resource instead")
+        render.check_offline(markup, "add_html markup")
         entry = _Item("html", section, "", title, caption, markup)
         entry.slug = self._unique_slug(section, title, "view")
         self._items.append(entry)
@@ -404,6 +417,8 @@ class Report:
                     "model_weights_sha256": _jsonable(
                         (meta.get("model") or {}).get("weights_sha256")),
                     "plots": list(item.plots),
+                    "plot_options": _jsonable(item.plot_options),
+                    "frame_options": _jsonable(item.frame_options),
                 })
             analyses.append(record)
         models = list(self._models)

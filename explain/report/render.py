@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import re
 import struct
 from typing import Any
 
@@ -25,6 +26,18 @@ DPI = 150
 
 def esc(text: Any) -> str:
     return html.escape(str(text), quote=True)
+
+
+_EXTERNAL = re.compile(r"""(?:src|href|action)\s*=\s*["']?\s*(?:https?:|//|ftp:)"""
+                       r"""|url\(\s*['"]?\s*(?:https?:|//)|@import""", re.I)
+
+
+def check_offline(markup: str, what: str) -> None:
+    """``ValueError`` when ``markup`` references anything outside the page."""
+    found = _EXTERNAL.search(markup)
+    if found:
+        raise ValueError(f"{what} references an external resource ({found.group(0)!r}); a "
+                         f"report must work offline: inline the resource instead")
 
 
 def _png_size(png: bytes) -> tuple[int, int]:
@@ -147,13 +160,17 @@ def item_block(item, rendered) -> str:
         parts.append(f"<p class=summary>{esc(summary)}</p>")
     for kind in item.plots:
         stem = item.slug if len(item.plots) == 1 else f"{item.slug}-{kind}"
-        fig = result.plot(kind)
+        fig = result.plot(kind, **item.plot_options)
         png = _render_figure(fig, rendered, stem)
         description = result.PLOTS.get(kind, kind)
         parts.append(f"<figure>{_figure_html(png, alt=f'{item.title or type(result).__name__}: {description}', stem=stem)}"
                      f"<figcaption>{esc(description)}</figcaption></figure>")
+    if item.view:
+        markup = result.view_html(element_id=f"view-{item.slug}")
+        check_offline(markup, f"{type(result).__name__}.view_html()")
+        parts.append(f"<div class=view>{markup}</div>")
     parts.append(_caption(item))
-    frame = result.to_frame()
+    frame = result.to_frame(**item.frame_options)
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"{type(result).__name__}.to_frame() returned {type(frame).__name__}, "
                         f"not a pandas DataFrame")
@@ -305,8 +322,8 @@ def _caveats_section(report, rendered) -> str:
 
 
 def _provenance_section(report, manifest, created) -> str:
-    parts = [_kv([("report", report.name), ("created (UTC)", created or "not saved"),
-                  ("seed", report.seed)])]
+    # the creation time appears once, in the header (so regenerated reports differ only there)
+    parts = [_kv([("report", report.name), ("seed", report.seed)])]
     versions = pd.DataFrame([{"library": k, "version": v} for k, v in manifest["versions"].items()])
     parts.append("<h3>Versions</h3>" + table_html(versions, max_rows=100, source=None))
     if manifest["models"]:
