@@ -105,6 +105,7 @@ class _Item:
     plot_options: dict[str, Any] = field(default_factory=dict)
     frame_options: dict[str, Any] = field(default_factory=dict)
     view: bool = False
+    data: pd.DataFrame | None = None
 
 
 @dataclass
@@ -249,7 +250,7 @@ class Report:
             caption: str | None = None, plots: str | Sequence[str] | None = None,
             max_rows: int = 20, plot_options: Mapping[str, Any] | None = None,
             frame_options: Mapping[str, Any] | None = None,
-            view: bool | None = None) -> Report:
+            data: pd.DataFrame | None = None, view: bool | None = None) -> Report:
         """Add ``item`` to ``section`` (a key of ``SECTIONS``); returns the report.
 
         ``item``: an analysis result (``to_frame``, ``plot``, ``PLOTS``), a matplotlib
@@ -258,7 +259,9 @@ class Report:
         kind). ``max_rows``: rows of a table shown in the HTML (the CSV in ``data/`` has all).
         ``plot_options`` / ``frame_options``: keyword arguments for the result's ``plot`` and
         ``to_frame`` (e.g. ``{"text_id": 2}``), so the CSV holds exactly the data of the figure.
-        ``view``: embed the result's interactive ``view_html()`` (default: when it has one).
+        ``data``: the table behind the figure when it is not ``to_frame()`` (e.g. a rollout
+        row); written to ``data/`` instead. ``view``: embed the result's interactive
+        ``view_html()`` (default: when it has one).
         """
         _check_section(section)
         if section == "provenance":
@@ -288,6 +291,12 @@ class Report:
             entry = _Item("result", section, "", title, caption, item, chosen, max_rows,
                           dict(plot_options or {}), dict(frame_options or {}),
                           has_view if view is None else bool(view))
+            if data is not None:
+                if not isinstance(data, pd.DataFrame):
+                    raise TypeError(f"data= takes a pandas DataFrame, got {type(data).__name__}")
+                if frame_options:
+                    raise TypeError("pass either data= or frame_options=, not both")
+                entry.data = data
         elif isinstance(item, Figure):
             fallback, entry = "figure", _Item("figure", section, "", title, caption, item)
         elif isinstance(item, pd.DataFrame):
@@ -299,8 +308,8 @@ class Report:
             raise TypeError(f"Report.add takes an analysis result, a matplotlib Figure, a pandas "
                             f"DataFrame or a str, got {type(item).__name__}")
         if entry.kind != "result" and (plots is not None or plot_options or frame_options
-                                       or view):
-            raise TypeError(f"plots=, plot_options=, frame_options= and view= apply to "
+                                       or view or data is not None):
+            raise TypeError(f"plots=, plot_options=, frame_options=, data= and view= apply to "
                             f"analysis results, not to a {entry.kind}")
         entry.slug = self._unique_slug(section, title, fallback)
         self._items.append(entry)

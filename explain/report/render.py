@@ -170,7 +170,7 @@ def item_block(item, rendered) -> str:
         check_offline(markup, f"{type(result).__name__}.view_html()")
         parts.append(f"<div class=view>{markup}</div>")
     parts.append(_caption(item))
-    frame = result.to_frame(**item.frame_options)
+    frame = item.data if item.data is not None else result.to_frame(**item.frame_options)
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"{type(result).__name__}.to_frame() returned {type(frame).__name__}, "
                         f"not a pandas DataFrame")
@@ -282,17 +282,18 @@ def _summary_section(report, rendered) -> str:
         provenance = model["provenance"] or {}
         heading = f"Model: {model['name']}" + (f" ({model['role']})" if model["role"] else "")
         pairs = [("task", model["task"]), ("classes", ", ".join(model["label_names"]))]
-        for key in ("description", "base_model", "architecture", "data", "split", "seed",
-                    "training_seconds", "training_time_seconds", "intended_use", "limitations"):
+        first = ("description", "base_model", "architecture", "data", "split", "training",
+                 "seed", "training_time_seconds", "intended_use", "limitations")
+        # versions are in the provenance section; label names are the classes above
+        hidden = {"name", "metrics", "versions", "label_names"}
+        for key in first:
             if key in card:
                 pairs.append((key.replace("_", " "), _flat(card[key])))
         metrics = card.get("metrics")
         if isinstance(metrics, dict):
-            pairs.extend((f"metric: {k}", _flat(v)) for k, v in metrics.items())
+            pairs.extend((f"metric: {k.replace('_', ' ')}", _flat(v)) for k, v in metrics.items())
         for key, value in card.items():
-            if key not in {"description", "base_model", "architecture", "data", "split", "seed",
-                           "training_seconds", "training_time_seconds", "intended_use",
-                           "limitations", "metrics", "name"} and not isinstance(value, dict):
+            if key not in first and key not in hidden:
                 pairs.append((key.replace("_", " "), _flat(value)))
         pairs.append(("weights sha256", provenance.get("weights_sha256")))
         parts.append(f"<h3>{esc(heading)}</h3>{_kv(pairs)}")
@@ -309,7 +310,7 @@ def _flat(value: Any) -> str:
     if isinstance(value, float):
         return format_number(value)
     if isinstance(value, dict):
-        return "; ".join(f"{k}: {_flat(v)}" for k, v in value.items())
+        return "; ".join(f"{str(k).replace('_', ' ')}: {_flat(v)}" for k, v in value.items())
     if isinstance(value, list):
         return ", ".join(_flat(v) for v in value)
     return str(value)
