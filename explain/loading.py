@@ -480,7 +480,8 @@ def save_model(loaded: LoadedModel, directory: str | os.PathLike, *,
                       "feature_groups": loaded.feature_groups,
                       "encoder": loaded.encoder.to_dict() if loaded.encoder else None,
                       "input_shape": list(loaded.input_shape) if loaded.input_shape else None}
-            (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+            # No sort_keys: the encoder's column order is the model's input order.
+            (tmp / "config.json").write_text(json.dumps(config, indent=2))
         else:
             raise TypeError(f"cannot save {type(loaded.model).__name__}: only Hugging Face "
                             f"models and explain.nets architectures ({', '.join(nets.ARCHITECTURES)}) "
