@@ -190,19 +190,24 @@ def _head_statistics(maps: np.ndarray, special: Sequence[bool]) -> dict[str, np.
     """Per (layer, head) statistics of one text's self-attention ``(L, H, T, T)``."""
     a = np.asarray(maps, dtype=np.float64)
     length = a.shape[-1]
-    positions = np.arange(length)
-    distance = np.abs(positions[:, None] - positions[None, :])
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.where(a > 0, np.log(np.where(a > 0, a, 1.0)), 0.0)
     stats = {
         "entropy": -(a * logs).sum(-1).mean(-1),
-        "mean_distance": (a * distance).sum(-1).mean(-1),
         "special_share": a[..., np.asarray(special, dtype=bool)].sum(-1).mean(-1)
         if any(special) else np.zeros(a.shape[:2]),
-        "self_share": np.diagonal(a, axis1=-2, axis2=-1).mean(-1),
-        "previous_share": (np.diagonal(a, offset=-1, axis1=-2, axis2=-1).mean(-1)
-                           if length > 1 else np.zeros(a.shape[:2])),
     }
+    if a.shape[-2] != length:
+        # Cross attention: queries and keys are different sequences, so positions do not compare.
+        for key in ("mean_distance", "self_share", "previous_share"):
+            stats[key] = np.full(a.shape[:2], np.nan)
+        return stats
+    positions = np.arange(length)
+    distance = np.abs(positions[:, None] - positions[None, :])
+    stats["mean_distance"] = (a * distance).sum(-1).mean(-1)
+    stats["self_share"] = np.diagonal(a, axis1=-2, axis2=-1).mean(-1)
+    stats["previous_share"] = (np.diagonal(a, offset=-1, axis1=-2, axis2=-1).mean(-1)
+                               if length > 1 else np.zeros(a.shape[:2]))
     return stats
 
 
@@ -429,12 +434,6 @@ class AttentionResult(Result):
         _, key_side = self._sides(attention)
         per_text = [_head_statistics(maps, key_side.special[i])
                     for i, maps in enumerate(self.maps[attention])]
-        if attention == "cross":
-            for stats in per_text:
-                # Query and key positions belong to different sequences: no distance, self or
-                # previous token.
-                for key in ("mean_distance", "self_share", "previous_share"):
-                    stats[key] = np.full_like(stats[key], np.nan)
         layer_grid, head_grid = np.meshgrid(self.layers, self.heads, indexing="ij")
         frame = pd.DataFrame({"layer": layer_grid.ravel(), "head": head_grid.ravel()})
         for key in HEAD_STATISTICS:
