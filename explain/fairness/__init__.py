@@ -20,8 +20,17 @@ from .association import (
     seat,
     weat,
 )
+from .counterfactual import (
+    TESTS,
+    CounterfactualResult,
+    counterfactual,
+    fill_template,
+    identity_terms,
+    swap_terms,
+)
 from .groups import DISPARITIES, GROUP_METRICS, AuditResult, audit
 
-__all__ = ["DISPARITIES", "GROUP_METRICS", "POOLINGS", "SEAT_TEMPLATES", "WORD_SETS",
-           "AssociationResult", "AuditResult", "association_test", "audit", "encode_sentences",
-           "seat", "weat"]
+__all__ = ["DISPARITIES", "GROUP_METRICS", "POOLINGS", "SEAT_TEMPLATES", "TESTS", "WORD_SETS",
+           "AssociationResult", "AuditResult", "CounterfactualResult", "association_test", "audit",
+           "counterfactual", "encode_sentences", "fill_template", "identity_terms", "seat",
+           "swap_terms", "weat"]

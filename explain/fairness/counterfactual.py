@@ -1,0 +1,475 @@
+"""Counterfactual probes for text classifiers: change only who a sentence is about.
+
+Two designs, one result type:
+
+* **templates x identity terms** (``counterfactual(model, axis="religion")``): every template
+  (``"{} wrote this review."``) is filled with every term of every group of an axis
+  (``explain/data/identity_terms.json``; ``identity_terms()`` returns an editable copy). The unit
+  of pairing is the template: a group's score on a template is the mean over its terms, and
+  each group is compared with the axis's reference group template by template.
+* **swaps in real sentences** (``counterfactual(model, texts, swaps="gender")``): word pairs
+  (he/she, his/her, names ...) are swapped in both directions, keeping capitalisation, and
+  each sentence is paired with its own counterfactual. Sentences with nothing to swap are
+  counted and left out (``result.meta['parameters']['n_unchanged']``). Each pair is ordered by
+  the two sides of the swap list (male/female for ``"gender"``), so every change has the same
+  direction whichever side the original sentence was written on.
+
+Reported per compared group: mean score with a bootstrap interval, mean change and mean absolute
+change against the reference, the rate at which the predicted label flips, and a paired test of
+the changes (``TESTS``: Wilcoxon signed-rank by default, or the paired t-test), named in the
+``test`` column. With ``attributions=True`` the probe also asks ``explain.attribute`` which
+words the model blames, and reports the share of each text's attribution that falls on the
+identity term (``result.blame``).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ExplainWarning
+from ..results import Result, make_meta
+from ._common import (
+    check_confidence,
+    check_count,
+    class_probabilities,
+    percentile_interval,
+    resolve_model,
+)
+
+__all__ = ["TESTS", "CounterfactualResult", "counterfactual", "fill_template", "identity_terms",
+           "swap_terms"]
+
+#: Paired tests of the score changes, name -> scipy function used.
+TESTS: Mapping[str, str] = MappingProxyType({
+    "wilcoxon": "scipy.stats.wilcoxon (signed-rank; zero changes dropped, 'wilcox' method)",
+    "t": "scipy.stats.ttest_rel (paired t-test)",
+})
+
+
+@functools.lru_cache(maxsize=1)
+def _data_text() -> str:
+    return resources.files("explain").joinpath("data/identity_terms.json").read_text("utf-8")
+
+
+def identity_terms() -> dict[str, Any]:
+    """A fresh, editable copy of ``explain/data/identity_terms.json``: ``about`` (how the terms
+    were chosen), ``sources``, ``axes`` (axis -> ``reference`` group and ``groups``: group ->
+    terms), ``swaps`` (name -> ``pairs`` of words swapped in real sentences) and ``templates``."""
+    return copy.deepcopy(json.loads(_data_text()))
+
+
+def fill_template(template: str, term: str) -> str:
+    """Put ``term`` at the ``{}`` of ``template``; a sentence that starts with it is capitalised."""
+    if "{}" not in template:
+        raise ValueError(f"template {template!r} has no '{{}}' placeholder for the identity "
+                         f"term; write e.g. '{{}} wrote this review.'")
+    text = template.replace("{}", term)
+    return text[0].upper() + text[1:] if template.startswith("{}") else text
+
+
+# After object "her" (told her that ...) rather than possessive "her" (her book).
+_NOT_A_NOUN = frozenset(
+    ["a", "an", "the", "this", "that", "these", "those", "and", "or", "but", "so", "as", "if", "when", "because", "to", "for", "with", "in", "on", "at", "from", "about", "up", "down", "out", "off", "into", "onto", "over", "by", "of", "again", "too", "back", "all", "some", "any", "here", "there", "now", "then", "very", "is", "was"])
+
+
+def _case_like(word: str, model: str) -> str:
+    if model.isupper() and len(model) > 1:
+        return word.upper()
+    if model[:1].isupper():
+        return word[:1].upper() + word[1:]
+    return word
+
+
+def _swap_table(pairs: Sequence[Sequence[str]]) -> dict[str, list[str]]:
+    table: dict[str, list[str]] = {}
+    for pair in pairs:
+        if len(pair) != 2 or not all(isinstance(w, str) and w for w in pair):
+            raise ValueError(f"a swap is a pair of two words, got {pair!r}")
+        a, b = pair
+        table.setdefault(a.lower(), []).append(b)
+        table.setdefault(b.lower(), []).append(a)
+    return table
+
+
+def swap_terms(text: str, pairs: Sequence[Sequence[str]]) -> tuple[str, list[tuple[str, str]]]:
+    """Swap every word of ``pairs`` (both directions, whole words, case kept) in ``text``.
+
+    Returns the new text and the ``(old, new)`` replacements made. A word with several partners
+    ("her" -> "his"/"him") takes the first, except that "her" before punctuation, the end of
+    the text or a function word ("told her that") becomes "him" (object) rather than "his"
+    (possessive). This is a heuristic without a parser: check ``result.to_frame()['text']``.
+    """
+    table = _swap_table(pairs)
+    if not table:
+        return text, []
+    pattern = re.compile(r"\b(" + "|".join(sorted(map(re.escape, table), key=len,
+                                                      reverse=True)) + r")\b", re.IGNORECASE)
+    made = []
+
+    def replace(match: re.Match) -> str:
+        word = match.group(0)
+        options = table[word.lower()]
+        new = options[0]
+        if len(options) > 1 and word.lower() == "her":
+            following = re.match(r"\s*(\w*)", text[match.end():]).group(1).lower()
+            object_form = [o for o in options if o.lower() == "him"]
+            if object_form and (not following or following in _NOT_A_NOUN):
+                new = object_form[0]
+        new = _case_like(new, word)
+        made.append((word, new))
+        return new
+
+    return pattern.sub(replace, text), made
+
+
+def _paired_test(changes: np.ndarray, test: str) -> tuple[float, float]:
+    from scipy import stats
+
+    changes = changes[np.isfinite(changes)]
+    if len(changes) < 2 or np.allclose(changes, 0.0, atol=1e-12):
+        return 0.0 if len(changes) else float("nan"), 1.0 if len(changes) else float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if test == "wilcoxon":
+            result = stats.wilcoxon(changes, zero_method="wilcox")
+        else:
+            result = stats.ttest_1samp(changes, 0.0)  # identical to ttest_rel on the pairs
+    return float(result.statistic), float(result.pvalue)
+
+
+def counterfactual(
+    model: Any,
+    texts: Sequence[str] | None = None,
+    *,
+    axis: str = "gender",
+    terms: Mapping[str, Sequence[str]] | None = None,
+    reference: str | None = None,
+    templates: Sequence[str] | None = None,
+    swaps: str | Sequence[Sequence[str]] | None = None,
+    target: int | str | None = None,
+    test: str = "wilcoxon",
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    attributions: bool = False,
+    attribution_method: str = "integrated_gradients",
+    batch_size: int = 32,
+) -> CounterfactualResult:
+    """Probe a text classifier with counterfactual identity changes.
+
+    Without ``texts``: templates x terms. ``axis`` names a built-in axis of
+    ``identity_terms()['axes']`` (gender, gender_names, race, race_names, religion, age,
+    nationality, disability, sexual_orientation), or ``terms`` gives your own ``{group: [terms]}``;
+    ``reference`` is the group the others are compared with (default: the axis's reference, or
+    the first group); ``templates`` default to the built-in ones (each needs ``{}``).
+
+    With ``texts``: real sentences, swapped with ``swaps`` (a built-in swap list name such as
+    ``"gender"``, ``"gender_names"``, ``"race_names"``, or your own ``[(word, word), ...]``;
+    default ``"gender"``).
+
+    ``target``: the class whose probability is the score (name or index; default: class 1 of a
+    binary model, else the last class). ``test``: a key of ``TESTS``. ``attributions``: also run
+    ``explain.attribute`` (``attribution_method``) on every text and report the share of
+    attribution on the identity term.
+    """
+    model = resolve_model(model)
+    if model is None or model.task != "sequence-classification":
+        raise TypeError("counterfactual probes need a text classifier (sequence-classification "
+                        "LoadedModel)")
+    if test not in TESTS:
+        raise ValueError(f"unknown test {test!r}; valid: {', '.join(TESTS)}")
+    n_bootstrap = check_count(n_bootstrap, "n_bootstrap")
+    confidence = check_confidence(confidence)
+    data = identity_terms()
+    n_classes = len(model.label_names or ()) or 2
+    target_index = (model.label_index(target) if target is not None
+                    else (1 if n_classes == 2 else n_classes - 1))
+    target_name = (model.label_names[target_index] if model.label_names else str(target_index))
+
+    if texts is None:
+        rows, reference, info = _template_rows(data, axis, terms, reference, templates)
+    else:
+        rows, reference, info = _swap_rows(data, texts, swaps)
+    frame = pd.DataFrame(rows)
+    probabilities = class_probabilities(model, frame["text"].tolist(), batch_size=batch_size)
+    frame["score"] = probabilities[:, target_index]
+    frame["predicted_label"] = [model.label_names[i] if model.label_names else str(i)
+                                for i in probabilities.argmax(1)]
+
+    blame = None
+    if attributions:
+        blame = _blame(model, frame, target_index, attribution_method, batch_size)
+        frame = frame.merge(blame[["row", "term_attribution_share"]], on="row", how="left")
+
+    comparisons, groups = _compare(frame, reference, test, n_bootstrap, confidence, seed)
+    parameters = {**info, "reference": reference, "target": target_name, "test": test,
+                  "n_bootstrap": n_bootstrap, "confidence": confidence,
+                  "attributions": attribution_method if attributions else None}
+    return CounterfactualResult(frame, comparisons, groups, blame,
+                                meta=make_meta(model, method="counterfactual",
+                                               parameters=parameters, seed=seed))
+
+
+def _template_rows(data, axis, terms, reference, templates):
+    if terms is None:
+        axes = data["axes"]
+        if axis not in axes:
+            import difflib
+
+            close = difflib.get_close_matches(axis, list(axes), n=2)
+            raise ValueError(f"unknown identity axis {axis!r}; built-in: {', '.join(axes)}"
+                             + (f" (did you mean {close[0]!r}?)" if close else "")
+                             + "; or pass terms={group: [terms]}")
+        groups = axes[axis]["groups"]
+        default_reference = axes[axis].get("reference")
+    else:
+        if not isinstance(terms, Mapping) or not terms:
+            raise ValueError("terms must be a non-empty mapping {group: [terms]}")
+        groups = {str(g): list(v) for g, v in terms.items()}
+        default_reference = None
+        axis = "custom"
+    for group, words in groups.items():
+        if isinstance(words, str) or not words or not all(isinstance(w, str) and w.strip()
+                                                         for w in words):
+            raise ValueError(f"group {group!r} needs a non-empty list of terms, got {words!r}")
+    if len(groups) < 2:
+        raise ValueError(f"a counterfactual probe compares at least two groups; got "
+                         f"{list(groups)}")
+    reference = reference or default_reference or next(iter(groups))
+    if reference not in groups:
+        raise ValueError(f"reference group {reference!r} is not one of {list(groups)}")
+    templates = list(templates) if templates is not None else data["templates"]["sentences"]
+    if not templates:
+        raise ValueError("no templates given")
+    rows = []
+    for t, template in enumerate(templates):
+        for group, words in groups.items():
+            for term in words:
+                rows.append({"row": len(rows), "unit": t, "template": template, "group": group,
+                             "term": term, "text": fill_template(template, term)})
+    return rows, reference, {"design": "templates", "axis": axis, "n_templates": len(templates),
+                             "groups": list(groups)}
+
+
+def _swap_rows(data, texts, swaps):
+    """Each sentence becomes a pair: its version with the first words of the pairs and its
+    version with the second words (one of them is the original), so every change has the same
+    direction (second group minus first group)."""
+    if isinstance(texts, str):
+        texts = [texts]
+    texts = list(texts)
+    if not texts:
+        raise ValueError("texts is empty; pass real sentences to swap identity terms in")
+    swaps = "gender" if swaps is None else swaps
+    if isinstance(swaps, str):
+        if swaps not in data["swaps"]:
+            raise ValueError(f"unknown swap list {swaps!r}; built-in: "
+                             f"{', '.join(data['swaps'])}, or pass [(word, word), ...]")
+        name, pairs = swaps, data["swaps"][swaps]["pairs"]
+        first_group, second_group = data["swaps"][swaps]["groups"]
+    else:
+        name, pairs = "custom", [list(p) for p in swaps]
+        first_group, second_group = "first", "second"
+    _swap_table(pairs)  # validates the pairs
+    firsts = {a.lower() for a, _ in pairs}
+    seconds = {b.lower() for _, b in pairs}
+    rows, unchanged, mixed = [], 0, 0
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] is {type(text).__name__}, not str")
+        swapped, made = swap_terms(text, pairs)
+        if not made:
+            unchanged += 1
+            continue
+        sides = {("first" if old.lower() in firsts else "second") for old, _ in made
+                 if (old.lower() in firsts) != (old.lower() in seconds)}
+        if len(sides) != 1:
+            mixed += 1
+            continue
+        old = ", ".join(dict.fromkeys(a for a, _ in made))
+        new = ", ".join(dict.fromkeys(b for _, b in made))
+        original_first = sides == {"first"}
+        versions = [(first_group, old if original_first else new,
+                     text if original_first else swapped, original_first),
+                    (second_group, new if original_first else old,
+                     swapped if original_first else text, not original_first)]
+        for group, term, version, is_original in versions:
+            rows.append({"row": len(rows), "unit": i, "template": "", "group": group,
+                         "term": term, "text": version, "is_original": is_original})
+    if not rows:
+        raise ValueError(f"none of the {len(texts)} texts contains a word of the swap list "
+                         f"{name!r} (on one side only); nothing to compare")
+    if unchanged or mixed:
+        warnings.warn(f"of {len(texts)} texts, {unchanged} contain no word of the swap list "
+                      f"{name!r} and {mixed} contain words of both sides; they were left out",
+                      ExplainWarning, stacklevel=3)
+    return rows, first_group, {"design": "swaps", "swaps": name, "n_texts": len(texts),
+                               "n_unchanged": unchanged, "n_mixed": mixed,
+                               "groups": [first_group, second_group]}
+
+
+def _compare(frame, reference, test, n_bootstrap, confidence, seed):
+    per_unit = frame.groupby(["unit", "group"], sort=False)["score"].mean().unstack("group")
+    labels = frame.groupby(["unit", "group"], sort=False)["predicted_label"].agg(
+        lambda v: v.mode().iloc[0]).unstack("group")
+    rng = np.random.default_rng(seed)
+    group_rows, comparison_rows = [], []
+    units = len(per_unit)
+    index = rng.integers(0, units, size=(n_bootstrap, units)) if n_bootstrap else None
+    for group in per_unit.columns:
+        scores = per_unit[group].to_numpy(float)
+        low = high = np.nan
+        if index is not None and units > 1:
+            low, high = percentile_interval(np.nanmean(scores[index], axis=1), confidence)
+        group_rows.append({"group": group, "mean_score": float(np.nanmean(scores)),
+                           "ci_low": float(low), "ci_high": float(high),
+                           "n_texts": int((frame["group"] == group).sum())})
+        if group == reference:
+            continue
+        change = scores - per_unit[reference].to_numpy(float)
+        c_low = c_high = np.nan
+        if index is not None and units > 1:
+            c_low, c_high = percentile_interval(np.nanmean(change[index], axis=1), confidence)
+        statistic, p_value = _paired_test(change, test)
+        comparison_rows.append({
+            "group": group, "reference": reference, "n_pairs": int(np.isfinite(change).sum()),
+            "mean_change": float(np.nanmean(change)), "change_ci_low": float(c_low),
+            "change_ci_high": float(c_high), "mean_abs_change": float(np.nanmean(np.abs(change))),
+            "flip_rate": float(np.mean(labels[group].to_numpy() != labels[reference].to_numpy())),
+            "test": test, "statistic": statistic, "p_value": p_value})
+    return pd.DataFrame(comparison_rows), pd.DataFrame(group_rows)
+
+
+def _term_span(text: str, term: str) -> tuple[int, int] | None:
+    first = term.split(", ")[0]
+    match = re.search(r"\b" + re.escape(first) + r"\b", text, flags=re.IGNORECASE)
+    return match.span() if match else None
+
+
+def _blame(model, frame, target_index, method, batch_size) -> pd.DataFrame:
+    """Share of |attribution| on the identity term of each text, and the most blamed word."""
+    try:
+        from .. import attribute
+    except ImportError as error:  # the attribution module is part of the package
+        raise ImportError(f"attributions=True needs explain.attribute ({error})") from None
+    result = attribute(model, frame["text"].tolist(), method=method, target=target_index,
+                       batch_size=batch_size)
+    words = result.to_frame()
+    rows = []
+    column = "word" if "word" in words.columns else "unit"
+    text_key = "input_id" if "input_id" in words.columns else "item"
+    for row in frame.itertuples():
+        part = words[words[text_key] == row.row]
+        scores = part["attribution"].to_numpy(float)
+        total = np.abs(scores).sum()
+        term_words = set(re.findall(r"\w+", row.term.lower()))
+        on_term = part[column].astype(str).str.lower().str.strip(" ,.").isin(term_words)
+        share = float(np.abs(scores[on_term.to_numpy()]).sum() / total) if total > 0 else np.nan
+        top = part.iloc[int(np.argmax(np.abs(scores)))][column] if len(part) else ""
+        rows.append({"row": row.row, "group": row.group, "term": row.term,
+                     "term_attribution": float(scores[on_term.to_numpy()].sum()),
+                     "term_attribution_share": share, "most_blamed_word": str(top)})
+    return pd.DataFrame(rows)
+
+
+class CounterfactualResult(Result):
+    """What ``counterfactual`` found.
+
+    ``to_frame()`` (``scores``): one row per probed text: ``row``, ``unit`` (template index, or
+    the index of the original sentence), ``template``, ``group``, ``term``, ``text``, ``score``
+    (probability of the target class), ``predicted_label`` (and ``term_attribution_share`` with
+    attributions).
+    ``comparisons``: one row per group compared with the reference: ``group``, ``reference``,
+    ``n_pairs``, ``mean_change`` (group minus reference, averaged over units), ``change_ci_low``,
+    ``change_ci_high``, ``mean_abs_change``, ``flip_rate``, ``test``, ``statistic``, ``p_value``.
+    ``groups``: per group ``mean_score``, ``ci_low``, ``ci_high``, ``n_texts``.
+    ``blame`` (with attributions, else ``None``): per text ``term_attribution``,
+    ``term_attribution_share``, ``most_blamed_word``.
+    """
+
+    PLOTS: Mapping[str, str] = MappingProxyType({
+        "score_shifts": "change of the score against the reference group, per template or "
+                        "sentence, with the mean and its interval",
+        "group_scores": "mean score of each group with its bootstrap interval",
+    })
+
+    def __init__(self, scores, comparisons, groups, blame, *, meta) -> None:
+        self.scores = scores
+        self.comparisons = comparisons
+        self.groups = groups
+        self.blame = blame
+        self.meta = meta
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.scores.copy()
+
+    def summary(self) -> str:
+        worst = self.comparisons.iloc[self.comparisons["mean_abs_change"].argmax()]
+        return (f"Counterfactual probe ({self.meta['parameters']['design']}): largest mean "
+                f"|change| {worst.mean_abs_change:.3f} for {worst.group!r} vs "
+                f"{worst.reference!r} (p={worst.p_value:.3g}, {worst.test})")
+
+    def plot(self, kind: str | None = None, *, ax=None):
+        from ..plotting import axes_or_new, style
+
+        kind = self._check_kind(kind)
+        target = self.meta["parameters"]["target"]
+        reference = self.meta["parameters"]["reference"]
+        ci = int(self.meta["parameters"]["confidence"] * 100)
+        if kind == "group_scores":
+            table = self.groups
+            fig, ax = axes_or_new(ax, 6.0, 0.4 * len(table) + 1.5)
+            with style():
+                y = np.arange(len(table))[::-1]
+                values = table["mean_score"].to_numpy(float)
+                err = np.vstack([values - table["ci_low"].to_numpy(float),
+                                 table["ci_high"].to_numpy(float) - values])
+                err = np.where(np.isfinite(err), np.clip(err, 0, None), 0)
+                colours = ["#C44E52" if g == reference else "#4C72B0" for g in table["group"]]
+                ax.barh(y, values, xerr=err, capsize=3, color=colours)
+                ax.set_yticks(y, [str(g) + (" (reference)" if g == reference else "")
+                                  for g in table["group"]])
+                ax.set_xlim(0, 1)
+                ax.set_xlabel(f"mean P({target})")
+                ax.set_title(f"Mean score by group ({ci}% bootstrap CI)")
+            return fig
+        per_unit = self.scores.groupby(["unit", "group"], sort=False)["score"].mean() \
+            .unstack("group")
+        others = [g for g in per_unit.columns if g != reference]
+        fig, ax = axes_or_new(ax, 6.5, 0.5 * len(others) + 1.8)
+        with style():
+            rng = np.random.default_rng(0)  # jitter only; fixed so figures are reproducible
+            for k, group in enumerate(others[::-1]):
+                change = (per_unit[group] - per_unit[reference]).to_numpy(float)
+                ax.scatter(change, k + rng.uniform(-0.15, 0.15, len(change)), s=10, alpha=0.5,
+                           color="#4C72B0", linewidths=0)
+                row = self.comparisons.set_index("group").loc[group]
+                ax.errorbar([row.mean_change], [k], xerr=[[max(0, row.mean_change -
+                                                               row.change_ci_low)],
+                                                         [max(0, row.change_ci_high -
+                                                              row.mean_change)]]
+                            if np.isfinite(row.change_ci_low) else None, fmt="D",
+                            color="#C44E52", capsize=3, markersize=5)
+                ax.text(1.01, k, f"flip {row.flip_rate:.0%}, p={row.p_value:.2g}",
+                        transform=ax.get_yaxis_transform(), va="center", fontsize=7)
+            ax.set_yticks(range(len(others)), others[::-1])
+            ax.axvline(0, color="black", linewidth=0.8)
+            lim = max(0.05, float(np.nanmax(np.abs(per_unit[others].to_numpy(float)
+                                                     - per_unit[[reference]].to_numpy(float)))))
+            ax.set_xlim(-lim * 1.1, lim * 1.1)
+            unit = "template" if self.meta["parameters"]["design"] == "templates" else "sentence"
+            ax.set_xlabel(f"change in P({target}) vs {reference!r} (dots: one {unit}; diamond: "
+                          f"mean, {ci}% CI)")
+            ax.set_title(f"Counterfactual score shifts ({self.meta['parameters']['test']} test)")
+        return fig
