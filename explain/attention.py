@@ -1175,5 +1175,5 @@ def _plot_bars(result: AttentionResult, kind: str, *, ax, text_id, level, query)
 
             ax.legend(handles=[Patch(color="#2b6cb0", label=level),
                                Patch(color="#b0b0b0", label="special token")],
-                      loc="lower right", frameon=False)
+                      loc="best", frameon=True, framealpha=0.9)
     return fig
