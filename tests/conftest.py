@@ -55,8 +55,9 @@ def tiny_cnn():
 
 
 def _reference(name: str):
-    import explain
     import explain_models
+
+    import explain
 
     return explain.load_model(explain_models.ensure(name))
 

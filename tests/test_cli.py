@@ -1,0 +1,41 @@
+"""The CLI skeleton: every subcommand is listed, and the console script is installed."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from explain.cli import SUBCOMMANDS, main
+
+
+def test_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    for name in SUBCOMMANDS:
+        assert name in out
+
+
+def test_no_subcommand_prints_help_and_fails(capsys):
+    assert main([]) == 2
+    assert "COMMAND" in capsys.readouterr().out
+
+
+def test_unknown_subcommand_is_refused(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["explode"])
+    assert stop.value.code == 2
+    assert "invalid choice: 'explode'" in capsys.readouterr().err
+
+
+def test_console_script_and_module_entry_point():
+    script = shutil.which("explain") or str(__import__("pathlib").Path(sys.executable).with_name("explain"))
+    out = subprocess.run([script, "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("explain ")
+    out = subprocess.run([sys.executable, "-m", "explain", "--help"], capture_output=True,
+                         text=True, check=True)
+    assert "usage: explain" in out.stdout
