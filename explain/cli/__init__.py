@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 __all__ = ["SUBCOMMANDS", "main"]
 
-SUBCOMMANDS = ("models", "attention")
+SUBCOMMANDS = ("models", "attention", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
