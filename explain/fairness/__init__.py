@@ -29,8 +29,9 @@ from .counterfactual import (
     swap_terms,
 )
 from .groups import DISPARITIES, GROUP_METRICS, AuditResult, audit
+from .representation import ProbeResult, default_layers, representation_probe
 
 __all__ = ["DISPARITIES", "GROUP_METRICS", "POOLINGS", "SEAT_TEMPLATES", "TESTS", "WORD_SETS",
-           "AssociationResult", "AuditResult", "CounterfactualResult", "association_test", "audit",
-           "counterfactual", "encode_sentences", "fill_template", "identity_terms", "seat",
+           "AssociationResult", "AuditResult", "CounterfactualResult", "ProbeResult", "association_test", "audit",
+           "counterfactual", "default_layers", "encode_sentences", "fill_template", "identity_terms", "representation_probe", "seat",
            "swap_terms", "weat"]
