@@ -1,0 +1,256 @@
+"""Figures of attribution results (object API only; see ``explain.plotting``)."""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+
+from ..plotting import DIVERGING, axes_or_new, diverging_norm, new_figure, style
+
+__all__ = ["plot_bar", "plot_deletion", "plot_global", "plot_image", "plot_layer", "plot_text",
+           "plot_waterfall"]
+
+_POS = "#b2182b"
+_NEG = "#2166ac"
+
+
+def _quantity(result) -> str:
+    return {"probability": "probability", "logit": "logit",
+            "log_probability": "log-probability"}[result.output]
+
+
+def _short(label: str, width: int = 28) -> str:
+    return label if len(label) <= width else label[:width - 1] + "…"
+
+
+def plot_text(result, *, ax=None, input=0, top_k=10, max_inputs=8, **_):
+    """Words coloured by score, one line block per explanation, shared colour bar."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    indices = list(range(input, min(len(result), input + max_inputs)))
+    scores = [result.units(k)[1] for k in indices]
+    norm = diverging_norm(np.concatenate(scores) if scores else [0.0])
+    cmap = matplotlib.colormaps[DIVERGING]
+    fig, ax = axes_or_new(ax, 8.0, 0.6 + 0.75 * len(indices))
+    if fig.canvas is None or not hasattr(fig.canvas, "get_renderer"):
+        FigureCanvasAgg(fig)
+    with style():
+        ax.set_axis_off()
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        renderer = fig.canvas.get_renderer()
+        ax_width = ax.get_window_extent(renderer).width
+        line_height = 1.0 / max(1, sum(_n_lines(result, k) for k in indices) + 2 * len(indices))
+        y = 1.0 - line_height
+        for k, values in zip(indices, scores, strict=True):
+            labels = result.units(k)[0]
+            head = (f"#{k}  predicted {result._predicted_label(k)} "
+                    f"({result._run.predicted_score[k]:.2f}), explaining "
+                    f"{result._target_label(k)}")
+            ax.text(0, y, head, fontsize=8, color="0.3", va="center", transform=ax.transAxes)
+            y -= line_height
+            x = 0.0
+            for label, value in zip(labels, values, strict=True):
+                text = ax.text(x, y, label, fontsize=10, va="center", transform=ax.transAxes,
+                               bbox={"facecolor": cmap(norm(value)), "edgecolor": "none",
+                                     "pad": 1.5, "boxstyle": "round,pad=0.15"})
+                width = text.get_window_extent(renderer).width / ax_width + 0.008
+                if x > 0 and x + width > 1.0:
+                    y -= line_height
+                    x = 0.0
+                    text.set_position((x, y))
+                x += width
+            y -= 1.2 * line_height
+        mappable = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
+        bar = fig.colorbar(mappable, ax=ax, orientation="horizontal", fraction=0.05,
+                           pad=0.02, aspect=50)
+        bar.set_label(f"attribution to the {_quantity(result)} of the explained label "
+                      f"({result.method})")
+        ax.set_title(f"Word attributions ({result.method})")
+    return fig
+
+
+def _n_lines(result, k: int) -> int:
+    labels = result.units(k)[0]
+    return max(1, int(np.ceil(sum(len(w) + 1 for w in labels) / 80)))
+
+
+def plot_bar(result, *, ax=None, input=0, top_k=10, **_):
+    labels, scores = result.units(input)
+    order = np.argsort(-np.abs(scores), kind="stable")[:top_k][::-1]
+    fig, ax = axes_or_new(ax, 6.0, 1.0 + 0.3 * len(order))
+    with style():
+        ax.barh(range(len(order)), scores[order],
+                color=[_POS if scores[j] > 0 else _NEG for j in order])
+        ax.set_yticks(range(len(order)), [_short(labels[j]) for j in order])
+        ax.axvline(0, color="0.2", linewidth=0.8)
+        ax.set_xlabel(f"attribution to the {_quantity(result)} of "
+                      f"{result._target_label(input)}")
+        ax.set_title(_wrap(f"Top {len(order)} by |score|, explanation #{input} "
+                           f"({result.method})"))
+    return fig
+
+
+def _wrap(text: str, width: int = 70) -> str:
+    return "\n".join(textwrap.wrap(text, width))
+
+
+def plot_waterfall(result, *, ax=None, input=0, top_k=10, **_):
+    """From f(baseline) (estimated as f(x) - sum of scores) to f(x), top units by |score|, the
+    rest summed in one bar."""
+    labels, scores = result.units(input)
+    f_x = result._run.f_x[input]
+    total = float(np.sum(scores))
+    start = f_x - total
+    order = list(np.argsort(-np.abs(scores), kind="stable")[:top_k])
+    rest = float(np.sum(np.delete(scores, order))) if len(order) < len(scores) else 0.0
+    steps = [(labels[j], float(scores[j])) for j in order]
+    if len(order) < len(scores):
+        steps.append((f"{len(scores) - len(order)} other", rest))
+    fig, ax = axes_or_new(ax, 6.5, 1.2 + 0.32 * (len(steps) + 2))
+    with style():
+        level = start
+        ys = list(range(len(steps) + 1, 0, -1))
+        ax.barh(ys[0] + 1, start, color="0.7")
+        names = ["f(baseline)"]
+        for y, (name, value) in zip(ys[1:] + [0], steps, strict=False):
+            ax.barh(y + 0, value, left=level, color=_POS if value > 0 else _NEG)
+            ax.text(level + value, y, f" {value:+.3f}", va="center", fontsize=7,
+                    ha="left" if value >= 0 else "right")
+            level += value
+            names.append(_short(name))
+        ax.barh(0, f_x, color="0.35")
+        names.append("f(x)")
+        positions = [ys[0] + 1] + [y for y in (ys[1:] + [0])][:len(steps)] + [0]
+        if len(positions) != len(names):
+            positions = list(range(len(names) - 1, -1, -1))
+        ax.set_yticks(positions, names)
+        ax.axvline(start, color="0.5", linewidth=0.6, linestyle=":")
+        ax.set_xlabel(f"{_quantity(result)} of {result._target_label(input)}")
+        ax.set_title(_wrap(f"Explanation #{input}: f(baseline) = {start:.3f} to "
+                           f"f(x) = {f_x:.3f} ({result.method})"))
+    return fig
+
+
+def plot_image(result, *, ax=None, input=0, max_inputs=8, **_):
+    import matplotlib
+
+    run = result._run
+    indices = list(range(input, min(len(result), input + max_inputs)))
+    if ax is not None and len(indices) > 1:
+        indices = indices[:1]
+    pixels = [run.pixel_scores[k] for k in indices]
+    norm = diverging_norm(np.concatenate([p.ravel() for p in pixels]))
+    if ax is not None:
+        fig, axes = ax.figure, [ax]
+    else:
+        fig, axes = new_figure(2.2 * len(indices) + 0.8, 2.6, ncols=len(indices))
+        axes = np.atleast_1d(axes)
+    with style():
+        image = None
+        for a, k, pixel in zip(axes, indices, pixels, strict=True):
+            item = run.prepared.items[k]
+            x = item.x.numpy()
+            gray = x.mean(0) if x.shape[0] != 3 else None
+            if gray is not None:
+                a.imshow(gray, cmap="gray")
+            else:
+                rgb = np.transpose(x, (1, 2, 0))
+                low, high = float(rgb.min()), float(rgb.max())
+                a.imshow((rgb - low) / (high - low + 1e-12))
+            image = a.imshow(pixel, cmap=DIVERGING, norm=norm, alpha=0.6)
+            a.set_xticks([])
+            a.set_yticks([])
+            a.set_title(f"#{k}: {result._predicted_label(k)} "
+                        f"({run.predicted_score[k]:.2f})\nexplaining "
+                        f"{result._target_label(k)}", fontsize=8)
+        bar = fig.colorbar(image, ax=list(axes), shrink=0.8)
+        bar.set_label("attribution")
+        if ax is None:
+            fig.suptitle(f"Image attributions ({result.method})")
+    del matplotlib
+    return fig
+
+
+def plot_global(result, *, ax=None, top_k=10, **options):
+    frame = result.global_importance(n_bootstrap=options.get("n_bootstrap", 1000),
+                                     seed=options.get("seed", 0),
+                                     min_count=options.get("min_count", 1))
+    labels = list(dict.fromkeys(frame["predicted_label"]))
+    if ax is not None:
+        fig, axes = ax.figure, [ax]
+        labels = labels[:1]
+    else:
+        fig, axes = new_figure(4.2 * max(1, len(labels)), 1.2 + 0.3 * top_k,
+                               ncols=max(1, len(labels)))
+        axes = np.atleast_1d(axes)
+    with style():
+        for a, label in zip(axes, labels, strict=False):
+            part = frame[frame["predicted_label"] == label].head(top_k).iloc[::-1]
+            ys = np.arange(len(part))
+            means = part["mean_score"].to_numpy()
+            low = np.where(np.isnan(part["ci_low"]), means, part["ci_low"])
+            high = np.where(np.isnan(part["ci_high"]), means, part["ci_high"])
+            a.barh(ys, means, color=[_POS if m > 0 else _NEG for m in means])
+            a.errorbar(means, ys, xerr=[means - low, high - means], fmt="none", ecolor="0.2",
+                       elinewidth=0.8, capsize=2)
+            a.set_yticks(ys, [f"{_short(str(w), 20)} (n={c})" for w, c in
+                              zip(part["label"], part["count"], strict=True)])
+            a.axvline(0, color="0.2", linewidth=0.8)
+            a.set_title(f"predicted {label}")
+            a.set_xlabel("mean attribution (95% bootstrap CI)")
+        fig.suptitle(f"Global importance, top {top_k} by mean |score| ({result.method})")
+    return fig
+
+
+def plot_deletion(result, *, ax=None, **_):
+    from .trust import CURVE_FRACTIONS
+
+    trust = result._trust
+    if trust is None:
+        raise ValueError("this result has no faithfulness curves; call attribute(..., "
+                         "faithfulness=True)")
+    fig, ax = axes_or_new(ax, 5.5, 3.8)
+    curves = {
+        "deletion": np.mean(trust.deletion, 0),
+        "deletion, random": np.mean(trust.random_deletion, 0),
+        "insertion": np.mean(trust.insertion, 0),
+        "insertion, random": np.mean(trust.random_insertion, 0),
+    }
+    styles = {"deletion": (_NEG, "-"), "deletion, random": (_NEG, ":"),
+              "insertion": (_POS, "-"), "insertion, random": (_POS, ":")}
+    with style():
+        for name, values in curves.items():
+            auc = float(np.trapezoid(values, CURVE_FRACTIONS))
+            colour, line = styles[name]
+            ax.plot(CURVE_FRACTIONS, values, line, color=colour, marker="o", markersize=3,
+                    label=f"{name} (AUC {auc:.3f})")
+        ax.set_xlabel("fraction of units removed (deletion) / inserted (insertion)")
+        ax.set_ylabel(f"mean {_quantity(result)} of the explained label")
+        ax.set_xlim(0, 1)
+        ax.legend(loc="best", frameon=False)
+        ax.set_title(_wrap(f"Deletion and insertion curves, {len(result)} explanations "
+                           f"({result.method})"))
+    return fig
+
+
+def plot_layer(result, *, ax=None, input=0, top_k=10, **_):
+    labels, _ = result.units(0)
+    matrix = np.stack([result.units(k)[1] for k in range(len(result))])
+    mean = matrix.mean(0)
+    order = np.argsort(-np.abs(mean), kind="stable")[:top_k][::-1]
+    fig, ax = axes_or_new(ax, 6.0, 1.0 + 0.3 * len(order))
+    with style():
+        ax.barh(range(len(order)), mean[order], color=[_POS if mean[j] > 0 else _NEG
+                                                       for j in order])
+        if len(result) > 1:
+            spread = matrix.std(0)[order]
+            ax.errorbar(mean[order], range(len(order)), xerr=spread, fmt="none", ecolor="0.2",
+                        elinewidth=0.8, capsize=2)
+        ax.set_yticks(range(len(order)), [labels[j] for j in order])
+        ax.axvline(0, color="0.2", linewidth=0.8)
+        ax.set_xlabel(f"mean attribution over {len(result)} inputs (± std)")
+        ax.set_title(_wrap(f"Top {len(order)} units of layer {result._run.layer_name}"))
+    return fig

@@ -1,0 +1,427 @@
+"""``AttributionResult``: scores, trust numbers, summaries, figures and the notebook view."""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..plotting import diverging_norm
+from ..results import Result, make_meta
+from ..text import fold_scores
+
+__all__ = ["LEVELS", "AttributionResult"]
+
+#: Row levels of ``AttributionResult.to_frame``.
+LEVELS: Mapping[str, str] = MappingProxyType({
+    "word": "text: one row per word (token scores summed, explain.text.fold_scores)",
+    "token": "text: one row per token, special tokens included",
+    "feature": "tabular: one row per raw column (a one-hot group is one feature)",
+    "patch": "image: one row per patch",
+    "pixel": "image: one row per pixel",
+    "neuron": "layer method: one row per neuron or channel of the layer",
+})
+
+
+class AttributionResult(Result):
+    """Attribution scores of one method for many inputs, with their trust numbers.
+
+    ``to_frame(level=None)`` columns: ``input_id`` (position of the input in the call),
+    ``step`` (0, or the continuation token index for causal LMs), ``unit`` (a key of ``LEVELS``),
+    ``position`` (word, token, feature, patch, pixel or neuron index within the input),
+    ``label`` (the word, token, feature name, patch or pixel ``"row r, col c"``), ``start``,
+    ``end`` (character span in the text; -1 otherwise), ``segment`` (0/1 for text pairs, else
+    0), ``score`` (signed: positive pushes the target up), ``method``, ``target`` (explained
+    label, contrast ``A-B`` or token), ``predicted_label``, ``predicted_score`` (under
+    ``output``, by default the probability), ``target_score``, ``convergence_delta``
+    (integrated gradients, DeepLift, GradientSHAP, layer; NaN otherwise) and ``truncated``.
+
+    ``explanations()``: one row per explanation with the per-input trust numbers and the
+    plain-language ``summary``. ``global_importance()``: dataset-level importance per predicted
+    label with bootstrap intervals. ``plot(kind)``: a key of ``PLOTS``.
+    """
+
+    PLOTS: Mapping[str, str] = MappingProxyType({
+        "text": "words coloured by score (diverging colour map centred at zero, with colour bar)",
+        "bar": "top-k units of one explanation (input=)",
+        "waterfall": "from f(baseline) to f(x), one bar per unit (tabular; any modality)",
+        "image": "attribution overlaid on the images",
+        "global": "global importance per predicted label with 95% bootstrap intervals",
+        "deletion": "mean deletion and insertion curves vs a random ranking",
+        "layer": "top neurons/channels of the attributed layer (layer method)",
+    })
+
+    def __init__(self, loaded, run, *, trust, parameters: Mapping[str, Any], seed: int,
+                 seconds: float) -> None:
+        self._run = run
+        self._trust = trust
+        self.kind = run.prepared.kind
+        self.method = run.method
+        self.task = loaded.task
+        self.label_names = tuple(loaded.label_names or ())
+        self.output = parameters.get("output", "probability")
+        self.seconds = float(seconds)
+        self._labels = _labeler(loaded)
+        self.meta = make_meta(loaded, method=run.method, parameters=parameters, seed=seed)
+        self.meta["seconds"] = self.seconds
+        self.meta["n_explanations"] = len(run.prepared.items)
+        self.meta["modality"] = self.kind
+
+    # ---------------------------------------------------------------- bookkeeping
+
+    def __len__(self) -> int:
+        return len(self._run.prepared.items)
+
+    def _steps(self) -> list[int]:
+        seen: dict[int, int] = {}
+        steps = []
+        for item in self._run.prepared.items:
+            steps.append(seen.get(item.input_id, 0))
+            seen[item.input_id] = steps[-1] + 1
+        return steps
+
+    def _target_label(self, k: int) -> str:
+        item = self._run.prepared.items[k]
+        return self._labels(item.target, item.contrast)
+
+    def _predicted_label(self, k: int) -> str:
+        return self._labels(self._run.predicted[k], -1)
+
+    def units(self, k: int) -> tuple[list[str], np.ndarray]:
+        """Labels and scores of explanation ``k`` at its natural level (words, features,
+        patches, neurons)."""
+        run = self._run
+        item = run.prepared.items[k]
+        if self.method == "layer":
+            scores = run.layer_scores[k]
+            return [f"{run.layer_name}[{j}]" for j in range(len(scores))], scores
+        if item.kind == "text":
+            return list(item.text["words"]), fold_scores(run.unit_scores[k],
+                                                         item.text["word_index"])
+        return list(item.unit_labels), np.asarray(run.unit_scores[k])
+
+    # ------------------------------------------------------------------- frames
+
+    def _default_level(self) -> str:
+        if self.method == "layer":
+            return "neuron"
+        return {"text": "word", "tabular": "feature", "image": "patch"}[self.kind]
+
+    def to_frame(self, level: str | None = None) -> pd.DataFrame:
+        """Tidy scores, one row per unit of each explanation (columns in the class docstring)."""
+        level = level or self._default_level()
+        if level not in LEVELS:
+            raise ValueError(f"unknown level {level!r}; valid: {', '.join(LEVELS)}")
+        valid = {"text": ("word", "token"), "tabular": ("feature",),
+                 "image": ("patch", "pixel")}[self.kind]
+        if self.method == "layer":
+            valid = ("neuron",)
+        if level not in valid:
+            raise ValueError(f"level {level!r} does not apply to a {self.kind} {self.method} "
+                             f"result; valid here: {', '.join(valid)}")
+        run = self._run
+        columns: dict[str, list] = {c: [] for c in (
+            "input_id", "step", "unit", "position", "label", "start", "end", "segment", "score",
+            "method", "target", "predicted_label", "predicted_score", "target_score",
+            "convergence_delta", "truncated")}
+        steps = self._steps()
+        for k, item in enumerate(run.prepared.items):
+            rows = self._unit_rows(k, item, level)
+            shared = {"input_id": item.input_id, "step": steps[k], "unit": level,
+                      "method": self.method, "target": self._target_label(k),
+                      "predicted_label": self._predicted_label(k),
+                      "predicted_score": run.predicted_score[k],
+                      "target_score": run.target_score[k],
+                      "convergence_delta": run.deltas[k], "truncated": bool(item.truncated)}
+            for row in rows:
+                for key, value in shared.items():
+                    columns[key].append(value)
+                for key in ("position", "label", "start", "end", "segment", "score"):
+                    columns[key].append(row[key])
+        frame = pd.DataFrame(columns)
+        return frame.astype({"input_id": "int64", "step": "int64", "position": "int64",
+                             "start": "int64", "end": "int64", "segment": "int64",
+                             "score": "float64", "truncated": "bool"})
+
+    def _unit_rows(self, k: int, item, level: str) -> list[dict]:
+        run = self._run
+        rows = []
+        if level == "neuron":
+            labels, scores = self.units(k)
+            return [{"position": j, "label": labels[j], "start": -1, "end": -1, "segment": 0,
+                     "score": float(s)} for j, s in enumerate(scores)]
+        if level == "token":
+            info = item.text
+            for t, token in enumerate(info["tokens"]):
+                start, end = info["offsets"][t]
+                rows.append({"position": t, "label": token,
+                             "start": start if not info["special"][t] else -1,
+                             "end": end if not info["special"][t] else -1,
+                             "segment": max(0, info["segment"][t]),
+                             "score": float(run.unit_scores[k][t])})
+            return rows
+        if level == "word":
+            info = item.text
+            scores = fold_scores(run.unit_scores[k], info["word_index"])
+            seg = {}
+            for t, w in enumerate(info["word_index"]):
+                if w >= 0:
+                    seg.setdefault(w, max(0, info["segment"][t]))
+            for w, word in enumerate(info["words"]):
+                start, end = info["word_spans"][w]
+                rows.append({"position": w, "label": word, "start": start, "end": end,
+                             "segment": seg.get(w, 0), "score": float(scores[w])})
+            return rows
+        if level == "pixel":
+            pixel = run.pixel_scores[k]
+            height, width = pixel.shape
+            for r in range(height):
+                for c in range(width):
+                    rows.append({"position": r * width + c, "label": f"row {r}, col {c}",
+                                 "start": -1, "end": -1, "segment": 0,
+                                 "score": float(pixel[r, c])})
+            return rows
+        for j, (label, score) in enumerate(zip(item.unit_labels, run.unit_scores[k],
+                                               strict=True)):
+            rows.append({"position": j, "label": label, "start": -1, "end": -1, "segment": 0,
+                         "score": float(score)})
+        return rows
+
+    def explanations(self) -> pd.DataFrame:
+        """One row per explanation: ``input_id``, ``step``, ``input`` (the text, or ``""``),
+        ``target``, ``predicted_label``, ``predicted_score``, ``target_score`` (f(x) of the
+        explained output), ``attribution_sum``, ``convergence_delta``, ``relative_delta``
+        (|delta| / |f(x) - f(baseline)|), ``n_steps``, ``surrogate_r2`` (LIME, KernelSHAP),
+        ``truncated``, the faithfulness columns of ``explain.attribution.FAITHFULNESS``, and
+        ``summary`` (the plain-language sentence)."""
+        run = self._run
+        rows = []
+        steps = self._steps()
+        for k, item in enumerate(run.prepared.items):
+            _, scores = self.units(k)
+            total = float(np.sum(run.unit_scores[k])) if self.method != "layer" \
+                else float(np.sum(scores))
+            delta = run.deltas[k]
+            gap = abs(total - delta) if not math.isnan(delta) else float("nan")
+            row = {"input_id": item.input_id, "step": steps[k],
+                   "input": item.text.get("text", "") if item.kind == "text" else "",
+                   "target": self._target_label(k), "predicted_label": self._predicted_label(k),
+                   "predicted_score": run.predicted_score[k], "target_score": run.f_x[k],
+                   "attribution_sum": total, "convergence_delta": delta,
+                   "relative_delta": abs(delta) / gap if gap and gap > 0 else float("nan"),
+                   "n_steps": run.n_steps[k], "surrogate_r2": run.surrogate_r2[k],
+                   "truncated": bool(item.truncated)}
+            if self._trust is not None:
+                row.update(self._trust.metrics[k])
+            row["summary"] = self.sentence(k)
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def global_importance(self, *, n_bootstrap: int = 1000, seed: int = 0, min_count: int = 1,
+                          lowercase: bool = True) -> pd.DataFrame:
+        """Dataset-level importance of each word or feature, per predicted label.
+
+        Columns: ``predicted_label``, ``label`` (word, lowercased unless ``lowercase=False``, or
+        feature), ``count`` (occurrences), ``mean_score`` (mean signed score over
+        occurrences), ``mean_abs_score``, ``ci_low``, ``ci_high`` (95% percentile bootstrap
+        interval of ``mean_score``, ``n_bootstrap`` resamples of the occurrences, seeded).
+        Sorted by label, then ``mean_abs_score`` descending.
+        """
+        if self.kind == "image":
+            raise ValueError("global importance is for words and features; image patches do not "
+                             "mean the same thing across images")
+        if n_bootstrap < 1:
+            raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
+        frame = self.to_frame()
+        if lowercase and self.kind == "text":
+            frame["label"] = frame["label"].str.lower()
+        rng = np.random.default_rng(seed)
+        rows = []
+        for (pred, label), group in frame.groupby(["predicted_label", "label"], sort=True):
+            values = group["score"].to_numpy()
+            if len(values) < min_count:
+                continue
+            if len(values) > 1:
+                draws = rng.choice(values, size=(n_bootstrap, len(values)), replace=True).mean(1)
+                low, high = np.percentile(draws, [2.5, 97.5])
+            else:
+                low = high = float("nan")
+            rows.append({"predicted_label": pred, "label": label, "count": len(values),
+                         "mean_score": float(values.mean()),
+                         "mean_abs_score": float(np.abs(values).mean()),
+                         "ci_low": float(low), "ci_high": float(high)})
+        out = pd.DataFrame(rows, columns=["predicted_label", "label", "count", "mean_score",
+                                          "mean_abs_score", "ci_low", "ci_high"])
+        return out.sort_values(["predicted_label", "mean_abs_score"],
+                               ascending=[True, False], kind="stable").reset_index(drop=True)
+
+    # --------------------------------------------------------------- sentences
+
+    def sentence(self, k: int = 0, *, top: int = 3) -> str:
+        """Deterministic plain-language summary of explanation ``k``."""
+        run = self._run
+        noun = {"text": "words", "tabular": "features", "image": "regions"}[self.kind]
+        if self.method == "layer":
+            noun = "neurons"
+        quantity = {"probability": "p", "logit": "the logit",
+                    "log_probability": "the log-probability"}[self.output]
+        predicted = self._predicted_label(k)
+        target = self._target_label(k)
+        p_value = run.predicted_score[k]
+        if self.output == "probability":
+            head = f"Predicted {predicted} (p = {p_value:.2f})."
+        else:
+            head = f"Predicted {predicted} ({quantity} = {p_value:.2f})."
+        item = run.prepared.items[k]
+        if item.contrast >= 0:
+            head += f" Explaining {target.replace('-', ' over ', 1)}."
+        elif target != predicted:
+            head += f" Explaining {target} ({quantity} = {run.target_score[k]:.2f})."
+        labels, scores = self.units(k)
+        order = np.argsort(-scores, kind="stable")
+        toward = [j for j in order if scores[j] > 0][:top]
+        against = [j for j in order[::-1] if scores[j] < 0][:top]
+
+        def fmt(j):
+            return f"'{labels[j]}' ({_number(scores[j])})"
+
+        name = target.replace("-", " over ", 1) if item.contrast >= 0 else target
+        parts = [head]
+        toward_text = ", ".join(fmt(j) for j in toward) if toward else "none"
+        against_text = ", ".join(fmt(j) for j in against) if against else "none"
+        parts.append(f"{noun.capitalize()} pushing toward {name}: {toward_text}; "
+                     f"against: {against_text}.")
+        if self._trust is not None:
+            m = self._trust.metrics[k]
+            verb = "lowers" if m["drop_at_20"] >= 0 else "raises"
+            parts.append(f"Faithfulness: removing the top 20% of {noun} {verb} {quantity} by "
+                         f"{abs(m['drop_at_20']):.2f} (random: {m['random_drop_at_20']:.2f}).")
+        delta = run.deltas[k]
+        if self.method in ("integrated_gradients", "layer") and not math.isnan(delta):
+            total = float(np.sum(run.unit_scores[k])) if self.method != "layer" \
+                else float(np.sum(scores))
+            gap = abs(total - delta)
+            rel = abs(delta) / gap if gap > 0 else float("nan")
+            parts.append(f"Completeness error {abs(delta):.1e}"
+                         + (f" ({100 * rel:.1f}% of the output change)." if not math.isnan(rel)
+                            else "."))
+        if not math.isnan(run.surrogate_r2[k]):
+            parts.append(f"Surrogate fit R^2 = {run.surrogate_r2[k]:.2f}.")
+        if item.truncated:
+            parts.append("The input was truncated.")
+        return " ".join(parts)
+
+    def sentences(self) -> list[str]:
+        """The plain-language summary of every explanation, in order."""
+        return [self.sentence(k) for k in range(len(self))]
+
+    def summary(self) -> str:
+        text = (f"{self.method} attributions of {len(self)} explanation(s), "
+                f"{self.meta['model'].get('name', 'model')}")
+        if self._trust is not None and len(self):
+            comp = np.mean([m["comprehensiveness"] for m in self._trust.metrics])
+            rand = np.mean([m["random_comprehensiveness"] for m in self._trust.metrics])
+            text += f"; comprehensiveness {comp:.3f} (random {rand:.3f})"
+        return text
+
+    # ------------------------------------------------------------------ plots
+
+    def _check_kind(self, kind: str | None) -> str:
+        if kind is None:
+            if self.method == "layer":
+                return "layer"
+            return {"text": "text", "tabular": "waterfall", "image": "image"}[self.kind]
+        kind = super()._check_kind(kind)
+        allowed = {"text": ("text", "bar", "waterfall", "global", "deletion"),
+                   "tabular": ("bar", "waterfall", "global", "deletion"),
+                   "image": ("image", "bar", "waterfall", "deletion")}[self.kind]
+        if self.method == "layer":
+            allowed = ("layer",)
+        if kind not in allowed:
+            raise ValueError(f"plot kind {kind!r} does not apply to a {self.kind} "
+                             f"{self.method} result; valid here: {', '.join(allowed)}")
+        return kind
+
+    def plot(self, kind: str | None = None, *, ax=None, input: int = 0, top_k: int = 10,
+             max_inputs: int = 8, **options):
+        """Draw ``kind`` (a key of ``PLOTS``) and return the ``Figure``. ``input``: which
+        explanation (index into ``explanations()``) for per-input kinds; ``top_k`` units for bar,
+        waterfall, global and layer; ``max_inputs`` explanations for text and image."""
+        kind = self._check_kind(kind)
+        if not 0 <= input < len(self):
+            raise IndexError(f"input={input} is out of range; this result holds {len(self)} "
+                             f"explanations")
+        from . import figures
+
+        return getattr(figures, f"plot_{kind}")(self, ax=ax, input=input, top_k=top_k,
+                                                 max_inputs=max_inputs, **options)
+
+    # ------------------------------------------------------------------ html
+
+    def _repr_html_(self) -> str:
+        if self.kind != "text" or self.method == "layer":
+            return super()._repr_html_()
+        import matplotlib
+
+        from ..plotting import DIVERGING as cmap_name
+
+        cmap = matplotlib.colormaps[cmap_name]
+        blocks = []
+        shown = min(len(self), 20)
+        all_scores = np.concatenate([self.units(k)[1] for k in range(shown)]) if shown else []
+        norm = diverging_norm(all_scores)
+        for k in range(shown):
+            item = self._run.prepared.items[k]
+            text = item.text["text"]
+            labels, scores = self.units(k)
+            spans = item.text["word_spans"]
+            pieces, cursor = [], 0
+            segment_words = [w for w in range(len(labels))]
+            for w in segment_words:
+                start, end = spans[w]
+                if start < cursor or end > len(text) or text[start:end] != labels[w]:
+                    continue  # a word of the second text of a pair; shown below
+                pieces.append(html.escape(text[cursor:start]))
+                r, g, b, _ = cmap(norm(scores[w]))
+                colour = f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
+                pieces.append(f"<span title='{scores[w]:+.4f}' style='background:{colour};"
+                              f"padding:0 2px;border-radius:2px'>{html.escape(text[start:end])}"
+                              f"</span>")
+                cursor = end
+            pieces.append(html.escape(text[cursor:]))
+            blocks.append(f"<p style='line-height:1.9'>{''.join(pieces)}<br/><small>"
+                          f"{html.escape(self.sentence(k))}</small></p>")
+        more = f"<p><small>{len(self) - shown} more not shown</small></p>" \
+            if len(self) > shown else ""
+        return ("<div class='explain-result explain-attribution'>"
+                f"<p><strong>{html.escape(self.summary())}</strong></p>{''.join(blocks)}{more}"
+                "</div>")
+
+
+def _number(value: float) -> str:
+    """Signed, two decimals, or two significant digits for values below 0.01."""
+    if value == 0 or abs(value) >= 0.01:
+        return f"{value:+.2f}"
+    return f"{value:+.1e}"
+
+
+def _labeler(loaded):
+    names = tuple(loaded.label_names or ())
+    tokenizer = loaded.tokenizer if loaded.task in ("masked-lm", "causal-lm") else None
+
+    def label(index: int, contrast: int) -> str:
+        if tokenizer is not None:
+            return str(tokenizer.convert_ids_to_tokens(int(index)))
+        name = names[index] if names and 0 <= index < len(names) else str(index)
+        if contrast >= 0:
+            other = names[contrast] if names and contrast < len(names) else str(contrast)
+            return f"{name}-{other}"
+        return name
+
+    return label
+

@@ -1,0 +1,493 @@
+"""Attributions: equality with Captum, completeness, batch-size invariance, word folding,
+models built to depend on one input, seeds, hooks, bad input."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import explain
+from explain.attribution import METHODS, attribute, rank_agreement
+from explain.errors import ExplainWarning
+from explain.hooks import count_hooks
+
+TEXTS = ["the movie was good and the acting was great", "a boring, predictable mess of a film",
+         "an utterly charming, funny and warm story", "she is a doctor"]
+GRADIENT = ("integrated_gradients", "saliency", "input_x_gradient", "deeplift", "gradient_shap",
+            "smoothgrad")
+SAMPLING = ("gradient_shap", "smoothgrad", "shapley_sampling", "lime", "kernel_shap")
+
+
+# ----------------------------------------------------------------- hand-built models
+
+
+class OneWordText(nn.Module):
+    """Bag of word embeddings where only the embedding of one token is non-zero:
+    logit(pos) = 4 * sum_t relu(e_t . u)^2 - 2, logit(neg) = 0."""
+
+    def __init__(self, vocab_size: int, token_id: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, 4)
+        with torch.no_grad():
+            self.embed.weight.zero_()
+            self.embed.weight[token_id] = torch.tensor([1.0, 0.0, 0.0, 0.0])
+        self.u = nn.Parameter(torch.tensor([1.0, 0.5, -0.5, 0.25]))
+
+    def forward(self, input_ids, attention_mask=None):
+        h = self.embed(input_ids)
+        if attention_mask is not None:
+            h = h * attention_mask[..., None]
+        a = torch.relu(h @ self.u).pow(2).sum(1)
+        return torch.stack([torch.zeros_like(a), 4 * a - 2], dim=1)
+
+
+class OneFeature(nn.Module):
+    """logit(yes) = 4 * relu(x[:, 2])^2 - 1, logit(no) = 0: only feature 2 matters."""
+
+    def forward(self, x):
+        a = torch.relu(x[:, 2]).pow(2)
+        return torch.stack([torch.zeros_like(a), 4 * a - 1], dim=1)
+
+
+@pytest.fixture(scope="module")
+def one_word():
+    from explain_models import tiny
+
+    tokenizer = tiny.minilm_tokenizer()
+    token = tokenizer.convert_tokens_to_ids("good")
+    return explain.load_model(OneWordText(tokenizer.vocab_size, token), tokenizer=tokenizer,
+                              task="sequence-classification", label_names=["neg", "pos"],
+                              name="one-word")
+
+
+@pytest.fixture(scope="module")
+def one_feature():
+    return explain.load_model(OneFeature(), feature_names=[f"x{i}" for i in range(5)],
+                              label_names=["no", "yes"], name="one-feature")
+
+
+def _features(n=6, seed=0):
+    x = torch.randn(n, 5, generator=torch.Generator().manual_seed(seed))
+    x[:, 2] = 1.0
+    return x
+
+
+GOOD_TEXTS = ["the movie was good and the acting was great", "it was simply good, nothing else",
+              "a good, warm and funny story", "not really good at all, sadly"]
+
+
+# ------------------------------------------------------------- equality with Captum
+
+
+def test_integrated_gradients_equals_direct_captum_call(tiny_bert):
+    from captum.attr import LayerIntegratedGradients
+
+    result = attribute(tiny_bert, TEXTS, target="pos", n_steps=20, faithfulness=False)
+    batch = tiny_bert.encode_texts(TEXTS)
+    model = tiny_bert.model
+    special = torch.zeros_like(batch.input_ids, dtype=torch.bool)
+    for i, flags in enumerate(batch.special):
+        special[i, :len(flags)] = torch.tensor(flags)
+    keep = special | (batch.attention_mask == 0)
+    reference = torch.where(keep, batch.input_ids,
+                            torch.full_like(batch.input_ids, tiny_bert.tokenizer.pad_token_id))
+
+    def forward(ids, mask, types):
+        logits = model(input_ids=ids, attention_mask=mask, token_type_ids=types).logits
+        return torch.softmax(logits, -1)[:, 1]
+
+    lig = LayerIntegratedGradients(forward, model.bert.embeddings.word_embeddings)
+    direct, delta = lig.attribute(batch.input_ids, baselines=reference,
+                                  additional_forward_args=(batch.attention_mask,
+                                                           batch.token_type_ids),
+                                  n_steps=20, return_convergence_delta=True)
+    frame = result.to_frame("token")
+    for i in range(len(TEXTS)):
+        ours = frame[frame.input_id == i].score.to_numpy()
+        theirs = direct[i, :batch.lengths[i]].sum(-1).detach().double().numpy()
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-10)
+    np.testing.assert_allclose(result.explanations().convergence_delta,
+                               delta.detach().double().numpy(), atol=1e-9)
+    assert count_hooks(tiny_bert) == 0
+
+
+def test_tabular_integrated_gradients_equals_captum(tiny_mlp):
+    from captum.attr import IntegratedGradients
+
+    x = torch.randn(5, 5, generator=torch.Generator().manual_seed(1))
+    result = attribute(tiny_mlp, x, target="yes", n_steps=30, faithfulness=False)
+    ig = IntegratedGradients(lambda v: torch.softmax(tiny_mlp.model(v), -1)[:, 1])
+    direct = ig.attribute(x, baselines=torch.zeros_like(x), n_steps=30).double().numpy()
+    ours = result.to_frame().score.to_numpy().reshape(5, 5)
+    np.testing.assert_allclose(ours, direct, rtol=1e-5, atol=1e-10)
+
+
+# --------------------------------------------------------------------- completeness
+
+
+@pytest.mark.parametrize("fixture", ["one_word", "one_feature", "tiny_cnn"])
+def test_completeness_within_tolerance(fixture, request):
+    loaded = request.getfixturevalue(fixture)
+    inputs = {"one_word": GOOD_TEXTS, "one_feature": _features(),
+              "tiny_cnn": torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+              }[fixture]
+    result = attribute(loaded, inputs, n_steps=50, faithfulness=False)
+    frame = result.explanations()
+    # sum of attributions = f(x) - f(baseline) up to the reported delta; with 50
+    # Gauss-Legendre steps the error is below 1% of the output change or 1e-4 absolute
+    # (the stated tolerance; ReLU kinks of the CNN make it converge slowest)
+    gap = (frame.attribution_sum - frame.convergence_delta).abs()
+    assert (frame.convergence_delta.abs() <= np.maximum(0.01 * gap, 1e-4)).all(), frame
+    # and the reported delta is the true completeness error: compare with direct forwards
+    if fixture == "one_feature":
+        x = _features()
+        p = torch.softmax(loaded.model(x), -1)
+        p0 = torch.softmax(loaded.model(torch.zeros_like(x)), -1)
+        predicted = p.argmax(1)
+        rows = torch.arange(len(x))
+        expected = (p[rows, predicted] - p0[rows, predicted]).double().numpy()
+        np.testing.assert_allclose(frame.attribution_sum - frame.convergence_delta, expected,
+                                   atol=1e-6)
+
+
+def test_adaptive_steps_reach_tolerance_with_fewer_steps(tiny_cnn):
+    images = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    result = attribute(tiny_cnn, images, n_steps="auto", tolerance=0.01, faithfulness=False)
+    frame = result.explanations()
+    assert (frame.relative_delta <= 0.01).all()
+    assert frame.n_steps.sum() < 50 * len(images)
+    assert set(frame.n_steps) <= {8, 16, 32, 64, 128, 256, 512}
+
+
+# --------------------------------------------------------------- batch invariance
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "saliency", "deeplift",
+                                    "smoothgrad", "lime"])
+def test_batch_size_one_and_sixteen_agree(tiny_bert, method):
+    texts = TEXTS * 5  # 20 texts of different lengths
+    kwargs = {"n_steps": 8, "faithfulness": False, "n_samples": 10} if method in SAMPLING \
+        else {"n_steps": 8, "faithfulness": False}
+    one = attribute(tiny_bert, texts, method=method, batch_size=1, **kwargs)
+    sixteen = attribute(tiny_bert, texts, method=method, batch_size=16, **kwargs)
+    a, b = one.to_frame("token"), sixteen.to_frame("token")
+    assert a[["input_id", "position", "label"]].equals(b[["input_id", "position", "label"]])
+    np.testing.assert_allclose(a.score, b.score, rtol=1e-4, atol=1e-9)
+    assert count_hooks(tiny_bert) == 0
+
+
+def test_original_order_is_restored(tiny_bert):
+    texts = ["short", "a much longer sentence than the others in this list", "mid length one"]
+    result = attribute(tiny_bert, texts, method="saliency", faithfulness=False)
+    frame = result.explanations()
+    assert frame.input.tolist() == texts
+    single = attribute(tiny_bert, texts[1], method="saliency", faithfulness=False)
+    np.testing.assert_allclose(result.to_frame().query("input_id == 1").score.to_numpy(),
+                               single.to_frame().score.to_numpy(), rtol=1e-5, atol=1e-10)
+
+
+# ------------------------------------------------------------------------- words
+
+
+def test_word_folding_preserves_sums(tiny_bert):
+    texts = ["unbelievably charming, heart-warming", "the acting was great"]
+    result = attribute(tiny_bert, texts, n_steps=8, faithfulness=False)
+    tokens = result.to_frame("token")
+    words = result.to_frame("word")
+    for i in range(len(texts)):
+        t = tokens[(tokens.input_id == i) & (tokens.start >= 0)].score.sum()
+        w = words[words.input_id == i].score.sum()
+        assert t == pytest.approx(w, rel=1e-9, abs=1e-15)
+        spans = words[words.input_id == i]
+        assert all(texts[i][s:e] == label for s, e, label in
+                   zip(spans.start, spans.end, spans.label, strict=True))
+    assert len(words[words.input_id == 0]) < len(tokens[tokens.input_id == 0])
+
+
+def test_text_pairs(tiny_bert):
+    result = attribute(tiny_bert, ["the plot"], text_pairs=["was dull"], n_steps=8)
+    words = result.to_frame()
+    assert words.label.tolist() == ["the", "plot", "was", "dull"]
+    assert words.segment.tolist() == [0, 0, 1, 1]
+
+
+# ------------------------------------------------ models that depend on one input
+
+
+@pytest.mark.parametrize("method", GRADIENT + ("feature_ablation", "occlusion",
+                                               "shapley_sampling", "kernel_shap", "lime"))
+def test_one_word_model_ranks_the_word_first(one_word, method):
+    result = attribute(one_word, GOOD_TEXTS, method=method, n_steps=16, n_samples=50) \
+        if method in SAMPLING else attribute(one_word, GOOD_TEXTS, method=method, n_steps=16)
+    frame = result.to_frame()
+    for i in range(len(GOOD_TEXTS)):
+        words = frame[frame.input_id == i]
+        top = words.loc[words.score.abs().idxmax(), "label"]
+        assert top == "good", (method, i, words)
+    table = result.explanations()
+    assert (table.predicted_label == "pos").all()
+    # removing 'good' flips the model; a random ranking rarely removes it first
+    assert table.comprehensiveness.mean() > 0.5
+    assert table.comprehensiveness.mean() > table.random_comprehensiveness.mean() + 0.3
+    assert count_hooks(one_word) == 0
+
+
+@pytest.mark.parametrize("method", GRADIENT + ("feature_ablation", "shapley_sampling",
+                                               "kernel_shap", "lime"))
+def test_one_feature_model_ranks_the_feature_first(one_feature, method):
+    result = attribute(one_feature, _features(), method=method, n_steps=16)
+    frame = result.to_frame()
+    for i in range(6):
+        rows = frame[frame.input_id == i]
+        assert rows.loc[rows.score.abs().idxmax(), "label"] == "x2", (method, rows)
+    table = result.explanations()
+    assert table.comprehensiveness.mean() > 0.5
+    assert table.comprehensiveness.mean() > table.random_comprehensiveness.mean() + 0.2
+
+
+def test_one_hot_group_is_one_feature(one_feature):
+    grouped = explain.load_model(OneFeature(), feature_names=["a", "b=x", "b=y", "c", "d"],
+                                 label_names=["no", "yes"])
+    grouped.feature_groups = {"b": [1, 2]}
+    x = _features()
+    for method in ("integrated_gradients", "feature_ablation"):
+        result = attribute(grouped, x, method=method, n_steps=16, faithfulness=False)
+        frame = result.to_frame()
+        assert frame.label.unique().tolist() == ["a", "b", "c", "d"]
+        rows = frame[frame.input_id == 0]
+        assert rows.loc[rows.score.abs().idxmax(), "label"] == "b"
+    # gradient methods: the group's score is the sum of its members' scores
+    ungrouped = attribute(one_feature, x, n_steps=16, faithfulness=False).to_frame()
+    grouped_ig = attribute(grouped, x, n_steps=16, faithfulness=False).to_frame()
+    member_sum = ungrouped[ungrouped.label.isin(["x1", "x2"])].groupby("input_id").score.sum()
+    np.testing.assert_allclose(grouped_ig[grouped_ig.label == "b"].score, member_sum,
+                               rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- seeds
+
+
+@pytest.mark.parametrize("method", SAMPLING)
+def test_same_seed_same_scores(tiny_mlp, method):
+    x = 3 * torch.randn(4, 5, generator=torch.Generator().manual_seed(2))
+    options = {"n_samples": 20, **({"alpha": 1e-6} if method == "lime" else {})}
+    a = attribute(tiny_mlp, x, method=method, seed=3, **options).to_frame()
+    b = attribute(tiny_mlp, x, method=method, seed=3, **options).to_frame()
+    pd.testing.assert_frame_equal(a, b)
+    c = attribute(tiny_mlp, x, method=method, seed=4, **options).to_frame()
+    assert not np.array_equal(a.score.to_numpy(), c.score.to_numpy())
+
+
+def test_seeding_leaves_global_rng_alone(tiny_mlp):
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    attribute(tiny_mlp, torch.randn(2, 5, generator=torch.Generator().manual_seed(0)),
+              method="lime", n_samples=10)
+    assert torch.equal(torch.rand(3), expected)
+
+
+# ------------------------------------------------------------------ every method
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_runs_and_leaves_no_hooks(tiny_cnn, method):
+    images = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = {k: v.clone() for k, v in tiny_cnn.model.state_dict().items()}
+    flags = [p.requires_grad for p in tiny_cnn.model.parameters()]
+    result = attribute(tiny_cnn, images, method=method, n_steps=8, n_samples=8) \
+        if method in SAMPLING else attribute(tiny_cnn, images, method=method, n_steps=8)
+    assert count_hooks(tiny_cnn) == 0
+    assert [p.requires_grad for p in tiny_cnn.model.parameters()] == flags
+    assert not tiny_cnn.model.training
+    assert all(torch.equal(before[k], v) for k, v in tiny_cnn.model.state_dict().items())
+    frame = result.to_frame()
+    assert len(frame) > 0 and frame.score.notna().all()
+    assert result.meta["method"] == method
+
+
+def test_no_hooks_left_when_the_forward_raises(tiny_bert):
+    calls = {"n": 0}
+    original = tiny_bert.model.forward
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise RuntimeError("boom inside forward")
+        return original(*args, **kwargs)
+
+    for method in ("integrated_gradients", "deeplift", "layer", "lime"):
+        calls["n"] = 0
+        tiny_bert.model.forward = failing
+        try:
+            options = {"n_samples": 5} if method == "lime" else {}
+            with pytest.raises(RuntimeError, match="boom"):
+                attribute(tiny_bert, TEXTS[:2], method=method, n_steps=4, **options)
+        finally:
+            del tiny_bert.model.forward
+        assert count_hooks(tiny_bert) == 0, method
+        assert all(p.requires_grad for p in tiny_bert.model.parameters())
+
+
+def test_out_of_memory_retries_with_smaller_batches(one_feature):
+    class Picky(nn.Module):
+        def forward(self, x):
+            if x.shape[0] > 8:
+                raise RuntimeError("CPU out of memory (fake)")
+            return OneFeature()(x)
+
+    loaded = explain.load_model(Picky(), feature_names=[f"x{i}" for i in range(5)],
+                                label_names=["no", "yes"])
+    with pytest.warns(ExplainWarning, match="out of memory"):
+        result = attribute(loaded, _features(2), n_steps=16, faithfulness=False)
+    expected = attribute(one_feature, _features(2), n_steps=16, faithfulness=False)
+    np.testing.assert_allclose(result.to_frame().score, expected.to_frame().score, rtol=1e-6)
+
+
+# --------------------------------------------------------------------- targets, LMs
+
+
+def test_targets_label_name_and_contrast(tiny_bert):
+    pos = attribute(tiny_bert, TEXTS[:2], target="pos", n_steps=8).to_frame()
+    neg = attribute(tiny_bert, TEXTS[:2], target="neg", n_steps=8).to_frame()
+    contrast = attribute(tiny_bert, TEXTS[:2], target="pos-neg", n_steps=8).to_frame()
+    pair = attribute(tiny_bert, TEXTS[:2], target=("pos", "neg"), n_steps=8).to_frame()
+    assert (contrast.target == "pos-neg").all()
+    np.testing.assert_allclose(contrast.score, pos.score - neg.score, rtol=1e-4, atol=1e-12)
+    np.testing.assert_allclose(contrast.score, pair.score, rtol=1e-9, atol=1e-15)
+
+
+def test_masked_lm_target_token(tiny_mlm):
+    result = attribute(tiny_mlm, ["the movie was [MASK] ."], target="good", n_steps=8)
+    frame = result.to_frame()
+    assert (frame.target == "good").all()
+    assert "[MASK]" in frame.label.tolist()
+    with pytest.raises(ValueError, match="no '\\[MASK\\]' token"):
+        attribute(tiny_mlm, ["no mask here"], n_steps=4)
+
+
+def test_causal_lm_continuation(tiny_gpt2):
+    result = attribute(tiny_gpt2, ["the movie was"], continuation=" good and", n_steps=8,
+                       output="log_probability")
+    table = result.explanations()
+    assert len(table) >= 2 and table.step.tolist() == list(range(len(table)))
+    frame = result.to_frame("token")
+    lengths = frame.groupby("step").size().tolist()
+    assert lengths == sorted(lengths) and lengths[0] < lengths[-1]
+    assert count_hooks(tiny_gpt2) == 0
+
+
+def test_rank_agreement_identical_methods(one_feature):
+    x = _features()
+    a = attribute(one_feature, x, method="integrated_gradients", n_steps=16)
+    b = attribute(one_feature, x, method="feature_ablation")
+    table = rank_agreement({"ig": a, "ig_again": a, "ablation": b})
+    first = table[(table.method_a == "ig") & (table.method_b == "ig_again")].iloc[0]
+    assert first.spearman == pytest.approx(1.0) and first.kendall == pytest.approx(1.0)
+
+
+def test_global_importance_counts_and_intervals(one_word):
+    texts = GOOD_TEXTS * 3
+    result = attribute(one_word, texts, n_steps=8)
+    table = result.global_importance(n_bootstrap=200, seed=0)
+    good = table[(table.label == "good") & (table.predicted_label == "pos")].iloc[0]
+    assert good["count"] == 12
+    assert good.ci_low <= good.mean_score <= good.ci_high
+    assert table.iloc[0].label == "good"
+    again = result.global_importance(n_bootstrap=200, seed=0)
+    pd.testing.assert_frame_equal(table, again)
+
+
+def test_summary_sentence(one_word):
+    result = attribute(one_word, ["the movie was good"], n_steps=16)
+    sentence = result.sentence(0)
+    assert sentence.startswith("Predicted pos (p = 0.88).")
+    assert "Words pushing toward pos: 'good' (+" in sentence
+    assert "Faithfulness: removing the top 20% of words lowers p by" in sentence
+    assert sentence == attribute(one_word, ["the movie was good"], n_steps=16).sentence(0)
+
+
+def test_html_escapes_user_text(one_word):
+    result = attribute(one_word, ["<script>alert('x')</script> good"], n_steps=4)
+    page = result._repr_html_()
+    assert "<script" not in page and "&lt;" in page and "script" in page
+
+
+# ------------------------------------------------------------------------ bad input
+
+
+def test_bad_inputs(tiny_bert, tiny_mlp, tiny_cnn):
+    with pytest.raises(ValueError, match="no inputs given|non-empty"):
+        attribute(tiny_bert, [])
+    with pytest.raises(ValueError, match="unknown label 'great'"):
+        attribute(tiny_bert, TEXTS[:1], target="great")
+    with pytest.raises(ValueError, match="unknown target 'pos-great'"):
+        attribute(tiny_bert, TEXTS[:1], target="pos-great")
+    with pytest.raises(ValueError, match="unknown attribution method 'shap'.*integrated_"):
+        attribute(tiny_bert, TEXTS[:1], method="shap")
+    with pytest.raises(ValueError, match="'gradcam' does not apply.*methods that do: "):
+        attribute(tiny_bert, TEXTS[:1], method="gradcam")
+    with pytest.raises(ValueError, match="'occlusion' does not apply.*feature_ablation"):
+        attribute(tiny_mlp, torch.zeros(1, 5), method="occlusion")
+    bad = torch.zeros(2, 5)
+    bad[1, 3] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite.*'x3'"):
+        attribute(tiny_mlp, bad)
+    inf = np.zeros((1, 5))
+    inf[0, 0] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        attribute(tiny_mlp, inf)
+    with pytest.raises(ValueError, match=r"shape \(n_rows, 5\)"):
+        attribute(tiny_mlp, torch.zeros(2, 4))
+    with pytest.raises(ValueError, match=r"\(N, 1, 8, 8\).*got \(2, 3, 8, 8\)"):
+        attribute(tiny_cnn, torch.zeros(2, 3, 8, 8))
+    with pytest.raises(ValueError, match="got \\(8, 8\\)"):
+        attribute(tiny_cnn, torch.zeros(8, 8))
+    with pytest.raises(ValueError, match="n_steps"):
+        attribute(tiny_mlp, torch.zeros(1, 5), n_steps=0)
+    with pytest.raises(ValueError, match="memory_budget"):
+        attribute(tiny_mlp, torch.zeros(1, 5), memory_budget="lots")
+    assert count_hooks(tiny_bert) == 0
+
+
+def test_long_text_is_truncated_and_marked(tiny_bert):
+    long = " ".join(["good"] * 40)
+    with pytest.warns(ExplainWarning, match="truncated"):
+        result = attribute(tiny_bert, [long, "short text"], max_length=16, n_steps=4)
+    table = result.explanations()
+    assert table.truncated.tolist() == [True, False]
+    assert result.to_frame().query("input_id == 0").truncated.all()
+    assert "truncated" in result.sentence(0)
+
+
+def test_single_image_and_dataframe_inputs(tiny_cnn, tiny_mlp):
+    result = attribute(tiny_cnn, torch.rand(1, 8, 8), faithfulness=False, n_steps=4)
+    assert len(result) == 1
+    frame = pd.DataFrame(np.zeros((2, 5)), columns=[f"x{i}" for i in range(5)])
+    assert len(attribute(tiny_mlp, frame, n_steps=4)) == 2
+
+
+def test_plots_render(tiny_bert, one_feature, tiny_cnn):
+    from matplotlib.figure import Figure
+
+    text = attribute(tiny_bert, TEXTS, n_steps=4)
+    for kind in ("text", "bar", "waterfall", "global", "deletion"):
+        assert isinstance(text.plot(kind), Figure)
+    with pytest.raises(ValueError, match="does not apply"):
+        text.plot("image")
+    table = attribute(one_feature, _features(), n_steps=4)
+    assert isinstance(table.plot(), Figure)
+    image = attribute(tiny_cnn, torch.rand(2, 1, 8, 8), n_steps=4)
+    assert isinstance(image.plot("image"), Figure)
+    layer = attribute(tiny_cnn, torch.rand(2, 1, 8, 8), method="layer", n_steps=4)
+    assert isinstance(layer.plot(), Figure)
+    assert "neuron" in layer.to_frame().unit.unique()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert "<img" in image._repr_html_()
