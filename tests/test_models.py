@@ -1,0 +1,243 @@
+"""The reference models: accuracy targets (card and recomputed), exact reloads, no pickle, cards,
+deterministic recipes that leave global state alone, atomic checkpoints, and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import explain_models
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import explain
+from explain.cli import main
+
+REFERENCE = ("sentiment", "compas", "adult", "digits")
+CARD_KEYS = {"name", "description", "data", "split", "seed", "metrics", "training_time_seconds",
+             "versions"}
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def _accuracy_target(name: str, metrics: dict) -> None:
+    accuracy, baseline = metrics["heldout_accuracy"], metrics["majority_baseline_accuracy"]
+    if name == "sentiment":
+        assert accuracy >= baseline + 0.10, metrics
+    elif name == "compas":
+        assert 0.54 < baseline < 0.56 and accuracy >= 0.64 and metrics["heldout_auc"] >= 0.70
+    elif name == "adult":
+        assert 0.74 < baseline < 0.77 and accuracy >= 0.83 and metrics["heldout_auc"] >= 0.88
+    else:
+        assert accuracy >= 0.93, metrics
+
+
+def _heldout_probabilities(loaded: explain.LoadedModel, heldout: pd.DataFrame) -> np.ndarray:
+    """Predicted probabilities on ``heldout.csv``, computed through the public API only."""
+    with torch.inference_mode():
+        if loaded.task == "sequence-classification":
+            max_length = loaded.card["training"]["max_length"]
+            texts = heldout["text"].tolist()
+            # Batches of similar length waste little time on padding; rows go back in place.
+            lengths = [len(ids) for ids in loaded.tokenizer(texts, truncation=True,
+                                                             max_length=max_length)["input_ids"]]
+            order = np.argsort(lengths, kind="stable")
+            logits = torch.empty(len(texts), len(loaded.label_names))
+            for start in range(0, len(texts), 64):
+                index = order[start:start + 64]
+                batch = loaded.tokenizer([texts[i] for i in index], truncation=True,
+                                         max_length=max_length, padding=True,
+                                         return_tensors="pt")
+                logits[index] = loaded.model(**batch).logits
+        elif loaded.task == "tabular-classification":
+            logits = loaded.model(loaded.encode_frame(heldout))
+        else:
+            pixels = heldout[[f"p{i}" for i in range(64)]].to_numpy(np.float32)
+            logits = loaded.model(torch.from_numpy(pixels).reshape(-1, *loaded.input_shape))
+    return torch.softmax(logits.double(), dim=-1).numpy()
+
+
+def _label_column(name: str) -> str:
+    return {"compas": "two_year_recid", "adult": "income_over_50k"}.get(name, "label")
+
+
+@pytest.fixture(scope="module", params=REFERENCE)
+def reference(request):
+    name = request.param
+    path = explain_models.ensure(name, progress=False)
+    return name, path, explain.load_model(path)
+
+
+@pytest.mark.slow
+def test_card_meets_accuracy_target(reference):
+    name, path, loaded = reference
+    card = json.loads((path / "model_card.json").read_text())
+    assert card == loaded.card and card["name"] == name
+    assert set(card) >= CARD_KEYS
+    assert card["seed"] == 0 and card["split"]["seed"] == 0
+    assert card["data"]["rows"] > 0 and card["data"]["licence"]
+    assert card["split"]["heldout_rows"] == len(pd.read_csv(path / "heldout.csv"))
+    assert 0 < card["training_time_seconds"] < 600
+    assert {"python", "torch", "transformers", "explain"} <= set(card["versions"])
+    _accuracy_target(name, card["metrics"])
+    if name in ("compas", "adult"):
+        encoding = card["feature_encoding"]
+        assert "race" not in encoding["categorical"]["columns"]
+        assert encoding["feature_names"] == list(loaded.feature_names)
+        assert "heldout_auc" in card["metrics"]
+
+
+@pytest.mark.slow
+def test_recomputed_heldout_accuracy(reference):
+    name, path, loaded = reference
+    heldout = pd.read_csv(path / "heldout.csv", keep_default_na=False)
+    labels = heldout[_label_column(name)].to_numpy()
+    probabilities = _heldout_probabilities(loaded, heldout)
+    accuracy = float(np.mean(probabilities.argmax(axis=1) == labels))
+    # Padding to a different batch length moves text logits by ~1e-6, which can flip a
+    # prediction that sits on the boundary; nothing else may differ.
+    tolerance = 2 / len(labels) if name == "sentiment" else 1e-6  # cards keep 6 decimals
+    assert accuracy == pytest.approx(loaded.card["metrics"]["heldout_accuracy"], abs=tolerance)
+    _accuracy_target(name, {**loaded.card["metrics"], "heldout_accuracy": accuracy})
+    if name in ("compas", "adult"):
+        from sklearn.metrics import roc_auc_score
+
+        auc = roc_auc_score(labels, probabilities[:, 1])
+        assert auc == pytest.approx(loaded.card["metrics"]["heldout_auc"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_reload_gives_identical_logits(reference):
+    name, path, _ = reference
+    first, second = explain.load_model(path), explain.load_model(path)
+    heldout = pd.read_csv(path / "heldout.csv", keep_default_na=False).head(16)
+    with torch.inference_mode():
+        if name == "sentiment":
+            batch = first.tokenizer(heldout["text"].tolist(), padding=True, return_tensors="pt")
+            a, b = first.model(**batch).logits, second.model(**batch).logits
+        elif name == "digits":
+            pixels = torch.from_numpy(heldout[[f"p{i}" for i in range(64)]].to_numpy(np.float32, copy=True))
+            a = first.model(pixels.reshape(-1, 1, 8, 8))
+            b = second.model(pixels.reshape(-1, 1, 8, 8))
+        else:
+            a = first.model(first.encode_frame(heldout))
+            b = second.model(second.encode_frame(heldout))
+    assert torch.equal(a, b)
+    assert first.provenance["weights_sha256"] == second.provenance["weights_sha256"]
+    assert not first.model.training
+
+
+@pytest.mark.slow
+def test_checkpoint_holds_no_pickle(reference):
+    _, path, loaded = reference
+    assert loaded.provenance["weights_format"] == "safetensors"
+    for file in path.iterdir():
+        assert file.suffix not in PICKLE_SUFFIXES, file
+        head = file.read_bytes()[:2]
+        # Pickle protocol 2+ starts with 0x80; torch.save writes a zip archive ("PK").
+        assert head[:1] != b"\x80" and head != b"PK", file
+
+
+@pytest.mark.slow
+def test_heldout_keeps_protected_columns(reference):
+    name, path, loaded = reference
+    heldout = pd.read_csv(path / "heldout.csv", keep_default_na=False)
+    if name in ("compas", "adult"):
+        assert {"race", "sex", "age"} <= set(heldout.columns)
+        assert set(loaded.encoder.columns) <= set(heldout.columns)
+        assert loaded.feature_groups == loaded.encoder.groups
+        assert "race" not in loaded.encoder.columns
+    if name == "compas":
+        assert {"compas_high_risk", "decile_score"} <= set(heldout.columns)
+    if name == "sentiment":
+        assert {"text", "label", "label_name"} <= set(heldout.columns)
+        assert loaded.label_names == ("rotten", "fresh")
+        # Texts are unique after deduplication, so held-out and training rows are disjoint
+        # exactly when the two parts add up to the whole table.
+        assert heldout["text"].is_unique
+        assert loaded.card["split"]["heldout_rows"] + loaded.card["split"]["train_rows"] == \
+            loaded.card["data"]["rows"]
+    if name == "digits":
+        assert loaded.input_shape == (1, 8, 8) and loaded.label_names == tuple("0123456789")
+
+
+@pytest.mark.slow
+def test_ensure_reuses_the_cached_checkpoint():
+    path = explain_models.ensure("digits", progress=False)
+    stamp = (path / "model.safetensors").stat().st_mtime_ns
+    assert explain_models.ensure("digits", progress=False) == path
+    assert (path / "model.safetensors").stat().st_mtime_ns == stamp
+    assert path == explain_models.cache_dir() / "digits"
+
+
+@pytest.mark.parametrize("name", ["digits", "compas"])
+def test_recipe_is_deterministic_and_leaves_global_rng_alone(name, tmp_path):
+    module = __import__(f"explain_models.{explain_models.RECIPES[name]}", fromlist=["train"])
+    state = torch.random.get_rng_state()
+    first = module.train(name, tmp_path / "a", progress=False)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    second = module.train(name, tmp_path / "b", progress=False)
+    assert ((tmp_path / "a" / "model.safetensors").read_bytes()
+            == (tmp_path / "b" / "model.safetensors").read_bytes())
+    assert (tmp_path / "a" / "heldout.csv").read_bytes() == \
+        (tmp_path / "b" / "heldout.csv").read_bytes()
+    assert first["metrics"] == second["metrics"]
+    _accuracy_target(name, first["metrics"])
+
+
+def test_failed_save_leaves_no_checkpoint(monkeypatch, tmp_path, tiny_mlp):
+    from explain_models._recipe import save_checkpoint
+
+    heldout = pd.DataFrame({"x": [1.0], "label": [0]})
+    first = save_checkpoint(tiny_mlp, tmp_path / "model", card={"name": "first"},
+                            heldout=heldout)
+    before = {f.name: f.read_bytes() for f in first.iterdir()}
+
+    def broken(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", broken)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(tiny_mlp, tmp_path / "fresh", card={"name": "x"}, heldout=heldout)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(tiny_mlp, first, card={"name": "second"}, heldout=heldout)
+    # Nothing half-written, no staging left behind, and the old checkpoint is untouched.
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+    assert {f.name: f.read_bytes() for f in first.iterdir()} == before
+    assert explain.load_model(first).card == {"name": "first"}
+
+
+def test_unknown_reference_model():
+    with pytest.raises(ValueError, match=r"'nope'.*sentiment, compas, adult, digits"):
+        explain_models.ensure("nope")
+
+
+@pytest.mark.slow
+def test_cli_prints_cards(capsys):
+    path = explain_models.ensure("digits", progress=False)
+    assert main(["models", "digits", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    card = json.loads((path / "model_card.json").read_text())
+    assert out.startswith("== digits ")
+    assert f"held-out accuracy {card['metrics']['heldout_accuracy']:.3f}" in out
+    assert "majority baseline 0.100" in out
+    assert "sklearn.datasets.load_digits" in out and "1,438 train / 359 held-out" in out
+    assert f"path      {path}" in out
+
+
+@pytest.mark.slow
+def test_cli_prints_all_cards_by_default(capsys):
+    for name in REFERENCE:
+        explain_models.ensure(name, progress=False)
+    assert main(["models", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[1] for line in out.splitlines() if line.startswith("== ")] == \
+        list(REFERENCE)
+    assert out.count("held-out accuracy") == 4 and "AUC" in out
+    assert "not inputs (kept for audits): race" in out
+
+
+def test_cli_unknown_model_is_an_error(capsys):
+    assert main(["models", "sentiments"]) == 1
+    err = capsys.readouterr().err
+    assert "'sentiments'" in err and "valid: sentiment, compas, adult, digits" in err
