@@ -29,9 +29,21 @@ from .counterfactual import (
     swap_terms,
 )
 from .groups import DISPARITIES, GROUP_METRICS, AuditResult, audit
+from .likelihood import (
+    CROWS_PAIRS_COLUMNS,
+    CrowsPairsResult,
+    StereoSetResult,
+    crows_pairs,
+    read_crows_pairs,
+    read_stereoset,
+    sentence_scores,
+    stereoset,
+)
 from .representation import ProbeResult, default_layers, representation_probe
 
-__all__ = ["DISPARITIES", "GROUP_METRICS", "POOLINGS", "SEAT_TEMPLATES", "TESTS", "WORD_SETS",
-           "AssociationResult", "AuditResult", "CounterfactualResult", "ProbeResult", "association_test", "audit",
-           "counterfactual", "default_layers", "encode_sentences", "fill_template", "identity_terms", "representation_probe", "seat",
-           "swap_terms", "weat"]
+__all__ = ["CROWS_PAIRS_COLUMNS", "DISPARITIES", "GROUP_METRICS", "POOLINGS", "SEAT_TEMPLATES",
+           "TESTS", "WORD_SETS", "AssociationResult", "AuditResult", "CounterfactualResult",
+           "CrowsPairsResult", "ProbeResult", "StereoSetResult", "association_test", "audit",
+           "counterfactual", "crows_pairs", "default_layers", "encode_sentences", "fill_template",
+           "identity_terms", "read_crows_pairs", "read_stereoset", "representation_probe", "seat",
+           "sentence_scores", "stereoset", "swap_terms", "weat"]

@@ -1,0 +1,159 @@
+"""CrowS-Pairs and StereoSet on tiny masked and causal LMs, from files in the published formats."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import explain
+from explain.fairness import (
+    crows_pairs,
+    read_crows_pairs,
+    read_stereoset,
+    sentence_scores,
+    stereoset,
+)
+from explain.plotting import figure_bytes
+
+PAIRS = [
+    ("he is a doctor", "she is a doctor", "stereo", "gender"),
+    ("she is a nurse", "he is a nurse", "stereo", "gender"),
+    ("the old man talked for hours", "the young woman talked for hours", "antistereo", "age"),
+    ("people from every country enjoyed the show", "people from one country enjoyed the show",
+     "stereo", "nationality"),
+]
+
+
+def _crows_csv(tmp_path, pairs=PAIRS):
+    # The published file has an unnamed index column and annotation columns besides these.
+    frame = pd.DataFrame(pairs, columns=["sent_more", "sent_less", "stereo_antistereo",
+                                         "bias_type"])
+    frame["annotations"] = "[['gender'], [], []]"
+    path = tmp_path / "crows_pairs_anonymized.csv"
+    frame.to_csv(path, index=True)
+    return path
+
+
+def _stereoset_json(tmp_path):
+    def example(i, context, target, bias, words):
+        return {"id": f"ex{i}", "target": target, "bias_type": bias, "context": context,
+                "sentences": [{"id": f"s{i}{k}", "sentence": context.replace("BLANK", w),
+                               "labels": [], "gold_label": g}
+                              for k, (w, g) in enumerate(zip(words, ("stereotype",
+                                                                     "anti-stereotype",
+                                                                     "unrelated"), strict=True))]}
+
+    data = {"version": "1.0", "data": {"intersentence": [], "intrasentence": [
+        example(0, "The nurse said BLANK was tired.", "nurse", "gender", ["she", "he", "cat"]),
+        example(1, "The BLANK film was good.", "film", "race", ["old", "new", "blue"]),
+        example(2, "My grandfather is BLANK.", "grandfather", "gender", ["old", "young", "fly"]),
+    ]}}
+    path = tmp_path / "dev.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _manual_pll(model, text, positions):
+    ids = model.tokenizer(text)["input_ids"]
+    total = 0.0
+    with torch.no_grad():
+        for p in positions:
+            masked = torch.tensor([ids])
+            masked[0, p] = model.tokenizer.mask_token_id
+            logits = model.model(input_ids=masked).logits
+            total += torch.log_softmax(logits[0, p].double(), -1)[ids[p]].item()
+    return total
+
+
+def test_masked_lm_pseudo_log_likelihood_matches_a_manual_loop(tiny_mlm):
+    text = "she is a doctor"
+    n = len(tiny_mlm.tokenizer(text)["input_ids"])
+    expected = _manual_pll(tiny_mlm, text, list(range(1, n - 1)))
+    assert sentence_scores(tiny_mlm, [text])[0] == pytest.approx(expected, abs=1e-9)
+    assert sentence_scores(tiny_mlm, [text], batch_size=1)[0] == pytest.approx(expected, abs=1e-9)
+
+
+def test_causal_log_probability_matches_a_full_forward(tiny_gpt2):
+    text = "the film was bad"
+    tok = tiny_gpt2.tokenizer
+    ids = [tok.bos_token_id, *tok(text, add_special_tokens=False)["input_ids"]]
+    with torch.no_grad():
+        logits = tiny_gpt2.model(input_ids=torch.tensor([ids])).logits[0].double()
+    expected = sum(torch.log_softmax(logits[t - 1], -1)[ids[t]].item() for t in range(1, len(ids)))
+    assert sentence_scores(tiny_gpt2, [text])[0] == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize("fixture", ["tiny_mlm", "tiny_gpt2"])
+def test_crows_pairs_reads_the_csv_and_swapping_sentences_mirrors_the_score(fixture, request,
+                                                                             tmp_path):
+    model = request.getfixturevalue(fixture)
+    result = crows_pairs(model, _crows_csv(tmp_path), n_bootstrap=100)
+    pairs = result.to_frame()
+    assert len(pairs) == 4 and set(result.summary_table.bias_type) == {"all", "gender", "age",
+                                                                      "nationality"}
+    assert result.metric_score == pytest.approx(pairs.prefers_more.mean() * 100)
+    swapped = [(b, a, d, t) for a, b, d, t in PAIRS]
+    mirrored = crows_pairs(model, _crows_csv(tmp_path, swapped), n_bootstrap=0).to_frame()
+    np.testing.assert_allclose(mirrored.score_more, pairs.score_less)
+    assert ((mirrored.prefers_more | mirrored.tie) == (~pairs.prefers_more)).all()
+    same = crows_pairs(model, pd.DataFrame([("he is a doctor", "he is a doctor", "stereo",
+                                             "gender")], columns=list(read_crows_pairs(
+                                                 _crows_csv(tmp_path)).columns[1:5])),
+                       n_bootstrap=0)
+    assert same.to_frame().tie.all() and same.metric_score == 0.0
+    if fixture == "tiny_mlm":
+        # the shared tokens are scored: 'is a doctor' (3 tokens) in the first pair
+        assert pairs.loc[0, "n_scored_tokens"] == 3
+    assert explain.hooks.count_hooks(model) == 0
+    assert figure_bytes(result.plot())[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("fixture", ["tiny_mlm", "tiny_gpt2"])
+def test_stereoset_scores(fixture, request, tmp_path):
+    model = request.getfixturevalue(fixture)
+    result = stereoset(model, _stereoset_json(tmp_path))
+    examples = result.to_frame()
+    assert len(examples) == 3
+    row = result.summary_table.set_index("bias_type").loc["all"]
+    pro, anti, unrelated = (examples[c].to_numpy() for c in (
+        "score_stereotype", "score_anti_stereotype", "score_unrelated"))
+    assert row.ss_score == pytest.approx((pro > anti).mean() * 100)
+    assert row.lm_score == pytest.approx(((pro > unrelated).sum() + (anti > unrelated).sum())
+                                         / 6 * 100)
+    assert row.icat == pytest.approx(row.lm_score * min(row.ss_score, 100 - row.ss_score) / 50)
+    assert figure_bytes(result.plot())[:4] == b"\x89PNG"
+    assert explain.hooks.count_hooks(model) == 0
+
+
+def test_stereoset_masked_lm_scores_only_the_blank(tiny_mlm, tmp_path):
+    frame = read_stereoset(_stereoset_json(tmp_path))
+    result = stereoset(tiny_mlm, frame)
+    text = frame.loc[0, "stereotype"]  # "The nurse said she was tired."
+    ids = tiny_mlm.tokenizer(text)["input_ids"]
+    position = ids.index(tiny_mlm.tokenizer.convert_tokens_to_ids("she"))
+    expected = _manual_pll(tiny_mlm, text, [position])
+    assert result.to_frame().loc[0, "score_stereotype"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_bad_input(tiny_mlm, tiny_bert, tmp_path):
+    path = tmp_path / "bad.csv"
+    pd.DataFrame({"sent_mor": ["a"], "sent_less": ["b"], "stereo_antistereo": ["stereo"],
+                  "bias_type": ["x"]}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match="'sent_more' \\(found 'sent_mor'\\)"):
+        crows_pairs(tiny_mlm, path)
+    with pytest.raises(FileNotFoundError, match="not downloaded"):
+        crows_pairs(tiny_mlm, tmp_path / "nope.csv")
+    with pytest.raises(TypeError, match="masked or causal"):
+        crows_pairs(tiny_bert, _crows_csv(tmp_path))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"data": {"intrasentence": [{"id": "x", "context": "no blank",
+                                                             "sentences": []}]}}))
+    with pytest.raises(ValueError, match="no BLANK"):
+        stereoset(tiny_mlm, bad)
+    bad.write_text(json.dumps({"version": 1}))
+    with pytest.raises(ValueError, match="StereoSet format"):
+        stereoset(tiny_mlm, bad)
