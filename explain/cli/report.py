@@ -138,9 +138,24 @@ def _default_name(model: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    config = settings(args)
+    if not config["quiet"]:
+        return _run(config)
+    # --quiet: also silence transformers' weight-loading bars, for this command only
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return _run(config)
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _run(config: dict[str, Any]) -> int:
     from ..report.build import build_demo, build_report
 
-    config = settings(args)
     demo = config.get("model") is None
     if demo:
         extra = [k for k in ("data", "text_column", "label", "sensitive", "decisions", "analyses",

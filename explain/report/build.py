@@ -168,6 +168,11 @@ class _Progress:
         if self.bar is not None:
             self.bar.update(1)
 
+    def rename(self, desc: str):
+        self.desc = desc
+        if self.bar is not None:
+            self.bar.set_description(desc, refresh=True)
+
     def advance(self):
         """Count a stage that was not run (its reason goes into the report)."""
         if self.bar is not None:
@@ -384,7 +389,9 @@ def build_report(model: Any, data: Any = None, *, text_column: str | None = None
     try:
         with progress.stage(report, "load model"):
             loaded = resolve_model(model)
-        part = part or loaded.name
+        if part is None:
+            part = loaded.name
+            progress.rename(part)
         with progress.stage(report, "load data"):
             source = load_data(data, model=loaded)
             frame = source.frame

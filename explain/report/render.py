@@ -9,6 +9,7 @@ JavaScript are inline.
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import math
 import re
@@ -168,7 +169,8 @@ def item_block(item, rendered) -> str:
         parts.append(f"<figure>{_figure_html(png, alt=f'{item.title or type(result).__name__}: {description}', stem=stem)}"
                      f"<figcaption>{esc(description)}</figcaption></figure>")
     if item.view:
-        markup = result.view_html(element_id=f"view-{item.slug}")
+        # short, unique, deterministic element id (several views can share one page)
+        markup = result.view_html(element_id=f"view-{hashlib.sha256(item.slug.encode()).hexdigest()[:12]}")
         check_offline(markup, f"{type(result).__name__}.view_html()")
         parts.append(f"<div class=view>{markup}</div>")
     parts.append(_caption(item))
