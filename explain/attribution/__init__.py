@@ -10,8 +10,11 @@ predictions.
 
 from .core import DEFAULT_MEMORY_BUDGET, METHODS, OUTPUTS, applicable_methods, attribute
 from .result import LEVELS, AttributionResult
+from .scorecard import ScorecardResult, scorecard
+from .surrogates import SurrogateResult, global_surrogate
 from .trust import AOPC_FRACTIONS, CURVE_FRACTIONS, FAITHFULNESS, rank_agreement
 
 __all__ = ["AOPC_FRACTIONS", "CURVE_FRACTIONS", "DEFAULT_MEMORY_BUDGET", "FAITHFULNESS",
-           "LEVELS", "METHODS", "OUTPUTS", "AttributionResult", "applicable_methods",
-           "attribute", "rank_agreement"]
+           "LEVELS", "METHODS", "OUTPUTS", "AttributionResult", "ScorecardResult",
+           "SurrogateResult", "applicable_methods", "attribute", "global_surrogate",
+           "rank_agreement", "scorecard"]

@@ -25,7 +25,7 @@ def _short(label: str, width: int = 28) -> str:
 
 
 def plot_text(result, *, ax=None, input=0, top_k=10, max_inputs=8, **_):
-    """Words coloured by score, one line block per explanation, shared colour bar."""
+    """Words coloured by score, one block per explanation, one shared colour bar."""
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -33,48 +33,46 @@ def plot_text(result, *, ax=None, input=0, top_k=10, max_inputs=8, **_):
     scores = [result.units(k)[1] for k in indices]
     norm = diverging_norm(np.concatenate(scores) if scores else [0.0])
     cmap = matplotlib.colormaps[DIVERGING]
-    fig, ax = axes_or_new(ax, 8.0, 0.6 + 0.75 * len(indices))
-    if fig.canvas is None or not hasattr(fig.canvas, "get_renderer"):
+    created = ax is None
+    fig, ax = axes_or_new(ax, 8.0, 4.0)
+    if not hasattr(fig.canvas, "get_renderer"):
         FigureCanvasAgg(fig)
     with style():
         ax.set_axis_off()
         ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
         renderer = fig.canvas.get_renderer()
         ax_width = ax.get_window_extent(renderer).width
-        line_height = 1.0 / max(1, sum(_n_lines(result, k) for k in indices) + 2 * len(indices))
-        y = 1.0 - line_height
+        gap = 7.0 / ax_width
+        line = 0.0  # y in line units, downward
         for k, values in zip(indices, scores, strict=True):
             labels = result.units(k)[0]
             head = (f"#{k}  predicted {result._predicted_label(k)} "
                     f"({result._run.predicted_score[k]:.2f}), explaining "
                     f"{result._target_label(k)}")
-            ax.text(0, y, head, fontsize=8, color="0.3", va="center", transform=ax.transAxes)
-            y -= line_height
+            ax.text(0, line, head, fontsize=8, color="0.3", va="center")
+            line -= 1.0
             x = 0.0
             for label, value in zip(labels, values, strict=True):
-                text = ax.text(x, y, label, fontsize=10, va="center", transform=ax.transAxes,
+                text = ax.text(x, line, label, fontsize=10, va="center",
                                bbox={"facecolor": cmap(norm(value)), "edgecolor": "none",
-                                     "pad": 1.5, "boxstyle": "round,pad=0.15"})
-                width = text.get_window_extent(renderer).width / ax_width + 0.008
+                                     "boxstyle": "round,pad=0.15"})
+                width = text.get_window_extent(renderer).width / ax_width
                 if x > 0 and x + width > 1.0:
-                    y -= line_height
+                    line -= 1.0
                     x = 0.0
-                    text.set_position((x, y))
-                x += width
-            y -= 1.2 * line_height
+                    text.set_position((x, line))
+                x += width + gap
+            line -= 1.4
+        ax.set_ylim(line + 0.6, 0.6)
+        if created:
+            fig.set_size_inches(8.0, 1.3 + 0.27 * (0.6 - line))
         mappable = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
-        bar = fig.colorbar(mappable, ax=ax, orientation="horizontal", fraction=0.05,
-                           pad=0.02, aspect=50)
+        bar = fig.colorbar(mappable, ax=ax, orientation="horizontal", fraction=0.08,
+                           pad=0.02, aspect=50, shrink=0.8)
         bar.set_label(f"attribution to the {_quantity(result)} of the explained label "
                       f"({result.method})")
         ax.set_title(f"Word attributions ({result.method})")
     return fig
-
-
-def _n_lines(result, k: int) -> int:
-    labels = result.units(k)[0]
-    return max(1, int(np.ceil(sum(len(w) + 1 for w in labels) / 80)))
 
 
 def plot_bar(result, *, ax=None, input=0, top_k=10, **_):
@@ -98,39 +96,39 @@ def _wrap(text: str, width: int = 70) -> str:
 
 
 def plot_waterfall(result, *, ax=None, input=0, top_k=10, **_):
-    """From f(baseline) (estimated as f(x) - sum of scores) to f(x), top units by |score|, the
-    rest summed in one bar."""
+    """From f(baseline) (= f(x) - sum of scores, exact up to the completeness error) to f(x):
+    the top units by |score| as steps, the rest summed in one step."""
     labels, scores = result.units(input)
     f_x = result._run.f_x[input]
-    total = float(np.sum(scores))
-    start = f_x - total
+    start = f_x - float(np.sum(scores))
     order = list(np.argsort(-np.abs(scores), kind="stable")[:top_k])
-    rest = float(np.sum(np.delete(scores, order))) if len(order) < len(scores) else 0.0
-    steps = [(labels[j], float(scores[j])) for j in order]
+    steps = [(_short(labels[j]), float(scores[j])) for j in order]
     if len(order) < len(scores):
-        steps.append((f"{len(scores) - len(order)} other", rest))
-    fig, ax = axes_or_new(ax, 6.5, 1.2 + 0.32 * (len(steps) + 2))
+        rest = float(np.sum(np.delete(scores, order)))
+        steps.append((f"{len(scores) - len(order)} others", rest))
+    fig, ax = axes_or_new(ax, 6.5, 1.4 + 0.32 * len(steps))
     with style():
         level = start
-        ys = list(range(len(steps) + 1, 0, -1))
-        ax.barh(ys[0] + 1, start, color="0.7")
-        names = ["f(baseline)"]
-        for y, (name, value) in zip(ys[1:] + [0], steps, strict=False):
-            ax.barh(y + 0, value, left=level, color=_POS if value > 0 else _NEG)
-            ax.text(level + value, y, f" {value:+.3f}", va="center", fontsize=7,
+        levels = [start]
+        n = len(steps)
+        for j, (_, value) in enumerate(steps):
+            y = n - 1 - j
+            ax.barh(y, value, left=level, color=_POS if value > 0 else _NEG, height=0.7)
+            ax.text(level + value, y, f" {value:+.3g} ", va="center", fontsize=7,
                     ha="left" if value >= 0 else "right")
             level += value
-            names.append(_short(name))
-        ax.barh(0, f_x, color="0.35")
-        names.append("f(x)")
-        positions = [ys[0] + 1] + [y for y in (ys[1:] + [0])][:len(steps)] + [0]
-        if len(positions) != len(names):
-            positions = list(range(len(names) - 1, -1, -1))
-        ax.set_yticks(positions, names)
-        ax.axvline(start, color="0.5", linewidth=0.6, linestyle=":")
+            levels.append(level)
+        ax.axvline(start, color="0.45", linewidth=0.9, linestyle=":",
+                   label=f"f(baseline) = {start:.3g}")
+        ax.axvline(f_x, color="0.15", linewidth=0.9, label=f"f(x) = {f_x:.3g}")
+        ax.set_yticks(range(n - 1, -1, -1), [name for name, _ in steps])
+        low, high = min(levels), max(levels)
+        pad = 0.15 * (high - low) if high > low else max(abs(high), 1e-9) * 0.1
+        ax.set_xlim(low - pad, high + pad)
         ax.set_xlabel(f"{_quantity(result)} of {result._target_label(input)}")
-        ax.set_title(_wrap(f"Explanation #{input}: f(baseline) = {start:.3f} to "
-                           f"f(x) = {f_x:.3f} ({result.method})"))
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=2, frameon=False)
+        ax.set_title(_wrap(f"Explanation #{input}: contributions from f(baseline) to f(x) "
+                           f"({result.method})"))
     return fig
 
 

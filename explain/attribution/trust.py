@@ -252,6 +252,8 @@ def robustness(loaded, result, *, n_perturb_samples: int = 8, max_inputs: int = 
         infid.append(float(value.mean()))
 
         def explain_fn(xs, _item=item, _b=b):
+            packed = isinstance(xs, tuple)
+            xs = xs[0] if packed else xs
             outs = []
             for row in range(xs.shape[0]):
                 clone = _clone_item(_item, xs[row], prepared.kind)
@@ -261,9 +263,12 @@ def robustness(loaded, result, *, n_perturb_samples: int = 8, max_inputs: int = 
                                   output=result.meta["parameters"]["output"], options=options,
                                   keep_elements=True, layer=result.meta["parameters"]["layer"])
                 outs.append(_element_attr(sub_run, 0, clone))
-            return torch.stack(outs)
+            return (torch.stack(outs),) if packed else torch.stack(outs)
 
         def perturb_sens(inputs, perturb_radius=noise * scale):
+            if isinstance(inputs, tuple):
+                return tuple(v + torch.empty_like(v).uniform_(-perturb_radius, perturb_radius)
+                             for v in inputs)
             return inputs + torch.empty_like(inputs).uniform_(-perturb_radius, perturb_radius)
 
         with torch.random.fork_rng(devices=[]):

@@ -1,0 +1,187 @@
+"""The explanation scorecard: per method, faithfulness, robustness, stability, time, memory."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..plotting import new_figure, style
+from ..results import Result, make_meta
+from .core import METHODS, applicable_methods, attribute
+from .trust import PeakMemory, item_units, rank_agreement, robustness
+
+__all__ = ["ScorecardResult", "scorecard"]
+
+_DEFAULT = ("integrated_gradients", "saliency", "input_x_gradient", "deeplift",
+            "gradient_shap", "smoothgrad", "feature_ablation", "shapley_sampling", "lime",
+            "kernel_shap")
+
+
+class ScorecardResult(Result):
+    """One row per method. ``to_frame()`` columns: ``method``, ``comprehensiveness``,
+    ``random_comprehensiveness``, ``sufficiency``, ``random_sufficiency``, ``deletion_auc``,
+    ``insertion_auc``, ``random_deletion_auc``, ``random_insertion_auc`` (means over inputs; see
+    ``explain.attribution.FAITHFULNESS``), ``beats_random`` (share of inputs whose
+    comprehensiveness exceeds the random ranking's), ``infidelity`` and ``sensitivity_max``
+    (Captum's metrics, lower is better; NaN unless ``robustness=True``), ``stability`` (mean
+    Spearman correlation of unit scores between ``seed`` and ``seed + 1``; 1 = identical),
+    ``agreement`` (mean Spearman correlation with the first method), ``seconds`` (wall time of
+    the attribution alone), ``peak_memory_mb`` (peak resident memory above the start of the
+    call), ``n_inputs``. ``agreement_table``: every pair of methods (``rank_agreement``)."""
+
+    PLOTS: Mapping[str, str] = MappingProxyType({
+        "scorecard": "faithfulness vs random, stability, time and memory per method",
+    })
+
+    def __init__(self, loaded, frame: pd.DataFrame, agreement: pd.DataFrame,
+                 parameters: Mapping[str, Any], seed: int, results: Mapping[str, Any]) -> None:
+        self._frame = frame
+        self.agreement_table = agreement
+        self.results = dict(results)
+        self.meta = make_meta(loaded, method="scorecard", parameters=parameters, seed=seed)
+
+    def to_frame(self) -> pd.DataFrame:
+        return self._frame.copy()
+
+    def summary(self) -> str:
+        best = self._frame.sort_values("comprehensiveness", ascending=False).iloc[0]
+        return (f"scorecard of {len(self._frame)} methods on {int(best.n_inputs)} inputs; most "
+                f"comprehensive: {best.method} ({best.comprehensiveness:.3f} vs random "
+                f"{best.random_comprehensiveness:.3f})")
+
+    def plot(self, kind: str | None = None, *, ax=None, **_):
+        self._check_kind(kind)
+        frame = self._frame
+        methods = frame.method.tolist()
+        y = np.arange(len(methods))[::-1]
+        if ax is not None:
+            fig, axes = ax.figure, [ax]
+        else:
+            fig, axes = new_figure(11.0, 1.2 + 0.35 * len(methods), ncols=4, sharey=True)
+        with style():
+            a = axes[0]
+            a.barh(y + 0.2, frame.comprehensiveness, height=0.4, color="#b2182b",
+                   label="method")
+            a.barh(y - 0.2, frame.random_comprehensiveness, height=0.4, color="0.7",
+                   label="random ranking")
+            a.set_yticks(y, methods)
+            a.set_xlabel("comprehensiveness (higher = better)")
+            a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2, frameon=False,
+                     fontsize=7)
+            a.set_title("Faithfulness")
+            if len(axes) > 1:
+                axes[1].barh(y, frame.stability, color="#4393c3")
+                axes[1].set_xlim(min(0.0, float(np.nanmin(frame.stability)) - 0.05), 1.05)
+                axes[1].set_xlabel("Spearman, seed vs seed+1")
+                axes[1].set_title("Stability")
+                axes[2].barh(y, frame.seconds, color="0.4")
+                axes[2].set_xscale("log")
+                axes[2].set_xlabel("seconds (log scale)")
+                axes[2].set_title("Time")
+                axes[3].barh(y, frame.peak_memory_mb, color="0.55")
+                axes[3].set_xlabel("peak memory above start (MB)")
+                axes[3].set_title("Memory")
+            if ax is None:
+                fig.suptitle(f"Explanation scorecard, {int(frame.n_inputs.iloc[0])} inputs, "
+                             f"{self.meta['model'].get('name', 'model')}")
+        return fig
+
+
+def scorecard(model, inputs, *, methods: Sequence[str] | None = None, target=None,
+              n_steps: int = 50, seed: int = 0, with_robustness: bool = False,
+              robustness_inputs: int = 4, method_options: Mapping[str, Mapping] | None = None,
+              **options) -> ScorecardResult:
+    """Run each of ``methods`` (default: every applicable method except GradCAM and layer) on
+    the same ``inputs`` and compare them (columns in ``ScorecardResult``).
+
+    Each method runs twice (``seed`` and ``seed + 1``) for stability; time and memory are those
+    of the first run. ``with_robustness``: also Captum's infidelity and max-sensitivity on the
+    first ``robustness_inputs`` inputs (sensitivity re-runs the method per perturbation: slow).
+    ``method_options``: method name -> extra options; ``options`` go to every ``attribute`` call.
+    """
+    applicable = applicable_methods(model.task)
+    if methods is None:
+        methods = [m for m in _DEFAULT if m in applicable]
+    methods = list(methods)
+    if not methods:
+        raise ValueError(f"no methods given; valid: {', '.join(applicable)}")
+    for method in methods:
+        if method not in METHODS or method not in applicable:
+            raise ValueError(f"method {method!r} cannot be scored for a {model.task!r} model; "
+                             f"valid: {', '.join(m for m in applicable if m != 'layer')}")
+        if method == "layer":
+            raise ValueError("the 'layer' method attributes to neurons, not inputs; it has no "
+                             "faithfulness score")
+    method_options = dict(method_options or {})
+    rows, results = [], {}
+    for method in methods:
+        extra = {**options, **dict(method_options.get(method, {}))}
+        with PeakMemory() as memory:
+            start = time.perf_counter()
+            result = attribute(model, inputs, method=method, target=target, n_steps=n_steps,
+                               seed=seed, faithfulness=False, **extra)
+            seconds = time.perf_counter() - start
+        from .trust import measure_faithfulness
+
+        result._trust = measure_faithfulness(model, result._run,
+                                             output=result.output, seed=seed,
+                                             memory_budget=result.meta["parameters"]
+                                             ["memory_budget"])
+        again = attribute(model, inputs, method=method, target=target, n_steps=n_steps,
+                          seed=seed + 1, faithfulness=False, **extra)
+        results[method] = result
+        metrics = pd.DataFrame(result._trust.metrics)
+        row = {"method": method}
+        for column in ("comprehensiveness", "random_comprehensiveness", "sufficiency",
+                       "random_sufficiency", "deletion_auc", "insertion_auc",
+                       "random_deletion_auc", "random_insertion_auc"):
+            row[column] = float(metrics[column].mean())
+        row["beats_random"] = float((metrics.comprehensiveness
+                                     > metrics.random_comprehensiveness).mean())
+        robust = {"infidelity": float("nan"), "sensitivity_max": float("nan")}
+        if with_robustness:
+            robust = robustness(model, result, max_inputs=robustness_inputs, seed=seed)
+        row.update(robust)
+        row["stability"] = _mean_spearman(result, again)
+        row["seconds"] = seconds
+        row["peak_memory_mb"] = memory.peak / 2**20
+        row["n_inputs"] = len(result)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    agreement = rank_agreement(results) if len(results) > 1 else pd.DataFrame(
+        columns=["method_a", "method_b", "spearman", "kendall", "n_explanations"])
+    first = methods[0]
+    frame["agreement"] = [1.0 if m == first else _pair(agreement, first, m) for m in methods]
+    columns = ["method", "comprehensiveness", "random_comprehensiveness", "sufficiency",
+               "random_sufficiency", "deletion_auc", "insertion_auc", "random_deletion_auc",
+               "random_insertion_auc", "beats_random", "infidelity", "sensitivity_max",
+               "stability", "agreement", "seconds", "peak_memory_mb", "n_inputs"]
+    parameters = {"methods": methods, "n_steps": n_steps, "target": target,
+                  "with_robustness": with_robustness, **options}
+    return ScorecardResult(model, frame[columns], agreement, parameters, seed, results)
+
+
+def _pair(table: pd.DataFrame, a: str, b: str) -> float:
+    hit = table[((table.method_a == a) & (table.method_b == b))
+                | ((table.method_a == b) & (table.method_b == a))]
+    return float(hit.spearman.iloc[0]) if len(hit) else float("nan")
+
+
+def _mean_spearman(first, second) -> float:
+    from scipy.stats import spearmanr
+
+    values = []
+    for k in range(len(first)):
+        a = item_units(first._run, k)[0]
+        b = item_units(second._run, k)[0]
+        if np.array_equal(a, b):
+            values.append(1.0)
+        elif len(a) >= 2 and np.ptp(a) > 0 and np.ptp(b) > 0:
+            values.append(float(spearmanr(a, b).statistic))
+    return float(np.mean(values)) if values else float("nan")
+
