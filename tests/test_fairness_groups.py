@@ -175,6 +175,19 @@ def test_small_groups_warn_and_get_no_interval():
     assert tiny.small_group.all() and tiny.ci_low.isna().all()
     big = result.by_group[(result.by_group.group == "a") & (result.by_group.metric != "count")]
     assert big.ci_low.notna().all()
+    # disparities leave the small group out: fairlearn's numbers on the other groups' rows
+    from fairlearn.metrics import demographic_parity_difference
+
+    row = result.disparities.set_index("measure").loc["demographic_parity"]
+    assert row.excluded_groups == "tiny" and row.n_groups == 3
+    rest = frame[frame.race != "tiny"]
+    assert row.difference == pytest.approx(demographic_parity_difference(
+        rest.y, rest.pred, sensitive_features=rest.race))
+    assert row.difference_ci_low <= row.difference <= row.difference_ci_high
+    everything = audit(data=frame, sensitive_features="race", label="y", prediction="pred",
+                       n_bootstrap=0, min_group_size=0)
+    assert everything.difference() == pytest.approx(demographic_parity_difference(
+        frame.y, frame.pred, sensitive_features=frame.race))
 
 
 def test_bad_input_messages():

@@ -268,7 +268,8 @@ def audit(
     Per group: ``GROUP_METRICS``; per sensitive feature: ``DISPARITIES`` (difference and ratio),
     all with percentile bootstrap intervals (``n_bootstrap`` resamples of the rows, ``seed``);
     with scores, calibration per score bin (``n_bins``) and a threshold sweep. Groups smaller
-    than ``min_group_size`` get an ``ExplainWarning`` and no intervals.
+    than ``min_group_size`` get an ``ExplainWarning``, no intervals, and are left out of the
+    disparities (their own rates are still reported); ``min_group_size=0`` keeps every group.
     """
     if data is None:
         raise TypeError("audit needs data=DataFrame (the rows to audit)")
@@ -362,7 +363,7 @@ def audit(
             raise ValueError(f"sensitive column {feature!r} has one group ({names[0]!r}); a "
                              f"fairness audit compares at least two groups")
         counts = np.bincount(codes, minlength=len(names))
-        too_small = counts < max(min_group_size, 2)
+        too_small = counts < min_group_size
         if too_small.any():
             small[feature] = [f"{names[i]} ({counts[i]})" for i in np.flatnonzero(too_small)]
         sensitive_frame = data[columns].astype(str).reset_index(drop=True)
@@ -393,20 +394,35 @@ def audit(
                         "metric": metric, "value": value, "ci_low": float(low),
                         "ci_high": float(high), "count": int(counts[g]),
                         "small_group": bool(too_small[g])})
-            measures = (_fairlearn_disparities(y_used, p, sensitive_frame, frame)
-                        if y is not None else
-                        {"demographic_parity": (float(frame.difference()["selection_rate"]),
-                                                float(frame.ratio()["selection_rate"]))})
+            # Disparities compare the groups large enough to estimate (all groups when
+            # min_group_size=0): fairlearn's numbers on those groups' rows, and intervals from
+            # the same resamples as the rates.
+            kept = ~too_small
+            compared = [names[i] for i in np.flatnonzero(kept)]
+            excluded = [names[i] for i in np.flatnonzero(too_small)]
+            measures: dict[str, tuple[float, float]] = {}
+            if kept.sum() >= 2:
+                rows_kept = kept[codes]
+                sub_frame = sensitive_frame[rows_kept].reset_index(drop=True)
+                sub_mf = (frame if rows_kept.all() else
+                          _fairlearn_frame(y_used[rows_kept], p[rows_kept], sub_frame))
+                measures = (_fairlearn_disparities(y_used[rows_kept], p[rows_kept], sub_frame,
+                                                   sub_mf)
+                            if y is not None else
+                            {"demographic_parity": (float(sub_mf.difference()["selection_rate"]),
+                                                    float(sub_mf.ratio()["selection_rate"]))})
+            else:
+                measures = {m: (np.nan, np.nan) for m in
+                            (DISPARITIES if y is not None else ["demographic_parity"])}
             boot_disp = None
-            if boot is not None:
-                # Intervals use only groups large enough for one.
-                kept = {k: v[:, ~too_small] for k, v in boot.items()}
-                boot_disp = _disparities(kept) if (~too_small).sum() >= 2 else None
+            if boot is not None and kept.sum() >= 2:
+                boot_disp = _disparities({k: v[:, kept] for k, v in boot.items()})
             for measure, (difference, ratio) in measures.items():
                 row = {"sensitive_feature": feature, "class_label": class_name,
                        "measure": measure, "difference": difference, "ratio": ratio,
                        "difference_ci_low": np.nan, "difference_ci_high": np.nan,
-                       "ratio_ci_low": np.nan, "ratio_ci_high": np.nan}
+                       "ratio_ci_low": np.nan, "ratio_ci_high": np.nan,
+                       "n_groups": len(compared), "excluded_groups": "; ".join(excluded)}
                 if boot_disp is not None:
                     d_low, d_high = percentile_interval(boot_disp[measure][0], confidence)
                     r_low, r_high = percentile_interval(boot_disp[measure][1], confidence)
@@ -436,7 +452,8 @@ def audit(
     if small:
         detail = "; ".join(f"{k}: {', '.join(v)}" for k, v in small.items())
         warnings.warn(f"groups smaller than min_group_size={min_group_size} get no intervals and "
-                      f"noisy estimates: {detail}", ExplainWarning, stacklevel=2)
+                      f"are left out of the disparities (pass min_group_size=0 to keep them): "
+                      f"{detail}", ExplainWarning, stacklevel=2)
 
     parameters = {"sensitive_features": list(sensitive), "label": label, "positive_label":
                   None if positive_label is None else str(positive_label), "threshold": threshold,
@@ -493,8 +510,10 @@ class AuditResult(Result):
     ``count`` (rows in the group), ``small_group`` (below ``min_group_size``).
 
     ``disparities``: one row per sensitive feature x class x measure (``DISPARITIES``):
-    ``difference``, ``ratio`` (fairlearn's ``between_groups``), and their intervals
-    ``difference_ci_low``, ``difference_ci_high``, ``ratio_ci_low``, ``ratio_ci_high``.
+    ``difference``, ``ratio`` (fairlearn's ``between_groups`` on the rows of the compared
+    groups), their intervals ``difference_ci_low``, ``difference_ci_high``, ``ratio_ci_low``,
+    ``ratio_ci_high``, ``n_groups`` (groups compared) and ``excluded_groups`` (groups below
+    ``min_group_size``, left out of the comparison; empty when none).
 
     ``calibration``: per group and score bin: ``bin``, ``bin_low``, ``bin_high``,
     ``mean_score``, ``observed_rate``, ``count``. ``threshold_sweep``: per group, threshold and
@@ -598,24 +617,40 @@ class AuditResult(Result):
             width = 0.8 / len(wanted)
             x = np.arange(len(groups))
             palette = ["#4C72B0", "#DD8452", "#55A868", "#C44E52"]
+            info = rows.drop_duplicates("group").set_index("group").reindex(groups)
+            small = info["small_group"].to_numpy(bool)
             for k, metric in enumerate(wanted):
                 part = rows[rows["metric"] == metric].set_index("group").reindex(groups)
                 values = part["value"].to_numpy(float)
                 err = np.vstack([values - part["ci_low"].to_numpy(float),
                                  part["ci_high"].to_numpy(float) - values])
                 err = np.where(np.isfinite(err), np.clip(err, 0, None), 0)
-                ax.bar(x + (k - (len(wanted) - 1) / 2) * width, values, width,
-                       yerr=err, capsize=2, label=metric.replace("_", " "),
-                       color=palette[k % len(palette)], error_kw={"elinewidth": 0.8})
-            ticks = [f"{g}\n(n={int(part_n)})" for g, part_n in
-                     rows.drop_duplicates("group").set_index("group").reindex(groups)["count"]
-                     .items()]
+                positions = x + (k - (len(wanted) - 1) / 2) * width
+                bars = ax.bar(positions, np.nan_to_num(values), width, yerr=err, capsize=2,
+                              label=metric.replace("_", " "), color=palette[k % len(palette)],
+                              error_kw={"elinewidth": 0.8})
+                for bar, is_small, value, position in zip(bars, small, values, positions,
+                                                          strict=True):
+                    if is_small:  # too few rows: drawn faint, no interval
+                        bar.set_alpha(0.35)
+                        bar.set_hatch("//")
+                    if not np.isfinite(value):
+                        ax.text(position, 0.01, "n/a", rotation=90, ha="center", va="bottom",
+                                fontsize=6, color="grey")
+            minimum = self.meta["parameters"]["min_group_size"]
+            ticks = [f"{g}{' †' if is_small else ''}\n(n={int(n)})"
+                     for g, n, is_small in zip(groups, info["count"], small, strict=True)]
             ax.set_xticks(x, ticks, rotation=30 if len(groups) > 4 else 0,
                           ha="right" if len(groups) > 4 else "center")
+            if small.any():
+                ax.text(1.0, 1.0, f"† fewer than {minimum} rows: faint, no interval, not in "
+                        f"the disparities", transform=ax.transAxes, ha="right", va="bottom",
+                        fontsize=7, color="grey")
             ax.set_ylim(0, 1.05)
             ax.set_ylabel("rate")
             ax.set_title(f"Group metrics by {feature} (class {label}; bars: "
-                         f"{int(self.meta['parameters']['confidence'] * 100)}% bootstrap CI)")
+                         f"{int(self.meta['parameters']['confidence'] * 100)}% bootstrap CI)",
+                         pad=14 if small.any() else 6)
             ax.legend(ncols=len(wanted), loc="upper center", bbox_to_anchor=(0.5, -0.18 if
                       len(groups) <= 4 else -0.35), frameon=False)
         return fig
@@ -642,11 +677,20 @@ class AuditResult(Result):
                     color=[colours[f] for f in rows["sensitive_feature"]])
             ax.set_yticks(y, labels)
             ax.axvline(0, color="black", linewidth=0.8)
-            ax.set_xlabel("difference between groups (max - min)")
+            ax.set_xlabel(f"difference between groups (max - min; groups with at least "
+                          f"{self.meta['parameters']['min_group_size']} rows)")
             ax.set_xlim(0, max(0.05, float(np.nanmax(np.r_[values, high])) * 1.1))
             ax.set_title(f"Disparities (class {label}; "
                          f"{int(self.meta['parameters']['confidence'] * 100)}% bootstrap CI)")
         return fig
+
+    def _group_label(self, feature: str, group: str) -> tuple[str, str]:
+        """Legend text with the group's size; small groups are dotted and marked with †."""
+        rows = self.by_group[(self.by_group["sensitive_feature"] == feature) &
+                             (self.by_group["group"] == group)]
+        count = int(rows["count"].iloc[0]) if len(rows) else 0
+        small = bool(rows["small_group"].iloc[0]) if len(rows) else False
+        return f"{group} (n={count}){' †' if small else ''}", (":" if small else "-")
 
     def _plot_calibration(self, ax, sensitive_feature, class_label):
         from ..plotting import axes_or_new, style
@@ -663,11 +707,13 @@ class AuditResult(Result):
                 ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8,
                         label="perfect calibration")
             for group, part in rows.groupby("group", sort=True):
+                label_text, line = self._group_label(feature, group)
                 ax.plot(part["mean_score"], part["observed_rate"], marker="o", markersize=3,
-                        label=f"{group}")
+                        label=label_text, linestyle=line)
             ax.set_xlabel("mean predicted score in bin")
             ax.set_ylabel("observed positive rate")
-            ax.set_title(f"Calibration by {feature} (class {label})")
+            ax.set_title(f"Calibration by {feature} (class {label}; † dotted: fewer than "
+                         f"{self.meta['parameters']['min_group_size']} rows)")
             ax.legend(loc="upper left", frameon=False)
         return fig
 
@@ -690,15 +736,17 @@ class AuditResult(Result):
             for metric, axis in zip(metrics, axes, strict=True):
                 part = rows[rows["metric"] == metric]
                 for group, g in part.groupby("group", sort=True):
-                    axis.plot(g["threshold"], g["value"], label=str(group))
+                    label_text, line = self._group_label(feature, group)
+                    axis.plot(g["threshold"], g["value"], label=label_text, linestyle=line)
                 axis.axvline(threshold, color="grey", linestyle=":", linewidth=0.8)
                 axis.set_xlabel("decision threshold on score")
                 axis.set_ylabel(metric.replace("_", " "))
                 axis.set_ylim(-0.02, 1.02)
                 axis.set_title(metric.replace("_", " "))
             axes[-1].legend(frameon=False, fontsize=7)
-            fig.suptitle(f"Threshold sweep by {feature} (class {label}; dotted: "
-                         f"threshold {threshold:g})")
+            fig.suptitle(f"Threshold sweep by {feature} (class {label}; vertical line: "
+                         f"threshold {threshold:g}; † dotted: fewer than "
+                         f"{self.meta['parameters']['min_group_size']} rows)")
         return fig
 
     def _repr_html_(self) -> str:

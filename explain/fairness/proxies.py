@@ -1,0 +1,241 @@
+"""Proxies of a sensitive feature, and how much of each prediction falls on sensitive inputs.
+
+``proxies``: which columns carry information about a sensitive column, even when the sensitive
+column itself is not an input (COMPAS without race): mutual information between each feature
+and the sensitive column (scikit-learn's ``mutual_info_classif``: exact counting for discrete
+features, a nearest-neighbour estimate for numeric ones), normalised by the entropy of the
+sensitive column so 1 means "determines it" and 0 "independent".
+
+``attribution_by_group``: with ``explain.attribute``, the share of each prediction's absolute
+attribution that falls on the given features (tabular) or identity terms (text), summarised per
+group of a sensitive column.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..results import Result, make_meta
+from ._common import as_names, check_columns, percentile_interval, resolve_model
+
+__all__ = ["AttributionByGroupResult", "ProxyResult", "attribution_by_group", "proxies"]
+
+
+def _entropy(codes: np.ndarray) -> float:
+    p = np.bincount(codes) / len(codes)
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def proxies(data: pd.DataFrame, sensitive_feature: str, *, model: Any = None,
+            features: Sequence[str] | None = None, encoded: bool = False,
+            n_neighbors: int = 3, seed: int = 0) -> ProxyResult:
+    """Rank features by how much they reveal ``sensitive_feature``.
+
+    ``features``: the columns to rank (default: the model's input columns when ``model`` is a
+    tabular ``LoadedModel`` with an encoder, else every other column). ``encoded``: rank the
+    model's encoded inputs (one-hot columns separately) instead of raw columns.
+    """
+    from sklearn.feature_selection import mutual_info_classif
+
+    check_columns(data, [sensitive_feature], "sensitive")
+    model = resolve_model(model)
+    target = data[sensitive_feature]
+    if target.isna().any():
+        raise ValueError(f"sensitive column {sensitive_feature!r} has missing values")
+    codes, groups = pd.factorize(target.astype(str), sort=True)
+    if len(groups) < 2:
+        raise ValueError(f"sensitive column {sensitive_feature!r} has one group "
+                         f"({groups[0]!r}); nothing to predict")
+    if encoded:
+        if model is None or model.encoder is None:
+            raise ValueError("encoded=True needs a tabular model with an encoder")
+        matrix = model.encode_frame(data).numpy().astype(np.float64)
+        names = list(model.feature_names)
+        discrete = np.array([("=" in n) for n in names])
+    else:
+        if features is None:
+            features = (model.encoder.columns if model is not None and model.encoder is not None
+                        else [c for c in data.columns if c != sensitive_feature])
+        names = check_columns(data, as_names(features, "features"), "feature")
+        if sensitive_feature in names:
+            raise ValueError(f"{sensitive_feature!r} is the sensitive column itself; leave it "
+                             f"out of features")
+        columns, discrete = [], []
+        for name in names:
+            values = data[name]
+            if values.isna().any():
+                raise ValueError(f"feature {name!r} has missing values; fill or drop them")
+            if pd.api.types.is_numeric_dtype(values) and values.nunique() > 10:
+                columns.append(values.to_numpy(np.float64))
+                discrete.append(False)
+            else:
+                columns.append(pd.factorize(values.astype(str), sort=True)[0].astype(np.float64))
+                discrete.append(True)
+        matrix = np.column_stack(columns)
+        discrete = np.asarray(discrete)
+    mi = mutual_info_classif(matrix, codes, discrete_features=discrete, n_neighbors=n_neighbors,
+                             random_state=seed)
+    entropy = _entropy(codes)
+    table = pd.DataFrame({"feature": names, "mutual_information": mi,
+                          "normalized_mutual_information": mi / entropy if entropy > 0 else np.nan,
+                          "discrete": discrete})
+    table = table.sort_values("mutual_information", ascending=False, kind="stable") \
+        .reset_index(drop=True)
+    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    parameters = {"sensitive_feature": sensitive_feature, "encoded": encoded,
+                  "n_neighbors": n_neighbors, "groups": list(groups), "n_rows": len(data)}
+    return ProxyResult(table, meta=make_meta(model, method="proxy-mutual-information",
+                                             parameters=parameters, seed=seed))
+
+
+class ProxyResult(Result):
+    """Features ranked by mutual information with a sensitive column.
+
+    ``to_frame()``: one row per feature: ``rank``, ``feature``, ``mutual_information`` (nats),
+    ``normalized_mutual_information`` (divided by the sensitive column's entropy; 0..1),
+    ``discrete`` (counted exactly rather than estimated by nearest neighbours).
+    """
+
+    PLOTS: Mapping[str, str] = MappingProxyType({
+        "top_proxies": "normalised mutual information of the top features with the sensitive "
+                       "column",
+    })
+
+    def __init__(self, table: pd.DataFrame, *, meta: dict) -> None:
+        self.table = table
+        self.meta = meta
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.table.copy()
+
+    def summary(self) -> str:
+        top = self.table.iloc[0]
+        return (f"Top proxy of {self.meta['parameters']['sensitive_feature']!r}: "
+                f"{top.feature} (normalised MI {top.normalized_mutual_information:.3f})")
+
+    def plot(self, kind: str | None = None, *, ax=None, top: int = 15):
+        from ..plotting import axes_or_new, style
+
+        self._check_kind(kind)
+        table = self.table.head(top)
+        fig, ax = axes_or_new(ax, 6.0, 0.35 * len(table) + 1.5)
+        with style():
+            y = np.arange(len(table))[::-1]
+            ax.barh(y, table["normalized_mutual_information"], color="#4C72B0")
+            ax.set_yticks(y, table["feature"])
+            ax.set_xlabel("mutual information / entropy of the sensitive column")
+            ax.set_title(f"Proxies of {self.meta['parameters']['sensitive_feature']!r}")
+        return fig
+
+
+def attribution_by_group(model: Any, data: pd.DataFrame, *, sensitive_feature: str,
+                         features: Sequence[str] | None = None, text: str | None = None,
+                         terms: Sequence[str] | None = None, method: str = "integrated_gradients",
+                         target: Any = None, n_bootstrap: int = 1000, confidence: float = 0.95,
+                         seed: int = 0, batch_size: int = 32) -> AttributionByGroupResult:
+    """Share of each prediction's absolute attribution that falls on ``features`` (tabular: raw
+    column names, their one-hot inputs together) or on ``terms`` (text: words in the ``text``
+    column), with its mean per group of ``sensitive_feature`` (bootstrap interval).
+
+    Uses ``explain.attribute(model, inputs, method=method, target=target)``.
+    """
+    from .. import attribute
+
+    model = resolve_model(model)
+    check_columns(data, [sensitive_feature], "sensitive")
+    if model.is_text:
+        if text is None or not terms:
+            raise ValueError("a text model needs text=COLUMN and terms=[identity words]")
+        check_columns(data, [text], "text")
+        result = attribute(model, data[text].astype(str).tolist(), method=method, target=target,
+                           batch_size=batch_size)
+        wanted = {t.lower() for t in terms}
+        kind = "terms"
+    else:
+        if not features:
+            raise ValueError("pass features=[columns] whose share of the attribution to measure "
+                             "(e.g. the proxies of the sensitive column)")
+        result = attribute(model, data, method=method, target=target, batch_size=batch_size)
+        wanted = set(as_names(features, "features"))
+        kind = "features"
+    frame = result.to_frame()
+    item = "input_id" if "input_id" in frame.columns else "item"
+    unit = next(c for c in ("word", "feature", "unit", "token") if c in frame.columns)
+    labels = frame[unit].astype(str)
+    if kind == "terms":
+        hit = labels.str.lower().map(lambda w: re.sub(r"\W", "", w) in wanted)
+    else:
+        hit = labels.map(lambda f: f in wanted or f.split("=")[0] in wanted)
+    frame = frame.assign(magnitude=frame["attribution"].abs(), on_target=hit)
+    per_item = frame.groupby(item).apply(
+        lambda g: g.loc[g.on_target, "magnitude"].sum() / g["magnitude"].sum()
+        if g["magnitude"].sum() > 0 else np.nan, include_groups=False)
+    shares = pd.DataFrame({"row": per_item.index, "share": per_item.to_numpy(float)})
+    shares["group"] = data[sensitive_feature].astype(str).to_numpy()[shares["row"].to_numpy()]
+    rng = np.random.default_rng(seed)
+    rows = []
+    for group, part in shares.groupby("group", sort=True):
+        values = part["share"].to_numpy(float)
+        low = high = np.nan
+        if n_bootstrap and len(values) > 1:
+            sample = np.nanmean(values[rng.integers(0, len(values),
+                                                    size=(n_bootstrap, len(values)))], 1)
+            low, high = percentile_interval(sample, confidence)
+        rows.append({"group": group, "n_rows": len(values),
+                     "mean_share": float(np.nanmean(values)), "ci_low": float(low),
+                     "ci_high": float(high)})
+    parameters = {"sensitive_feature": sensitive_feature, "method": method,
+                  kind: sorted(wanted), "n_bootstrap": n_bootstrap, "confidence": confidence}
+    return AttributionByGroupResult(shares, pd.DataFrame(rows),
+                                    meta=make_meta(model, method="attribution-by-group",
+                                                   parameters=parameters, seed=seed))
+
+
+class AttributionByGroupResult(Result):
+    """Share of attribution on sensitive inputs, by group.
+
+    ``to_frame()``: one row per input: ``row``, ``share`` (|attribution| on the chosen
+    features or terms / total |attribution|), ``group``. ``by_group``: ``group``, ``n_rows``,
+    ``mean_share``, ``ci_low``, ``ci_high``.
+    """
+
+    PLOTS: Mapping[str, str] = MappingProxyType({
+        "by_group": "mean share of attribution on the sensitive inputs per group, with intervals",
+    })
+
+    def __init__(self, shares: pd.DataFrame, by_group: pd.DataFrame, *, meta: dict) -> None:
+        self.shares = shares
+        self.by_group = by_group
+        self.meta = meta
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.shares.copy()
+
+    def plot(self, kind: str | None = None, *, ax=None):
+        from ..plotting import axes_or_new, style
+
+        self._check_kind(kind)
+        table = self.by_group
+        fig, ax = axes_or_new(ax, 6.0, 0.4 * len(table) + 1.5)
+        with style():
+            y = np.arange(len(table))[::-1]
+            values = table["mean_share"].to_numpy(float)
+            err = np.vstack([values - table["ci_low"].to_numpy(float),
+                             table["ci_high"].to_numpy(float) - values])
+            err = np.where(np.isfinite(err), np.clip(err, 0, None), 0)
+            ax.barh(y, values, xerr=err, capsize=3, color="#4C72B0")
+            ax.set_yticks(y, [f"{g} (n={n})" for g, n in zip(table["group"], table["n_rows"],
+                                                             strict=True)])
+            ax.set_xlim(0, 1)
+            ax.set_xlabel("share of |attribution| on the sensitive inputs")
+            ax.set_title(f"Attribution on sensitive inputs by "
+                         f"{self.meta['parameters']['sensitive_feature']} "
+                         f"({self.meta['parameters']['method']})")
+        return fig
