@@ -753,6 +753,7 @@ def attention(
                              "cross": _checked(output.cross_attentions, "cross", model)}
                 else:
                     found = {"self": _checked(output.attentions, "self", model)}
+                del output
             else:
                 found = {"self": _capture_mha(model, mha_names, inputs)}
             if layer_sel is None:
@@ -764,17 +765,29 @@ def attention(
                         raise ValueError(f"the {kind} attention has {len(maps)} layers x "
                                          f"{maps[0].shape[1]} heads, unlike the encoder's "
                                          f"{n_layers} x {n_heads}; explain needs equal stacks")
+            # Fill each text's array layer by layer and drop the model's tensor for that layer
+            # at once, so the transient peak is one batch of float32 maps plus what is kept.
             head_index = torch.tensor(head_sel)
-            for kind, maps in found.items():
-                chosen = [maps[layer].index_select(1, head_index) for layer in layer_sel]
+            numpy_dtype = np.float16 if storage == torch.float16 else np.float32
+            for kind in list(found):
+                maps = list(found.pop(kind))
+                arrays = []
                 for row in range(stop - start):
                     i = start + row
                     q_len = (target_batch.lengths[i] if kind in ("decoder", "cross")
                              else batch.lengths[i])
                     k_len = target_batch.lengths[i] if kind == "decoder" else batch.lengths[i]
-                    stacked = torch.stack([m[row, :, :q_len, :k_len] for m in chosen])
-                    collected[kind].append(stacked.to(torch.float32).to(storage).cpu().numpy())
-            del found
+                    arrays.append(np.empty((len(layer_sel), len(head_sel), q_len, k_len),
+                                           dtype=numpy_dtype))
+                for position, layer in enumerate(layer_sel):
+                    layer_maps = maps[layer].index_select(1, head_index).to(storage)
+                    maps[layer] = None
+                    for row, array in enumerate(arrays):
+                        q_len, k_len = array.shape[-2:]
+                        array[position] = layer_maps[row, :, :q_len, :k_len].numpy()
+                    del layer_maps
+                collected[kind].extend(arrays)
+                del maps
 
     source = _Side.from_batch(batch)
     target_side = _Side.from_batch(target_batch) if target_batch is not None else None
