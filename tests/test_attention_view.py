@@ -175,3 +175,30 @@ def test_static_fallback_without_javascript(result, chromium):
     assert image.evaluate("img => img.naturalWidth") > 100
     assert page.locator(".ea-controls").count() == 0
     assert events["requests"] == []
+
+
+@browser
+@needs_chromium
+def test_notebook_output_renders_offline(chromium, tmp_path):
+    """A real Jupyter kernel displays two results; their HTML outputs work in one page."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    cells = [
+        "import explain\nfrom explain_models import tiny\nmodel = tiny.bert_classifier()",
+        "explain.attention(model, ['a warm film'])",
+        "explain.attention(model, ['a cold film', 'a dull one'])",
+    ]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    NotebookClient(notebook, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [cell.outputs[0]["data"] for cell in notebook.cells[1:]]
+    assert all("text/html" in data for data in outputs)
+    page, events = _open(chromium, "<html><body>" + "".join(d["text/html"] for d in outputs)
+                         + "</body></html>")
+    views = page.locator(".explain-attn")
+    assert views.count() == 2
+    views.nth(1).locator(".ea-left .ea-tok[data-index='1']").click()
+    assert views.nth(1).get_attribute("data-focus") == "query:1"
+    assert views.nth(0).get_attribute("data-focus") == ""
+    assert events["requests"] == [] and events["errors"] == []
