@@ -47,12 +47,17 @@ def as_names(value: str | Sequence[str], what: str) -> list[str]:
 
 
 def resolve_model(model: Any) -> Any:
-    """A ``LoadedModel``, or a reference-model name (``"compas"``, ``"sentiment"`` ...) that
-    ``explain_models.ensure`` builds, or a checkpoint path -> ``LoadedModel``."""
+    """A ``LoadedModel``, a reference-model name (``"compas"``, ``"sentiment"`` ...) that
+    ``explain_models.ensure`` builds, ``"minilm"`` (the offline MiniLM encoder), or a checkpoint
+    path -> ``LoadedModel``."""
     from ..loading import LoadedModel, load_model
 
     if model is None or isinstance(model, LoadedModel):
         return model
+    if isinstance(model, str) and model == "minilm":
+        from .. import datasets
+
+        return load_model(datasets.minilm_path(), name="all-MiniLM-L6-v2")
     if isinstance(model, str):
         try:
             import explain_models

@@ -1,0 +1,198 @@
+"""``explain audit``: group fairness of a model's decisions, or of decisions already in a file.
+
+    explain audit compas --sensitive race,sex --label two_year_recid --out audit/
+    explain audit adult --data adult.csv --sensitive sex,race --label income_over_50k --out a/
+    explain audit sentiment --data reviews.csv --text text --sensitive group --out a/
+    explain audit --data compas.csv --label two_year_recid --prediction compas_high_risk \\
+        --sensitive race --out audit/                      # no model: audit existing decisions
+
+Writes ``by_group.csv``, ``disparities.csv``, ``calibration.csv``, ``threshold_sweep.csv``
+(when there are scores), ``meta.json`` and one PNG per figure into ``--out`` (written to a
+temporary directory and moved into place, so a failure never leaves half the files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+NAME = "audit"
+HELP = "group fairness audit of a model or of existing decisions (tables and figures)"
+
+_READERS = (".csv", ".tsv", ".parquet", ".jsonl")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", nargs="?", metavar="MODEL",
+                        help="reference model (compas, adult, sentiment) or checkpoint "
+                             "directory; omit to audit --prediction/--score columns")
+    parser.add_argument("--data", metavar="FILE",
+                        help=f"table to audit ({', '.join(_READERS)}) or a built-in dataset "
+                             f"(compas, adult); default: a reference model's held-out rows")
+    parser.add_argument("--sensitive", required=True, metavar="COL[,COL]",
+                        help="sensitive column(s); several are also audited as intersections")
+    parser.add_argument("--label", metavar="COL", help="column of true outcomes")
+    parser.add_argument("--prediction", metavar="COL", help="column of existing decisions")
+    parser.add_argument("--score", metavar="COL", help="column of existing scores")
+    parser.add_argument("--text", metavar="COL", help="column of texts (text models)")
+    parser.add_argument("--positive-label", dest="positive_label", metavar="VALUE",
+                        help="label value that counts as positive when labels are not 0/1")
+    parser.add_argument("--threshold", type=float, default=0.5,
+                        help="decision threshold on scores (default 0.5)")
+    parser.add_argument("--n-bootstrap", dest="n_bootstrap", type=int, default=1000,
+                        help="bootstrap resamples for intervals (default 1000)")
+    parser.add_argument("--min-group-size", dest="min_group_size", type=int, default=30,
+                        help="smaller groups get no interval and are left out of disparities")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    parser.add_argument("--proxies", action="store_true",
+                        help="also rank the columns by mutual information with each sensitive "
+                             "column (proxies)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+
+
+def read_table(spec: str | None, model_name: str | None = None):
+    """A data file, a built-in dataset name, or (``None``) a reference model's held-out rows."""
+    import pandas as pd
+
+    if spec is None:
+        if model_name is None:
+            raise ValueError("pass --data FILE (the table to audit)")
+        import explain_models
+
+        if model_name not in explain_models.RECIPES:
+            raise ValueError(f"{model_name!r} has no held-out rows; pass --data FILE")
+        path = explain_models.ensure(model_name, progress=False) / "heldout.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"{str(path)!r} is missing; pass --data FILE")
+        return pd.read_csv(path)
+    path = Path(spec)
+    if not path.exists():
+        from .. import datasets
+
+        builtin = {"compas": datasets.compas, "adult": datasets.adult,
+                   "german_credit": datasets.german_credit,
+                   "rotten_tomatoes": datasets.rotten_tomatoes}
+        if spec in builtin:
+            return builtin[spec]()
+        raise FileNotFoundError(f"no such data file {spec!r}; pass a {', '.join(_READERS)} file "
+                                f"or one of {', '.join(builtin)}")
+    readers: Mapping[str, Callable[[Path], Any]] = {
+        ".csv": pd.read_csv, ".tsv": lambda p: pd.read_csv(p, sep="\t"),
+        ".parquet": pd.read_parquet, ".jsonl": lambda p: pd.read_json(p, lines=True)}
+    if path.suffix not in readers:
+        raise ValueError(f"cannot read {spec!r}: use a {', '.join(_READERS)} file")
+    return readers[path.suffix](path)
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of a feature name ("race & sex" -> "race_x_sex")."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text.replace(" & ", "_x_")).strip("_") or "x"
+
+
+class Outputs:
+    """Collects tables, figures and JSON, then writes them all into ``out`` at once."""
+
+    def __init__(self, out: str, *, overwrite: bool) -> None:
+        self.out = Path(out)
+        if self.out.exists() and not overwrite and (not self.out.is_dir() or
+                                                    any(self.out.iterdir())):
+            raise FileExistsError(f"{str(self.out)!r} exists and is not empty; pass --overwrite "
+                                  f"or another --out")
+        self.files: dict[str, Callable[[Path], None]] = {}
+
+    def table(self, name: str, frame) -> None:
+        self.files[f"{name}.csv"] = lambda p, f=frame: f.to_csv(p, index=False)
+
+    def figure(self, name: str, fig) -> None:
+        from ..plotting import figure_bytes
+
+        data = figure_bytes(fig, "png")
+        self.files[f"{name}.png"] = lambda p, d=data: p.write_bytes(d)
+
+    def json(self, name: str, value: Any) -> None:
+        text = json.dumps(value, indent=2, sort_keys=True, default=str)
+        self.files[f"{name}.json"] = lambda p, t=text: p.write_text(t)
+
+    def write(self) -> list[Path]:
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}-", dir=self.out.parent))
+        try:
+            for name, writer in self.files.items():
+                writer(tmp / name)
+            if self.out.exists():
+                shutil.rmtree(self.out) if self.out.is_dir() else self.out.unlink()
+            tmp.rename(self.out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return [self.out / name for name in self.files]
+
+
+def run(args: argparse.Namespace) -> int:
+    import warnings
+
+    from ..errors import ExplainWarning
+    from ..fairness import audit
+    from ..fairness._common import as_names
+    from ..fairness.proxies import proxies
+
+    outputs = Outputs(args.out, overwrite=args.overwrite)
+    data = read_table(args.data, args.model)
+    positive: Any = args.positive_label
+    if positive is not None and args.model is None and args.label is not None:
+        # a CSV reads 1 as an int: match the column's type
+        column = data[args.label]
+        if column.dtype.kind in "iu" and positive.lstrip("-").isdigit():
+            positive = int(positive)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ExplainWarning)
+        result = audit(args.model, data, sensitive_features=args.sensitive, label=args.label,
+                       prediction=args.prediction, score=args.score, text=args.text,
+                       positive_label=positive, threshold=args.threshold,
+                       n_bootstrap=args.n_bootstrap, min_group_size=args.min_group_size,
+                       seed=args.seed)
+    for warning in caught:
+        print(f"warning: {warning.message}")
+    outputs.table("by_group", result.by_group)
+    outputs.table("disparities", result.disparities)
+    if len(result.calibration):
+        outputs.table("calibration", result.calibration)
+    if len(result.threshold_sweep):
+        outputs.table("threshold_sweep", result.threshold_sweep)
+    outputs.json("meta", result.meta)
+    outputs.figure("disparities", result.plot("disparities"))
+    for feature in result.sensitive_features:
+        outputs.figure(f"metrics_{slug(feature)}", result.plot("metrics",
+                                                               sensitive_feature=feature))
+        if len(result.calibration):
+            outputs.figure(f"calibration_{slug(feature)}",
+                           result.plot("calibration", sensitive_feature=feature))
+        if len(result.threshold_sweep):
+            outputs.figure(f"thresholds_{slug(feature)}",
+                           result.plot("thresholds", sensitive_feature=feature))
+    if args.proxies:
+        from ..fairness._common import resolve_model
+
+        loaded = resolve_model(args.model) if args.model else None
+        for column in as_names(args.sensitive, "sensitive"):
+            exclude = {column, args.label, args.prediction, args.score, args.text}
+            pool = (loaded.encoder.columns if loaded is not None and loaded.encoder is not None
+                    else list(data.columns))
+            features = [c for c in pool if c not in exclude]
+            ranked = proxies(data, column, model=loaded, features=features, seed=args.seed)
+            outputs.table(f"proxies_{slug(column)}", ranked.to_frame())
+            outputs.figure(f"proxies_{slug(column)}", ranked.plot())
+    written = outputs.write()
+    print(result.summary())
+    columns = ["sensitive_feature", "measure", "difference", "difference_ci_low",
+               "difference_ci_high", "ratio"]
+    print(result.disparities[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"wrote {len(written)} files to {args.out}")
+    return 0

@@ -1,0 +1,183 @@
+"""``explain probe``: association, counterfactual, representation and likelihood bias probes.
+
+    explain probe weat --out weat/                              # 10 WEAT tests on word2vec
+    explain probe seat minilm --tests weat6,weat7 --out seat/   # SEAT on the MiniLM encoder
+    explain probe counterfactual sentiment --axis religion --out cf/
+    explain probe counterfactual sentiment --data reviews.csv --text text --swaps gender --out cf/
+    explain probe representation minilm --data people.csv --text text --attribute gender --out r/
+    explain probe crows-pairs MODEL --data crows_pairs_anonymized.csv --out crows/
+    explain probe stereoset MODEL --data dev.json --out stereoset/
+
+Each writes its tables (CSV), figure (PNG) and ``meta.json`` into ``--out``, all at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from types import MappingProxyType
+
+NAME = "probe"
+HELP = "bias probes: weat, seat, counterfactual, representation, crows-pairs, stereoset"
+
+#: Probe name -> what it does.
+PROBES: Mapping[str, str] = MappingProxyType({
+    "weat": "word embedding association tests on word vectors (default: the word2vec subset)",
+    "seat": "sentence encoder association tests on a text model's pooled hidden states",
+    "counterfactual": "swap identity terms in templates or real sentences; score changes",
+    "representation": "linear probes per layer predicting a sensitive attribute",
+    "crows-pairs": "CrowS-Pairs pair preference of a masked or causal LM (published CSV)",
+    "stereoset": "StereoSet intrasentence lm/ss/icat scores (published JSON)",
+})
+
+
+def _common(parser: argparse.ArgumentParser, *, model: bool) -> None:
+    if model:
+        parser.add_argument("model", metavar="MODEL",
+                            help="reference model (sentiment, ...), 'minilm', or a checkpoint "
+                                 "directory")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+
+
+def _association(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tests", metavar="NAME[,NAME]",
+                        help="built-in tests (weat1..weat10; default all)")
+    parser.add_argument("--n-permutations", dest="n_permutations", type=int, default=100_000,
+                        help="permutations for the p-value (default 100000; exact when fewer "
+                             "partitions exist)")
+    parser.add_argument("--n-bootstrap", dest="n_bootstrap", type=int, default=1000,
+                        help="bootstrap resamples for effect-size intervals (default 1000)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="probe", metavar="PROBE", required=True)
+    weat = sub.add_parser("weat", help=PROBES["weat"], description=PROBES["weat"])
+    _common(weat, model=False)
+    _association(weat)
+    weat.add_argument("--skip-empty", dest="skip_empty", action="store_true",
+                      help="report tests with a word set missing from the vocabulary as not "
+                           "computable instead of failing (word2vec lacks every word of weat10)")
+
+    seat = sub.add_parser("seat", help=PROBES["seat"], description=PROBES["seat"])
+    _common(seat, model=True)
+    _association(seat)
+    seat.add_argument("--layer", type=int, default=-1,
+                      help="hidden state to pool (0 = embeddings, -1 = last; default -1)")
+    seat.add_argument("--pooling", default="mean", help="mean, first or last (default mean)")
+
+    cf = sub.add_parser("counterfactual", help=PROBES["counterfactual"],
+                        description=PROBES["counterfactual"])
+    _common(cf, model=True)
+    cf.add_argument("--axis", default="gender",
+                    help="identity axis for templates (gender, gender_names, race, race_names, "
+                         "religion, age, nationality, disability, sexual_orientation)")
+    cf.add_argument("--data", metavar="FILE", help="real sentences to swap terms in")
+    cf.add_argument("--text", metavar="COL", default="text", help="column of sentences")
+    cf.add_argument("--swaps", default="gender",
+                    help="swap list for --data (gender, gender_names, race_names)")
+    cf.add_argument("--target", help="class whose probability is the score")
+    cf.add_argument("--test", default="wilcoxon", help="paired test: wilcoxon or t")
+    cf.add_argument("--n-bootstrap", dest="n_bootstrap", type=int, default=1000)
+
+    rep = sub.add_parser("representation", help=PROBES["representation"],
+                         description=PROBES["representation"])
+    _common(rep, model=True)
+    rep.add_argument("--data", required=True, metavar="FILE", help="inputs and the attribute")
+    rep.add_argument("--attribute", required=True, metavar="COL", help="attribute to probe")
+    rep.add_argument("--text", metavar="COL", help="column of texts (text models)")
+    rep.add_argument("--layers", metavar="NAME[,NAME]", help="module paths (default: every "
+                                                                  "block)")
+    rep.add_argument("--n-splits", dest="n_splits", type=int, default=5)
+
+    for name in ("crows-pairs", "stereoset"):
+        lm = sub.add_parser(name, help=PROBES[name], description=PROBES[name])
+        _common(lm, model=True)
+        lm.add_argument("--data", required=True, metavar="FILE",
+                        help="the published " + ("CSV" if name == "crows-pairs" else "JSON"))
+
+
+def run(args: argparse.Namespace) -> int:
+    import warnings
+
+    from ..errors import ExplainWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ExplainWarning)
+        code = _run(args)
+    for warning in caught:
+        print(f"warning: {warning.message}")
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .. import fairness
+    from ..fairness._common import as_names
+    from .audit import Outputs, read_table
+
+    outputs = Outputs(args.out, overwrite=args.overwrite)
+    tests = as_names(args.tests, "tests") if getattr(args, "tests", None) else None
+    if args.probe == "weat":
+        result = fairness.weat(tests=tests, skip_empty=args.skip_empty,
+                               n_permutations=args.n_permutations,
+                               n_bootstrap=args.n_bootstrap, seed=args.seed)
+        outputs.table("weat", result.to_frame())
+        outputs.table("missing_words", result.missing)
+        outputs.figure("weat", result.plot())
+    elif args.probe == "seat":
+        result = fairness.seat(args.model, tests=tests, layer=args.layer, pooling=args.pooling,
+                               n_permutations=args.n_permutations,
+                               n_bootstrap=args.n_bootstrap, seed=args.seed)
+        outputs.table("seat", result.to_frame())
+        outputs.figure("seat", result.plot())
+    elif args.probe == "counterfactual":
+        texts = None
+        if args.data is not None:
+            frame = read_table(args.data)
+            from ..fairness._common import check_columns
+
+            check_columns(frame, [args.text], "text")
+            texts = frame[args.text].astype(str).tolist()
+        result = fairness.counterfactual(args.model, texts, axis=args.axis, swaps=args.swaps,
+                                         target=args.target, test=args.test,
+                                         n_bootstrap=args.n_bootstrap, seed=args.seed)
+        outputs.table("scores", result.to_frame())
+        outputs.table("comparisons", result.comparisons)
+        outputs.table("groups", result.groups)
+        for kind in result.PLOTS:
+            outputs.figure(kind, result.plot(kind))
+    elif args.probe == "representation":
+        frame = read_table(args.data)
+        from ..fairness._common import check_columns, resolve_model
+
+        check_columns(frame, [args.attribute], "attribute")
+        model = resolve_model(args.model)
+        if model.is_text:
+            if args.text is None:
+                raise ValueError("a text model needs --text COL (the column of texts)")
+            check_columns(frame, [args.text], "text")
+            inputs = frame[args.text].astype(str).tolist()
+        else:
+            inputs = frame
+        layers = as_names(args.layers, "layers") if args.layers else None
+        result = fairness.representation_probe(model, inputs, frame[args.attribute].tolist(),
+                                               layers=layers, n_splits=args.n_splits,
+                                               seed=args.seed)
+        outputs.table("probe_accuracy", result.to_frame())
+        outputs.figure("probe_accuracy", result.plot())
+    elif args.probe == "crows-pairs":
+        result = fairness.crows_pairs(args.model, args.data, seed=args.seed)
+        outputs.table("pairs", result.to_frame())
+        outputs.table("summary", result.summary_table)
+        outputs.figure("crows_pairs", result.plot())
+    else:
+        result = fairness.stereoset(args.model, args.data)
+        outputs.table("examples", result.to_frame())
+        outputs.table("summary", result.summary_table)
+        outputs.figure("stereoset", result.plot())
+    outputs.json("meta", result.meta)
+    written = outputs.write()
+    print(result.summary())
+    print(f"wrote {len(written)} files to {args.out}")
+    return 0

@@ -1,0 +1,89 @@
+"""`explain audit` and `explain probe`: files written, errors reported, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import explain
+from explain.cli import main
+
+
+def _decisions_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 600
+    frame = pd.DataFrame({"race": rng.choice(["a", "b"], n), "sex": rng.choice(["f", "m"], n),
+                          "outcome": rng.integers(0, 2, n)})
+    frame["score"] = np.clip(0.3 * frame.outcome + 0.7 * rng.random(n), 0, 1)
+    frame["decision"] = (frame.score > 0.5).astype(int)
+    path = tmp_path / "decisions.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_audit_without_a_model_writes_tables_and_figures(tmp_path, capsys):
+    out = tmp_path / "audit"
+    code = main(["audit", "--data", str(_decisions_csv(tmp_path)), "--label", "outcome",
+                 "--prediction", "decision", "--score", "score", "--sensitive", "race,sex",
+                 "--n-bootstrap", "50", "--out", str(out), "--proxies"])
+    assert code == 0
+    names = {p.name for p in out.iterdir()}
+    for expected in ("by_group.csv", "disparities.csv", "calibration.csv",
+                     "threshold_sweep.csv", "meta.json", "disparities.png", "metrics_race.png",
+                     "metrics_race_x_sex.png", "thresholds_sex.png", "proxies_race.csv"):
+        assert expected in names
+    disparities = pd.read_csv(out / "disparities.csv")
+    assert set(disparities.sensitive_feature) == {"race", "sex", "race & sex"}
+    assert json.loads((out / "meta.json").read_text())["parameters"]["n_bootstrap"] == 50
+    assert "demographic_parity" in capsys.readouterr().out
+    # an existing output directory is kept unless --overwrite
+    assert main(["audit", "--data", str(_decisions_csv(tmp_path)), "--prediction", "decision",
+                 "--sensitive", "race", "--out", str(out)]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_audit_bad_column_fails_cleanly_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "bad"
+    code = main(["audit", "--data", str(_decisions_csv(tmp_path)), "--label", "outcome",
+                 "--prediction", "decision", "--sensitive", "rase", "--out", str(out)])
+    assert code == 1
+    assert "did you mean 'race'" in capsys.readouterr().err
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bad")]
+
+
+def test_probe_counterfactual_and_crows_pairs_from_checkpoints(tmp_path, tiny_bert, tiny_mlm,
+                                                               capsys):
+    classifier = explain.save_model(tiny_bert, tmp_path / "clf")
+    out = tmp_path / "cf"
+    assert main(["probe", "counterfactual", str(classifier), "--axis", "age",
+                 "--n-bootstrap", "20", "--out", str(out)]) == 0
+    assert {"scores.csv", "comparisons.csv", "groups.csv", "score_shifts.png",
+            "group_scores.png", "meta.json"} <= {p.name for p in out.iterdir()}
+    mlm = explain.save_model(tiny_mlm, tmp_path / "mlm")
+    pairs = tmp_path / "pairs.csv"
+    pd.DataFrame({"sent_more": ["he is a doctor", "she is a nurse"],
+                  "sent_less": ["she is a doctor", "he is a nurse"],
+                  "stereo_antistereo": ["stereo", "antistereo"],
+                  "bias_type": ["gender", "gender"]}).to_csv(pairs)
+    assert main(["probe", "crows-pairs", str(mlm), "--data", str(pairs),
+                 "--out", str(tmp_path / "crows")]) == 0
+    summary = pd.read_csv(tmp_path / "crows" / "summary.csv")
+    assert summary.loc[0, "bias_type"] == "all" and summary.loc[0, "n_pairs"] == 2
+    assert "CrowS-Pairs" in capsys.readouterr().out
+
+
+def test_probe_weat_reports_missing_words(tmp_path, capsys):
+    out = tmp_path / "weat"
+    assert main(["probe", "weat", "--tests", "weat7,weat8", "--n-permutations", "1000",
+                 "--n-bootstrap", "50", "--out", str(out)]) == 0
+    table = pd.read_csv(out / "weat.csv")
+    assert list(table.test) == ["weat7", "weat8"] and (table.effect_size > 0).all()
+    missing = pd.read_csv(out / "missing_words.csv")
+    assert "equations" in set(missing.word)
+    assert "warning:" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["probe", "nonsense", "--out", str(tmp_path / "x")])
