@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 __all__ = ["SUBCOMMANDS", "main"]
 
-SUBCOMMANDS = ("models", "attention", "report")
+SUBCOMMANDS = ("models", "attention", "report", "audit", "probe")
 
 
 def build_parser() -> argparse.ArgumentParser:
