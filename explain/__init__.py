@@ -15,6 +15,7 @@ from __future__ import annotations
 from . import hooks
 from .attention import AttentionResult, attention
 from .errors import ExplainWarning
+from .fairness import audit, counterfactual, crows_pairs, representation_probe, seat, stereoset, weat
 from .loading import TASKS, LoadedModel, load_model, save_model
 from .report import Report
 
@@ -23,3 +24,4 @@ __version__ = "0.1.0"
 __all__ = ["TASKS", "ExplainWarning", "LoadedModel", "Report", "__version__", "hooks", "load_model",
            "save_model"]
 __all__ += ["AttentionResult", "attention"]
+__all__ += ["audit", "counterfactual", "crows_pairs", "representation_probe", "seat", "stereoset", "weat"]
