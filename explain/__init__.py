@@ -15,7 +15,15 @@ from __future__ import annotations
 from . import hooks
 from .attention import AttentionResult, attention
 from .errors import ExplainWarning
-from .fairness import audit, counterfactual, crows_pairs, representation_probe, seat, stereoset, weat
+from .fairness import (
+           audit,
+           counterfactual,
+           crows_pairs,
+           representation_probe,
+           seat,
+           stereoset,
+           weat,
+)
 from .loading import TASKS, LoadedModel, load_model, save_model
 from .report import Report
 
