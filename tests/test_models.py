@@ -63,9 +63,10 @@ def _label_column(name: str) -> str:
 
 @pytest.fixture(scope="module", params=REFERENCE)
 def reference(request):
+    """``(name, checkpoint path, LoadedModel)`` from the session fixtures of conftest.py."""
     name = request.param
-    path = explain_models.ensure(name, progress=False)
-    return name, path, explain.load_model(path)
+    loaded = request.getfixturevalue(f"{name}_model")
+    return name, explain_models.path(name), loaded
 
 
 @pytest.mark.slow
