@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from . import hooks
 from .attention import AttentionResult, attention
+from .attribution import METHODS, AttributionResult, attribute, scorecard
 from .errors import ExplainWarning
 from .fairness import (
            audit,
@@ -33,3 +34,4 @@ __all__ = ["TASKS", "ExplainWarning", "LoadedModel", "Report", "__version__", "h
            "save_model"]
 __all__ += ["AttentionResult", "attention"]
 __all__ += ["audit", "counterfactual", "crows_pairs", "representation_probe", "seat", "stereoset", "weat"]
+__all__ += ["METHODS", "AttributionResult", "attribute", "scorecard"]

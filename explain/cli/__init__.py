@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 __all__ = ["SUBCOMMANDS", "main"]
 
-SUBCOMMANDS = ("models", "attention", "report", "audit", "probe")
+SUBCOMMANDS = ("models", "attention", "report", "audit", "probe", "attribute")
 
 
 def build_parser() -> argparse.ArgumentParser:
