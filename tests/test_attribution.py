@@ -219,8 +219,7 @@ def test_text_pairs(tiny_bert):
 # ------------------------------------------------ models that depend on one input
 
 
-@pytest.mark.parametrize("method", GRADIENT + ("feature_ablation", "occlusion",
-                                               "shapley_sampling", "kernel_shap", "lime"))
+@pytest.mark.parametrize("method", (*GRADIENT, "feature_ablation", "occlusion", "shapley_sampling", "kernel_shap", "lime"))
 def test_one_word_model_ranks_the_word_first(one_word, method):
     result = attribute(one_word, GOOD_TEXTS, method=method, n_steps=16, n_samples=50) \
         if method in SAMPLING else attribute(one_word, GOOD_TEXTS, method=method, n_steps=16)
@@ -237,8 +236,7 @@ def test_one_word_model_ranks_the_word_first(one_word, method):
     assert count_hooks(one_word) == 0
 
 
-@pytest.mark.parametrize("method", GRADIENT + ("feature_ablation", "shapley_sampling",
-                                               "kernel_shap", "lime"))
+@pytest.mark.parametrize("method", (*GRADIENT, "feature_ablation", "shapley_sampling", "kernel_shap", "lime"))
 def test_one_feature_model_ranks_the_feature_first(one_feature, method):
     result = attribute(one_feature, _features(), method=method, n_steps=16)
     frame = result.to_frame()

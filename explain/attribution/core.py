@@ -725,8 +725,7 @@ def run_method(method: str, scorer: Scorer, x: torch.Tensor, baseline: torch.Ten
     import captum.attr as ca
 
     opts = dict(options)
-    delta = None
-    r2 = float("nan")
+    float("nan")
     if method in _GRADIENT or method in ("gradcam", "layer"):
         x = x.detach().requires_grad_(True)
     with warnings.catch_warnings():
@@ -1009,8 +1008,9 @@ def compute(loaded, prepared: Prepared, method: str, *, n_steps: int, batch_size
                     options=_method_options(method, options, prepared, loaded), layer=layer_module,
                     seed=(seed, batch_items[0].input_id, _item_offset(batch_items[0], items))
                     if per_item else None)
-                with torch.no_grad():
-                    f_x = scorer(x, *args)
+                rows_index = torch.arange(len(batch_items))
+                f_x = dist[rows_index, args[3]] - torch.where(
+                    args[4] >= 0, dist[rows_index, args[4].clamp(min=0)], torch.zeros(()))
                 for r, it in enumerate(batch_items):
                     results[id(it)] = (attr[r], None if delta is None else float(delta[r]),
                                        r2, int(predicted[r]), float(dist[r, predicted[r]]),

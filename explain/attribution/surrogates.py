@@ -138,7 +138,7 @@ def global_surrogate(model, inputs, *, max_depth: int = 3, sparsity: float = 0.1
     features = x.numpy().astype(np.float64)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(features))
-    n_test = max(1, int(round(test_fraction * len(features))))
+    n_test = max(1, round(test_fraction * len(features)))
     test, train = order[:n_test], order[n_test:]
     tree = DecisionTreeClassifier(max_depth=max_depth, random_state=seed)
     tree.fit(features[train], predicted[train])

@@ -1,0 +1,173 @@
+"""``explain attribute MODEL --data FILE``: attribution scores and figures for a dataset.
+
+``MODEL``: a checkpoint directory, or a reference model name (``sentiment``, ``compas``,
+``adult``, ``digits``; trained on first use). ``--data``: a ``.csv``, ``.parquet``, ``.jsonl``
+or ``.txt`` (one text per line) file; text models read ``--text-column`` (and
+``--pair-column``), tabular models every column the model needs; an image model reads a
+``.npy`` array ``(N, C, H, W)``.
+
+Writes into ``--out`` (default ``attributions``): ``scores.<format>`` (``to_frame()``, one row
+per word, feature or patch), ``explanations.<format>`` (one row per input: prediction, trust
+numbers, summary sentence), ``global_importance.<format>`` (text and tabular), and the figures
+(``text``/``waterfall``/``image``, ``bar``, ``deletion``, ``global``) as PNG. Everything is
+written to a temporary folder beside ``--out`` and moved in at the end, so an error never
+leaves a half-written set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+NAME = "attribute"
+HELP = "attribution scores (CSV/Parquet), trust numbers, summaries and figures for a dataset"
+
+_TABLE_FORMATS = ("parquet", "csv")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..attribution import METHODS
+
+    parser.add_argument("model", metavar="MODEL",
+                        help="a checkpoint directory or a reference model name (sentiment, "
+                             "compas, adult, digits)")
+    parser.add_argument("--data", required=True, metavar="FILE",
+                        help="inputs: .csv, .parquet, .jsonl, .txt (one text per line) or .npy "
+                             "(images)")
+    parser.add_argument("--method", default="integrated_gradients",
+                        help=f"one of: {', '.join(METHODS)} (default: integrated_gradients)")
+    parser.add_argument("--target", default=None,
+                        help="label to explain, or a contrast 'A-B' (default: the prediction)")
+    parser.add_argument("--text-column", default="text", help="text column (default: text)")
+    parser.add_argument("--pair-column", default=None,
+                        help="column of second texts for pair classifiers")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="explain only the first N rows")
+    parser.add_argument("--n-steps", default="50",
+                        help="integration steps, or 'auto' (adaptive; default: 50)")
+    parser.add_argument("--batch-size", type=int, default=None, help="inputs per batch")
+    parser.add_argument("--max-length", type=int, default=None, help="tokens per text")
+    parser.add_argument("--seed", type=int, default=0, help="seed of sampling methods")
+    parser.add_argument("--no-faithfulness", action="store_true",
+                        help="skip the deletion/insertion faithfulness measures")
+    parser.add_argument("--out", default="attributions",
+                        help="output directory (default: attributions)")
+    parser.add_argument("--format", default="parquet", choices=_TABLE_FORMATS,
+                        help="table format (default: parquet)")
+
+
+def _load(model: str):
+    import explain_models
+
+    from .. import load_model
+
+    if model in explain_models.RECIPES and not Path(model).exists():
+        return load_model(explain_models.ensure(model))
+    return load_model(model)
+
+
+def _read(path: Path, loaded, args):
+    import numpy as np
+    import pandas as pd
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no such data file: {str(path)!r}")
+    suffix = path.suffix.lower()
+    if loaded.task == "image-classification":
+        if suffix != ".npy":
+            raise ValueError(f"an image model reads a .npy array (N, C, H, W), got {path.name!r}")
+        data = np.load(path, allow_pickle=False)
+        return data[:args.limit] if args.limit else data, None
+    if suffix == ".txt":
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        frame = pd.DataFrame({args.text_column: lines})
+    elif suffix == ".csv":
+        frame = pd.read_csv(path)
+    elif suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    elif suffix == ".jsonl":
+        frame = pd.read_json(path, lines=True)
+    else:
+        raise ValueError(f"unknown data format {suffix!r}; use .csv, .parquet, .jsonl, .txt or "
+                         f".npy")
+    if args.limit:
+        frame = frame.head(args.limit)
+    if frame.empty:
+        raise ValueError(f"{str(path)!r} holds no rows")
+    if loaded.is_text:
+        if args.text_column not in frame.columns:
+            raise KeyError(f"{str(path)!r} has no column {args.text_column!r} (columns: "
+                           f"{', '.join(map(str, frame.columns))}); pass --text-column")
+        pairs = None
+        if args.pair_column is not None:
+            if args.pair_column not in frame.columns:
+                raise KeyError(f"{str(path)!r} has no column {args.pair_column!r}")
+            pairs = frame[args.pair_column].astype(str).tolist()
+        return frame[args.text_column].astype(str).tolist(), pairs
+    return frame, None
+
+
+def _write_table(frame, path: Path, fmt: str) -> None:
+    if fmt == "csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..attribution import METHODS, attribute
+    from ..plotting import save_figure
+
+    if args.method not in METHODS:
+        raise ValueError(f"unknown method {args.method!r}; valid: {', '.join(METHODS)}")
+    n_steps: int | str = args.n_steps
+    if n_steps != "auto":
+        try:
+            n_steps = int(n_steps)
+        except ValueError:
+            raise ValueError(f"--n-steps must be an integer or 'auto', got {args.n_steps!r}"
+                             ) from None
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {args.limit}")
+    loaded = _load(args.model)
+    inputs, pairs = _read(Path(args.data), loaded, args)
+    kwargs = {"text_pairs": pairs} if pairs is not None else {}
+    result = attribute(loaded, inputs, method=args.method, target=args.target, n_steps=n_steps,
+                       batch_size=args.batch_size, max_length=args.max_length, seed=args.seed,
+                       faithfulness=not args.no_faithfulness, progress=None, **kwargs)
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        written: list[str] = []
+        suffix = "csv" if args.format == "csv" else "parquet"
+        tables = {"scores": result.to_frame(), "explanations": result.explanations()}
+        if result.kind != "image" and args.method != "layer":
+            tables["global_importance"] = result.global_importance()
+        for name, table in tables.items():
+            _write_table(table, staging / f"{name}.{suffix}", args.format)
+            written.append(f"{name}.{suffix}")
+        kinds = [None]
+        if args.method != "layer":
+            kinds += ["bar"]
+            if not args.no_faithfulness:
+                kinds.append("deletion")
+            if result.kind != "image":
+                kinds.append("global")
+        for kind in kinds:
+            figure = result.plot(kind)
+            name = kind or result._check_kind(None)
+            written.extend(p.name for p in save_figure(figure, staging / name))
+        out.mkdir(parents=True, exist_ok=True)
+        for name in written:
+            (staging / name).replace(out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(result.summary())
+    for sentence in result.sentences()[:3]:
+        print(f"  {sentence}")
+    print(f"wrote {len(written)} files to {out}/: {', '.join(written)}")
+    return 0
