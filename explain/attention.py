@@ -651,15 +651,19 @@ def _is_causal(model) -> bool:
         getattr(config, "is_encoder_decoder", False)
 
 
-def _hf_forward(model, inputs: dict, output_attentions: bool = True):
+def _require_eager(model) -> None:
     implementation = getattr(model.config, "_attn_implementation", None)
-    if output_attentions and implementation != "eager":
+    if implementation != "eager":
         raise ValueError(
             f"{model.name} ({type(model.model).__name__}) uses {implementation!r} attention, which "
             f"returns no attention weights; load it with explain.load_model(path) (eager by "
             f"default), from_pretrained(..., attn_implementation='eager') or call "
             f"model.set_attn_implementation('eager')")
-    return model.model(**inputs, output_attentions=output_attentions, return_dict=True)
+
+
+def _hf_forward(model, inputs: dict):
+    _require_eager(model)
+    return model.model(**inputs, output_attentions=True, return_dict=True)
 
 
 def _checked(attentions, what: str, model) -> tuple[torch.Tensor, ...]:
@@ -716,8 +720,8 @@ def attention(
                             f"and has no nn.MultiheadAttention module, so it exposes no attention "
                             f"weights; attention() supports Hugging Face models (eager attention) "
                             f"and modules built on nn.MultiheadAttention")
-    elif getattr(config, "_attn_implementation", None) != "eager":
-        _hf_forward(model, {}, True)  # raises the explanatory ValueError before any work
+    else:
+        _require_eager(model)
 
     batch = model.encode_texts(texts, text_pairs=text_pairs,
                                max_length=_max_length(model, max_length))

@@ -516,7 +516,7 @@ def test_every_plot_kind_draws(tiny_bert, tmp_path):
     for kind in result.PLOTS:
         fig = result.plot(kind)
         assert isinstance(fig, Figure)
-        paths = explain.plotting.save_figure(fig, tmp_path / kind, formats=("png", "svg"))
+        paths = explain.plotting.save_figure(fig, tmp_path / kind)
         assert all(p.stat().st_size > 0 for p in paths)
     fig = result.plot("head", level="word", hide_special=True, layer=0, head=3)
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
@@ -529,3 +529,20 @@ def test_every_plot_kind_draws(tiny_bert, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         result.plot("head_summary", statistic="previous_share")
+
+
+def test_t5_encoder_decoder():
+    from explain_models import tiny
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tokenizer = tiny.minilm_tokenizer()
+    config = T5Config(vocab_size=tokenizer.vocab_size, d_model=16, d_kv=8, d_ff=32, num_layers=2,
+                      num_decoder_layers=2, num_heads=2, pad_token_id=tokenizer.pad_token_id,
+                      eos_token_id=tokenizer.sep_token_id,
+                      decoder_start_token_id=tokenizer.pad_token_id, attn_implementation="eager")
+    torch.manual_seed(0)
+    model = explain.load_model(T5ForConditionalGeneration(config), tokenizer=tokenizer)
+    result = explain.attention(model, ["hello world", "a longer text here"], targets=["hi", "x"])
+    assert result.maps["cross"][1].shape == (2, 2, len(result.tokens(1, side="target")),
+                                             len(result.tokens(1)))
+    _rows_sum_to_one(result)

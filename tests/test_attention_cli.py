@@ -14,10 +14,13 @@ def checkpoint(tiny_bert, tmp_path):
     return explain.save_model(tiny_bert, tmp_path / "tiny-bert")
 
 
-def test_cli_writes_figures_and_view(checkpoint, tmp_path, capsys):
+def test_cli_writes_figures_and_view_and_marks_truncation(checkpoint, tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["attention", str(checkpoint), "a charming film", "a dull one", "--layer", "0",
-                 "--head", "3", "--out", str(out), "--format", "png,pdf"])
+    long = " ".join(["long"] * 20)
+    with pytest.warns(explain.ExplainWarning, match="truncated"):
+        code = main(["attention", str(checkpoint), "a charming film", long, "--layer", "0",
+                     "--head", "3", "--max-length", "16", "--out", str(out),
+                     "--format", "png,pdf"])
     assert code == 0
     names = sorted(p.name for p in out.iterdir())
     expected = sorted([f"text{i}_{kind}.{fmt}" for i in range(2)
@@ -28,18 +31,10 @@ def test_cli_writes_figures_and_view(checkpoint, tmp_path, capsys):
     assert (out / "text0_head.pdf").read_bytes()[:5] == b"%PDF-"
     assert "a charming film" in (out / "attention.html").read_text()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
-    assert "wrote 19 files" in capsys.readouterr().out
-
-
-def test_cli_marks_truncated_texts(checkpoint, tmp_path, capsys):
-    out = tmp_path / "out"
-    with pytest.warns(explain.ExplainWarning, match="truncated"):
-        code = main(["attention", str(checkpoint), " ".join(["long"] * 80), "--out", str(out)])
-    assert code == 0
     printed = capsys.readouterr().out
-    assert "text 0 was truncated to 64 tokens" in printed
-    assert "over the attention-flow limit" not in printed      # 64 tokens: flow still drawn
-    assert (out / "text0_flow.png").exists()
+    assert "text 1 was truncated to 16 tokens" in printed
+    assert "text 0 was truncated" not in printed
+    assert "wrote 19 files" in printed
 
 
 @pytest.mark.parametrize(("arguments", "message"), [
@@ -73,3 +68,15 @@ def test_cli_on_the_reference_sentiment_model(tmp_path, sentiment_model):
     result = explain.attention(sentiment_model, ["An utterly charming, funny and warm story."])
     assert result.maps["self"][0].shape[:2] == (6, 12)
     np.testing.assert_allclose(result.maps["self"][0].sum(-1), 1.0, atol=1e-5)
+
+
+def test_cli_skips_flow_over_the_length_limit(checkpoint, tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys.modules["explain.attention"], "FLOW_MAX_TOKENS", 4)
+    out = tmp_path / "out"
+    assert main(["attention", str(checkpoint), "a film", "a much longer film", "--out",
+                 str(out)]) == 0
+    assert (out / "text0_flow.png").exists() and not (out / "text1_flow.png").exists()
+    assert "text 1: 6 tokens, over the attention-flow limit of 4; no flow figure" in \
+        capsys.readouterr().out
