@@ -1,0 +1,155 @@
+"""Attribution tools around ``attribute``: scorecard, surrogates, robustness, CLI, and the
+reference sentiment model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import explain
+from explain.attribution import attribute, global_surrogate, scorecard
+from explain.attribution.trust import PeakMemory, robustness
+from explain.hooks import count_hooks
+
+
+class Threshold(nn.Module):
+    """yes iff x0 > 0.5 and x1 > 0 (a depth-2 tree reproduces it exactly)."""
+
+    def forward(self, x):
+        score = 20 * torch.minimum(x[:, 0] - 0.5, x[:, 1])
+        return torch.stack([torch.zeros_like(score), score], dim=1)
+
+
+@pytest.fixture(scope="module")
+def threshold_model():
+    return explain.load_model(Threshold(), feature_names=["x0", "x1", "x2"],
+                              label_names=["no", "yes"], name="threshold")
+
+
+def test_scorecard_columns_and_values(tiny_mlp):
+    x = 3 * torch.randn(6, 5, generator=torch.Generator().manual_seed(0))
+    card = scorecard(tiny_mlp, x, methods=["integrated_gradients", "saliency", "lime"],
+                     n_steps=8, method_options={"lime": {"n_samples": 30}})
+    frame = card.to_frame()
+    assert frame.method.tolist() == ["integrated_gradients", "saliency", "lime"]
+    assert {"comprehensiveness", "random_comprehensiveness", "stability", "agreement",
+            "seconds", "peak_memory_mb", "infidelity", "sensitivity_max"} <= set(frame.columns)
+    ig = frame.set_index("method").loc["integrated_gradients"]
+    assert ig.stability == 1.0 and ig.agreement == 1.0  # deterministic, and the reference
+    assert (frame.seconds > 0).all() and (frame.peak_memory_mb >= 0).all()
+    assert len(card.agreement_table) == 3
+    assert count_hooks(tiny_mlp) == 0
+    from matplotlib.figure import Figure
+
+    assert isinstance(card.plot(), Figure)
+    with pytest.raises(ValueError, match="cannot be scored.*valid"):
+        scorecard(tiny_mlp, x, methods=["gradcam"])
+
+
+def test_robustness_metrics(tiny_mlp):
+    x = 3 * torch.randn(3, 5, generator=torch.Generator().manual_seed(0))
+    result = attribute(tiny_mlp, x, n_steps=8)
+    first = robustness(tiny_mlp, result, n_perturb_samples=4, max_inputs=2, seed=1)
+    again = robustness(tiny_mlp, result, n_perturb_samples=4, max_inputs=2, seed=1)
+    assert first == again
+    assert first["infidelity"] >= 0 and first["sensitivity_max"] >= 0
+    assert count_hooks(tiny_mlp) == 0
+
+
+def test_global_surrogate_recovers_rules(threshold_model):
+    x = torch.rand(400, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    result = global_surrogate(threshold_model, x, max_depth=2)
+    fidelity = result.fidelity.set_index("surrogate")
+    assert fidelity.loc["tree", "fidelity_test"] > 0.95
+    assert fidelity.loc["linear", "fidelity_test"] > 0.8
+    tree = result.tree.tree_
+    assert tree.feature[0] == 0 and abs(tree.threshold[0] - 0.5) < 0.1  # root: x0 <= ~0.5
+    assert result.rules.startswith("|--- x0 <= ") and "x1 <= " in result.rules
+    assert "x2" not in result.rules
+    frame = result.to_frame()
+    assert set(frame[frame.surrogate == "tree"].feature) == {"x0", "x1"}
+    assert result.summary().startswith("global surrogates: depth-2 tree agrees")
+    again = global_surrogate(threshold_model, x, max_depth=2)
+    pd.testing.assert_frame_equal(frame, again.to_frame())
+    for kind in ("rules", "linear"):
+        result.plot(kind)
+    with pytest.raises(ValueError, match="at least 10 rows"):
+        global_surrogate(threshold_model, x[:5])
+
+
+def test_global_surrogate_refuses_text(tiny_bert):
+    with pytest.raises(ValueError, match="tabular"):
+        global_surrogate(tiny_bert, ["a text"])
+
+
+def test_lime_reports_fit_quality(threshold_model):
+    x = torch.tensor([[0.9, 0.4, 0.1], [0.8, 0.6, -0.3]])
+    result = attribute(threshold_model, x, method="lime", n_samples=80)
+    r2 = result.explanations().surrogate_r2
+    assert r2.notna().all() and (r2 <= 1).all()
+    assert "Surrogate fit R^2" in result.sentence(0)
+
+
+def test_peak_memory_sees_tensor_allocations():
+    with PeakMemory() as memory:
+        block = torch.ones(64, 1 << 20)  # 256 MiB
+        float(block.sum())
+        del block
+    assert memory.peak > 100 * 2**20
+
+
+def test_cli_writes_tables_and_figures(tiny_mlp, tmp_path, capsys):
+    from explain.cli import main
+
+    checkpoint = explain.save_model(tiny_mlp, tmp_path / "mlp")
+    data = pd.DataFrame(3 * np.random.default_rng(0).standard_normal((6, 5)),
+                        columns=[f"x{i}" for i in range(5)])
+    data.to_csv(tmp_path / "rows.csv", index=False)
+    out = tmp_path / "out"
+    code = main(["attribute", str(checkpoint), "--data", str(tmp_path / "rows.csv"),
+                 "--out", str(out), "--format", "csv", "--n-steps", "8"])
+    assert code == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["bar.png", "deletion.png", "explanations.csv", "global.png",
+                     "global_importance.csv", "scores.csv", "waterfall.png"]
+    scores = pd.read_csv(out / "scores.csv")
+    assert len(scores) == 30 and set(scores.label) == {f"x{i}" for i in range(5)}
+    assert "Predicted" in capsys.readouterr().out
+
+    bad = main(["attribute", str(checkpoint), "--data", str(tmp_path / "rows.csv"),
+                "--out", str(tmp_path / "bad"), "--method", "gradcam"])
+    assert bad == 1
+    assert "does not apply" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    missing = main(["attribute", str(checkpoint), "--data", str(tmp_path / "none.csv")])
+    assert missing == 1
+
+
+def test_cli_text_file(tiny_bert, tmp_path):
+    from explain.cli import main
+
+    checkpoint = explain.save_model(tiny_bert, tmp_path / "bert")
+    (tmp_path / "texts.txt").write_text("a warm story\n\nthe plot was dull\n")
+    out = tmp_path / "out"
+    assert main(["attribute", str(checkpoint), "--data", str(tmp_path / "texts.txt"),
+                 "--out", str(out), "--n-steps", "4", "--format", "csv"]) == 0
+    scores = pd.read_csv(out / "scores.csv")
+    assert scores.input_id.unique().tolist() == [0, 1]
+    assert (out / "text.png").is_file()
+
+
+@pytest.mark.slow
+def test_reference_sentiment_model(sentiment_model):
+    texts = ["A warm, funny and wonderful film.", "The plot is slow and the jokes fall flat."]
+    result = attribute(sentiment_model, texts, n_steps=32)
+    table = result.explanations()
+    assert table.predicted_label.tolist() == ["fresh", "rotten"]
+    assert (table.relative_delta < 0.05).all()
+    words = result.to_frame()
+    top = words.loc[words.groupby("input_id").score.idxmax(), "label"].tolist()
+    assert top[0] in {"wonderful", "warm", "funny"} and top[1] in {"slow", "flat"}
+    assert (table.comprehensiveness > table.random_comprehensiveness).all()
+    assert count_hooks(sentiment_model) == 0
