@@ -101,7 +101,9 @@ def _group_codes(frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, l
         for c in columns:
             if frame[c].isna().any():
                 raise ValueError(f"sensitive column {c!r} has missing values; fill them first")
-        keys = frame[columns].astype(str).agg(", ".join, axis=1)
+        keys = frame[columns[0]].astype(str)
+        for c in columns[1:]:
+            keys = keys + ", " + frame[c].astype(str)
     names = sorted(keys.unique().tolist())
     lookup = {n: i for i, n in enumerate(names)}
     return keys.map(lookup).to_numpy(dtype=np.int64), names
@@ -158,23 +160,22 @@ def bootstrap_counts(y: np.ndarray, p: np.ndarray, codes: np.ndarray, n_groups: 
     """
     n = len(y)
     rng = np.random.default_rng(seed)
-    out = {k: np.zeros((n_bootstrap, n_groups)) for k in ("n", "pos", "sel", "tp", "correct")}
-    y = y.astype(np.float64)
-    p = p.astype(np.float64)
-    tp = y * p
-    correct = (y == p).astype(np.float64)
+    # One cell per (resample, group, label, decision): a single gather and a single bincount
+    # per chunk give every count.
+    cells = (codes.astype(np.int64) * 4 + y.astype(np.int64) * 2 + p.astype(np.int64))
+    width = n_groups * 4
+    table = np.zeros((n_bootstrap, n_groups, 2, 2))
     per_chunk = max(1, chunk_cells // max(n, 1))
     for start in range(0, n_bootstrap, per_chunk):
         size = min(per_chunk, n_bootstrap - start)
         index = rng.integers(0, n, size=(size, n))
-        cell = (np.arange(size)[:, None] * n_groups + codes[index]).ravel()
-        length = size * n_groups
-        rows = slice(start, start + size)
-        out["n"][rows] = np.bincount(cell, minlength=length).reshape(size, n_groups)
-        for key, weights in (("pos", y), ("sel", p), ("tp", tp), ("correct", correct)):
-            out[key][rows] = np.bincount(cell, weights=weights[index].ravel(),
-                                         minlength=length).reshape(size, n_groups)
-    return out
+        flat = (np.arange(size, dtype=np.int64)[:, None] * width + cells[index]).ravel()
+        table[start:start + size] = np.bincount(flat, minlength=size * width).reshape(
+            size, n_groups, 2, 2)
+    # table[..., label, decision]
+    return {"n": table.sum((2, 3)), "pos": table[:, :, 1, :].sum(2),
+            "sel": table[:, :, :, 1].sum(2), "tp": table[:, :, 1, 1],
+            "correct": table[:, :, 0, 0] + table[:, :, 1, 1]}
 
 
 def _fairlearn_frame(y: np.ndarray, p: np.ndarray, sensitive: pd.DataFrame):
@@ -199,29 +200,6 @@ def _fairlearn_frame(y: np.ndarray, p: np.ndarray, sensitive: pd.DataFrame):
         warnings.simplefilter("ignore")
         return fm.MetricFrame(metrics=metrics, y_true=y.astype(int), y_pred=p.astype(int),
                               sensitive_features=sensitive)
-
-
-def _fairlearn_disparities(y, p, sensitive, frame) -> dict[str, tuple[float, float]]:
-    from fairlearn import metrics as fm
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yi, pi = y.astype(int), p.astype(int)
-        out = {
-            "demographic_parity": (fm.demographic_parity_difference(yi, pi,
-                                                                    sensitive_features=sensitive),
-                                   fm.demographic_parity_ratio(yi, pi,
-                                                               sensitive_features=sensitive)),
-            "equalized_odds": (fm.equalized_odds_difference(yi, pi, sensitive_features=sensitive),
-                               fm.equalized_odds_ratio(yi, pi, sensitive_features=sensitive)),
-            "equal_opportunity": (fm.equal_opportunity_difference(yi, pi,
-                                                                  sensitive_features=sensitive),
-                                  fm.equal_opportunity_ratio(yi, pi,
-                                                             sensitive_features=sensitive)),
-            "predictive_parity": (frame.difference()["precision"], frame.ratio()["precision"]),
-            "accuracy_parity": (frame.difference()["accuracy"], frame.ratio()["accuracy"]),
-        }
-    return {k: (float(a), float(b)) for k, (a, b) in out.items()}
 
 
 def _bins(scores: np.ndarray, n_bins: int) -> np.ndarray:
@@ -402,15 +380,15 @@ def audit(
             excluded = [names[i] for i in np.flatnonzero(too_small)]
             measures: dict[str, tuple[float, float]] = {}
             if kept.sum() >= 2:
-                rows_kept = kept[codes]
-                sub_frame = sensitive_frame[rows_kept].reset_index(drop=True)
-                sub_mf = (frame if rows_kept.all() else
-                          _fairlearn_frame(y_used[rows_kept], p[rows_kept], sub_frame))
-                measures = (_fairlearn_disparities(y_used[rows_kept], p[rows_kept], sub_frame,
-                                                   sub_mf)
-                            if y is not None else
-                            {"demographic_parity": (float(sub_mf.difference()["selection_rate"]),
-                                                    float(sub_mf.ratio()["selection_rate"]))})
+                # fairlearn's between-groups difference and ratio are functions of its
+                # per-group values (equalized odds: the worse of TPR and FPR), so they are
+                # computed from MetricFrame.by_group of the compared groups.
+                point = {m: by_group[m].to_numpy(float)[kept] for m in
+                         ("selection_rate", "true_positive_rate", "false_positive_rate",
+                          "precision", "accuracy")}
+                computed = _disparities(point)
+                wanted = DISPARITIES if y is not None else ["demographic_parity"]
+                measures = {m: (float(computed[m][0]), float(computed[m][1])) for m in wanted}
             else:
                 measures = {m: (np.nan, np.nan) for m in
                             (DISPARITIES if y is not None else ["demographic_parity"])}
