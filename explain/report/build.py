@@ -39,6 +39,16 @@ ANALYSES: Mapping[str, str] = MappingProxyType({
     "association": "SEAT association tests on the model's encoder (transformer text models)",
 })
 
+#: Rows explained for global importance (the selected examples plus a seeded sample).
+GLOBAL_ROWS_TEXT = 120
+GLOBAL_ROWS_TABULAR = 200
+#: Methods compared in the scorecard (kept to the fast ones so the demo stays in budget).
+SCORECARD_METHODS_TEXT = ("integrated_gradients", "saliency", "input_x_gradient")
+#: Examples the text scorecard compares methods on (each method runs twice, with faithfulness).
+SCORECARD_EXAMPLES_TEXT = 3
+SCORECARD_METHODS_TABULAR = ("integrated_gradients", "saliency", "input_x_gradient", "deeplift",
+                             "feature_ablation", "shapley_sampling", "kernel_shap")
+
 #: Built-in datasets ``data=`` accepts by name.
 DATASETS: Mapping[str, str] = MappingProxyType({
     "rotten_tomatoes": "Rotten Tomatoes review sentences (text, label)",
@@ -486,14 +496,111 @@ def build_report(model: Any, data: Any = None, *, text_column: str | None = None
 
 def _run_attributions(report, progress, part, loaded, data, text_column, rows, notes, *, seed,
                       classifier, predictions):
+    if not classifier:
+        _not_run(notes, "attributions", f"{part}: the report attributes class decisions; this is "
+                                        f"a {loaded.task!r} model")
+        progress.advance()
+        return
     try:
-        from ..attribution import attribute  # noqa: F401
+        from ..attribution import attribute
     except ImportError as error:
         _not_run(notes, "attributions", f"{part}: explain.attribution is unavailable ({error})")
         progress.advance()
         return
-    _not_run(notes, "attributions", f"{part}: not integrated yet")
-    progress.advance()
+    with progress.stage(report, "attributions"):
+        is_text = loaded.is_text
+        if is_text:
+            inputs = _texts(data, text_column, rows)
+        else:
+            inputs = data.iloc[list(rows)].reset_index(drop=True)
+        # fixed steps for text keep the demo in budget; the completeness error is reported
+        result = attribute(loaded, inputs, method="integrated_gradients",
+                           n_steps=16 if is_text else "auto", seed=seed, progress=False)
+        explanations = result.explanations()
+        shown = explanations
+        method = "integrated gradients"
+        if is_text:
+            report.add(result, section="attributions", title=f"{part}: word attributions of the "
+                       "selected examples", plots="text", plot_options={"max_inputs": len(rows)},
+                       frame_options={"level": "word"},
+                       caption=f"{method} on the word embeddings against an all-[PAD] baseline, "
+                               f"explaining the predicted class; red pushes toward it, blue "
+                               f"against.")
+        else:
+            frame = result.to_frame()
+            for k in range(min(2, len(rows))):
+                report.add(result, section="attributions",
+                           title=f"{part}: attribution of selected example {k + 1} (row "
+                                 f"{rows[k]})", plots="waterfall", plot_options={"input": k},
+                           data=frame[frame["input_id"] == k].reset_index(drop=True),
+                           caption=f"{method} from the all-zero baseline (training means of "
+                                   f"numeric features, no category) to this row's output.")
+        columns = [c for c in ("input_id", "input", "predicted_label", "predicted_score",
+                               "comprehensiveness", "random_comprehensiveness",
+                               "relative_delta", "summary") if c in shown.columns]
+        table = shown[columns].copy()
+        if not is_text:
+            table = table.drop(columns=["input"], errors="ignore")
+        table.insert(1, "row", [rows[int(i)] for i in table["input_id"]])
+        report.add(table, section="attributions", title=f"{part}: what each explanation says",
+                   max_rows=len(table),
+                   caption="Plain-language summary of each selected example's attribution, "
+                           "with its faithfulness: comprehensiveness (drop of the predicted "
+                           "probability when the top-ranked units are removed) next to that of "
+                           "a random ranking.")
+        # global importance over more rows with a cheaper method for text (one gradient per
+        # row), integrated gradients for tabular models (cheap there)
+        pool = min(len(data), GLOBAL_ROWS_TEXT if is_text else GLOBAL_ROWS_TABULAR)
+        rng = np.random.default_rng(seed)
+        chosen = set(rows)
+        others = [int(r) for r in rng.permutation(len(data)) if int(r) not in chosen]
+        order = list(rows) + others[:max(0, pool - len(rows))]
+        global_inputs = _texts(data, text_column, order) if is_text else \
+            data.iloc[order].reset_index(drop=True)
+        global_method = "input_x_gradient" if is_text else "integrated_gradients"
+        overall = attribute(loaded, global_inputs, method=global_method, seed=seed,
+                            faithfulness=False, progress=False,
+                            **({} if is_text else {"n_steps": 32}))
+        importance = overall.global_importance(seed=seed, min_count=3 if is_text else 1)
+        report.add(overall, section="attributions", title=f"{part}: global importance over "
+                   f"{len(order)} rows", plots="global", data=importance,
+                   caption=f"Mean signed attribution ({global_method.replace('_', ' ')}) of each "
+                           f"{'word (at least 3 occurrences)' if is_text else 'feature'} over "
+                           f"all its occurrences, per predicted class, with 95% bootstrap "
+                           f"intervals.")
+        if len(importance):
+            top = importance.iloc[0]
+            report.add_finding(
+                f"{part}: over {len(order)} explained rows, the largest average attribution "
+                f"for predictions of '{top['predicted_label']}' belongs to '{top['label']}' "
+                f"(mean score {top['mean_score']:+.3f} over {int(top['count'])} occurrences).")
+        if len(explanations) and "comprehensiveness" in explanations:
+            beats = (explanations["comprehensiveness"] >
+                     explanations["random_comprehensiveness"]).mean()
+            report.add_metric(f"{part}: attributions beating a random ranking", float(beats),
+                              note="share of explanations whose top units matter more than "
+                                   "random ones")
+        _run_scorecard(report, part, loaded, data, text_column, rows, notes, seed=seed,
+                       is_text=is_text)
+
+
+def _run_scorecard(report, part, loaded, data, text_column, rows, notes, *, seed, is_text):
+    try:
+        from ..attribution.scorecard import scorecard
+    except ImportError as error:
+        _not_run(notes, "attributions", f"{part}: the explanation scorecard is unavailable "
+                                        f"({error})")
+        return
+    if is_text:
+        rows = list(rows)[:SCORECARD_EXAMPLES_TEXT]
+    inputs = _texts(data, text_column, rows) if is_text else \
+        data.iloc[list(rows)].reset_index(drop=True)
+    methods = SCORECARD_METHODS_TEXT if is_text else SCORECARD_METHODS_TABULAR
+    result = scorecard(loaded, inputs, methods=methods, seed=seed, n_steps=16)
+    report.add(result, section="attributions", title=f"{part}: explanation scorecard",
+               caption=f"Each method on {len(rows)} of the selected examples: faithfulness "
+                       f"(against a random ranking), stability across two seeds, agreement with "
+                       f"integrated gradients, and cost.")
 
 
 def _run_counterfactual(report, progress, part, loaded, data, text_column, notes, *, seed,
