@@ -494,35 +494,37 @@ class AttentionResult(Result):
         return " (truncated)" if self.truncated[i] else ""
 
     def plot(self, kind: str | None = None, *, ax=None, text_id: int = 0,
-             layer: int | None = None, head: int | None = None, level: str = "token",
+             layer: int | None = None, head: int | None = None, level: str | None = None,
              attention: str = "self", hide_special: bool = False,
              statistic: str = "entropy", query: int | None = None):
         """Draw one of ``PLOTS`` and return the ``matplotlib.figure.Figure``.
 
         ``text_id``, ``layer`` (default: last captured), ``head`` (default: the first captured
-        head; ``"head"`` kind), ``level``, ``attention``, ``hide_special`` (drop special tokens
-        from heatmaps; rows then no longer sum to 1), ``statistic`` (``"head_summary"``: a
-        ``HEAD_STATISTICS`` key or ``"importance"``), ``query`` (``"rollout"``/``"flow"``).
-        Titles say when a text was truncated. ``"grid"`` draws its own figure (no ``ax``).
+        head; ``"head"`` kind), ``level`` (default: tokens for heatmaps, words for
+        ``"rollout"``/``"flow"``), ``attention``, ``hide_special`` (leave special tokens out;
+        the remaining values are not renormalised, so rows then sum to less than 1),
+        ``statistic`` (``"head_summary"``: a ``HEAD_STATISTICS`` key or ``"importance"``),
+        ``query`` (``"rollout"``/``"flow"``). Titles say when a text was truncated. ``"grid"``
+        draws its own figure (no ``ax``).
         """
         kind = self._check_kind(kind)
+        if level is None:
+            level = "word" if kind in ("rollout", "flow") else "token"
         self._check_level(level)
         if kind == "head":
             return _plot_head(self, ax=ax, text_id=text_id, layer=layer,
-                                             head=self.heads[0] if head is None else head,
-                                             level=level, attention=attention,
-                                             hide_special=hide_special)
+                              head=self.heads[0] if head is None else head, level=level,
+                              attention=attention, hide_special=hide_special)
         if kind == "grid":
             if ax is not None:
                 raise ValueError("plot('grid') draws a grid of axes and takes no ax=; call it "
                                  "without ax")
-            return _plot_grid(self, text_id=text_id, level=level,
-                                             attention=attention, hide_special=hide_special)
+            return _plot_grid(self, text_id=text_id, level=level, attention=attention,
+                              hide_special=hide_special)
         if kind == "head_summary":
-            return _plot_head_summary(self, ax=ax, statistic=statistic,
-                                                     attention=attention)
-        return _plot_bars(self, kind, ax=ax, text_id=text_id, level=level,
-                                         query=query)
+            return _plot_head_summary(self, ax=ax, statistic=statistic, attention=attention)
+        return _plot_bars(self, kind, ax=ax, text_id=text_id, level=level, query=query,
+                          hide_special=hide_special)
 
     # ---- notebook / HTML
 
@@ -1161,7 +1163,7 @@ def _plot_head_summary(result: AttentionResult, *, ax, statistic, attention):
     return fig
 
 
-def _plot_bars(result: AttentionResult, kind: str, *, ax, text_id, level, query):
+def _plot_bars(result: AttentionResult, kind: str, *, ax, text_id, level, query, hide_special):
     from .plotting import axes_or_new, style
 
     i = result._check_text(text_id)
@@ -1170,6 +1172,10 @@ def _plot_bars(result: AttentionResult, kind: str, *, ax, text_id, level, query)
     side = result._source
     labels = [_short(x, 24) for x in side.labels(i, level)]
     specials = side.specials(i, level)
+    keep = _kept(labels, specials, hide_special)
+    values = values[keep]
+    labels = [x for x, k in zip(labels, keep, strict=True) if k]
+    specials = [x for x, k in zip(specials, keep, strict=True) if k]
     q = result._check_query(i, query)
     q_label = side.tokens[i][q]
     n = len(values)
@@ -1181,7 +1187,9 @@ def _plot_bars(result: AttentionResult, kind: str, *, ax, text_id, level, query)
         ax.set_yticks(positions, labels)
         ax.invert_yaxis()
         ax.set_xlim(0, max(float(values.max()) * 1.12, 1e-9))
-        ax.set_xlabel(f"share of {kind} from query {q_label!r} (sums to 1)")
+        total = "special tokens hidden; all units sum to 1" if hide_special and not keep.all() \
+            else "sums to 1"
+        ax.set_xlabel(f"share of {kind} from query {q_label!r} ({total})")
         ax.grid(axis="x", linewidth=0.4, alpha=0.5)
         ax.set_axisbelow(True)
         name = "rollout" if kind == "rollout" else "flow"
