@@ -7,7 +7,9 @@ and ``render_page(result)`` one standalone HTML document (``AttentionResult.save
   no CDN, no request of any kind; the standalone page also sets a Content-Security-Policy that
   forbids every network fetch;
 * give every view a unique element id, so several views in one notebook work independently;
-* carry a static PNG of the layer x head grid inside ``<noscript>``, shown when JavaScript is off;
+* carry a static PNG of the layer x head grid that the script replaces when it runs, so it is
+  what shows when JavaScript is off or the output is untrusted (a reopened notebook strips
+  scripts; a ``<noscript>`` block would show nothing there);
 * embed the data as JSON inside ``<script type="application/json">`` with ``<``, ``>`` and ``&``
   escaped, and the script inserts all text with ``textContent``: a text containing ``<script>`` is
   displayed, never run.
@@ -101,9 +103,10 @@ def _fallback(result) -> str:
     from .plotting import figure_data_uri
 
     figure = result.plot("grid")
-    return (f"<noscript><div class='ea-fallback'><p>JavaScript is off: a static picture of every "
-            f"head of text 0.</p><img alt='attention of every layer and head' "
-            f"src='{figure_data_uri(figure, dpi=80)}'/></div></noscript>")
+    return (f"<div class='ea-fallback'><p>Static picture of every head of text 0 (the "
+            f"interactive view needs JavaScript; in Jupyter, trust the notebook or re-run the "
+            f"cell).</p><img alt='attention of every layer and head' "
+            f"src='{figure_data_uri(figure, dpi=80)}'/></div>")
 
 
 def render_view(result, *, element_id: str | None = None, max_tokens: int = 128,

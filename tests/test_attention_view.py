@@ -30,7 +30,7 @@ def test_html_is_self_contained_and_escaped(result):
     # No remote resource of any kind: no src/href/url() pointing outside the page.
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page)
     assert "url(" not in page and "@import" not in page
-    assert "<noscript>" in page and "data:image/png;base64," in page
+    assert "class='ea-fallback'" in page and "data:image/png;base64," in page
 
 
 def test_every_display_gets_its_own_ids(result):
@@ -101,6 +101,7 @@ def test_two_views_on_one_page_work_independently(result, chromium, tmp_path):
     assert views.count() == 2
     first, second = views.nth(0), views.nth(1)
     assert first.get_attribute("data-ready") == "1" and second.get_attribute("data-ready") == "1"
+    assert page.locator(".ea-fallback").count() == 0          # replaced by the live view
 
     # Pick layer 0, head 2 in the first view and click the query token "film".
     first.locator("select[data-control=layer]").select_option("0")
@@ -169,7 +170,9 @@ def test_hostile_text_is_displayed_not_run(result, chromium, tmp_path):
 @browser
 @needs_chromium
 def test_static_fallback_without_javascript(result, chromium):
+    """With JavaScript off (or scripts stripped from an untrusted notebook) the picture shows."""
     page, events = _open(chromium, render_view(result), javascript=False)
+    assert page.locator(".explain-attn").get_attribute("data-ready") is None
     image = page.locator(".ea-fallback img")
     assert image.count() == 1 and image.is_visible()
     assert image.evaluate("img => img.naturalWidth") > 100
