@@ -80,12 +80,16 @@ def bench_weat(rounds: int) -> dict:
 
 
 def bench_audit(rounds: int) -> dict:
+    import explain_models
     import pandas as pd
-    from fairlearn.metrics import MetricFrame, false_positive_rate, selection_rate, \
-        true_positive_rate
+    from fairlearn.metrics import (
+        MetricFrame,
+        false_positive_rate,
+        selection_rate,
+        true_positive_rate,
+    )
 
     import explain
-    import explain_models
     from explain import datasets
     from explain.fairness import audit
 
