@@ -67,6 +67,10 @@ def _report(name="toy", seed=0) -> Report:
     report.add(ToyResult(), section="attributions", title="Importance", caption=XSS_IMG)
     report.add(pd.DataFrame({"word": [XSS_SCRIPT, "b"], "value": [0.125, 1 / 3]}),
                section="attributions", title="A table")
+    report.add(pd.DataFrame({"input": ["a long sentence " * 8, XSS_IMG * 9],
+                             "score": [0.5, -0.25],
+                             "summary": ["a long summary " * 9, "another long summary " * 5]}),
+               section="attributions", title="Long texts")
     report.add(f"Plain text {XSS_SCRIPT}", section="attributions")
     report.add_dataset("toy data", pd.DataFrame({"x": [1, 2, 3]}), licence="CC BY 4.0",
                        source="made up")
@@ -169,15 +173,19 @@ def test_numbers_in_the_html_equal_the_csv(tmp_path):
     page = (path / "index.html").read_text()
     tables = re.findall(r"<table class=data data-source='(data/[^']+)'[^>]*>(.*?)</table>", page,
                         re.S)
-    assert len(tables) == 3
+    assert len(tables) == 4
     checked = 0
     for source, body in tables:
         frame = pd.read_csv(path / source)
-        for row_number, row in re.findall(r"<tr data-row='(\d+)'>(.*?)</tr>", body, re.S):
+        for row_number, row in re.findall(r"<tr data-row='(\d+)'[^>]*>(.*?)</tr>", body, re.S):
             for column, value in re.findall(r"data-column='([^']+)' data-value='([^']+)'", row):
                 assert float(value) == pytest.approx(frame.loc[int(row_number), column], abs=0)
                 checked += 1
     assert checked > 50
+    # long text columns are stacked under their row, in full, escaped
+    long_table = [body for source, body in tables if "long-texts" in source][0]
+    assert long_table.count("<tr class=detail>") == 4
+    assert "<span class=key>summary</span> " + "a long summary " * 8 in long_table
     metric = re.search(r"data-value='([^']+)' data-metric='accuracy'", page).group(1)
     frame = pd.read_csv(path / "data/predictions-predictions.csv")
     assert float(metric) == frame["correct"].mean()

@@ -81,12 +81,20 @@ def table_html(frame: pd.DataFrame, *, max_rows: int, source: str | None) -> str
     shown = frame.head(max_rows)
     numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
                for c in frame.columns]
-    head = "".join(f"<th{' class=num' if n else ''}>{esc(c)}</th>"
-                   for c, n in zip(frame.columns, numeric, strict=True))
+    # two or more long text columns squeeze each other: show them full width under their row
+    long_text = [not n and shown[c].astype(str).str.len().max() > 80 if len(shown) else False
+                 for c, n in zip(frame.columns, numeric, strict=True)]
+    stacked = set(np.flatnonzero(long_text).tolist()) if sum(long_text) >= 2 else set()
+    inline = [j for j in range(len(frame.columns)) if j not in stacked]
+    head = "".join(f"<th{' class=num' if numeric[j] else ''}>{esc(frame.columns[j])}</th>"
+                   for j in inline)
     rows = []
     for row_number, values in enumerate(shown.itertuples(index=False, name=None)):
         cells = []
-        for column, value, is_number in zip(frame.columns, values, numeric, strict=True):
+        for j, (column, value, is_number) in enumerate(zip(frame.columns, values, numeric,
+                                                           strict=True)):
+            if j in stacked:
+                continue
             if is_number and value is not None and not (isinstance(value, float) and
                                                         math.isnan(value)):
                 cells.append(f"<td class=num data-column='{esc(column)}' "
@@ -95,7 +103,11 @@ def table_html(frame: pd.DataFrame, *, max_rows: int, source: str | None) -> str
                 cells.append("<td class=missing>–</td>")
             else:
                 cells.append(f"<td>{esc(value)}</td>")
-        rows.append(f"<tr data-row='{row_number}'>{''.join(cells)}</tr>")
+        rows.append(f"<tr data-row='{row_number}'{' class=lead' if stacked else ''}>"
+                    f"{''.join(cells)}</tr>")
+        for j in sorted(stacked):
+            rows.append(f"<tr class=detail><td colspan={len(inline)}><span class=key>"
+                        f"{esc(frame.columns[j])}</span> {esc(values[j])}</td></tr>")
     note = ""
     if len(frame) > max_rows:
         note = (f"<p class=note>First {max_rows} of {len(frame):,} rows"
@@ -226,6 +238,13 @@ CSS = """
  border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
 .explain-report table.data th{background:var(--soft);font-weight:600}
 .explain-report .num{text-align:right;font-variant-numeric:tabular-nums}
+.explain-report table.data tr.lead td{border-bottom:none;padding-top:.6rem}
+.explain-report table.data tr.detail td{border-bottom:none;padding-top:0;color:var(--ink)}
+.explain-report table.data tr.detail:last-child td,.explain-report table.data
+ tr.detail+tr.lead td{border-top:0}
+.explain-report table.data tr.detail+tr.lead td{border-top:1px solid var(--line)}
+.explain-report table.data .key{display:inline-block;min-width:5.5em;color:var(--muted);
+ font-size:.8rem}
 .explain-report details{margin:.3rem 0 1rem}
 .explain-report details>summary{cursor:pointer;color:var(--accent);font-size:.9rem}
 .explain-report code{font-size:.85em;background:var(--soft);padding:0 .25em;border-radius:3px}
