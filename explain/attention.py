@@ -668,10 +668,37 @@ def _hf_forward(model, inputs: dict):
     return model.model(**inputs, output_attentions=True, return_dict=True)
 
 
+def _expected_layers(config, what: str) -> int | None:
+    if what == "self":
+        keys = (("encoder_layers", "num_layers") if getattr(config, "is_encoder_decoder", False)
+                else ("num_hidden_layers", "n_layer", "num_layers"))
+    else:
+        keys = ("decoder_layers", "num_decoder_layers")
+    for key in keys:
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 def _checked(attentions, what: str, model) -> tuple[torch.Tensor, ...]:
-    if attentions is None or len(attentions) == 0 or any(a is None for a in attentions):
+    if attentions is None or len(attentions) == 0:
         raise ValueError(f"{model.name} ({type(model.model).__name__}) returned no {what} "
                          f"attention weights; load it with attn_implementation='eager'")
+    expected = _expected_layers(model.config, "self" if what in ("self", "encoder") else what)
+    if expected is not None and len(attentions) != expected:
+        # transformers drops the layers whose attention module returned no weights, which
+        # would shift every later layer: refuse instead.
+        raise ValueError(f"{model.name} ({type(model.model).__name__}) returned {what} attention "
+                         f"weights for {len(attentions)} of its {expected} layers: the attention "
+                         f"module of some layer gives no weights (no eager path); attention maps "
+                         f"need every layer's weights")
+    missing = [i for i, a in enumerate(attentions) if a is None or a.dim() != 4]
+    if missing:
+        raise ValueError(f"{model.name} ({type(model.model).__name__}): {what} layer(s) "
+                         f"{', '.join(map(str, missing))} returned no per-head attention weights "
+                         f"(their attention module has no eager path); attention maps need every "
+                         f"layer's weights")
     return tuple(attentions)
 
 

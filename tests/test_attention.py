@@ -546,3 +546,16 @@ def test_t5_encoder_decoder():
     assert result.maps["cross"][1].shape == (2, 2, len(result.tokens(1, side="target")),
                                              len(result.tokens(1)))
     _rows_sum_to_one(result)
+
+
+def test_huggingface_layer_without_weights_is_named(tiny_bert, monkeypatch):
+    layer = tiny_bert.model.bert.encoder.layer[1].attention.self
+    original = layer.forward
+
+    def without_weights(*args, **kwargs):
+        return original(*args, **kwargs)[0], None
+
+    monkeypatch.setattr(layer, "forward", without_weights)
+    # transformers silently drops that layer from output_attentions; explain refuses.
+    with pytest.raises(ValueError, match=r"returned self attention weights for 1 of its 2 layers"):
+        explain.attention(tiny_bert, TEXTS)
