@@ -49,6 +49,9 @@ SCORECARD_EXAMPLES_TEXT = 3
 SCORECARD_METHODS_TABULAR = ("integrated_gradients", "saliency", "input_x_gradient", "deeplift",
                              "feature_ablation", "shapley_sampling", "kernel_shap")
 
+#: Identity axes of the counterfactual probes of text classifiers.
+COUNTERFACTUAL_AXES = ("gender", "race_names")
+
 #: Built-in datasets ``data=`` accepts by name.
 DATASETS: Mapping[str, str] = MappingProxyType({
     "rotten_tomatoes": "Rotten Tomatoes review sentences (text, label)",
@@ -605,14 +608,37 @@ def _run_scorecard(report, part, loaded, data, text_column, rows, notes, *, seed
 
 def _run_counterfactual(report, progress, part, loaded, data, text_column, notes, *, seed,
                         is_text, classifier):
+    if not (is_text and loaded.task == "sequence-classification"):
+        _not_run(notes, "fairness", f"{part}: counterfactual probes need a text classifier")
+        progress.advance()
+        return
     try:
-        from ..fairness import counterfactual  # noqa: F401
+        from ..fairness import counterfactual
     except ImportError as error:
         _not_run(notes, "fairness", f"{part}: counterfactual probes are unavailable ({error})")
         progress.advance()
         return
-    _not_run(notes, "fairness", f"{part}: counterfactual probes not integrated yet")
-    progress.advance()
+    with progress.stage(report, "counterfactual"):
+        for axis in COUNTERFACTUAL_AXES:
+            result = counterfactual(loaded, axis=axis, seed=seed)
+            reference = result.meta["parameters"]["reference"]
+            report.add(result, section="fairness",
+                       title=f"{part}: counterfactual probe, {axis.replace('_', ' ')}",
+                       plots=("group_scores", "score_shifts"),
+                       caption=f"The same template sentences with only the identity term "
+                               f"changed; scores are the probability of "
+                               f"'{result.meta['parameters']['target']}'. Shifts are against "
+                               f"'{reference}'.")
+            report.add(result.comparisons, section="fairness",
+                       title=f"{part}: {axis.replace('_', ' ')} groups against '{reference}'",
+                       caption="Mean change of the score, its interval, the share of pairs "
+                               "whose predicted class flips, and a paired test.")
+            worst = result.comparisons.iloc[int(result.comparisons["mean_abs_change"].argmax())]
+            report.add_finding(
+                f"{part}: swapping {axis.replace('_', ' ')} terms in template sentences moves "
+                f"the score by at most {worst['mean_abs_change']:.3f} on average ('{worst['group']}'"
+                f" vs '{worst['reference']}', p = {worst['p_value']:.2g}); the predicted class "
+                f"flips for {_percent(float(worst['flip_rate']))} of those pairs.")
 
 
 def build_demo(*, name: str = "demo", n_examples: int = 6, seed: int = 0, quiet: bool = False,

@@ -237,7 +237,7 @@ CSS = """
 .explain-report table.data th,.explain-report table.data td{padding:.22rem .6rem;
  border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
 .explain-report table.data th{background:var(--soft);font-weight:600}
-.explain-report .num{text-align:right;font-variant-numeric:tabular-nums}
+.explain-report .num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .explain-report table.data tr.lead td{border-bottom:none;padding-top:.6rem}
 .explain-report table.data tr.detail td{border-bottom:none;padding-top:0;color:var(--ink)}
 .explain-report table.data tr.detail:last-child td,.explain-report table.data
