@@ -124,3 +124,18 @@ def test_figures(tiny_bert):
     small = counterfactual(tiny_bert, axis="gender", n_bootstrap=20)
     assert np.isfinite(small.to_frame().score).all()
     assert explain.hooks.count_hooks(tiny_bert) == 0
+
+
+def test_attributions_blame_the_identity_word():
+    model = bag_of_words({"muslim": -3.0, "person": 1.5})
+    result = counterfactual(model, axis="religion", n_bootstrap=0, attributions=True)
+    blame = result.blame.set_index("row")
+    muslim = blame[blame.group == "muslim"]
+    assert (muslim.term_attribution < 0).all()
+    assert (muslim.most_blamed_word == "Muslim").all()
+    others = blame[blame.group.isin(["jewish", "hindu"])]
+    # their own words carry no weight in this model: nothing to blame
+    np.testing.assert_allclose(others.term_attribution, 0.0, atol=1e-6)
+    groups = result.groups.set_index("group")
+    assert groups.loc["muslim", "mean_term_attribution"] < -0.1
+    assert explain.hooks.count_hooks(model) == 0

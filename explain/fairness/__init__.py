@@ -5,7 +5,9 @@
 * ``counterfactual``: swap identity terms in templates or real sentences and measure the change;
 * ``weat`` / ``seat``: word and sentence embedding association tests;
 * ``representation_probe``: where in a network a sensitive attribute is linearly decodable;
-* ``crows_pairs`` / ``stereoset``: likelihood probes for masked and causal language models.
+* ``crows_pairs`` / ``stereoset``: likelihood probes for masked and causal language models;
+* ``proxies`` / ``attribution_by_group``: which inputs stand in for a sensitive feature, and how
+  much of each prediction the attributions put on sensitive inputs, per group.
 """
 
 from __future__ import annotations
@@ -39,11 +41,13 @@ from .likelihood import (
     sentence_scores,
     stereoset,
 )
+from .proxies import AttributionByGroupResult, ProxyResult, attribution_by_group, proxies
 from .representation import ProbeResult, default_layers, representation_probe
 
 __all__ = ["CROWS_PAIRS_COLUMNS", "DISPARITIES", "GROUP_METRICS", "POOLINGS", "SEAT_TEMPLATES",
-           "TESTS", "WORD_SETS", "AssociationResult", "AuditResult", "CounterfactualResult",
-           "CrowsPairsResult", "ProbeResult", "StereoSetResult", "association_test", "audit",
+           "TESTS", "WORD_SETS", "AssociationResult", "AttributionByGroupResult", "AuditResult",
+           "CounterfactualResult", "CrowsPairsResult", "ProbeResult", "ProxyResult",
+           "StereoSetResult", "association_test", "attribution_by_group", "audit",
            "counterfactual", "crows_pairs", "default_layers", "encode_sentences", "fill_template",
-           "identity_terms", "read_crows_pairs", "read_stereoset", "representation_probe", "seat",
-           "sentence_scores", "stereoset", "swap_terms", "weat"]
+           "identity_terms", "proxies", "read_crows_pairs", "read_stereoset",
+           "representation_probe", "seat", "sentence_scores", "stereoset", "swap_terms", "weat"]

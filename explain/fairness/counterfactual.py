@@ -213,6 +213,11 @@ def counterfactual(
         frame = frame.merge(blame[["row", "term_attribution_share"]], on="row", how="left")
 
     comparisons, groups = _compare(frame, reference, test, n_bootstrap, confidence, seed)
+    if blame is not None:
+        share = blame.groupby("group", sort=False)["term_attribution_share"].mean()
+        term = blame.groupby("group", sort=False)["term_attribution"].mean()
+        groups["mean_term_attribution_share"] = groups["group"].map(share).to_numpy()
+        groups["mean_term_attribution"] = groups["group"].map(term).to_numpy()
     parameters = {**info, "reference": reference, "target": target_name, "test": test,
                   "n_bootstrap": n_bootstrap, "confidence": confidence,
                   "attributions": attribution_method if attributions else None}
@@ -358,28 +363,33 @@ def _term_span(text: str, term: str) -> tuple[int, int] | None:
 
 
 def _blame(model, frame, target_index, method, batch_size) -> pd.DataFrame:
-    """Share of |attribution| on the identity term of each text, and the most blamed word."""
-    try:
-        from .. import attribute
-    except ImportError as error:  # the attribution module is part of the package
-        raise ImportError(f"attributions=True needs explain.attribute ({error})") from None
+    """Per probed text: attribution (toward the target class) on the identity term's own words
+    (those not shared by every term of the probe), its share of the text's total
+    |attribution|, and the word with the largest |attribution|."""
+    from ..attribution import attribute
+
     result = attribute(model, frame["text"].tolist(), method=method, target=target_index,
-                       batch_size=batch_size)
+                       batch_size=batch_size, faithfulness=False, progress=False)
     words = result.to_frame()
+    words = words[words["unit"] == "word"] if "unit" in words.columns else words
+    # The identity words of a term are those not shared by every term ("a", "person").
+    vocab = [set(re.findall(r"\w+", t.lower())) for t in frame["term"].unique()]
+    shared = set.intersection(*vocab) if vocab else set()
     rows = []
-    column = "word" if "word" in words.columns else "unit"
-    text_key = "input_id" if "input_id" in words.columns else "item"
     for row in frame.itertuples():
-        part = words[words[text_key] == row.row]
-        scores = part["attribution"].to_numpy(float)
-        total = np.abs(scores).sum()
+        part = words[words["input_id"] == row.row]
+        scores = part["score"].to_numpy(float)
+        labels = part["label"].astype(str).str.lower().to_numpy()
         term_words = set(re.findall(r"\w+", row.term.lower()))
-        on_term = part[column].astype(str).str.lower().str.strip(" ,.").isin(term_words)
-        share = float(np.abs(scores[on_term.to_numpy()]).sum() / total) if total > 0 else np.nan
-        top = part.iloc[int(np.argmax(np.abs(scores)))][column] if len(part) else ""
+        term_words = (term_words - shared) or term_words
+        on_term = np.isin(labels, list(term_words))
+        total = np.abs(scores).sum()
         rows.append({"row": row.row, "group": row.group, "term": row.term,
-                     "term_attribution": float(scores[on_term.to_numpy()].sum()),
-                     "term_attribution_share": share, "most_blamed_word": str(top)})
+                     "term_attribution": float(scores[on_term].sum()),
+                     "term_attribution_share": float(np.abs(scores[on_term]).sum() / total)
+                     if total > 0 else np.nan,
+                     "most_blamed_word": str(part["label"].iloc[int(np.argmax(np.abs(scores)))])
+                     if len(part) else ""})
     return pd.DataFrame(rows)
 
 
@@ -393,7 +403,8 @@ class CounterfactualResult(Result):
     ``comparisons``: one row per group compared with the reference: ``group``, ``reference``,
     ``n_pairs``, ``mean_change`` (group minus reference, averaged over units), ``change_ci_low``,
     ``change_ci_high``, ``mean_abs_change``, ``flip_rate``, ``test``, ``statistic``, ``p_value``.
-    ``groups``: per group ``mean_score``, ``ci_low``, ``ci_high``, ``n_texts``.
+    ``groups``: per group ``mean_score``, ``ci_low``, ``ci_high``, ``n_texts`` (with
+    attributions also ``mean_term_attribution``, ``mean_term_attribution_share``).
     ``blame`` (with attributions, else ``None``): per text ``term_attribution``,
     ``term_attribution_share``, ``most_blamed_word``.
     """

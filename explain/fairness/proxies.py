@@ -146,7 +146,7 @@ def attribution_by_group(model: Any, data: pd.DataFrame, *, sensitive_feature: s
 
     Uses ``explain.attribute(model, inputs, method=method, target=target)``.
     """
-    from .. import attribute
+    from ..attribution import attribute
 
     model = resolve_model(model)
     check_columns(data, [sensitive_feature], "sensitive")
@@ -155,28 +155,30 @@ def attribution_by_group(model: Any, data: pd.DataFrame, *, sensitive_feature: s
             raise ValueError("a text model needs text=COLUMN and terms=[identity words]")
         check_columns(data, [text], "text")
         result = attribute(model, data[text].astype(str).tolist(), method=method, target=target,
-                           batch_size=batch_size)
+                           batch_size=batch_size, faithfulness=False, progress=False)
         wanted = {t.lower() for t in terms}
         kind = "terms"
     else:
         if not features:
             raise ValueError("pass features=[columns] whose share of the attribution to measure "
                              "(e.g. the proxies of the sensitive column)")
-        result = attribute(model, data, method=method, target=target, batch_size=batch_size)
+        result = attribute(model, data, method=method, target=target, batch_size=batch_size,
+                           faithfulness=False, progress=False)
         wanted = set(as_names(features, "features"))
         kind = "features"
     frame = result.to_frame()
-    item = "input_id" if "input_id" in frame.columns else "item"
-    unit = next(c for c in ("word", "feature", "unit", "token") if c in frame.columns)
-    labels = frame[unit].astype(str)
+    labels = frame["label"].astype(str)
     if kind == "terms":
+        frame = frame[frame["unit"] == "word"]
+        labels = frame["label"].astype(str)
         hit = labels.str.lower().map(lambda w: re.sub(r"\W", "", w) in wanted)
     else:
         hit = labels.map(lambda f: f in wanted or f.split("=")[0] in wanted)
-    frame = frame.assign(magnitude=frame["attribution"].abs(), on_target=hit)
-    per_item = frame.groupby(item).apply(
-        lambda g: g.loc[g.on_target, "magnitude"].sum() / g["magnitude"].sum()
-        if g["magnitude"].sum() > 0 else np.nan, include_groups=False)
+    frame = frame.assign(magnitude=frame["score"].abs(), on_target=hit.to_numpy())
+    totals = frame.groupby("input_id")["magnitude"].sum()
+    on = frame[frame["on_target"]].groupby("input_id")["magnitude"].sum().reindex(
+        totals.index, fill_value=0.0)
+    per_item = (on / totals.where(totals > 0)).sort_index()
     shares = pd.DataFrame({"row": per_item.index, "share": per_item.to_numpy(float)})
     shares["group"] = data[sensitive_feature].astype(str).to_numpy()[shares["row"].to_numpy()]
     rng = np.random.default_rng(seed)
