@@ -1205,6 +1205,8 @@ def _plot_bars(result: AttentionResult, kind: str, *, ax, text_id, level, query,
     specials = [x for x, k in zip(specials, keep, strict=True) if k]
     q = result._check_query(i, query)
     q_label = side.tokens[i][q]
+    q_word = side.unit_labels[i][side.unit_index[i][q]]
+    q_text = f"{q_label!r}" + (f" of {q_word!r}" if q_word != q_label else "")
     n = len(values)
     with style():
         fig, ax = axes_or_new(ax, 6.0, min(18.0, max(2.5, 0.24 * n + 1.2)))
@@ -1221,7 +1223,7 @@ def _plot_bars(result: AttentionResult, kind: str, *, ax, text_id, level, query,
         ax.set_axisbelow(True)
         name = "rollout" if kind == "rollout" else "flow"
         ax.set_title(f"{_model_name(result)}: attention {name}, text {i}, query token {q} "
-                     f"{q_label!r}{result._title_suffix(i)}")
+                     f"{q_text}{result._title_suffix(i)}")
         if any(specials):
             from matplotlib.patches import Patch
 
