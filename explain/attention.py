@@ -73,7 +73,7 @@ from . import hooks
 from .results import Result, make_meta
 from .text import TextBatch, encode_texts, model_max_length, word_units
 
-__all__ = ["ATTENTIONS", "DTYPES", "FLOW_MAX_TOKENS", "HEAD_STATISTICS", "LEVELS",
+__all__ = ["ATTENTIONS", "DTYPES", "FLOW_MAX_TOKENS", "HEAD_STATISTICS", "LEVELS", "SIDES",
            "AttentionResult", "attention", "attention_flow", "attention_rollout",
            "head_importance"]
 
@@ -87,6 +87,11 @@ ATTENTIONS: Mapping[str, str] = MappingProxyType({
 LEVELS: Mapping[str, str] = MappingProxyType({
     "token": "the tokenizer's tokens (word pieces)",
     "word": "words of the original string: sum over key pieces, mean over query pieces",
+})
+#: Which input a token list belongs to (``tokens(..., side=...)``, ``words(..., side=...)``).
+SIDES: Mapping[str, str] = MappingProxyType({
+    "source": "the texts (the encoder's input, or the only input)",
+    "target": "the decoder's input of an encoder-decoder model",
 })
 #: Storage precisions.
 DTYPES: Mapping[str, torch.dtype] = MappingProxyType({"float32": torch.float32,
@@ -310,8 +315,10 @@ class AttentionResult(Result):
             return self._source
         if side == "target" and self._target is not None:
             return self._target
-        valid = "'source', 'target'" if self._target is not None else "'source'"
-        raise ValueError(f"unknown side {side!r}; valid: {valid}")
+        if side == "target":
+            raise ValueError("side='target' needs an encoder-decoder model; this result has only "
+                             "side='source'")
+        raise ValueError(f"unknown side {side!r}; valid: {', '.join(SIDES)}")
 
     def _sides(self, attention: str) -> tuple[_Side, _Side]:
         self._check_attention(attention)

@@ -559,3 +559,11 @@ def test_huggingface_layer_without_weights_is_named(tiny_bert, monkeypatch):
     # transformers silently drops that layer from output_attentions; explain refuses.
     with pytest.raises(ValueError, match=r"returned self attention weights for 1 of its 2 layers"):
         explain.attention(tiny_bert, TEXTS)
+
+
+def test_sides(tiny_bert):
+    result = explain.attention(tiny_bert, TEXTS)
+    with pytest.raises(ValueError, match="side='target' needs an encoder-decoder model"):
+        result.tokens(0, side="target")
+    with pytest.raises(ValueError, match="unknown side 'left'; valid: source, target"):
+        result.words(0, side="left")
