@@ -430,7 +430,7 @@ class AssociationResult(Result):
             published = table["published_effect_size"].to_numpy(float)
             if np.isfinite(published).any():
                 ax.scatter(published, y, marker="x", color="#C44E52", zorder=3,
-                           label="published (Caliskan et al. 2017)")
+                           label="published WEAT d (Caliskan et al. 2017, GloVe)")
             labels = []
             for row in table.itertuples():
                 mark = "" if np.isnan(row.p_value) else (

@@ -399,16 +399,20 @@ def _bars(ax, table, column, count, xlabel, title, extra=None):
             err = np.vstack([values - table["ci_low"].to_numpy(float),
                              table["ci_high"].to_numpy(float) - values])
             err = np.where(np.isfinite(err), np.clip(err, 0, None), 0)
-        ax.barh(y, values, xerr=err, capsize=3, color="#4C72B0",
+        ax.barh(y, values, height=0.5, xerr=err, capsize=3, color="#4C72B0",
                 label=column.replace("_", " "))
         if extra is not None:
             ax.scatter(table[extra], y, marker="D", color="#DD8452", zorder=3,
                        label=extra.replace("_", " "))
+        for yi, value in zip(y, values, strict=True):  # a 0 bar is otherwise invisible
+            ax.text(1, yi + 0.3, f"{column.replace('_', ' ')} {value:.1f}", va="center",
+                    fontsize=7, color="#4C72B0")
         ax.axvline(50, color="black", linestyle="--", linewidth=0.8)
         ax.set_yticks(y, [f"{b} (n={n})" for b, n in zip(table["bias_type"], table[count],
                                                          strict=True)])
         ax.set_xlim(0, 100)
         ax.set_xlabel(xlabel)
         ax.set_title(title)
-        ax.legend(frameon=False, loc="lower right", fontsize=7)
+        ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.3 / len(y)),
+                  ncols=2, fontsize=7)
     return fig
