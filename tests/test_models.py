@@ -3,6 +3,7 @@ deterministic recipes that leave global state alone, atomic checkpoints, and the
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import explain_models
@@ -173,7 +174,7 @@ def test_ensure_reuses_the_cached_checkpoint():
 
 @pytest.mark.parametrize("name", ["digits", "compas"])
 def test_recipe_is_deterministic_and_leaves_global_rng_alone(name, tmp_path):
-    module = __import__(f"explain_models.{explain_models.RECIPES[name]}", fromlist=["train"])
+    module = importlib.import_module(f"explain_models.{explain_models.RECIPES[name]}")
     state = torch.random.get_rng_state()
     first = module.train(name, tmp_path / "a", progress=False)
     assert torch.equal(torch.random.get_rng_state(), state)
