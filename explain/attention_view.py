@@ -96,6 +96,7 @@ def _view_data(result, *, max_tokens: int, max_texts: int) -> dict[str, Any]:
     title = (f"Attention of {result.meta.get('model', {}).get('name', 'model')}: "
              f"{len(result.texts)} text{'s' if len(result.texts) != 1 else ''}")
     return {"title": title, "note": note, "kinds": list(result.maps),
+            "maxLength": result.meta.get("parameters", {}).get("max_length"),
             "layers": list(result.layers), "heads": list(result.heads), "texts": texts}
 
 

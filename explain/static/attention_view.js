@@ -118,10 +118,12 @@
     var height = Math.max(qi.length, ki.length) * ROW;
     var svg = svgEl("svg", {width: LINE_WIDTH, height: height, "class": "ea-lines"});
     var lines = [];
+    // Skip faint lines (below half of uniform attention, at most 0.01) to keep the SVG light.
+    var threshold = Math.min(0.01, 0.5 / b.Tk);
     qi.forEach(function (i, a) {
       ki.forEach(function (j, c) {
         var w = weight(b, state.layer, state.head, i, j);
-        if (w < 0.01) { return; }
+        if (w < threshold) { return; }
         var line = svgEl("line", {x1: 2, y1: a * ROW + ROW / 2, x2: LINE_WIDTH - 2,
                                   y2: c * ROW + ROW / 2, "stroke-opacity": Math.min(1, Math.sqrt(w)).toFixed(3),
                                   "class": "ea-line"});
@@ -196,15 +198,22 @@
         canvas.setAttribute("data-layer", l);
         canvas.setAttribute("data-head", h);
         canvas.title = "layer " + layerName + ", head " + data.heads[h] + " (click for the head view)";
-        var ctx = canvas.getContext("2d");
-        var cw = THUMB / ki.length, ch = THUMB / qi.length;
+        // One pixel per (query, key) in an off-screen canvas, then scaled to the thumbnail.
+        var cells = document.createElement("canvas");
+        cells.width = ki.length; cells.height = qi.length;
+        var cellsCtx = cells.getContext("2d");
+        var image = cellsCtx.createImageData(ki.length, qi.length);
         for (var a = 0; a < qi.length; a++) {
           for (var c = 0; c < ki.length; c++) {
-            var w = weight(b, l, h, qi[a], ki[c]);
-            ctx.fillStyle = "rgba(43, 108, 176, " + Math.sqrt(w).toFixed(3) + ")";
-            ctx.fillRect(c * cw, a * ch, Math.ceil(cw), Math.ceil(ch));
+            var w = weight(b, l, h, qi[a], ki[c]), p = 4 * (a * ki.length + c);
+            image.data[p] = 43; image.data[p + 1] = 108; image.data[p + 2] = 176;
+            image.data[p + 3] = Math.round(255 * Math.sqrt(w));
           }
         }
+        cellsCtx.putImageData(image, 0, 0);
+        var ctx = canvas.getContext("2d");
+        ctx.imageSmoothingEnabled = ki.length > THUMB || qi.length > THUMB;  // average when shrinking
+        ctx.drawImage(cells, 0, 0, THUMB, THUMB);
         (function (layer, head) {
           canvas.addEventListener("click", function () {
             state.layer = layer; state.head = head; state.mode = "head"; reset();
@@ -233,7 +242,7 @@
     root.appendChild(el("div", "ea-title", data.title));
     root.appendChild(controls());
     var notes = [];
-    if (text.truncated) { notes.push("this text was truncated to the model's maximum length"); }
+    if (text.truncated) { notes.push("this text was truncated to " + data.maxLength + " tokens"); }
     if (text.cropped) { notes.push(text.cropped); }
     if (data.note) { notes.push(data.note); }
     if (notes.length) { root.appendChild(el("div", "ea-note", notes.join("; "))); }
