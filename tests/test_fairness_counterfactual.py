@@ -53,6 +53,9 @@ def test_planted_bias_on_one_group_shows_with_the_right_sign():
         assert table.loc[group, "mean_abs_change"] == pytest.approx(0.0, abs=1e-9)
         assert table.loc[group, "p_value"] == 1.0
         assert table.loc[group, "flip_rate"] == 0.0
+    assert table.loc["muslim", "p_value_holm"] == pytest.approx(
+        min(1.0, 5 * table.loc["muslim", "p_value"]))  # the smallest of 5 p-values
+    assert (table.p_value_holm >= table.p_value).all()
     t_test = counterfactual(model, axis="religion", test="t", n_bootstrap=0)
     assert t_test.comparisons.set_index("group").loc["muslim", "p_value"] < 0.01
     assert explain.hooks.count_hooks(model) == 0

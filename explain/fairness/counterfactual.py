@@ -353,7 +353,22 @@ def _compare(frame, reference, test, n_bootstrap, confidence, seed):
             "change_ci_high": float(c_high), "mean_abs_change": float(np.nanmean(np.abs(change))),
             "flip_rate": float(np.mean(labels[group].to_numpy() != labels[reference].to_numpy())),
             "test": test, "statistic": statistic, "p_value": p_value})
-    return pd.DataFrame(comparison_rows), pd.DataFrame(group_rows)
+    comparisons = pd.DataFrame(comparison_rows)
+    comparisons["p_value_holm"] = _holm(comparisons["p_value"].to_numpy(float))
+    return comparisons, pd.DataFrame(group_rows)
+
+
+def _holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (several groups are compared with one reference)."""
+    adjusted = np.full(len(p_values), np.nan)
+    finite = np.flatnonzero(np.isfinite(p_values))
+    order = finite[np.argsort(p_values[finite], kind="stable")]
+    m = len(order)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
 
 
 def _term_span(text: str, term: str) -> tuple[int, int] | None:
@@ -402,7 +417,8 @@ class CounterfactualResult(Result):
     attributions).
     ``comparisons``: one row per group compared with the reference: ``group``, ``reference``,
     ``n_pairs``, ``mean_change`` (group minus reference, averaged over units), ``change_ci_low``,
-    ``change_ci_high``, ``mean_abs_change``, ``flip_rate``, ``test``, ``statistic``, ``p_value``.
+    ``change_ci_high``, ``mean_abs_change``, ``flip_rate``, ``test``, ``statistic``, ``p_value``,
+    ``p_value_holm`` (Holm-adjusted over the compared groups).
     ``groups``: per group ``mean_score``, ``ci_low``, ``ci_high``, ``n_texts`` (with
     attributions also ``mean_term_attribution``, ``mean_term_attribution_share``).
     ``blame`` (with attributions, else ``None``): per text ``term_attribution``,
@@ -472,7 +488,8 @@ class CounterfactualResult(Result):
                                                               row.mean_change)]]
                             if np.isfinite(row.change_ci_low) else None, fmt="D",
                             color="#C44E52", capsize=3, markersize=5)
-                ax.text(1.01, k, f"flip {row.flip_rate:.0%}, p={row.p_value:.2g}",
+                ax.text(1.01, k, f"flip {row.flip_rate:.0%}\np={row.p_value:.2g} "
+                                 f"(Holm {row.p_value_holm:.2g})",
                         transform=ax.get_yaxis_transform(), va="center", fontsize=7)
             ax.set_yticks(range(len(others)), others[::-1])
             ax.axvline(0, color="black", linewidth=0.8)
