@@ -4,8 +4,9 @@ On the reference sentiment model (MiniLM fine-tuned on Rotten Tomatoes) with rea
 sentences, measured in one run:
 
 * floor: ``n_steps`` x (forward + backward to the word embeddings) over the same inputs, plain
-  torch, length-sorted padded batches at the best batch size (probed on a few steps), parameters
-  frozen: the arithmetic every integrated-gradients implementation must do;
+  torch: length-sorted texts, all interpolation points of a few texts stacked in one forward,
+  at the best number of texts per batch (probed on the first 16 sentences), parameters frozen:
+  the arithmetic every integrated-gradients implementation must do;
 * ours: ``explain.attribution.attribute(..., n_steps=50, faithfulness=False)``;
 * the one-sentence-at-a-time Captum loop most users write (``LayerIntegratedGradients`` on the
   word embeddings, one ``attribute`` call per sentence, default settings);
@@ -15,8 +16,8 @@ sentences, measured in one run:
 * the scorecard's time and peak memory per method (a smaller set of sentences).
 
 Each timing is the best of ``--repeats`` runs; ratios are to the floor of the same run. The
-machine is shared, so both wall time and process CPU time (all threads) are printed; the ratios
-use CPU time, which other processes disturb least.
+machine is shared, so torch runs on ``--threads`` threads (default 1) and both wall time and
+process CPU time are printed; the ratios use CPU time, which other processes disturb least.
 Usage: ``python bench/bench_attribution.py [--sentences 64] [--steps 50]``.
 """
 
@@ -36,8 +37,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def load():
-    import explain
     import explain_models
+
+    import explain
 
     return explain.load_model(explain_models.ensure("sentiment"))
 
@@ -65,8 +67,10 @@ def best_of(fn, repeats: int):
     return (min(times), min(cpu)), peak / 2**20, out
 
 
-def floor_run(loaded, texts, n_steps: int, batch_size: int):
-    """n_steps x (forward + backward to the embeddings), sorted padded batches, plain torch."""
+def floor_run(loaded, texts, n_steps: int, per_batch: int, max_rows: int = 512):
+    """n_steps x (forward + backward to the embeddings) over the same inputs, plain torch: the
+    texts sorted by length, ``per_batch`` texts padded together, all their interpolation points
+    stacked in one forward (split only above ``max_rows`` rows), parameters frozen."""
     model = loaded.model
     batch = loaded.encode_texts(texts)
     order = sorted(range(len(texts)), key=lambda i: batch.lengths[i])
@@ -76,8 +80,8 @@ def floor_run(loaded, texts, n_steps: int, batch_size: int):
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     try:
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
+        for start in range(0, len(order), per_batch):
+            rows = order[start:start + per_batch]
             width = max(batch.lengths[i] for i in rows)
             ids = batch.input_ids[rows, :width]
             mask = batch.attention_mask[rows, :width]
@@ -85,11 +89,15 @@ def floor_run(loaded, texts, n_steps: int, batch_size: int):
             with torch.no_grad():
                 x = embedding(ids)
                 b = embedding(torch.full_like(ids, pad))
-            for alpha in alphas:
-                point = (b + alpha * (x - b)).requires_grad_(True)
-                logits = model(inputs_embeds=point, attention_mask=mask,
-                               token_type_ids=types).logits
-                torch.autograd.grad(torch.softmax(logits, -1)[:, 1].sum(), point)
+            steps_per_chunk = max(1, max_rows // len(rows))
+            for first in range(0, n_steps, steps_per_chunk):
+                chunk = alphas[first:first + steps_per_chunk]
+                k = len(chunk)
+                points = (b[None] + chunk[:, None, None, None] * (x - b)[None]).reshape(
+                    k * len(rows), width, -1).requires_grad_(True)
+                logits = model(inputs_embeds=points, attention_mask=mask.repeat(k, 1),
+                               token_type_ids=types.repeat(k, 1)).logits
+                torch.autograd.grad(torch.softmax(logits, -1)[:, 1].sum(), points)
     finally:
         for parameter in model.parameters():
             parameter.requires_grad_(True)
@@ -127,7 +135,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--scorecard-sentences", type=int, default=4)
     parser.add_argument("--json", default=None, help="also write the numbers to this file")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: on a shared machine, multi-threaded "
+                             "CPU time includes spin-waiting and is not comparable)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     from explain.attribution import attribute, scorecard
 
@@ -144,13 +156,15 @@ def main() -> None:
     # warm-up (first calls allocate and load kernels)
     attribute(loaded, texts[:2], n_steps=4, faithfulness=False)
     probe = {}
-    for size in (8, 16, 32):
+    probe_texts = texts[:16]
+    for size in (1, 2, 4, 8, 16):
         start = time.process_time()
-        floor_run(loaded, texts, 3, size)
+        floor_run(loaded, probe_texts, args.steps, size)
         probe[size] = time.process_time() - start
     best = min(probe, key=probe.get)
-    print("floor batch-size probe (3 steps, CPU s): "
-          + ", ".join(f"{k}: {v:.2f}" for k, v in probe.items()) + f" -> best {best}")
+    print(f"floor probe (first {len(probe_texts)} sentences, {args.steps} steps, CPU s by texts "
+          f"per batch): " + ", ".join(f"{k}: {v:.2f}" for k, v in probe.items())
+          + f" -> best {best}")
 
     floor_s, floor_mb, _ = best_of(lambda: floor_run(loaded, texts, args.steps, best),
                                    args.repeats)
@@ -162,7 +176,7 @@ def main() -> None:
     frame = ours.to_frame("token")
     diffs = [float(np.abs(frame[frame.input_id == i].score.to_numpy() - loop[i].double().numpy()
                           ).max()) for i in range(len(texts))]
-    rows = [("floor (plain torch, sorted batches of %d)" % best, floor_s, floor_mb),
+    rows = [(f"floor (plain torch, {best} texts x {args.steps} steps)", floor_s, floor_mb),
             ("explain.attribute (batched IG)", ours_s, ours_mb),
             ("Captum loop, one sentence at a time", loop_s, loop_mb)]
     print(f"\n{'run':<44}{'wall s':>9}{'CPU s':>9}{'x floor':>9}{'peak MB':>9}")

@@ -998,11 +998,14 @@ def compute(loaded, prepared: Prepared, method: str, *, n_steps: int, batch_size
                     if it.target < 0:
                         it.target = int(predicted[r])
                 args = (*args[:3], torch.tensor([it.target for it in batch_items]), *args[4:])
-                width = x.shape[1] if prepared.kind == "text" else 0
-                if width not in internal_cache:
-                    row_bytes = bytes_per_row(scorer, x, args)
-                    internal_cache[width] = max(1, memory_budget // row_bytes)
-                rows_budget = internal_cache[width]
+                if not internal_cache:
+                    # one probe, on the longest input (a conservative estimate for all batches)
+                    longest = max(items, key=lambda it: it.length)
+                    px, _, pargs, _ = collate(prepared, [longest])
+                    if longest.target < 0:
+                        pargs = (*pargs[:3], torch.zeros(1, dtype=torch.long), *pargs[4:])
+                    internal_cache[0] = max(1, memory_budget // bytes_per_row(scorer, px, pargs))
+                rows_budget = internal_cache[0]
                 attr, delta, r2 = _with_retry(
                     method, scorer, x, b, args, units, n_steps=n_steps, rows_budget=rows_budget,
                     options=_method_options(method, options, prepared, loaded), layer=layer_module,

@@ -27,8 +27,9 @@ class ScorecardResult(Result):
     ``random_comprehensiveness``, ``sufficiency``, ``random_sufficiency``, ``deletion_auc``,
     ``insertion_auc``, ``random_deletion_auc``, ``random_insertion_auc`` (means over inputs; see
     ``explain.attribution.FAITHFULNESS``), ``beats_random`` (share of inputs whose
-    comprehensiveness exceeds the random ranking's), ``infidelity`` and ``sensitivity_max``
-    (Captum's metrics, lower is better; NaN unless ``robustness=True``), ``stability`` (mean
+    comprehensiveness exceeds the random ranking's), ``infidelity``, ``random_infidelity`` (of
+    random Gaussian attributions under the same perturbations) and ``sensitivity_max``
+    (Captum's metrics, lower is better; NaN unless ``with_robustness=True``), ``stability`` (mean
     Spearman correlation of unit scores between ``seed`` and ``seed + 1``; 1 = identical),
     ``agreement`` (mean Spearman correlation with the first method), ``seconds`` (wall time of
     the attribution alone), ``peak_memory_mb`` (peak resident memory above the start of the
@@ -143,7 +144,8 @@ def scorecard(model, inputs, *, methods: Sequence[str] | None = None, target=Non
             row[column] = float(metrics[column].mean())
         row["beats_random"] = float((metrics.comprehensiveness
                                      > metrics.random_comprehensiveness).mean())
-        robust = {"infidelity": float("nan"), "sensitivity_max": float("nan")}
+        robust = {"infidelity": float("nan"), "random_infidelity": float("nan"),
+                  "sensitivity_max": float("nan")}
         if with_robustness:
             robust = robustness(model, result, max_inputs=robustness_inputs, seed=seed)
         row.update(robust)
@@ -159,7 +161,8 @@ def scorecard(model, inputs, *, methods: Sequence[str] | None = None, target=Non
     frame["agreement"] = [1.0 if m == first else _pair(agreement, first, m) for m in methods]
     columns = ["method", "comprehensiveness", "random_comprehensiveness", "sufficiency",
                "random_sufficiency", "deletion_auc", "insertion_auc", "random_deletion_auc",
-               "random_insertion_auc", "beats_random", "infidelity", "sensitivity_max",
+               "random_insertion_auc", "beats_random", "infidelity", "random_infidelity",
+               "sensitivity_max",
                "stability", "agreement", "seconds", "peak_memory_mb", "n_inputs"]
     parameters = {"methods": methods, "n_steps": n_steps, "target": target,
                   "with_robustness": with_robustness, **options}

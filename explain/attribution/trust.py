@@ -217,7 +217,8 @@ def rank_agreement(results: Mapping[str, object] | Sequence[object]):
 
 def robustness(loaded, result, *, n_perturb_samples: int = 8, max_inputs: int = 8,
                seed: int = 0, noise: float = 0.1) -> dict[str, float]:
-    """Captum's ``infidelity`` (normalised) and ``sensitivity_max`` of ``result``'s method, mean
+    """Captum's ``infidelity`` (normalised; also for random Gaussian attributions under the same
+    perturbations: ``random_infidelity``) and ``sensitivity_max`` of ``result``'s method, mean
     over the first ``max_inputs`` explanations. Perturbations are Gaussian with standard
     deviation ``noise`` x the std of (input - baseline) for infidelity, and uniform within
     ``perturb_radius = noise`` x that std for sensitivity; both seeded."""
@@ -235,7 +236,7 @@ def robustness(loaded, result, *, n_perturb_samples: int = 8, max_inputs: int = 
                             "continuation")}
     n_steps = result.meta["parameters"]["n_steps"]
     n_steps = 16 if n_steps == "auto" else int(n_steps)
-    infid, sens = [], []
+    infid, sens, random_infid = [], [], []
     for k, item in enumerate(prepared.items[:max_inputs]):
         x, b, args, _ = collate(prepared, [item])
         scale = float((x - b).std()) or 1.0
@@ -249,7 +250,15 @@ def robustness(loaded, result, *, n_perturb_samples: int = 8, max_inputs: int = 
             torch.manual_seed(seed * 1_000_003 + k)
             value = infidelity(scorer, perturb, x, element[None], additional_forward_args=args,
                                n_perturb_samples=n_perturb_samples, normalize=True)
+            # the same perturbations scored against random attributions of the same shape
+            torch.manual_seed(seed * 1_000_003 + k)
+            generator = torch.Generator().manual_seed(seed * 7_919 + k)
+            noise_attr = torch.randn(element.shape, generator=generator)[None]
+            random_value = infidelity(scorer, perturb, x, noise_attr,
+                                      additional_forward_args=args,
+                                      n_perturb_samples=n_perturb_samples, normalize=True)
         infid.append(float(value.mean()))
+        random_infid.append(float(random_value.mean()))
 
         def explain_fn(xs, _item=item, _b=b):
             packed = isinstance(xs, tuple)
@@ -278,6 +287,8 @@ def robustness(loaded, result, *, n_perturb_samples: int = 8, max_inputs: int = 
                                     max_examples_per_batch=max(2, n_perturb_samples // 2))
         sens.append(float(value.mean()))
     return {"infidelity": float(np.mean(infid)) if infid else float("nan"),
+            "random_infidelity": float(np.mean(random_infid)) if random_infid
+            else float("nan"),
             "sensitivity_max": float(np.mean(sens)) if sens else float("nan")}
 
 
