@@ -42,11 +42,16 @@ WEIGHT_DECAY = 1e-4
 LABEL_NAMES = tuple(str(d) for d in range(10))
 
 
-def train(name: str, target: Path, *, progress: bool = True) -> dict:
-    """Train, evaluate and save the digits CNN into ``target``; return its card."""
+def train(name: str, target: Path, *, progress: bool = True, epochs: int | None = None) -> dict:
+    """Train, evaluate and save the digits CNN into ``target``; return its card.
+
+    ``epochs``: ``None`` for ``EPOCHS`` (the reference model); fewer only for quick checks of
+    the recipe itself (the card records what was used).
+    """
     from sklearn.datasets import load_digits
     from tqdm.auto import tqdm
 
+    epochs = EPOCHS if epochs is None else epochs
     started = time.perf_counter()
     digits = load_digits()
     images = (np.asarray(digits.images, dtype=np.float32) / 16.0)[:, None]  # (N, 1, 8, 8)
@@ -63,7 +68,7 @@ def train(name: str, target: Path, *, progress: bool = True) -> dict:
                                       weight_decay=WEIGHT_DECAY)
         loss_fn = torch.nn.CrossEntropyLoss()
         cnn.train()
-        for _ in tqdm(range(EPOCHS), desc=f"{name}: train", disable=not progress):
+        for _ in tqdm(range(epochs), desc=f"{name}: train", disable=not progress):
             order = torch.randperm(len(y_train), generator=generator)
             for start in range(0, len(order), BATCH_SIZE):
                 index = order[start:start + BATCH_SIZE]
@@ -103,7 +108,7 @@ def train(name: str, target: Path, *, progress: bool = True) -> dict:
         input_shape=[1, 8, 8],
         label_names=list(LABEL_NAMES),
         training={"architecture": "explain.nets.SmallCNN", "channels": [16, 32],
-                  "epochs": EPOCHS, "batch_size": BATCH_SIZE, "optimizer": "AdamW",
+                  "epochs": epochs, "batch_size": BATCH_SIZE, "optimizer": "AdamW",
                   "learning_rate": LEARNING_RATE, "weight_decay": WEIGHT_DECAY,
                   "loss": "cross-entropy"},
         metrics=metrics,

@@ -132,13 +132,18 @@ def _fit(model: nn.Module, features: torch.Tensor, labels: torch.Tensor, *, epoc
 
 
 
-def train(name: str, target: Path, *, progress: bool = True) -> dict:
-    """Train, evaluate and save tabular reference model ``name`` into ``target``."""
+def train(name: str, target: Path, *, progress: bool = True, epochs: int | None = None) -> dict:
+    """Train, evaluate and save tabular reference model ``name`` into ``target``.
+
+    ``epochs``: ``None`` for the recipe's number (the reference model); a smaller number only
+    for quick checks of the recipe itself (the card records what was used).
+    """
     from sklearn.metrics import roc_auc_score
 
     if name not in RECIPES_TABULAR:
         raise ValueError(f"unknown tabular recipe {name!r}; valid: {', '.join(RECIPES_TABULAR)}")
     recipe = RECIPES_TABULAR[name]
+    epochs = recipe["epochs"] if epochs is None else epochs
     started = time.perf_counter()
     train_frame, heldout_frame, split = _frames(name)
     label = recipe["label"]
@@ -149,7 +154,7 @@ def train(name: str, target: Path, *, progress: bool = True) -> dict:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         mlp = nets.MLP(len(encoder.feature_names), 2, hidden=HIDDEN)
-        losses = _fit(mlp, x_train, y_train, epochs=recipe["epochs"], progress=progress,
+        losses = _fit(mlp, x_train, y_train, epochs=epochs, progress=progress,
                       desc=f"{name}: train")
     train_seconds = time.perf_counter() - started
 
@@ -199,7 +204,7 @@ def train(name: str, target: Path, *, progress: bool = True) -> dict:
         },
         label_names=list(recipe["label_names"]),
         training={"architecture": "explain.nets.MLP", "hidden": list(HIDDEN),
-                  "epochs": recipe["epochs"], "batch_size": BATCH_SIZE, "optimizer": "AdamW",
+                  "epochs": epochs, "batch_size": BATCH_SIZE, "optimizer": "AdamW",
                   "learning_rate": LEARNING_RATE, "weight_decay": WEIGHT_DECAY,
                   "loss": "cross-entropy"},
         metrics=metrics,
