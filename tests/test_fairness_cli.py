@@ -87,3 +87,18 @@ def test_probe_weat_reports_missing_words(tmp_path, capsys):
     assert "warning:" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["probe", "nonsense", "--out", str(tmp_path / "x")])
+
+
+def test_probe_representation_on_a_text_checkpoint(tmp_path, tiny_bert):
+    checkpoint = explain.save_model(tiny_bert, tmp_path / "clf")
+    data = tmp_path / "people.csv"
+    pd.DataFrame({"text": [f"{p} is a doctor number {i}" for i in range(9) for p in ("he", "she")],
+                  "gender": ["m", "f"] * 9}).to_csv(data, index=False)
+    out = tmp_path / "rep"
+    assert main(["probe", "representation", str(checkpoint), "--data", str(data), "--text",
+                 "text", "--attribute", "gender", "--n-splits", "3", "--out", str(out)]) == 0
+    table = pd.read_csv(out / "probe_accuracy.csv")
+    assert list(table.layer) == ["bert.embeddings", "bert.encoder.layer.0",
+                                 "bert.encoder.layer.1"]
+    assert main(["probe", "representation", str(checkpoint), "--data", str(data),
+                 "--attribute", "gender", "--out", str(tmp_path / "rep2")]) == 1

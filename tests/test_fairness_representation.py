@@ -82,3 +82,12 @@ def test_bad_input(tiny_bert):
         representation_probe(tiny_bert, ["a", "b", "c", "d"], ["x", "y"] * 2, n_splits=2,
                              layers=["bert.encoder.layer.7"])
     assert explain.hooks.count_hooks(tiny_bert) == 0
+
+
+def test_no_hook_left_when_the_forward_raises():
+    model = _planted(2)
+    wrong_width = np.zeros((20, 7))  # the model needs 11 features
+    with pytest.raises(RuntimeError):
+        representation_probe(model, wrong_width, [0, 1] * 10, n_splits=2)
+    assert explain.hooks.count_hooks(model) == 0
+    assert not model.model.training

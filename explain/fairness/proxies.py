@@ -236,7 +236,10 @@ class AttributionByGroupResult(Result):
             ax.set_yticks(y, [f"{g} (n={n})" for g, n in zip(table["group"], table["n_rows"],
                                                              strict=True)])
             ax.set_xlim(0, 1)
-            ax.set_xlabel("share of |attribution| on the sensitive inputs")
+            chosen = self.meta["parameters"].get("features") or self.meta["parameters"].get(
+                "terms") or []
+            shown = ", ".join(chosen[:4]) + (" ..." if len(chosen) > 4 else "")
+            ax.set_xlabel(f"share of |attribution| on {shown}")
             ax.set_title(f"Attribution on sensitive inputs by "
                          f"{self.meta['parameters']['sensitive_feature']} "
                          f"({self.meta['parameters']['method']})")
