@@ -128,6 +128,8 @@ class _Rendered:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # stem -> frame
     blocks: dict[str, list[str]] = field(default_factory=dict)  # section -> HTML blocks
     summarised: set[int] = field(default_factory=set)  # results whose summary is shown
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
+        ("draw_figures", "encode_png", "tables", "views"), 0.0))
 
 
 def _slugify(text: str) -> str:
@@ -530,7 +532,8 @@ class Report:
         timings: dict[str, float] = {}
         start = time.perf_counter()
         rendered = self._render()
-        timings["render_figures_and_tables"] = time.perf_counter() - start
+        timings["render"] = time.perf_counter() - start
+        timings.update(rendered.seconds)  # the part of "render" spent on each
 
         start = time.perf_counter()
         (staging / "figures").mkdir()
