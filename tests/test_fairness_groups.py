@@ -229,3 +229,40 @@ def test_figures_render_and_frames_are_tidy():
     assert "<img" in result._repr_html_()
     with pytest.raises(TypeError):
         result.PLOTS["x"] = "y"
+
+
+def test_multiclass_decisions_without_a_model_one_vs_rest():
+    from fairlearn.metrics import demographic_parity_difference
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"group": rng.choice(["x", "y"], 900),
+                          "label": rng.choice(["cat", "dog", "eel"], 900),
+                          "pred": rng.choice(["cat", "dog", "eel"], 900)})
+    result = audit(data=frame, sensitive_features="group", label="label", prediction="pred",
+                   classes=["cat", "dog", "eel"], n_bootstrap=50)
+    assert result.class_labels == ["cat", "dog", "eel"]
+    for name in ("cat", "dog", "eel"):
+        expected = demographic_parity_difference(
+            (frame.label == name).astype(int), (frame.pred == name).astype(int),
+            sensitive_features=frame.group)
+        assert result.difference(class_label=name) == pytest.approx(expected)
+
+
+def test_every_result_renders_offline_html():
+    import re
+
+    from explain.fairness import weat
+
+    words = ("a", "b", "c", "d", "e", "f", "g", "h")
+    vectors = (words, np.random.default_rng(0).normal(size=(8, 4)))
+    results = [
+        audit(data=_frame(n=300), sensitive_features="sex", label="y", score="score",
+              n_bootstrap=20),
+        weat(vectors, tests={"t": {"first_target": ["a", "b"], "second_target": ["c", "d"],
+                                   "first_attribute": ["e", "f"],
+                                   "second_attribute": ["g", "h"]}}, n_permutations=10),
+    ]
+    for result in results:
+        page = result._repr_html_()
+        assert "<img" in page and "data:image/png;base64," in page
+        assert not re.search(r"(src|href)=['\"]https?://", page)
