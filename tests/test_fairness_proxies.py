@@ -67,3 +67,18 @@ def test_attribution_share_on_sensitive_inputs_by_group():
     assert none.by_group.mean_share.max() == pytest.approx(0.0, abs=1e-6)
     assert len(shares.to_frame()) == 200
     assert explain.hooks.count_hooks(uses_sex) == 0
+
+
+def test_text_attribution_share_on_identity_terms_by_group():
+    from test_fairness_counterfactual import bag_of_words
+
+    model = bag_of_words({"muslim": -2.0, "film": 1.0})
+    data = pd.DataFrame({"text": ["a muslim person liked the film", "a christian person liked "
+                                  "the film"] * 4, "religion": ["muslim", "christian"] * 4})
+    result = attribution_by_group(model, data, sensitive_feature="religion", text="text",
+                                  terms=["muslim", "christian"], n_bootstrap=50)
+    table = result.by_group.set_index("group")
+    assert table.loc["muslim", "mean_share"] > 0.5       # -2 of |-2| + |1|
+    assert table.loc["christian", "mean_share"] == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="terms"):
+        attribution_by_group(model, data, sensitive_feature="religion", text="text")
