@@ -14,6 +14,7 @@ import html
 import math
 import re
 import struct
+import time
 from typing import Any
 
 import numpy as np
@@ -130,7 +131,9 @@ def _figure_html(png: bytes, *, alt: str, stem: str) -> str:
 
 
 def _render_figure(fig, rendered, stem: str) -> bytes:
+    start = time.perf_counter()
     png = plotting.figure_bytes(fig, "png", dpi=DPI)
+    rendered.seconds["encode_png"] += time.perf_counter() - start
     rendered.figures[stem] = png
     rendered.figure_objects[stem] = fig
     return png
@@ -175,18 +178,24 @@ def item_block(item, rendered) -> str:
         parts.append(f"<p class=summary>{esc(summary)}</p>")
     for kind in item.plots:
         stem = item.slug if len(item.plots) == 1 else f"{item.slug}-{kind}"
+        start = time.perf_counter()
         fig = result.plot(kind, **item.plot_options)
+        rendered.seconds["draw_figures"] += time.perf_counter() - start
         png = _render_figure(fig, rendered, stem)
         description = result.PLOTS.get(kind, kind)
         parts.append(f"<figure>{_figure_html(png, alt=f'{item.title or type(result).__name__}: {description}', stem=stem)}"
                      f"<figcaption>{esc(description)}</figcaption></figure>")
     if item.view:
+        start = time.perf_counter()
         # short, unique, deterministic element id (several views can share one page)
         markup = result.view_html(element_id=f"view-{hashlib.sha256(item.slug.encode()).hexdigest()[:12]}")
         check_offline(markup, f"{type(result).__name__}.view_html()")
         parts.append(f"<div class=view>{markup}</div>")
+        rendered.seconds["views"] += time.perf_counter() - start
     parts.append(_caption(item))
+    start = time.perf_counter()
     frame = item.data if item.data is not None else result.to_frame(**item.frame_options)
+    rendered.seconds["tables"] += time.perf_counter() - start
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"{type(result).__name__}.to_frame() returned {type(frame).__name__}, "
                         f"not a pandas DataFrame")
