@@ -204,9 +204,15 @@ class TabularEncoder:
         return np.concatenate(parts, axis=1).astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"numeric": {k: list(v) for k, v in self.numeric.items()},
-                "categorical": self.categorical}
+        """JSON-ready form; columns are lists of pairs so their order survives any JSON writer
+        (the encoded feature order is the column order)."""
+        return {"numeric": [[k, list(v)] for k, v in self.numeric.items()],
+                "categorical": [[k, list(v)] for k, v in self.categorical.items()]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TabularEncoder:
-        return cls({k: tuple(v) for k, v in data["numeric"].items()}, data["categorical"])
+        def pairs(value):  # lists of [column, ...] pairs; plain mappings are read in their order
+            return list(value.items()) if isinstance(value, Mapping) else [tuple(p) for p in value]
+
+        return cls({k: tuple(v) for k, v in pairs(data["numeric"])},
+                   dict(pairs(data["categorical"])))

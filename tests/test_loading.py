@@ -203,3 +203,16 @@ def test_fold_rules_preserve_sums():
     folded = fold_matrix(attention, [0, 1, 1, 2, 3])
     assert folded.shape == (4, 4)
     assert np.allclose(folded.sum(1), 1.0)
+
+
+def test_tabular_encoder_order_survives_sorted_json():
+    import pandas as pd
+
+    from explain.nets import TabularEncoder
+
+    frame = pd.DataFrame({"zeta": [1.0, 2.0, 3.0], "alpha": [0.0, 1.0, 5.0],
+                          "mid": ["b", "a", "b"]})
+    encoder = TabularEncoder.fit(frame, numeric=["zeta", "alpha"], categorical=["mid"])
+    again = TabularEncoder.from_dict(json.loads(json.dumps(encoder.to_dict(), sort_keys=True)))
+    assert again.feature_names == ["zeta", "alpha", "mid=a", "mid=b"]
+    assert (again.transform(frame) == encoder.transform(frame)).all()
