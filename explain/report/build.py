@@ -564,9 +564,12 @@ def _run_attributions(report, progress, part, loaded, data, text_column, rows, n
         overall = attribute(loaded, global_inputs, method=global_method, seed=seed,
                             faithfulness=False, progress=False,
                             **({} if is_text else {"n_steps": 32}))
-        importance = overall.global_importance(seed=seed, min_count=3 if is_text else 1)
+        # the figure and data/ come from the same call (same seed and minimum count)
+        global_options = {"seed": seed, "min_count": 3 if is_text else 1}
+        importance = overall.global_importance(**global_options)
         report.add(overall, section="attributions", title=f"{part}: global importance over "
                    f"{len(order)} rows", plots="global", data=importance,
+                   plot_options=global_options,
                    caption=f"Mean signed attribution ({global_method.replace('_', ' ')}) of each "
                            f"{'word (at least 3 occurrences)' if is_text else 'feature'} over "
                            f"all its occurrences, per predicted class, with 95% bootstrap "
@@ -582,7 +585,7 @@ def _run_attributions(report, progress, part, loaded, data, text_column, rows, n
                      explanations["random_comprehensiveness"]).mean()
             report.add_metric(f"{part}: attributions beating a random ranking", float(beats),
                               note="share of explanations whose top units matter more than "
-                                   "random ones")
+                                   "random ones", percent=True)
         _run_scorecard(report, part, loaded, data, text_column, rows, notes, seed=seed,
                        is_text=is_text)
 

@@ -225,7 +225,7 @@ class Report:
         self._models: list[dict[str, Any]] = []
         self._datasets: list[_Dataset] = []
         self._findings: list[str] = []
-        self._metrics: list[tuple[str, Any, str | None]] = []
+        self._metrics: list[tuple[str, Any, str | None, bool]] = []
         self._timings: dict[str, float] = {}
         self._slugs: set[str] = set()
 
@@ -378,10 +378,12 @@ class Report:
         self._findings.append(text.strip())
         return self
 
-    def add_metric(self, name: str, value: Any, *, note: str | None = None) -> Report:
-        """A headline number for the summary (``value`` is shown to 4 significant digits and
-        kept exactly in the manifest)."""
-        self._metrics.append((str(name), _jsonable(value), note))
+    def add_metric(self, name: str, value: Any, *, note: str | None = None,
+                   percent: bool = False) -> Report:
+        """A headline number for the summary (``value`` is shown to 4 significant digits, or as
+        a percentage with ``percent=True``, and kept exactly in the manifest and in the page's
+        ``data-value``)."""
+        self._metrics.append((str(name), _jsonable(value), note, bool(percent)))
         return self
 
     @contextlib.contextmanager
@@ -454,7 +456,8 @@ class Report:
             "analyses": analyses,
             "skipped": dict(self._skipped),
             "findings": list(self._findings),
-            "metrics": [{"name": n, "value": v, "note": note} for n, v, note in self._metrics],
+            "metrics": [{"name": n, "value": v, "note": note}
+                        for n, v, note, _ in self._metrics],
             "run": dict(run or {}),
         }
 

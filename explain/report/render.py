@@ -82,10 +82,12 @@ def table_html(frame: pd.DataFrame, *, max_rows: int, source: str | None) -> str
     shown = frame.head(max_rows)
     numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
                for c in frame.columns]
-    # two or more long text columns squeeze each other: show them full width under their row
+    # long text columns squeeze each other (or many numbers): show them full width under their
+    # row
     long_text = [not n and shown[c].astype(str).str.len().max() > 80 if len(shown) else False
                  for c, n in zip(frame.columns, numeric, strict=True)]
-    stacked = set(np.flatnonzero(long_text).tolist()) if sum(long_text) >= 2 else set()
+    stacked = set(np.flatnonzero(long_text).tolist()) \
+        if sum(long_text) >= 2 or (any(long_text) and len(frame.columns) > 4) else set()
     inline = [j for j in range(len(frame.columns)) if j not in stacked]
     head = "".join(f"<th{' class=num' if numeric[j] else ''}>{esc(frame.columns[j])}</th>"
                    for j in inline)
@@ -290,9 +292,10 @@ def _kv(pairs) -> str:
     return f"<dl class=kv>{rows}</dl>"
 
 
-def _card_value(value: Any) -> tuple[str, str]:
+def _card_value(value: Any, percent: bool = False) -> tuple[str, str]:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return format_number(value), f" data-value='{esc(_exact(value))}'"
+        shown = f"{100 * value:.1f}%" if percent else format_number(value)
+        return shown, f" data-value='{esc(_exact(value))}'"
     return esc(value), ""
 
 
@@ -300,8 +303,8 @@ def _summary_section(report, rendered) -> str:
     parts = []
     if report._metrics:
         cards = []
-        for name, value, note in report._metrics:
-            shown, attr = _card_value(value)
+        for name, value, note, percent in report._metrics:
+            shown, attr = _card_value(value, percent)
             cards.append(f"<div class=card><div class=value{attr} data-metric='{esc(name)}'>"
                          f"{shown}</div><div class=label>{esc(name)}"
                          + (f"<br>{esc(note)}" if note else "") + "</div></div>")
