@@ -11,14 +11,19 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export MPLBACKEND ?= Agg
 
-.PHONY: demo test setup lint clean
+.PHONY: demo test setup lint clean chromium
 
+# The demo report: reference models (trained on first use, then cached) -> reports/demo/.
 demo: $(STAMP)
-	$(BIN)/explain models
+	$(BIN)/explain report --overwrite
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/ruff check explain models tests bench
 	$(BIN)/python -m pytest
+
+# Browser tests drive Debian's headless Chromium (never a downloaded browser); idempotent.
+chromium:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
 
 setup: $(STAMP)
 
