@@ -233,7 +233,9 @@ def weat(vectors: Any = None, *, tests: Any = None, fold_case: bool = True,
     (``explain.datasets.weat_tests()``, default all ten), or user-defined tests
     ``{name: {first_target: [...], second_target: [...], first_attribute: [...],
     second_attribute: [...]}}``. A word missing from the vocabulary is looked up lower-cased
-    when ``fold_case``; words still missing are listed in ``result.missing`` and warned about,
+    when ``fold_case`` (the Bolukbasi word2vec subset is lower-case; note that a lower-cased
+    name can be a common noun, "Bill" -> "bill"); words still missing are listed in
+    ``result.missing`` and warned about,
     never dropped silently. A set that is empty after that raises ``ValueError`` unless
     ``skip_empty``, which reports the test with NaN statistics instead.
     """
