@@ -740,12 +740,12 @@ def _run_captum(ca, method, scorer, x, baseline, args, units, *, n_steps, intern
     delta = None
     r2 = float("nan")
     if method == "integrated_gradients":
+        # the completeness error is computed by the caller from f(x), already known, and one
+        # forward pass on the baseline (Captum's own delta costs two forward passes)
         explainer = ca.IntegratedGradients(scorer)
-        attr, delta = explainer.attribute(x, baselines=baseline, additional_forward_args=args,
-                                          n_steps=n_steps, internal_batch_size=internal,
-                                          return_convergence_delta=True,
-                                          method=opts.pop("integration", "gausslegendre"),
-                                          **opts)
+        attr = explainer.attribute(x, baselines=baseline, additional_forward_args=args,
+                                   n_steps=n_steps, internal_batch_size=internal,
+                                   method=opts.pop("integration", "gausslegendre"), **opts)
     elif method == "saliency":
         attr = ca.Saliency(scorer).attribute(x, additional_forward_args=args,
                                              abs=opts.pop("abs", True), **opts)
@@ -813,9 +813,8 @@ def _run_captum(ca, method, scorer, x, baseline, args, units, *, n_steps, intern
         attr = ca.LayerAttribution.interpolate(cam, tuple(x.shape[2:]), "bilinear")
     elif method == "layer":
         explainer = ca.LayerIntegratedGradients(scorer, layer)
-        attr, delta = explainer.attribute(x, baselines=baseline, additional_forward_args=args,
-                                          n_steps=n_steps, internal_batch_size=internal,
-                                          return_convergence_delta=True, **opts)
+        attr = explainer.attribute(x, baselines=baseline, additional_forward_args=args,
+                                   n_steps=n_steps, internal_batch_size=internal, **opts)
         if isinstance(attr, (tuple, list)):
             attr = attr[0]
     else:  # pragma: no cover - guarded by check_method
@@ -970,20 +969,36 @@ def compute(loaded, prepared: Prepared, method: str, *, n_steps: int, batch_size
         raise ValueError(f"layer= applies to the 'gradcam' and 'layer' methods, not {method!r}")
     items = prepared.items
     n = len(items)
-    per_item = method in _STOCHASTIC or method in _PERTURBATION
-    order = sorted(range(n), key=lambda i: (items[i].length, i))
-    if per_item:
-        batches = [[i] for i in order]
-    else:
-        size = batch_size or (8 if prepared.kind == "text" else 64)
-        batches = [order[s:s + size] for s in range(0, n, size)]
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                    or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    per_item = method in _STOCHASTIC or method in _PERTURBATION
+    order = sorted(range(n), key=lambda i: (items[i].length, i))
+    # Memory per forward+backward row, probed once on the longest input; rows of a shorter
+    # batch are assumed to cost proportionally less (the x3 safety factor covers attention's
+    # quadratic part).
+    longest = max(items, key=lambda it: it.length)
+    px, _, pargs, _ = collate(prepared, [longest])
+    if longest.target < 0:
+        pargs = (*pargs[:3], torch.zeros(1, dtype=torch.long), *pargs[4:])
+    probe_bytes = bytes_per_row(scorer, px, pargs)
+    probe_width = max(1, longest.length)
+
+    def rows_budget_for(width: int) -> int:
+        scale = max(1, width) / probe_width if prepared.kind == "text" else 1.0
+        return max(1, int(memory_budget / (probe_bytes * scale)))
+
+    if per_item:
+        batches = [[i] for i in order]
+    elif batch_size is not None:
+        batches = [order[s:s + batch_size] for s in range(0, n, batch_size)]
+    elif prepared.kind == "text":
+        batches = _text_batches(items, order, method, n_steps, rows_budget_for)
+    else:
+        batches = [order[s:s + 64] for s in range(0, n, 64)]
     show = progress if progress is not None else n >= 100
     bar = tqdm(total=n, disable=not show, desc=f"attribute ({method})", unit="input")
     results: dict[int, tuple] = {}
-    internal_cache: dict[int, int] = {}
     with hooks.preserved_state(model):
         for parameter in model.parameters():
             parameter.requires_grad_(False)
@@ -998,14 +1013,8 @@ def compute(loaded, prepared: Prepared, method: str, *, n_steps: int, batch_size
                     if it.target < 0:
                         it.target = int(predicted[r])
                 args = (*args[:3], torch.tensor([it.target for it in batch_items]), *args[4:])
-                if not internal_cache:
-                    # one probe, on the longest input (a conservative estimate for all batches)
-                    longest = max(items, key=lambda it: it.length)
-                    px, _, pargs, _ = collate(prepared, [longest])
-                    if longest.target < 0:
-                        pargs = (*pargs[:3], torch.zeros(1, dtype=torch.long), *pargs[4:])
-                    internal_cache[0] = max(1, memory_budget // bytes_per_row(scorer, px, pargs))
-                rows_budget = internal_cache[0]
+                width = x.shape[1] if prepared.kind == "text" else 0
+                rows_budget = rows_budget_for(width)
                 attr, delta, r2 = _with_retry(
                     method, scorer, x, b, args, units, n_steps=n_steps, rows_budget=rows_budget,
                     options=_method_options(method, options, prepared, loaded), layer=layer_module,
@@ -1014,6 +1023,11 @@ def compute(loaded, prepared: Prepared, method: str, *, n_steps: int, batch_size
                 rows_index = torch.arange(len(batch_items))
                 f_x = dist[rows_index, args[3]] - torch.where(
                     args[4] >= 0, dist[rows_index, args[4].clamp(min=0)], torch.zeros(()))
+                if method in ("integrated_gradients", "layer"):
+                    with torch.no_grad():
+                        f_b = scorer(b, *args)
+                    total = attr.reshape(len(batch_items), -1).double().sum(1)
+                    delta = total - (f_x.double() - f_b.double())
                 for r, it in enumerate(batch_items):
                     results[id(it)] = (attr[r], None if delta is None else float(delta[r]),
                                        r2, int(predicted[r]), float(dist[r, predicted[r]]),
@@ -1022,6 +1036,29 @@ def compute(loaded, prepared: Prepared, method: str, *, n_steps: int, batch_size
         finally:
             bar.close()
     return _assemble(prepared, method, results, keep_elements, n_steps, layer_name)
+
+
+def _text_batches(items, order, method, n_steps, rows_budget_for) -> list[list[int]]:
+    """Length-sorted batches of texts. Integrated gradients and layer attribution put as few
+    texts in a batch as fill one internal batch with all their steps (padding costs more than
+    small batches do); the other batched methods take up to 32 texts of similar length."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        candidate = [*current, i]
+        width = max(items[j].length for j in candidate)
+        if method in ("integrated_gradients", "layer"):
+            fits = len(candidate) * n_steps <= rows_budget_for(width) or not current
+        else:
+            fits = len(candidate) <= min(32, rows_budget_for(width)) or not current
+        if fits:
+            current = candidate
+        else:
+            batches.append(current)
+            current = [i]
+    if current:
+        batches.append(current)
+    return batches
 
 
 def _item_offset(item: Item, items: list[Item]) -> int:
@@ -1050,7 +1087,10 @@ def _with_retry(method, scorer, x, b, args, units, *, n_steps, rows_budget, opti
     """Run the method, halving the internal batch on out-of-memory until one row fails."""
     n = x.shape[0]
     if method in ("integrated_gradients", "layer"):
-        internal = max(2 * n, min(rows_budget, n * n_steps) // n * n)
+        # balanced chunks of whole steps: ceil(n_steps / chunks) steps of every input each
+        per_chunk = max(1, min(n_steps, rows_budget // n))
+        chunks = math.ceil(n_steps / per_chunk)
+        internal = max(2 * n, n * math.ceil(n_steps / chunks))
     elif method in _PERTURBATION:
         internal = max(1, min(rows_budget, 256))
     else:
