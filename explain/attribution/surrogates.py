@@ -27,7 +27,9 @@ class SurrogateResult(Result):
     importance; linear: the L1 coefficient on the model's input scale). ``fidelity``: a
     DataFrame with ``surrogate``, ``fidelity_train``, ``fidelity_test`` (share of rows where the
     surrogate predicts the model's label), ``n_train``, ``n_test``, ``n_terms`` (tree leaves;
-    non-zero coefficients). ``rules``: the tree as readable text (``sklearn.tree.export_text``).
+    non-zero coefficients). ``rules``: the tree as readable text (``sklearn.tree.export_text``),
+    with standardised numeric thresholds written back in the table's units and one-hot tests as
+    ``column == value`` / ``column != value`` when the model has a ``TabularEncoder``.
     """
 
     PLOTS: Mapping[str, str] = MappingProxyType({
@@ -44,9 +46,10 @@ class SurrogateResult(Result):
         self.feature_names = list(feature_names)
         self.label_names = list(label_names)
         self.fidelity = fidelity
-        self.rules = export_text(tree, feature_names=self.feature_names,
-                                 class_names=[self.label_names[int(c)] for c in tree.classes_],
-                                 decimals=2)
+        self.rules = _readable(export_text(tree, feature_names=self.feature_names,
+                                           class_names=[self.label_names[int(c)]
+                                                        for c in tree.classes_], decimals=3),
+                               getattr(loaded, "encoder", None))
         self.meta = make_meta(loaded, method="global_surrogate", parameters=parameters,
                               seed=seed)
 
@@ -77,14 +80,18 @@ class SurrogateResult(Result):
         if kind == "rules":
             lines = self.rules.rstrip().splitlines()
             if ax is None:
-                fig, ax = new_figure(7.5, 0.6 + 0.17 * (len(lines) + 3))
+                width = max(5.0, 0.068 * max(len(line) for line in lines) + 0.5)
+                fig, ax = new_figure(width, 0.8 + 0.13 * len(lines))
             else:
                 fig = ax.figure
             with style():
                 ax.set_axis_off()
                 ax.text(0, 1, "\n".join(lines), family="monospace", fontsize=7.5, va="top",
                         ha="left", transform=ax.transAxes)
-                ax.set_title(self.summary(), fontsize=9, loc="left")
+                import textwrap
+
+                ax.set_title("\n".join(textwrap.wrap(self.summary(), 64)), fontsize=9,
+                             loc="left")
             return fig
         frame = self.to_frame()
         frame = frame[frame.surrogate == "linear"]
@@ -164,6 +171,26 @@ def global_surrogate(model, inputs, *, max_depth: int = 3, sparsity: float = 0.1
                                   "test_fraction": test_fraction}
     return SurrogateResult(model, tree, linear, model.feature_names, labels,
                            pd.DataFrame(fidelity), parameters, seed)
+
+
+def _readable(rules: str, encoder) -> str:
+    """Rules in the table's own units: a standardised numeric threshold ``z`` becomes
+    ``z * std + mean``; a one-hot test ``col=value <= 0.5`` becomes ``col != value``."""
+    import re
+
+    numeric = dict(getattr(encoder, "numeric", {}) or {})
+
+    def numeric_rule(match):
+        name, op, value = match.group(1), match.group(2), float(match.group(3))
+        if name in numeric:
+            mean, std = numeric[name]
+            return f"{name} {op} {value * std + mean:.4g}"
+        if "=" in name and abs(value - 0.5) < 1e-9:
+            column, category = name.split("=", 1)
+            return f"{column} {'!=' if op == '<=' else '=='} {category}"
+        return f"{name} {op} {value:.3g}"
+
+    return re.sub(r"(?<=--- )(\S+) (<=|>)\s+(-?[0-9.]+(?:e-?[0-9]+)?)", numeric_rule, rules)
 
 
 def _has_l1_ratio() -> bool:
