@@ -140,7 +140,13 @@ def main(argv=None) -> int:
     other = total - split["render"] - split["write_figures"] - split["write_data"] - \
         split["write_html"]
     print(f"  {'manifest + rename':<22}  {other:7.3f} s   {100 * other / total:5.1f}%")
-    print(f"figure rendering (draw + encode) share: {100 * figures / total:.1f}% of assembly")
+    n_figures = sum(len(i.plots) if i.kind == "result" else i.kind == "figure"
+                    for i in report._items)
+    print(f"figure rendering (draw + encode, {n_figures} figures: a fixed number, whatever the "
+          f"number of examples) share: {100 * figures / total:.1f}% of assembly; with the "
+          f"attention view (which draws a static fallback picture): "
+          f"{100 * (figures + split['views']) / total:.1f}%; of the whole run (analyses + "
+          f"assembly): {100 * (figures + split['views']) / (total + analyses):.1f}%")
     print(f"floor (matplotlib savefig + to_csv of the same figures and tables): "
           f"{statistics.median(floors):.3f} s; assembly / floor = "
           f"{total / statistics.median(floors):.2f}x")

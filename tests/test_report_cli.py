@@ -157,3 +157,55 @@ def test_analyses_that_do_not_apply_are_skipped_with_reasons(tmp_path, tiny_mlm,
     assert "has no attention over words" in page
     with pytest.raises(ValueError, match="unknown analysis 'atention'; valid: predictions"):
         build_report(tiny_mlp, table, analyses=("atention",))
+
+
+def test_no_arguments_builds_the_demo(tmp_path, monkeypatch, capsys):
+    import explain.report.build as build
+
+    calls = []
+
+    def fake_demo(**kwargs):  # the real demo runs in test_report_demo (slow)
+        calls.append(kwargs)
+        report = explain.Report(name=kwargs["name"], seed=kwargs["seed"])
+        report.add("demo stand-in", section="summary")
+        return report
+
+    monkeypatch.setattr(build, "build_demo", fake_demo)
+    code, stdout, stderr = _run(["--out", str(tmp_path)], capsys)
+    assert code == 0, stderr
+    assert calls == [{"name": "demo", "n_examples": 6, "seed": 0, "quiet": False,
+                      "config": calls[0]["config"]}]
+    assert (tmp_path / "demo" / "index.html").is_file()
+    assert stdout.startswith(f"explain report: wrote {tmp_path / 'demo' / 'index.html'}")
+
+
+def _tree(root):
+    files = {}
+    for path in sorted(root.rglob("*")):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if path.name == "index.html":
+            data = re.sub(rb"<time>[^<]*</time>", b"", data)
+        if path.name == "manifest.json":
+            manifest = json.loads(data)
+            manifest.pop("run")
+            data = json.dumps(manifest, sort_keys=True).encode()
+        files[str(path.relative_to(root))] = data
+    return files
+
+
+def test_every_analysis_reruns_to_identical_files(tmp_path, text_setup, capsys):
+    model_dir, data_file = text_setup
+    argv = ["--model", str(model_dir), "--data", str(data_file), "--label", "label",
+            "--sensitive", "group", "--name", "again", "--n-examples", "3", "--quiet"]
+    with pytest.warns(explain.ExplainWarning):
+        assert _run([*argv, "--out", str(tmp_path / "a")], capsys)[0] == 0
+        assert _run([*argv, "--out", str(tmp_path / "b")], capsys)[0] == 0
+    first, second = _tree(tmp_path / "a" / "again"), _tree(tmp_path / "b" / "again")
+    assert first.keys() == second.keys()
+    assert [name for name in first if first[name] != second[name]] == []
+    manifest = json.loads((tmp_path / "a" / "again" / "manifest.json").read_text())
+    assert {a.get("type") for a in manifest["analyses"]} >= {
+        "PredictionResult", "AttentionResult", "AttributionResult", "AuditResult",
+        "CounterfactualResult", "AssociationResult"}

@@ -169,7 +169,9 @@ def _run(config: dict[str, Any]) -> int:
         raise FileExistsError(f"report {str(target)!r} already exists; pass --overwrite to "
                               f"replace it, or --name to choose another")
     start = time.perf_counter()
-    recorded = {k: v for k, v in sorted(config.items()) if k not in ("quiet", "overwrite")}
+    # what shapes the report's content (not where it is written, nor how loudly)
+    recorded = {k: v for k, v in sorted(config.items())
+                if k not in ("quiet", "overwrite", "out")}
     recorded["name"] = name
     if demo:
         report = build_demo(name=name, n_examples=config["n_examples"], seed=config["seed"],
