@@ -65,7 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _association(seat)
     seat.add_argument("--layer", type=int, default=-1,
                       help="hidden state to pool (0 = embeddings, -1 = last; default -1)")
-    seat.add_argument("--pooling", default="mean", help="mean, first or last (default mean)")
+    seat.add_argument("--pooling", default="mean", choices=["mean", "first", "last"],
+                      help="how token states become one sentence vector (default mean)")
 
     cf = sub.add_parser("counterfactual", help=PROBES["counterfactual"],
                         description=PROBES["counterfactual"])
@@ -78,7 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cf.add_argument("--swaps", default="gender",
                     help="swap list for --data (gender, gender_names, race_names)")
     cf.add_argument("--target", help="class whose probability is the score")
-    cf.add_argument("--test", default="wilcoxon", help="paired test: wilcoxon or t")
+    cf.add_argument("--test", default="wilcoxon", choices=["wilcoxon", "t"],
+                    help="paired test of the score changes (default wilcoxon)")
     cf.add_argument("--n-bootstrap", dest="n_bootstrap", type=int, default=1000)
 
     rep = sub.add_parser("representation", help=PROBES["representation"],
