@@ -52,6 +52,8 @@ def _association(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..fairness import POOLINGS, TESTS
+
     sub = parser.add_subparsers(dest="probe", metavar="PROBE", required=True)
     weat = sub.add_parser("weat", help=PROBES["weat"], description=PROBES["weat"])
     _common(weat, model=False)
@@ -65,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _association(seat)
     seat.add_argument("--layer", type=int, default=-1,
                       help="hidden state to pool (0 = embeddings, -1 = last; default -1)")
-    seat.add_argument("--pooling", default="mean", choices=["mean", "first", "last"],
+    seat.add_argument("--pooling", default="mean", choices=list(POOLINGS),
                       help="how token states become one sentence vector (default mean)")
 
     cf = sub.add_parser("counterfactual", help=PROBES["counterfactual"],
@@ -79,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cf.add_argument("--swaps", default="gender",
                     help="swap list for --data (gender, gender_names, race_names)")
     cf.add_argument("--target", help="class whose probability is the score")
-    cf.add_argument("--test", default="wilcoxon", choices=["wilcoxon", "t"],
+    cf.add_argument("--test", default="wilcoxon", choices=list(TESTS),
                     help="paired test of the score changes (default wilcoxon)")
     cf.add_argument("--n-bootstrap", dest="n_bootstrap", type=int, default=1000)
 
