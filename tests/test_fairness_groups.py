@@ -220,7 +220,11 @@ def test_figures_render_and_frames_are_tidy():
                    score="score", n_bootstrap=50)
     assert list(result.to_frame().columns) == ["sensitive_feature", "group", "class_label",
                                                "metric", "value", "ci_low", "ci_high", "count",
-                                               "small_group"]
+                                               "denominator", "small_group"]
+    frame = result.to_frame()
+    tpr = frame[(frame.metric == "true_positive_rate") & (frame.sensitive_feature == "sex")]
+    data = _frame(n=800)
+    assert sorted(tpr.denominator) == sorted(data.groupby("sex").y.sum())
     for kind in result.PLOTS:
         fig = result.plot(kind)
         assert figure_bytes(fig)[:4] == b"\x89PNG"

@@ -361,9 +361,14 @@ def audit(
                 boot = _rates(**counts_b)
             metrics = ["count", "selection_rate"] + (list(_LABEL_METRICS) if y is not None
                                                      else [])
+            positives = np.bincount(codes, weights=y_used, minlength=len(names))
+            selected = np.bincount(codes, weights=p, minlength=len(names))
+            denominators = {"true_positive_rate": positives, "false_negative_rate": positives,
+                            "false_positive_rate": counts - positives, "precision": selected}
             for g, group in enumerate(names):
                 for metric in metrics:
                     value = float(by_group.loc[group, metric])
+                    denominator = int(denominators.get(metric, counts)[g])
                     low = high = np.nan
                     if boot is not None and metric != "count" and not too_small[g]:
                         low, high = percentile_interval(boot[metric][:, g], confidence)
@@ -371,7 +376,7 @@ def audit(
                         "sensitive_feature": feature, "group": group, "class_label": class_name,
                         "metric": metric, "value": value, "ci_low": float(low),
                         "ci_high": float(high), "count": int(counts[g]),
-                        "small_group": bool(too_small[g])})
+                        "denominator": denominator, "small_group": bool(too_small[g])})
             # Disparities compare the groups large enough to estimate (all groups when
             # min_group_size=0): fairlearn's numbers on those groups' rows, and intervals from
             # the same resamples as the rates.
@@ -485,7 +490,9 @@ class AuditResult(Result):
     ``group`` (its value; values joined by ``", "`` for an intersection), ``class_label`` (the
     class audited one vs rest), ``metric`` (a key of ``GROUP_METRICS``), ``value`` (fairlearn's
     estimate), ``ci_low``, ``ci_high`` (percentile bootstrap interval; NaN for small groups),
-    ``count`` (rows in the group), ``small_group`` (below ``min_group_size``).
+    ``count`` (rows in the group), ``denominator`` (the rows the rate is computed over: positives
+    for TPR/FNR, negatives for FPR, predicted positives for precision, else ``count``; a small
+    denominator explains a wide interval), ``small_group`` (below ``min_group_size``).
 
     ``disparities``: one row per sensitive feature x class x measure (``DISPARITIES``):
     ``difference``, ``ratio`` (fairlearn's ``between_groups`` on the rows of the compared
