@@ -156,3 +156,24 @@ def test_reference_sentiment_model(sentiment_model):
     assert top[0] in {"wonderful", "warm", "funny"} and top[1] in {"slow", "flat"}
     assert (table.comprehensiveness > table.random_comprehensiveness).all()
     assert count_hooks(sentiment_model) == 0
+
+
+@pytest.mark.slow
+def test_compas_surrogate_rules_in_table_units(compas_model):
+    import re
+
+    import explain_models
+
+    heldout = pd.read_csv(explain_models.path("compas") / "heldout.csv")
+    result = global_surrogate(compas_model, heldout, max_depth=3)
+    assert result.fidelity.set_index("surrogate").loc["tree", "fidelity_test"] > 0.8
+    ages = [float(v) for v in re.findall(r"age (?:<=|>) (-?[0-9.]+)", result.rules)]
+    # thresholds are ages in years, not standardised values
+    assert ages and all(17 < a < 80 for a in ages)
+
+
+def test_progress_bar(tiny_mlp, capsys):
+    attribute(tiny_mlp, torch.zeros(3, 5), n_steps=4, progress=True, faithfulness=False)
+    assert "attribute (integrated_gradients)" in capsys.readouterr().err
+    attribute(tiny_mlp, torch.zeros(3, 5), n_steps=4, faithfulness=False)
+    assert "attribute (" not in capsys.readouterr().err
