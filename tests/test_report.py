@@ -157,12 +157,30 @@ def test_user_text_is_escaped(tmp_path):
     assert not [a for t, a in parser.tags if t == "img" and "onerror" in a]
 
 
+def _figure():
+    from explain.plotting import new_figure
+
+    # a legend below the axes: constrained layout moves it again on every draw
+    fig, ax = new_figure(6.0, 2.6)
+    ax.barh([0, 1, 2], [0.2, 0.1, 0.3], label="method")
+    ax.set_yticks([0, 1, 2], ["integrated_gradients", "saliency", "input_x_gradient"])
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+    ax.set_title("a figure added as is")
+    return fig
+
+
 def test_same_inputs_give_same_files_apart_from_the_timestamp(tmp_path):
     first = _files(_report().save(tmp_path / "a"))
     second = _files(_report().save(tmp_path / "b"))
     assert first.keys() == second.keys()
     for name in first:
         assert _without_timestamp(name, first[name]) == _without_timestamp(name, second[name]), name
+    # one report saved twice (its figures drawn once) gives the same files too
+    report = _report()
+    report.add(_figure(), section="attention", title="Plain figure")
+    third, fourth = (_files(report.save(tmp_path / d)) for d in ("d", "e"))
+    assert [n for n in third if _without_timestamp(n, third[n]) !=
+            _without_timestamp(n, fourth[n])] == []
     different = _files(_report(seed=1).save(tmp_path / "c"))
     assert _without_timestamp("manifest.json", different["manifest.json"]) != \
         _without_timestamp("manifest.json", first["manifest.json"])

@@ -34,7 +34,7 @@ def test_demo_has_every_analysis():
     assert "class='explain-attn'" in _section(page, "attention")  # the interactive view
     caveats = _section(page, "caveats")
     assert "Attention is not explanation" in caveats
-    assert "none stated upstream" in caveats and "Pang &amp; Lee" in caveats
+    assert "no licence stated upstream" in caveats and "Pang &amp; Lee" in caveats
     assert len(manifest["findings"]) >= 5
 
 

@@ -106,6 +106,9 @@ class _Item:
     frame_options: dict[str, Any] = field(default_factory=dict)
     view: bool = False
     data: pd.DataFrame | None = None
+    # a Figure given to add() is encoded once: drawing it again can move its layout (constrained
+    # layout iterates), and a report saved twice must not change
+    png: bytes | None = None
 
 
 @dataclass

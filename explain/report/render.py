@@ -160,7 +160,11 @@ def item_block(item, rendered) -> str:
         return (f"<div class='item view' {anchor}>{_heading(item)}{item.payload}"
                 f"{_caption(item)}</div>")
     if item.kind == "figure":
-        png = _render_figure(item.payload, rendered, item.slug)
+        if item.png is None:
+            item.png = _render_figure(item.payload, rendered, item.slug)
+        png = item.png
+        rendered.figures[item.slug] = png
+        rendered.figure_objects[item.slug] = item.payload
         return (f"<figure class=item {anchor}>{_heading(item)}"
                 f"{_figure_html(png, alt=item.title or 'figure', stem=item.slug)}"
                 f"{_figcaption(item)}</figure>")
