@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from ..plotting import DIVERGING, axes_or_new, diverging_norm, new_figure, style
 
@@ -133,42 +134,44 @@ def plot_waterfall(result, *, ax=None, input=0, top_k=10, **_):
 
 
 def plot_image(result, *, ax=None, input=0, max_inputs=8, **_):
-    import matplotlib
-
+    """Each image's attribution map (diverging, centred at zero, its own symmetric scale and
+    colour bar) with the image drawn over it as contour lines (greyscale) or faintly (RGB)."""
     run = result._run
     indices = list(range(input, min(len(result), input + max_inputs)))
-    if ax is not None and len(indices) > 1:
-        indices = indices[:1]
-    pixels = [run.pixel_scores[k] for k in indices]
-    norm = diverging_norm(np.concatenate([p.ravel() for p in pixels]))
     if ax is not None:
+        indices = indices[:1]
         fig, axes = ax.figure, [ax]
     else:
-        fig, axes = new_figure(2.2 * len(indices) + 0.8, 2.6, ncols=len(indices))
+        fig, axes = new_figure(2.4 * len(indices) + 0.4, 2.9, ncols=len(indices))
         axes = np.atleast_1d(axes)
     with style():
-        image = None
-        for a, k, pixel in zip(axes, indices, pixels, strict=True):
-            item = run.prepared.items[k]
-            x = item.x.numpy()
-            gray = x.mean(0) if x.shape[0] != 3 else None
-            if gray is not None:
-                a.imshow(gray, cmap="gray")
-            else:
+        for a, k in zip(axes, indices, strict=True):
+            pixel = run.pixel_scores[k]
+            norm = diverging_norm(pixel)
+            image = a.imshow(pixel, cmap=DIVERGING, norm=norm)
+            x = run.prepared.items[k].x.numpy()
+            if x.shape[0] == 3:
                 rgb = np.transpose(x, (1, 2, 0))
                 low, high = float(rgb.min()), float(rgb.max())
-                a.imshow((rgb - low) / (high - low + 1e-12))
-            image = a.imshow(pixel, cmap=DIVERGING, norm=norm, alpha=0.6)
+                a.imshow((rgb - low) / (high - low + 1e-12), alpha=0.35)
+            else:
+                gray = x.mean(0)
+                if float(gray.max()) > float(gray.min()):
+                    level = float(gray.min()) + 0.5 * (float(gray.max()) - float(gray.min()))
+                    a.contour(gray, levels=[level], colors="0.1", linewidths=0.8)
             a.set_xticks([])
             a.set_yticks([])
-            a.set_title(f"#{k}: {result._predicted_label(k)} "
+            a.set_title(f"#{k}: predicted {result._predicted_label(k)} "
                         f"({run.predicted_score[k]:.2f})\nexplaining "
                         f"{result._target_label(k)}", fontsize=8)
-        bar = fig.colorbar(image, ax=list(axes), shrink=0.8)
-        bar.set_label("attribution")
+            for spine in a.spines.values():
+                spine.set_visible(False)
+            bar = fig.colorbar(image, ax=a, orientation="horizontal", fraction=0.06, pad=0.04)
+            bar.ax.xaxis.set_major_locator(MaxNLocator(3, symmetric=True))
+            bar.ax.tick_params(labelsize=6)
         if ax is None:
-            fig.suptitle(f"Image attributions ({result.method})")
-    del matplotlib
+            fig.suptitle(f"Image attributions ({result.method}); contour: the image at half "
+                         f"intensity; each map has its own scale")
     return fig
 
 
