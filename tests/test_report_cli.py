@@ -42,8 +42,8 @@ def test_flags_build_a_report_with_skip_reasons(tmp_path, text_setup, capsys):
             "--analyses", "predictions,attention,fairness"]
     code, stdout, stderr = _run(argv, capsys)
     assert code == 0, stderr
-    assert re.fullmatch(r"explain report: wrote .*tiny/index\.html \(\d+ items in \d+ sections, "
-                        r"\d+ s\)\n", stdout)
+    assert re.fullmatch(r"explain report: wrote .*tiny/index\.html \(predictions \d+, "
+                        r"attention \d+; \d+ s\)\n", stdout)
     assert stderr == ""  # --quiet: no progress bars
     page = (out / "tiny" / "index.html").read_text()
     assert "group metrics need a sensitive column (--sensitive)" in page

@@ -189,8 +189,7 @@ def _run(config: dict[str, Any]) -> int:
     path = report.save(config["out"], overwrite=config["overwrite"],
                        formats=tuple(config["format"]) or ("png",))
     seconds = time.perf_counter() - start
-    sections = report.sections
-    filled = sum(1 for s, n in sections.items() if n)
-    print(f"explain report: wrote {path / 'index.html'} ({sum(sections.values())} items in "
-          f"{filled} sections, {seconds:.0f} s)", file=sys.stdout)
+    counts = ", ".join(f"{section} {n}" for section, n in report.sections.items() if n)
+    print(f"explain report: wrote {path / 'index.html'} ({counts or 'no items'}; "
+          f"{seconds:.0f} s)", file=sys.stdout)
     return 0
