@@ -35,7 +35,7 @@ import math
 import re
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -151,7 +151,7 @@ class Item:
 
     @property
     def length(self) -> int:
-        return int(self.x.shape[0]) if self.kind == "text" else 0
+        return int(self.extra["input_ids"].shape[0]) if self.kind == "text" else 0
 
 
 @dataclass
@@ -160,6 +160,7 @@ class Prepared:
     items: list[Item]
     embedding_name: str | None = None
     pad_id: int = 0
+    embedding: nn.Module | None = None  # text: embeddings are looked up per batch (memory)
 
 
 def _embedding_name(model: nn.Module) -> str:
@@ -503,6 +504,7 @@ def _prepare_text(loaded, inputs, *, target, text_pairs, baseline, max_length,
     model = loaded.model
     name = _embedding_name(model)
     embedding = hooks.resolve_modules(model, [name])[name]
+    dim = _embedding_dim(embedding)
     pad_id = _baseline_token(loaded, baseline)
     mask_id = tokenizer.mask_token_id
     items: list[Item] = []
@@ -533,16 +535,16 @@ def _prepare_text(loaded, inputs, *, target, text_pairs, baseline, max_length,
                                      f"within max_length")
             for cut in cuts:
                 keep = cut if continuation is not None else length
-                x = embedding(ids[:keep][None])[0]
-                b = embedding(base_ids[:keep][None])[0]
-                units = torch.arange(keep)[:, None].expand(keep, x.shape[1]).contiguous()
-                extra = {"input_ids": ids[:keep]}
+                # embeddings are looked up per batch (collate), so a large dataset holds token
+                # ids only; units are a broadcast view (no copy)
+                units = torch.arange(keep)[:, None].expand(keep, dim)
+                extra = {"input_ids": ids[:keep], "baseline_ids": base_ids[:keep]}
                 if types is not None:
                     extra["token_type_ids"] = types[:keep]
                 info = dict(text_info)
                 if continuation is not None:
                     info = _slice_text(info, keep)
-                item = Item(i, "text", x, b, units, list(info["tokens"]), extra=extra,
+                item = Item(i, "text", None, None, units, list(info["tokens"]), extra=extra,
                             text=info, truncated=batch.truncated[i])
                 if task == "masked-lm":
                     where = (ids == mask_id).nonzero().flatten().tolist() if mask_id is not None \
@@ -565,7 +567,15 @@ def _prepare_text(loaded, inputs, *, target, text_pairs, baseline, max_length,
                     if resolved is not None:
                         item.target, item.contrast = resolved
                 items.append(item)
-    return Prepared("text", items, embedding_name=name, pad_id=pad_id)
+    return Prepared("text", items, embedding_name=name, pad_id=pad_id, embedding=embedding)
+
+
+def _embedding_dim(embedding: nn.Module) -> int:
+    weight = getattr(embedding, "weight", None)
+    if isinstance(weight, torch.Tensor) and weight.dim() == 2:
+        return int(weight.shape[1])
+    with torch.no_grad():
+        return int(embedding(torch.zeros(1, 1, dtype=torch.long)).shape[-1])
 
 
 def _slice_text(info: dict, keep: int) -> dict:
@@ -605,8 +615,8 @@ def _baseline_token(loaded, baseline) -> int:
 
 def collate(prepared: Prepared, items: Sequence[Item]) -> tuple[torch.Tensor, torch.Tensor,
                                                                   tuple, torch.Tensor]:
-    """Stack items into ``(x, baseline, extra_args, units)``; text is right-padded with the pad
-    embedding (baseline == input on padding, attention-masked)."""
+    """Stack items into ``(x, baseline, extra_args, units)``. Text is right-padded with the pad
+    token (input == baseline on padding, attention-masked) and embedded here."""
     target = torch.tensor([it.target for it in items], dtype=torch.long)
     contrast = torch.tensor([it.contrast for it in items], dtype=torch.long)
     position = torch.tensor([it.position for it in items], dtype=torch.long)
@@ -616,23 +626,28 @@ def collate(prepared: Prepared, items: Sequence[Item]) -> tuple[torch.Tensor, to
         units = torch.stack([it.units for it in items])
         return x, b, (None, None, None, target, contrast, position), units
     width = max(it.length for it in items)
-    dim = items[0].x.shape[1]
-    pad_vector = items[0].baseline.new_zeros(dim)
-    x = torch.zeros(len(items), width, dim)
-    b = torch.zeros(len(items), width, dim)
     ids = torch.full((len(items), width), prepared.pad_id, dtype=torch.long)
+    base_ids = torch.full((len(items), width), prepared.pad_id, dtype=torch.long)
     mask = torch.zeros(len(items), width, dtype=torch.long)
     has_types = "token_type_ids" in items[0].extra
     types = torch.zeros(len(items), width, dtype=torch.long) if has_types else None
-    units = torch.full((len(items), width, dim), -1, dtype=torch.long)
     for r, it in enumerate(items):
         n = it.length
-        x[r, :n], b[r, :n] = it.x, it.baseline
-        x[r, n:] = b[r, n:] = pad_vector
         ids[r, :n] = it.extra["input_ids"]
+        base_ids[r, :n] = it.extra["baseline_ids"]
         mask[r, :n] = 1
         if has_types:
             types[r, :n] = it.extra["token_type_ids"]
+    with torch.no_grad():
+        # padding: input == baseline == the pad token's embedding (and attention-masked)
+        x = prepared.embedding(ids).detach().float()
+        b = prepared.embedding(base_ids).detach().float()
+    dim = x.shape[2]
+    units = torch.full((len(items), width, dim), -1, dtype=torch.long)
+    for r, it in enumerate(items):
+        n = it.length
+        if it.x is not None:  # an explicit (e.g. perturbed) embedding tensor
+            x[r, :n] = it.x
         units[r, :n] = it.units
     return x, b, (ids, mask, types, target, contrast, position), units
 
@@ -1289,8 +1304,7 @@ def adaptive_ig(loaded, prepared: Prepared, method: str, *, tolerance: float, ba
     final: dict[int, tuple] = {}
     run = None
     while todo:
-        sub = Prepared(prepared.kind, [prepared.items[i] for i in todo],
-                       prepared.embedding_name, prepared.pad_id)
+        sub = replace(prepared, items=[prepared.items[i] for i in todo])
         run = compute(loaded, sub, method, n_steps=steps, batch_size=batch_size,
                       memory_budget=memory_budget, seed=seed, progress=progress, output=output,
                       options=options, layer=layer)

@@ -80,7 +80,7 @@ def item_units(run, k: int) -> tuple[np.ndarray, np.ndarray]:
     word_index = np.asarray(item.text["word_index"])
     words = fold_scores(scores, word_index)
     token_unit = word_index  # -1 for special tokens: never removed
-    element = np.broadcast_to(token_unit[:, None], tuple(item.x.shape)).copy()
+    element = np.broadcast_to(token_unit[:, None], tuple(item.units.shape)).copy()
     return words, element
 
 
@@ -222,9 +222,11 @@ def robustness(loaded, result, *, n_perturb_samples: int = 8, max_inputs: int = 
     over the first ``max_inputs`` explanations. Perturbations are Gaussian with standard
     deviation ``noise`` x the std of (input - baseline) for infidelity, and uniform within
     ``perturb_radius = noise`` x that std for sensitivity; both seeded."""
+    from dataclasses import replace
+
     from captum.metrics import infidelity, sensitivity_max
 
-    from .core import Prepared, collate, compute, scorer_for
+    from .core import collate, compute, scorer_for
 
     run = result._run
     prepared = run.prepared
@@ -266,7 +268,7 @@ def robustness(loaded, result, *, n_perturb_samples: int = 8, max_inputs: int = 
             outs = []
             for row in range(xs.shape[0]):
                 clone = _clone_item(_item, xs[row], prepared.kind)
-                sub = Prepared(prepared.kind, [clone], prepared.embedding_name, prepared.pad_id)
+                sub = replace(prepared, items=[clone])
                 sub_run = compute(loaded, sub, method, n_steps=n_steps, batch_size=1,
                                   memory_budget=1 << 30, seed=seed, progress=False,
                                   output=result.meta["parameters"]["output"], options=options,
@@ -305,7 +307,7 @@ def _element_attr(run, k, item) -> torch.Tensor:
         attr = run.elements[k]
         if item.kind == "text":
             attr = attr[:item.length]
-        if attr.shape == item.x.shape:
+        if attr.shape == item.units.shape:
             return attr.float()
     units = item.units
     scores = torch.from_numpy(np.asarray(run.unit_scores[k], dtype=np.float64))
