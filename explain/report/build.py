@@ -73,9 +73,10 @@ _LICENCES = {
 # ------------------------------------------------------------------------ inputs
 
 
-def resolve_model(spec: Any):
+def resolve_model(spec: Any, *, progress: bool = False):
     """A ``LoadedModel`` from a ``LoadedModel``, a reference-model name (``"sentiment"``,
-    ``"compas"``, ... : trained on first use) or a checkpoint directory / Hub id."""
+    ``"compas"``, ... : trained on first use, with progress bars when ``progress``) or a
+    checkpoint directory / Hub id."""
     import explain
 
     if isinstance(spec, explain.LoadedModel):
@@ -89,7 +90,7 @@ def resolve_model(spec: Any):
     except ImportError:  # pragma: no cover - the reference recipes are optional
         explain_models = None
     if explain_models is not None and text in explain_models.RECIPES and not Path(text).exists():
-        return explain.load_model(explain_models.ensure(text, progress=False))
+        return explain.load_model(explain_models.ensure(text, progress=progress))
     return explain.load_model(text)
 
 
@@ -401,7 +402,7 @@ def build_report(model: Any, data: Any = None, *, text_column: str | None = None
                          quiet=quiet, desc=part or name)
     try:
         with progress.stage(report, "load model"):
-            loaded = resolve_model(model)
+            loaded = resolve_model(model, progress=not quiet)
         if part is None:
             part = loaded.name
             progress.rename(part)
