@@ -281,13 +281,17 @@ def test_same_seed_same_scores(tiny_mlp, method):
     assert not np.array_equal(a.score.to_numpy(), c.score.to_numpy())
 
 
-def test_seeding_leaves_global_rng_alone(tiny_mlp):
+@pytest.mark.parametrize("method", ["lime", "gradient_shap"])
+def test_seeding_leaves_global_rngs_alone(tiny_mlp, method):
     torch.manual_seed(0)
-    expected = torch.rand(3)
+    np.random.seed(0)
+    expected = torch.rand(3), np.random.rand(3)
     torch.manual_seed(0)
+    np.random.seed(0)
     attribute(tiny_mlp, torch.randn(2, 5, generator=torch.Generator().manual_seed(0)),
-              method="lime", n_samples=10)
-    assert torch.equal(torch.rand(3), expected)
+              method=method, n_samples=10)
+    assert torch.equal(torch.rand(3), expected[0])
+    assert np.array_equal(np.random.rand(3), expected[1])  # GradientShap draws from numpy
 
 
 # ------------------------------------------------------------------ every method

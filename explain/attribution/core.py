@@ -194,14 +194,13 @@ class Scorer(nn.Module):
     replaces the word-embedding output (``explain.hooks.edit_outputs``)."""
 
     def __init__(self, model: nn.Module, *, kind: str, task: str, output: str,
-                 embedding_name: str | None = None, huggingface: bool = False) -> None:
+                 embedding_name: str | None = None) -> None:
         super().__init__()
         self.model = model
         self.kind = kind
         self.task = task
         self.output = output
         self.embedding_name = embedding_name
-        self.huggingface = huggingface
         import inspect
 
         try:
@@ -374,17 +373,6 @@ def _resolve_class_target(loaded, target) -> tuple[int, int] | None:
     return loaded.label_index(target), -1
 
 
-def _label(loaded, index: int, contrast: int = -1) -> str:
-    names = loaded.label_names
-    if loaded.task in ("masked-lm", "causal-lm"):
-        return str(loaded.tokenizer.convert_ids_to_tokens(int(index)))
-    name = names[index] if names and 0 <= index < len(names) else str(index)
-    if contrast >= 0:
-        other = names[contrast] if names else str(contrast)
-        return f"{name}-{other}"
-    return name
-
-
 def _token_id(loaded, token) -> int:
     tokenizer = loaded.tokenizer
     if isinstance(token, (int, np.integer)) and not isinstance(token, bool):
@@ -403,8 +391,7 @@ def _token_id(loaded, token) -> int:
 
 
 def prepare(loaded, inputs, *, target=None, text_pairs=None, baseline=None,
-            max_length=None, patch_size=None, continuation=None, output="probability"
-            ) -> Prepared:
+            max_length=None, patch_size=None, continuation=None) -> Prepared:
     """Turn user inputs into ``Item``s (one per explained output)."""
     kind = _modality(loaded.task)
     if isinstance(inputs, (str, bytes)) and kind != "text":
@@ -1269,8 +1256,7 @@ def attribute(
     budget = parse_budget(memory_budget)
     start = time.perf_counter()
     prepared = prepare(loaded, inputs, target=target, text_pairs=text_pairs, baseline=baseline,
-                       max_length=max_length, patch_size=patch_size, continuation=continuation,
-                       output=output)
+                       max_length=max_length, patch_size=patch_size, continuation=continuation)
     common = dict(batch_size=batch_size, memory_budget=budget, seed=seed, progress=progress,
                   output=output, options=method_options, layer=layer)
     if adaptive:
