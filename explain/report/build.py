@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,12 @@ ANALYSES: Mapping[str, str] = MappingProxyType({
     "counterfactual": "counterfactual probes: swap identity terms, measure the change (text "
                       "classifiers)",
     "association": "SEAT association tests on the model's encoder (transformer text models)",
+    "representation": "linear probes: where in the network each sensitive attribute can be "
+                      "read out (needs a sensitive column)",
 })
+#: Groups smaller than this are merged before a representation probe (cross-validation folds
+#: need members of every class).
+PROBE_MIN_GROUP = 10
 
 #: Rows explained for global importance (the selected examples plus a seeded sample).
 GLOBAL_ROWS_TEXT = 120
@@ -177,8 +183,10 @@ class _Progress:
     def stage(self, report: Report, name: str) -> Iterator[None]:
         if self.bar is not None:
             self.bar.set_postfix_str(name, refresh=True)
-        with report.stage(f"{self.desc}.{name}"):
-            yield
+        start = time.perf_counter()
+        yield
+        # the key is made at the end: the part's name is known only once its model is loaded
+        report.record_timing(f"{self.desc}.{name}", time.perf_counter() - start)
         if self.bar is not None:
             self.bar.update(1)
 
@@ -339,6 +347,44 @@ def _run_attention(report, progress, part, loaded, data, text_column, rows, note
                    view=False)
 
 
+def _run_representation(report, progress, part, loaded, data, text_column, sensitive, *, seed):
+    from ..fairness import representation_probe
+
+    with progress.stage(report, "representation"):
+        inputs = [str(t) for t in data[text_column]] if loaded.is_text else data
+        for column in sensitive:
+            values = data[column].astype(str)
+            counts = values.value_counts()
+            small = sorted(counts[counts < PROBE_MIN_GROUP].index)
+            other = f"other (groups under {PROBE_MIN_GROUP})"
+            merged = values.where(~values.isin(small), other)
+            keep = np.ones(len(merged), dtype=bool)
+            note = (f" Groups with fewer than {PROBE_MIN_GROUP} rows ({', '.join(small)}) are "
+                    f"merged." if small else "")
+            if small and (merged == other).sum() < PROBE_MIN_GROUP:
+                keep = (merged != other).to_numpy()  # still too few: leave those rows out
+                note = (f" Rows of groups with fewer than {PROBE_MIN_GROUP} rows "
+                        f"({', '.join(small)}: {int((~keep).sum())} rows) are left out.")
+            if merged[keep].nunique() < 2:
+                continue
+            rows = np.flatnonzero(keep).tolist()
+            probe_inputs = [inputs[i] for i in rows] if loaded.is_text else \
+                inputs.iloc[rows].reset_index(drop=True)
+            result = representation_probe(loaded, probe_inputs, merged[keep].tolist(), seed=seed)
+            report.add(result, section="fairness",
+                       title=f"{part}: can the network's layers tell {column}?",
+                       caption=f"Cross-validated accuracy of a linear probe predicting "
+                               f"'{column}' from each layer, against a shuffled-label control "
+                               f"and the majority baseline. A probe well above both means the "
+                               f"layer encodes {column}, even when {column} is not an input."
+                               + note)
+            table = result.to_frame()
+            best = table.iloc[int(table["accuracy"].argmax())]
+            report.add_finding(
+                f"{part}: '{column}' can be read out of layer {best['layer']} with accuracy "
+                f"{best['accuracy']:.3f} (majority baseline {best['majority_baseline']:.3f}).")
+
+
 def _run_association(report, progress, part, loaded, notes, seed):
     from ..fairness import SEAT_TEMPLATES, seat
 
@@ -403,9 +449,9 @@ def build_report(model: Any, data: Any = None, *, text_column: str | None = None
     try:
         with progress.stage(report, "load model"):
             loaded = resolve_model(model, progress=not quiet)
-        if part is None:
-            part = loaded.name
-            progress.rename(part)
+            if part is None:
+                part = loaded.name
+                progress.rename(part)
         with progress.stage(report, "load data"):
             source = load_data(data, model=loaded)
             frame = source.frame
@@ -484,6 +530,14 @@ def build_report(model: Any, data: Any = None, *, text_column: str | None = None
         if "counterfactual" in analyses:
             _run_counterfactual(report, progress, part, loaded, frame, text_column, notes,
                                 seed=seed, is_text=is_text, classifier=classifier)
+        if "representation" in analyses:
+            if not sensitive:
+                _not_run(notes, "fairness", f"{part}: representation probes need a sensitive "
+                                            f"column (--sensitive)")
+                progress.advance()
+            else:
+                _run_representation(report, progress, part, loaded, frame, text_column,
+                                    sensitive, seed=seed)
         if "association" in analyses:
             if not (is_text and loaded.is_huggingface):
                 _not_run(notes, "fairness", f"{part}: SEAT association tests need a Hugging Face "
@@ -681,6 +735,6 @@ def build_demo(*, name: str = "demo", n_examples: int = 6, seed: int = 0, quiet:
     build_report("compas", None, label="two_year_recid", sensitive=["race", "sex"],
                  decisions=["compas_high_risk"], n_examples=n_examples, seed=seed, quiet=quiet,
                  report=report, notes=notes, part="COMPAS",
-                 analyses=("predictions", "attributions", "fairness"))
+                 analyses=("predictions", "attributions", "fairness", "representation"))
     finish_sections(report, notes)
     return report

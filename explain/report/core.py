@@ -398,6 +398,10 @@ class Report:
         finally:
             self._timings[name] = self._timings.get(name, 0.0) + time.perf_counter() - start
 
+    def record_timing(self, name: str, seconds: float) -> None:
+        """Add ``seconds`` to stage ``name`` (for stages timed outside ``stage()``)."""
+        self._timings[name] = self._timings.get(name, 0.0) + float(seconds)
+
     @property
     def timings(self) -> dict[str, float]:
         """Seconds per stage so far."""
