@@ -88,6 +88,11 @@ def test_config_file_and_flag_override(tmp_path, text_setup, capsys):
     assert manifest["config"]["sensitive"] == ["group"]
     assert any(a["section"] == "fairness" and a["kind"] == "result"
                for a in manifest["analyses"])
+    # the analyses' warnings are in the report too, not only on the terminal
+    page = (tmp_path / "flag-wins" / "index.html").read_text()
+    caveats = re.search(r"<section id='section-caveats'.*?</section>", page, re.S).group(0)
+    assert "Warnings raised by the analyses of tiny-bert" in caveats
+    assert "smaller than min_group_size" in caveats
 
 
 def test_unknown_config_key_suggests_close_matches(tmp_path, capsys):

@@ -28,7 +28,7 @@ def test_demo_has_every_analysis():
     assert {("predictions", "PredictionResult"), ("attention", "AttentionResult"),
             ("attributions", "AttributionResult"),
             ("fairness", "AuditResult"), ("fairness", "AssociationResult"),
-            ("fairness", "CounterfactualResult")} <= types
+            ("fairness", "CounterfactualResult"), ("fairness", "ProbeResult")} <= types
     titles = [a["title"] for a in manifest["analyses"]]
     assert any("compas_high_risk" in t for t in titles)  # COMPAS's own decisions audited
     assert "class='explain-attn'" in _section(page, "attention")  # the interactive view
@@ -51,7 +51,7 @@ def test_demo_manifest_records_provenance():
     assert all(re.fullmatch(r"[0-9a-f]{64}", d["sha256"]) for d in manifest["datasets"])
     assert manifest["versions"]["torch"].startswith("2.13")
     timings = manifest["run"]["timings_seconds"]
-    assert {"Sentiment.attention", "Sentiment.attributions", "COMPAS.fairness",
+    assert {"Sentiment.attention", "Sentiment.attributions", "COMPAS.fairness", "COMPAS.representation",
             "report.write_html"} <= set(timings)
     assert manifest["seed"] == 0
 

@@ -12,6 +12,7 @@ import contextlib
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..errors import ExplainWarning
 from .core import Report
 from .examples import select_examples
 from .predictions import PredictionResult, check_columns, predict
@@ -170,7 +172,7 @@ class _Progress:
     quiet: bool
     desc: str
     bar: Any = None
-    notes: dict[str, list[str]] = field(default_factory=dict)
+    warned: list[str] = field(default_factory=list)  # ExplainWarnings raised by the analyses
 
     def __post_init__(self):
         if not self.quiet:
@@ -184,9 +186,19 @@ class _Progress:
         if self.bar is not None:
             self.bar.set_postfix_str(name, refresh=True)
         start = time.perf_counter()
-        yield
-        # the key is made at the end: the part's name is known only once its model is loaded
-        report.record_timing(f"{self.desc}.{name}", time.perf_counter() - start)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ExplainWarning)
+            try:
+                yield
+            finally:
+                # the key is made at the end: the part's name is known once its model is loaded
+                report.record_timing(f"{self.desc}.{name}", time.perf_counter() - start)
+        for item in caught:  # into the report, and on to the caller as usual
+            if issubclass(item.category, ExplainWarning):
+                text = f"{self.desc}, {name}: {item.message}"
+                if text not in self.warned:
+                    self.warned.append(text)
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
         if self.bar is not None:
             self.bar.update(1)
 
@@ -547,6 +559,9 @@ def build_report(model: Any, data: Any = None, *, text_column: str | None = None
                 _run_association(report, progress, part, loaded, notes, seed)
     finally:
         progress.close()
+    if progress.warned:
+        report.add("\n\n".join(progress.warned), section="caveats",
+                   title=f"Warnings raised by the analyses of {part}")
     if own:
         finish_sections(report, notes)
     return report
