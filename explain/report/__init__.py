@@ -7,15 +7,17 @@ figures and provenance.
     report.skip("fairness", "the data has no sensitive column")
     path = report.save()        # reports/my-model/{index.html, figures/, data/, manifest.json}
 
-``explain report`` (``explain.cli.report``) builds reports from a model and a dataset, or the
-demo with no arguments (``explain.report.build``).
+``build_report(model, data, ...)`` runs every analysis of ``ANALYSES`` that applies and
+collects the results; ``build_demo()`` is the demo. ``explain report`` (``explain.cli.report``)
+wraps both: flags or a TOML file, the demo with no arguments.
 """
 
 from __future__ import annotations
 
+from .build import ANALYSES, DATASETS, build_demo, build_report
 from .core import FORMATS, SECTIONS, Report
 from .examples import SELECTION_REASONS, select_examples
 from .predictions import PredictionResult, predict
 
-__all__ = ["FORMATS", "SECTIONS", "SELECTION_REASONS", "PredictionResult", "Report", "predict",
-           "select_examples"]
+__all__ = ["ANALYSES", "DATASETS", "FORMATS", "SECTIONS", "SELECTION_REASONS", "PredictionResult",
+           "Report", "build_demo", "build_report", "predict", "select_examples"]

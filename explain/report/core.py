@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
-import html
 import json
 import math
 import os
@@ -575,7 +574,3 @@ class Report:
             json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
             encoding="utf-8")
 
-
-def escape(text: Any) -> str:
-    """HTML-escape any user-provided text (quotes included)."""
-    return html.escape(str(text), quote=True)
