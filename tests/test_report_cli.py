@@ -39,7 +39,7 @@ def test_flags_build_a_report_with_skip_reasons(tmp_path, text_setup, capsys):
     out = tmp_path / "reports"
     argv = ["--model", str(model_dir), "--data", str(data_file), "--label", "label",
             "--name", "tiny", "--out", str(out), "--n-examples", "8", "--quiet",
-            "--analyses", "predictions,attention,fairness"]
+            "--analyses", "predictions,attention,fairness", "--format", "svg"]
     code, stdout, stderr = _run(argv, capsys)
     assert code == 0, stderr
     assert re.fullmatch(r"explain report: wrote .*tiny/index\.html \(predictions \d+, "
@@ -53,6 +53,8 @@ def test_flags_build_a_report_with_skip_reasons(tmp_path, text_setup, capsys):
     assert manifest["config"]["n_examples"] == 8 and manifest["config"]["label"] == "label"
     assert {"tiny-bert.attention", "tiny-bert.predictions"} <= set(
         manifest["run"]["timings_seconds"])
+    pngs = sorted(p.stem for p in (out / "tiny" / "figures").glob("*.png"))
+    assert pngs and pngs == sorted(p.stem for p in (out / "tiny" / "figures").glob("*.svg"))
     selected = pd.read_csv(out / "tiny" / "data" / "predictions-tiny-bert-selected-examples.csv")
     assert len(selected) == 8 and selected["row"].is_unique
 
