@@ -493,3 +493,15 @@ def test_plots_render(tiny_bert, one_feature, tiny_cnn):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert "<img" in image._repr_html_()
+
+
+def test_plain_torch_text_model(tiny_mha):
+    # nets.MHATransformer: no token_type_ids, embeddings swapped in through the `embed` module
+    result = attribute(tiny_mha, ["the movie was good", "a dull plot"], n_steps=16)
+    table = result.explanations()
+    assert (table.convergence_delta.abs() <= np.maximum(0.01 * (table.attribution_sum -
+                                                                table.convergence_delta).abs(),
+                                                        1e-6)).all()
+    layer = attribute(tiny_mha, ["the movie was good"], method="layer", n_steps=8)
+    assert layer.meta["parameters"]["layer"] == "layers.1"
+    assert count_hooks(tiny_mha) == 0
