@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from ..plotting import new_figure, style
 from ..results import Result, make_meta
@@ -72,8 +73,13 @@ class ScorecardResult(Result):
                    label="random ranking")
             a.set_yticks(y, methods)
             a.set_xlabel("comprehensiveness (higher = better)")
-            a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2, frameon=False,
-                     fontsize=7)
+            # plain tick labels: an offset/multiplier ("1e-6") would sit on the x label
+            a.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.2g}"))
+            if ax is None:  # a legend of the figure, below everything, never on a bar or label
+                fig.legend(*a.get_legend_handles_labels(), loc="outside lower center", ncols=2,
+                           frameon=False, fontsize=8)
+            else:
+                a.legend(loc="best", fontsize=7, framealpha=0.9)
             a.set_title("Faithfulness")
             if len(axes) > 1:
                 axes[1].barh(y, frame.stability, color="#4393c3")
@@ -82,6 +88,7 @@ class ScorecardResult(Result):
                 axes[1].set_title("Stability")
                 axes[2].barh(y, frame.seconds, color="0.4")
                 axes[2].set_xscale("log")
+                axes[2].xaxis.set_minor_formatter(NullFormatter())
                 axes[2].set_xlabel("seconds (log scale)")
                 axes[2].set_title("Time")
                 axes[3].barh(y, frame.peak_memory_mb, color="0.55")

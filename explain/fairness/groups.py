@@ -664,7 +664,9 @@ class AuditResult(Result):
             ax.axvline(0, color="black", linewidth=0.8)
             ax.set_xlabel(f"difference between groups (max - min; groups with at least "
                           f"{self.meta['parameters']['min_group_size']} rows)")
-            ax.set_xlim(0, max(0.05, float(np.nanmax(np.r_[values, high])) * 1.1))
+            finite = np.r_[values, high]
+            finite = finite[np.isfinite(finite)]  # all NaN when no two groups are comparable
+            ax.set_xlim(0, max(0.05, float(finite.max()) * 1.1 if finite.size else 0.05))
             ax.set_title(f"Disparities (class {label}; "
                          f"{int(self.meta['parameters']['confidence'] * 100)}% bootstrap CI)")
         return fig
