@@ -39,3 +39,16 @@ def test_console_script_and_module_entry_point():
     out = subprocess.run([sys.executable, "-m", "explain", "--help"], capture_output=True,
                          text=True, check=True)
     assert "usage: explain" in out.stdout
+
+
+def test_explain_warnings_print_as_one_plain_line(capsys):
+    import io
+
+    from explain import ExplainWarning
+    from explain.cli import _show_warning
+
+    stream = io.StringIO()
+    _show_warning(ExplainWarning("groups too small"), ExplainWarning, "x.py", 3, file=stream)
+    assert stream.getvalue() == "explain: warning: groups too small\n"
+    _show_warning(UserWarning("other"), UserWarning, "x.py", 3, file=stream)
+    assert "x.py:3: UserWarning: other" in stream.getvalue()

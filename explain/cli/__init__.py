@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
 
 __all__ = ["SUBCOMMANDS", "main"]
@@ -33,6 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    from ..errors import ExplainWarning
+
+    if issubclass(category, ExplainWarning):
+        print(f"explain: warning: {message}", file=file or sys.stderr)
+    else:
+        print(warnings.formatwarning(message, category, filename, lineno, line), end="",
+              file=file or sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -40,7 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.run(args) or 0)
+        with warnings.catch_warnings():
+            # a command line shows our warnings as one plain line each, not as source lines
+            warnings.showwarning = _show_warning
+            return int(args.run(args) or 0)
     except (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError,
             NotADirectoryError, PermissionError, OSError, ImportError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
