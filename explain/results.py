@@ -17,7 +17,7 @@ from typing import Any
 
 from .provenance import versions
 
-__all__ = ["Result", "make_meta"]
+__all__ = ["Result", "TableResult", "make_meta"]
 
 
 def make_meta(loaded: Any, *, method: str, parameters: Mapping[str, Any],
@@ -68,3 +68,14 @@ class Result:
             f"<details><summary>first rows of to_frame() ({len(frame)} rows)</summary>{table}"
             "</details></div>"
         )
+
+
+class TableResult(Result):
+    """A result that is one tidy table (``table``) plus its provenance (``meta``)."""
+
+    def __init__(self, table, *, meta: dict[str, Any]) -> None:
+        self.table = table
+        self.meta = meta
+
+    def to_frame(self):
+        return self.table.copy()

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..results import Result, make_meta
+from ..results import Result, TableResult, make_meta
 from ._common import as_names, check_columns, percentile_interval, resolve_model
 
 __all__ = ["AttributionByGroupResult", "ProxyResult", "attribution_by_group", "proxies"]
@@ -95,7 +95,7 @@ def proxies(data: pd.DataFrame, sensitive_feature: str, *, model: Any = None,
                                              parameters=parameters, seed=seed))
 
 
-class ProxyResult(Result):
+class ProxyResult(TableResult):
     """Features ranked by mutual information with a sensitive column.
 
     ``to_frame()``: one row per feature: ``rank``, ``feature``, ``mutual_information`` (nats),
@@ -107,13 +107,6 @@ class ProxyResult(Result):
         "top_proxies": "normalised mutual information of the top features with the sensitive "
                        "column",
     })
-
-    def __init__(self, table: pd.DataFrame, *, meta: dict) -> None:
-        self.table = table
-        self.meta = meta
-
-    def to_frame(self) -> pd.DataFrame:
-        return self.table.copy()
 
     def summary(self) -> str:
         top = self.table.iloc[0]

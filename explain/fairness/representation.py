@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..results import Result, make_meta
+from ..results import TableResult, make_meta
 from ._common import check_count, resolve_model
 
 __all__ = ["ProbeResult", "default_layers", "representation_probe"]
@@ -178,7 +178,7 @@ def representation_probe(
                                                           parameters=parameters, seed=seed))
 
 
-class ProbeResult(Result):
+class ProbeResult(TableResult):
     """Probe accuracy per layer.
 
     ``to_frame()``: one row per layer: ``layer`` (module path), ``layer_index``, ``n_features``,
@@ -191,13 +191,6 @@ class ProbeResult(Result):
         "accuracy_by_layer": "probe accuracy per layer against the control task and the "
                              "majority baseline",
     })
-
-    def __init__(self, table: pd.DataFrame, *, meta: dict) -> None:
-        self.table = table
-        self.meta = meta
-
-    def to_frame(self) -> pd.DataFrame:
-        return self.table.copy()
 
     def summary(self) -> str:
         best = self.table.iloc[self.table["accuracy"].argmax()]
