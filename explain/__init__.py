@@ -17,21 +17,29 @@ from .attention import AttentionResult, attention
 from .attribution import METHODS, AttributionResult, attribute, scorecard
 from .errors import ExplainWarning
 from .fairness import (
-           audit,
-           counterfactual,
-           crows_pairs,
-           representation_probe,
-           seat,
-           stereoset,
-           weat,
+    audit,
+    counterfactual,
+    crows_pairs,
+    representation_probe,
+    seat,
+    stereoset,
+    weat,
 )
 from .loading import TASKS, LoadedModel, load_model, save_model
 from .report import Report
 
 __version__ = "0.1.0"
 
-__all__ = ["TASKS", "ExplainWarning", "LoadedModel", "Report", "__version__", "hooks", "load_model",
-           "save_model"]
-__all__ += ["AttentionResult", "attention"]
-__all__ += ["audit", "counterfactual", "crows_pairs", "representation_probe", "seat", "stereoset", "weat"]
-__all__ += ["METHODS", "AttributionResult", "attribute", "scorecard"]
+__all__ = [  # noqa: RUF022 - grouped by concept, in the order of the docs
+    # loading and hooks
+    "TASKS", "ExplainWarning", "LoadedModel", "hooks", "load_model", "save_model",
+    # attention
+    "AttentionResult", "attention",
+    # attributions
+    "METHODS", "AttributionResult", "attribute", "scorecard",
+    # fairness and bias probes
+    "audit", "counterfactual", "crows_pairs", "representation_probe", "seat", "stereoset", "weat",
+    # reports
+    "Report",
+    "__version__",
+]
