@@ -12,7 +12,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-__all__ = ["SUBCOMMANDS", "main"]
+__all__ = ["SUBCOMMANDS", "console_main", "main"]
 
 SUBCOMMANDS = ("models", "attention", "report", "audit", "probe", "attribute")
 
@@ -51,10 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        with warnings.catch_warnings():
-            # a command line shows our warnings as one plain line each, not as source lines
-            warnings.showwarning = _show_warning
-            return int(args.run(args) or 0)
+        return int(args.run(args) or 0)
     except (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError,
             NotADirectoryError, PermissionError, OSError, ImportError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
@@ -62,5 +59,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def console_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``explain`` command: ``main`` with explain's warnings shown as one
+    plain line each (``main`` itself leaves warning display to its caller, e.g. pytest)."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return main(argv)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(console_main())
