@@ -17,6 +17,7 @@ never silently.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -337,6 +338,21 @@ def _from_hub(hub_id, *, task, tokenizer, label_names, revision, allow_pickle,
     return loaded
 
 
+@contextlib.contextmanager
+def _no_weight_loading_bar():
+    """transformers draws a progress bar per checkpoint load; a load of seconds needs none, and
+    it would break the CLI's --quiet. Its previous setting is put back."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _load_hf(source, *, task, tokenizer, label_names, revision, allow_pickle,
              attn_implementation, local) -> LoadedModel:
     import transformers
@@ -370,7 +386,7 @@ def _load_hf(source, *, task, tokenizer, label_names, revision, allow_pickle,
         kwargs["id2label"] = dict(enumerate(label_names))
         kwargs["label2id"] = {n: i for i, n in enumerate(label_names)}
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _no_weight_loading_bar():
             warnings.simplefilter("ignore", FutureWarning)
             model = _auto_class(task).from_pretrained(source, **kwargs)
     except OSError as error:

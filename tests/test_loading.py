@@ -216,3 +216,12 @@ def test_tabular_encoder_order_survives_sorted_json():
     again = TabularEncoder.from_dict(json.loads(json.dumps(encoder.to_dict(), sort_keys=True)))
     assert again.feature_names == ["zeta", "alpha", "mid=a", "mid=b"]
     assert (again.transform(frame) == encoder.transform(frame)).all()
+
+
+def test_loading_draws_no_progress_bar_and_restores_the_setting(capsys):
+    from transformers.utils import logging as hf_logging
+
+    assert hf_logging.is_progress_bar_enabled()
+    explain.load_model(datasets.minilm_path())
+    assert "Loading weights" not in capsys.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()
