@@ -130,14 +130,14 @@ def encode_texts(
         raise ValueError(f"max_length={max_length} exceeds the model's limit of {limit} tokens")
 
     args = (texts, pairs) if pairs is not None else (texts,)
-    full = tokenizer(*args, add_special_tokens=True, truncation=False)
     enc = tokenizer(*args, add_special_tokens=True, truncation=True, max_length=max_length,
                     padding=True, return_tensors="pt", return_offsets_mapping=True,
                     return_special_tokens_mask=True)
     n = enc["input_ids"].shape[0]
     mask = enc["attention_mask"]
     lengths = tuple(int(v) for v in mask.sum(1))
-    truncated = tuple(len(full["input_ids"][i]) > lengths[i] for i in range(n))
+    # A fast tokenizer keeps what truncation cut off: no second, untruncated pass is needed.
+    truncated = tuple(bool(encoding.overflowing) for encoding in enc.encodings)
     if any(truncated):
         which = [i for i, t in enumerate(truncated) if t]
         warnings.warn(f"texts {which} are longer than {max_length} tokens and were truncated; "
@@ -158,22 +158,24 @@ def encode_texts(
         seg = [(-1 if s is None or sp else int(s)) for s, sp in zip(seq_ids, is_special, strict=True)]
         # Words are keyed by (segment, tokenizer word id); number them in order of appearance.
         keys, index = {}, []
-        word_list, span_list = [], []
+        word_list, span_list, word_segment = [], [], []
         for t in range(length):
             if is_special[t] or wids[t] is None:
                 index.append(-1)
-                spans[t] = (0, 0) if is_special[t] else spans[t]
+                if is_special[t]:
+                    spans[t] = (0, 0)
                 continue
             key = (seg[t], wids[t])
             if key not in keys:
                 keys[key] = len(keys)
                 span_list.append(list(spans[t]))
+                word_segment.append(seg[t])
             else:
                 span = span_list[keys[key]]
                 span[0], span[1] = min(span[0], spans[t][0]), max(span[1], spans[t][1])
             index.append(keys[key])
-        for k, span in enumerate(span_list):
-            source = pairs[i] if pairs is not None and _segment_of(keys, k) == 1 else texts[i]
+        for span, word_seg in zip(span_list, word_segment, strict=True):
+            source = pairs[i] if pairs is not None and word_seg == 1 else texts[i]
             # Byte-level BPE offsets include the leading space of a word; a word is its
             # characters only.
             while span[0] < span[1] and source[span[0]].isspace():
@@ -194,13 +196,6 @@ def encode_texts(
         word_index=tuple(word_index), words=tuple(words), word_spans=tuple(word_spans),
         truncated=truncated, max_length=max_length,
     )
-
-
-def _segment_of(keys: dict, word: int) -> int:
-    for (seg, _), k in keys.items():
-        if k == word:
-            return seg
-    return 0
 
 
 def fold_scores(scores: np.ndarray | torch.Tensor, word_index: Sequence[int]) -> np.ndarray:
