@@ -1,7 +1,7 @@
 """Figure helpers shared by every analysis. Plots are made, never shown.
 
-Everything here uses the object API (``matplotlib.figure.Figure``): no ``pyplot`` state, no
-``plt.show()``, no global ``rcParams`` edits (style is applied with ``rc_context`` around drawing
+Everything here uses the object API (``matplotlib.figure.Figure``): no global figure state, no
+showing windows, no global ``rcParams`` edits (style is applied with ``rc_context`` around drawing
 and saving). Saving is deterministic: the same figure gives the same bytes (no timestamps, fixed
 SVG ids).
 """
