@@ -7,11 +7,9 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from torch import nn
+from _fairness_models import linear_tabular
 
 import explain
-from explain import nets
 from explain.fairness import audit
 from explain.fairness.groups import bootstrap_counts
 from explain.plotting import figure_bytes
@@ -111,18 +109,7 @@ def test_identical_groups_give_difference_zero_and_ratio_one():
 
 
 def _linear_model(weights: dict[str, float], frame: pd.DataFrame):
-    encoder = nets.TabularEncoder.fit(frame, numeric=["x"], categorical=["sex"])
-    names = encoder.feature_names
-    module = nn.Linear(len(names), 2)
-    with torch.no_grad():
-        module.weight.zero_()
-        module.bias.zero_()
-        for name, w in weights.items():
-            module.weight[1, names.index(name)] = w
-    loaded = explain.load_model(module, feature_names=names, label_names=["no", "yes"],
-                                name="linear")
-    loaded.encoder = encoder
-    return loaded
+    return linear_tabular(frame, weights, numeric=["x"], name="linear")
 
 
 def test_planted_bias_shows_with_the_right_sign_and_unbiased_does_not():

@@ -5,11 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from torch import nn
+from _fairness_models import linear_tabular
 
 import explain
-from explain import nets
 from explain.fairness import attribution_by_group, proxies
 
 
@@ -40,17 +38,8 @@ def test_a_planted_proxy_ranks_first_and_noise_near_zero():
 
 
 def _linear(frame, weights):
-    encoder = nets.TabularEncoder.fit(frame, numeric=["proxy", "noise"], categorical=["sex"])
-    names = encoder.feature_names
-    module = nn.Linear(len(names), 2)
-    with torch.no_grad():
-        module.weight.zero_()
-        module.bias.zero_()
-        for name, w in weights.items():
-            module.weight[1, names.index(name)] = w
-    loaded = explain.load_model(module, feature_names=names, label_names=["no", "yes"])
-    loaded.encoder = encoder
-    loaded.feature_groups = encoder.groups
+    loaded = linear_tabular(frame, weights, numeric=["proxy", "noise"])
+    loaded.feature_groups = loaded.encoder.groups
     return loaded
 
 
