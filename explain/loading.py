@@ -397,16 +397,11 @@ def _load_hf(source, *, task, tokenizer, label_names, revision, allow_pickle,
     if tokenizer is None:
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(source, **common)
-        except (OSError, ValueError) as error:
-            if task in _TEXT_TASKS:
-                raise ValueError(f"{source!r} has no usable tokenizer ({error}); pass "
-                                 f"load_model(..., tokenizer=AutoTokenizer.from_pretrained(...))"
-                                 ) from None
-    if tokenizer is not None and tokenizer.pad_token is None and tokenizer.eos_token is not None:
-        # GPT-2 style tokenizers have no pad token; padding positions are masked anyway.
-        tokenizer.pad_token = tokenizer.eos_token
-    if tokenizer is not None:
-        tokenizer.padding_side = "right"
+        except (OSError, ValueError) as error:  # every task here is a text task
+            raise ValueError(f"{source!r} has no usable tokenizer ({error}); pass "
+                             f"load_model(..., tokenizer=AutoTokenizer.from_pretrained(...))"
+                             ) from None
+    _prepare_tokenizer(tokenizer)
     implementation = _ensure_eager(model, attn_implementation)
     return LoadedModel(
         model=model, task=task, tokenizer=tokenizer,
@@ -417,6 +412,16 @@ def _load_hf(source, *, task, tokenizer, label_names, revision, allow_pickle,
                     "class": type(model).__name__, "attn_implementation": implementation,
                     "n_parameters": sum(p.numel() for p in model.parameters())},
     )
+
+
+def _prepare_tokenizer(tokenizer) -> None:
+    """Right padding (TextBatch relies on it) and a pad token for GPT-2 style tokenizers, which
+    have none (padding positions are masked anyway)."""
+    if tokenizer is None:
+        return
+    tokenizer.padding_side = "right"
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
 
 
 def _from_module(module, *, task, tokenizer, feature_names, label_names, input_shape,
@@ -448,10 +453,7 @@ def _from_module(module, *, task, tokenizer, feature_names, label_names, input_s
         implementation = _ensure_eager(module, attn_implementation, stacklevel=4)
         if label_names is None and task == "sequence-classification":
             label_names = _label_names_from_config(module.config, None)
-    if tokenizer is not None:
-        tokenizer.padding_side = "right"
-        if tokenizer.pad_token is None and tokenizer.eos_token is not None:
-            tokenizer.pad_token = tokenizer.eos_token
+    _prepare_tokenizer(tokenizer)
     module.eval()
     return LoadedModel(
         model=module, task=task, tokenizer=tokenizer,
@@ -512,8 +514,3 @@ def save_model(loaded: LoadedModel, directory: str | os.PathLike, *,
         raise
     return target
 
-
-def state_equal(a: nn.Module, b: nn.Module) -> bool:
-    """True when two modules have identical state dicts (names, shapes and values)."""
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
