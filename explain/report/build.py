@@ -22,7 +22,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..attention import attention
+from ..attribution import attribute
+from ..attribution.scorecard import scorecard
 from ..errors import ExplainWarning
+from ..fairness import SEAT_TEMPLATES, audit, counterfactual, representation_probe, seat
+from ..plotting import new_figure
 from .core import Report
 from .examples import select_examples
 from .predictions import PredictionResult, check_columns, predict
@@ -297,7 +302,6 @@ def _audit_findings(report: Report, who: str, result) -> None:
 
 def _run_fairness(report, progress, part, loaded, data, *, label, sensitive, decisions, seed,
                   notes, is_text, text_column):
-    from ..fairness import audit
 
     with progress.stage(report, "fairness"):
         if loaded is not None and loaded.task in ("sequence-classification",
@@ -323,12 +327,7 @@ def _run_fairness(report, progress, part, loaded, data, *, label, sensitive, dec
             _audit_findings(report, f"{part} '{column}' decisions", result)
 
 
-def _run_attention(report, progress, part, loaded, data, text_column, rows, notes):
-    try:
-        from ..attention import attention
-    except ImportError as error:
-        _not_run(notes, "attention", f"{part}: explain.attention is unavailable ({error})")
-        return
+def _run_attention(report, progress, part, loaded, data, text_column, rows):
     with progress.stage(report, "attention"):
         texts = _texts(data, text_column, rows)
         result = attention(loaded, texts)
@@ -360,7 +359,6 @@ def _run_attention(report, progress, part, loaded, data, text_column, rows, note
 
 
 def _run_representation(report, progress, part, loaded, data, text_column, sensitive, *, seed):
-    from ..fairness import representation_probe
 
     with progress.stage(report, "representation"):
         inputs = [str(t) for t in data[text_column]] if loaded.is_text else data
@@ -398,7 +396,6 @@ def _run_representation(report, progress, part, loaded, data, text_column, sensi
 
 
 def _run_association(report, progress, part, loaded, notes, seed):
-    from ..fairness import SEAT_TEMPLATES, seat
 
     with progress.stage(report, "association"):
         # two templates keep the demo inside its time budget (about 800 sentences to encode)
@@ -526,7 +523,7 @@ def build_report(model: Any, data: Any = None, *, text_column: str | None = None
                 _not_run(notes, "attention", f"{part}: the model has no attention layers")
                 progress.advance()
             else:
-                _run_attention(report, progress, part, loaded, frame, text_column, rows, notes)
+                _run_attention(report, progress, part, loaded, frame, text_column, rows)
         if "attributions" in analyses:
             _run_attributions(report, progress, part, loaded, frame, text_column, rows, notes,
                               seed=seed, classifier=classifier, predictions=predictions)
@@ -572,12 +569,6 @@ def _run_attributions(report, progress, part, loaded, data, text_column, rows, n
     if not classifier:
         _not_run(notes, "attributions", f"{part}: the report attributes class decisions; this is "
                                         f"a {loaded.task!r} model")
-        progress.advance()
-        return
-    try:
-        from ..attribution import attribute
-    except ImportError as error:
-        _not_run(notes, "attributions", f"{part}: explain.attribution is unavailable ({error})")
         progress.advance()
         return
     with progress.stage(report, "attributions"):
@@ -657,24 +648,16 @@ def _run_attributions(report, progress, part, loaded, data, text_column, rows, n
             report.add_metric(f"{part}: attributions beating a random ranking", float(beats),
                               note="share of explanations whose top units matter more than "
                                    "random ones", percent=True)
-        _run_scorecard(report, part, loaded, data, text_column, rows, notes, seed=seed,
+        _run_scorecard(report, part, loaded, data, text_column, rows, seed=seed,
                        is_text=is_text)
 
 
-def _run_scorecard(report, part, loaded, data, text_column, rows, notes, *, seed, is_text):
-    try:
-        from ..attribution.scorecard import scorecard
-    except ImportError as error:
-        _not_run(notes, "attributions", f"{part}: the explanation scorecard is unavailable "
-                                        f"({error})")
-        return
+def _run_scorecard(report, part, loaded, data, text_column, rows, *, seed, is_text):
     if is_text:
         rows = list(rows)[:SCORECARD_EXAMPLES_TEXT]
     inputs = _texts(data, text_column, rows) if is_text else \
         data.iloc[list(rows)].reset_index(drop=True)
     methods = SCORECARD_METHODS_TEXT if is_text else SCORECARD_METHODS_TABULAR
-    from ..plotting import new_figure
-
     result = scorecard(loaded, inputs, methods=methods, seed=seed, n_steps=16)
     # Wall time and memory are measurements, different on every run: the report keeps the
     # deterministic columns (so it regenerates byte for byte) and bench/ records the costs.
@@ -697,12 +680,6 @@ def _run_counterfactual(report, progress, part, loaded, data, text_column, notes
                         is_text, classifier):
     if not (is_text and loaded.task == "sequence-classification"):
         _not_run(notes, "fairness", f"{part}: counterfactual probes need a text classifier")
-        progress.advance()
-        return
-    try:
-        from ..fairness import counterfactual
-    except ImportError as error:
-        _not_run(notes, "fairness", f"{part}: counterfactual probes are unavailable ({error})")
         progress.advance()
         return
     with progress.stage(report, "counterfactual"):
