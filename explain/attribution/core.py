@@ -727,7 +727,6 @@ def run_method(method: str, scorer: Scorer, x: torch.Tensor, baseline: torch.Ten
     import captum.attr as ca
 
     opts = dict(options)
-    float("nan")
     if method in _GRADIENT or method in ("gradcam", "layer"):
         x = x.detach().requires_grad_(True)
     with warnings.catch_warnings():
@@ -887,14 +886,11 @@ def _deeplift_scorer(scorer: Scorer, x: torch.Tensor, args: tuple) -> nn.Module:
 def default_layer(model: nn.Module, method: str) -> str:
     """The layer GradCAM or layer attribution uses when ``layer=`` is not given."""
     names = [(n, m) for n, m in model.named_modules() if n]
-    if method == "gradcam":
-        convs = [n for n, m in names if isinstance(m, nn.Conv2d)]
-        if not convs:
-            raise ValueError(f"{type(model).__name__} has no nn.Conv2d layer for GradCAM")
-        return convs[-1]
     convs = [n for n, m in names if isinstance(m, nn.Conv2d)]
     if convs:
         return convs[-1]
+    if method == "gradcam":
+        raise ValueError(f"{type(model).__name__} has no nn.Conv2d layer for GradCAM")
     pattern = re.compile(r"(.*\.)?layers?\.(\d+)(\.output)?$")
     blocks = [n for n, m in names if pattern.fullmatch(n)
               and (n.endswith(".output") or not any(k == "output" for k, _ in m.named_children()))]
@@ -1274,8 +1270,7 @@ def attribute(
                   "baseline": baseline if isinstance(baseline, (str, int, type(None)))
                   else "tensor", "target": target if isinstance(target, (str, int, tuple,
                                                                           type(None))) else
-                  "per-input", "continuation": continuation, **{k: v for k, v in
-                                                                method_options.items()}}
+                  "per-input", "continuation": continuation, **method_options}
     return AttributionResult(loaded, run, trust=trust, parameters=parameters, seed=seed,
                              seconds=seconds)
 
