@@ -127,6 +127,13 @@ def percentile_interval(samples: np.ndarray, confidence: float, axis: int = 0
     return low, high
 
 
+def interval_errors(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """``(2, n)`` error-bar lengths of the interval ``[low, high]`` around ``values`` for
+    matplotlib's ``xerr``/``yerr``: negative lengths clip to 0, missing bounds draw none."""
+    err = np.vstack([values - np.asarray(low, float), np.asarray(high, float) - values])
+    return np.where(np.isfinite(err), np.clip(err, 0, None), 0)
+
+
 def check_confidence(confidence: float) -> float:
     if not isinstance(confidence, (int, float)) or not 0.0 < float(confidence) < 1.0:
         raise ValueError(f"confidence must be a number in (0, 1), e.g. 0.95; got {confidence!r}")

@@ -36,7 +36,7 @@ import torch
 
 from ..errors import ExplainWarning
 from ..results import Result, make_meta
-from ._common import check_confidence, check_count, percentile_interval
+from ._common import check_confidence, check_count, interval_errors, percentile_interval
 
 __all__ = ["POOLINGS", "SEAT_TEMPLATES", "WORD_SETS", "AssociationResult", "association_test",
            "encode_sentences", "seat", "weat"]
@@ -423,9 +423,8 @@ class AssociationResult(Result):
         with style():
             y = np.arange(len(table))[::-1]
             values = table["effect_size"].to_numpy(float)
-            err = np.vstack([values - table["effect_size_ci_low"].to_numpy(float),
-                             table["effect_size_ci_high"].to_numpy(float) - values])
-            err = np.where(np.isfinite(err), np.clip(err, 0, None), 0)
+            err = interval_errors(values, table["effect_size_ci_low"],
+                                  table["effect_size_ci_high"])
             ax.errorbar(values, y, xerr=err, fmt="o", color="#4C72B0", capsize=3,
                         label=f"{self.meta['method'].upper()} effect size "
                               f"({int(self.meta['parameters']['confidence'] * 100)}% CI)")

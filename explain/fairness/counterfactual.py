@@ -43,6 +43,7 @@ from ._common import (
     check_confidence,
     check_count,
     class_probabilities,
+    interval_errors,
     percentile_interval,
     resolve_model,
 )
@@ -460,9 +461,7 @@ class CounterfactualResult(Result):
             with style():
                 y = np.arange(len(table))[::-1]
                 values = table["mean_score"].to_numpy(float)
-                err = np.vstack([values - table["ci_low"].to_numpy(float),
-                                 table["ci_high"].to_numpy(float) - values])
-                err = np.where(np.isfinite(err), np.clip(err, 0, None), 0)
+                err = interval_errors(values, table["ci_low"], table["ci_high"])
                 colours = ["#C44E52" if g == reference else "#4C72B0" for g in table["group"]]
                 ax.barh(y, values, xerr=err, capsize=3, color=colours)
                 ax.set_yticks(y, [str(g) + (" (reference)" if g == reference else "")

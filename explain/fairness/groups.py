@@ -27,6 +27,7 @@ from ._common import (
     check_confidence,
     check_count,
     class_probabilities,
+    interval_errors,
     percentile_interval,
     resolve_model,
 )
@@ -607,9 +608,7 @@ class AuditResult(Result):
             for k, metric in enumerate(wanted):
                 part = rows[rows["metric"] == metric].set_index("group").reindex(groups)
                 values = part["value"].to_numpy(float)
-                err = np.vstack([values - part["ci_low"].to_numpy(float),
-                                 part["ci_high"].to_numpy(float) - values])
-                err = np.where(np.isfinite(err), np.clip(err, 0, None), 0)
+                err = interval_errors(values, part["ci_low"], part["ci_high"])
                 positions = x + (k - (len(wanted) - 1) / 2) * width
                 bars = ax.bar(positions, np.nan_to_num(values), width, yerr=err, capsize=2,
                               label=metric.replace("_", " "), color=palette[k % len(palette)],
@@ -653,8 +652,7 @@ class AuditResult(Result):
             values = rows["difference"].to_numpy(float)
             low = rows["difference_ci_low"].to_numpy(float)
             high = rows["difference_ci_high"].to_numpy(float)
-            err = np.vstack([values - low, high - values])
-            err = np.where(np.isfinite(err), np.clip(err, 0, None), 0)
+            err = interval_errors(values, low, high)
             features = list(dict.fromkeys(rows["sensitive_feature"]))
             colours = {f: c for f, c in zip(features, ["#4C72B0", "#DD8452", "#55A868",
                                                         "#8172B3", "#937860"] * 4, strict=False)}

@@ -34,7 +34,13 @@ import pandas as pd
 import torch
 
 from ..results import Result, make_meta
-from ._common import check_confidence, check_count, percentile_interval, resolve_model
+from ._common import (
+    check_confidence,
+    check_count,
+    interval_errors,
+    percentile_interval,
+    resolve_model,
+)
 
 __all__ = ["CROWS_PAIRS_COLUMNS", "CrowsPairsResult", "StereoSetResult", "crows_pairs",
            "read_crows_pairs", "read_stereoset", "sentence_scores", "stereoset"]
@@ -396,9 +402,7 @@ def _bars(ax, table, column, count, xlabel, title, extra=None):
         values = table[column].to_numpy(float)
         err = None
         if "ci_low" in table:
-            err = np.vstack([values - table["ci_low"].to_numpy(float),
-                             table["ci_high"].to_numpy(float) - values])
-            err = np.where(np.isfinite(err), np.clip(err, 0, None), 0)
+            err = interval_errors(values, table["ci_low"], table["ci_high"])
         ax.barh(y, values, height=0.5, xerr=err, capsize=3, color="#4C72B0",
                 label=column.replace("_", " "))
         if extra is not None:

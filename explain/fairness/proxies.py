@@ -22,7 +22,13 @@ import numpy as np
 import pandas as pd
 
 from ..results import Result, TableResult, make_meta
-from ._common import as_names, check_columns, percentile_interval, resolve_model
+from ._common import (
+    as_names,
+    check_columns,
+    interval_errors,
+    percentile_interval,
+    resolve_model,
+)
 
 __all__ = ["AttributionByGroupResult", "ProxyResult", "attribution_by_group", "proxies"]
 
@@ -222,9 +228,7 @@ class AttributionByGroupResult(Result):
         with style():
             y = np.arange(len(table))[::-1]
             values = table["mean_share"].to_numpy(float)
-            err = np.vstack([values - table["ci_low"].to_numpy(float),
-                             table["ci_high"].to_numpy(float) - values])
-            err = np.where(np.isfinite(err), np.clip(err, 0, None), 0)
+            err = interval_errors(values, table["ci_low"], table["ci_high"])
             ax.barh(y, values, xerr=err, capsize=3, color="#4C72B0")
             ax.set_yticks(y, [f"{g} (n={n})" for g, n in zip(table["group"], table["n_rows"],
                                                              strict=True)])
