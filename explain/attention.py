@@ -999,13 +999,10 @@ def head_importance(
                              f"{model.task!r} model scored by the log-probability of its text")
         target_index = model.label_index(target)
 
-    def run(edits: Mapping[str, Any] | None, chunks: list) -> torch.Tensor:
+    def run(edits: Mapping[str, Any], chunks: list) -> torch.Tensor:
         scores = []
-        for inputs, classes in chunks:
-            call = _forward_inputs(module, inputs) if not model.is_huggingface else inputs
-            if edits is None:
-                output = module(**call)
-            elif model.is_huggingface:
+        for call, inputs, classes in chunks:
+            if model.is_huggingface:
                 with hooks.edit_inputs(module, edits):
                     output = module(**call)
             else:
@@ -1018,19 +1015,21 @@ def head_importance(
     rows = []
     with hooks.preserved_state(module), torch.inference_mode():
         module.eval()
-        chunks = []
+        # One unmasked forward per chunk gives both the predicted classes and the baseline.
+        chunks, baseline = [], []
         for start in range(0, len(batch), batch_size):
             stop = min(start + batch_size, len(batch))
             inputs = _rows(batch, start, stop)
+            call = _forward_inputs(module, inputs) if not model.is_huggingface else inputs
+            output = module(**call)
             classes = None
             if model.task == "sequence-classification":
-                call = _forward_inputs(module, inputs) if not model.is_huggingface else inputs
-                output = module(**call)
                 logits = output.logits if hasattr(output, "logits") else output
                 classes = (logits.argmax(-1) if target_index is None
                            else torch.full((stop - start,), target_index, dtype=torch.long))
-            chunks.append((inputs, classes))
-        baseline = run(None, chunks)
+            baseline.append(_scores(model, output, inputs, classes))
+            chunks.append((call, inputs, classes))
+        baseline = torch.cat(baseline)
         for layer in layer_sel:
             for head in head_sel:
                 edit = (_mask_projection(head, n_heads) if model.is_huggingface
