@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import ExplainWarning
     from ..fairness import audit
-    from ..fairness._common import as_names
+    from ..fairness._common import as_names, resolve_model
     from ..fairness.proxies import proxies
 
     outputs = Outputs(args.out, overwrite=args.overwrite)
@@ -153,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
             positive = int(positive)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ExplainWarning)
-        result = audit(args.model, data, sensitive_features=args.sensitive, label=args.label,
+        loaded = resolve_model(args.model) if args.model else None  # once: audit and proxies
+        result = audit(loaded, data, sensitive_features=args.sensitive, label=args.label,
                        prediction=args.prediction, score=args.score, text=args.text,
                        positive_label=positive, threshold=args.threshold,
                        n_bootstrap=args.n_bootstrap, min_group_size=args.min_group_size,
@@ -178,9 +179,6 @@ def run(args: argparse.Namespace) -> int:
             outputs.figure(f"thresholds_{slug(feature)}",
                            result.plot("thresholds", sensitive_feature=feature))
     if args.proxies:
-        from ..fairness._common import resolve_model
-
-        loaded = resolve_model(args.model) if args.model else None
         for column in as_names(args.sensitive, "sensitive"):
             exclude = {column, args.label, args.prediction, args.score, args.text}
             pool = (loaded.encoder.columns if loaded is not None and loaded.encoder is not None
