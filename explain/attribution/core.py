@@ -718,12 +718,13 @@ class _RecordingFit:
         return out
 
 
-def run_method(method: str, scorer: Scorer, x: torch.Tensor, baseline: torch.Tensor,
+def run_method(method: str, scorer: nn.Module, x: torch.Tensor, baseline: torch.Tensor,
                args: tuple, units: torch.Tensor, *, n_steps: int, internal: int,
                options: Mapping[str, Any], layer: nn.Module | None = None
                ) -> tuple[torch.Tensor, torch.Tensor | None, float]:
     """Run one Captum method on a batch. Returns ``(attributions, convergence_delta or None,
-    surrogate R^2 or nan)``. Attributions have the shape of ``x`` (or of the layer output)."""
+    surrogate R^2 or nan)``. Attributions have the shape of ``x`` (or of the layer output).
+    For DeepLift, ``scorer`` is ``_deeplift_scorer``'s module."""
     import captum.attr as ca
 
     opts = dict(options)
@@ -753,7 +754,7 @@ def _run_captum(ca, method, scorer, x, baseline, args, units, *, n_steps, intern
     elif method == "input_x_gradient":
         attr = ca.InputXGradient(scorer).attribute(x, additional_forward_args=args, **opts)
     elif method == "deeplift":
-        explainer = ca.DeepLift(_deeplift_scorer(scorer, x, args))
+        explainer = ca.DeepLift(scorer)  # compute passes _deeplift_scorer's module
         attr, delta = explainer.attribute(x, baselines=baseline, additional_forward_args=args,
                                           return_convergence_delta=True, **opts)
     elif method == "gradient_shap":
@@ -953,8 +954,7 @@ def compute(loaded, prepared: Prepared, method: str, *, n_steps: int, batch_size
     from tqdm.auto import tqdm
 
     model = loaded.model
-    scorer = Scorer(model, kind=prepared.kind, task=loaded.task, output=output,
-                    embedding_name=prepared.embedding_name)
+    scorer = scorer_for(loaded, prepared, output)
     layer_module = None
     layer_name = None
     if method in ("gradcam", "layer"):
@@ -1000,6 +1000,8 @@ def compute(loaded, prepared: Prepared, method: str, *, n_steps: int, batch_size
     with hooks.preserved_state(model):
         for parameter in model.parameters():
             parameter.requires_grad_(False)
+        # DeepLift: a model copy with per-call activations, built once (not per batch)
+        attributing = _deeplift_scorer(scorer, px, pargs) if method == "deeplift" else scorer
         try:
             for rows in batches:
                 batch_items = [items[i] for i in rows]
@@ -1014,7 +1016,7 @@ def compute(loaded, prepared: Prepared, method: str, *, n_steps: int, batch_size
                 width = x.shape[1] if prepared.kind == "text" else 0
                 rows_budget = rows_budget_for(width)
                 attr, delta, r2 = _with_retry(
-                    method, scorer, x, b, args, units, n_steps=n_steps, rows_budget=rows_budget,
+                    method, attributing, x, b, args, units, n_steps=n_steps, rows_budget=rows_budget,
                     options=_method_options(method, options, prepared, loaded), layer=layer_module,
                     seed=(seed, batch_items[0].input_id, _item_offset(batch_items[0], items))
                     if per_item else None)
