@@ -59,13 +59,10 @@ def resolve_model(model: Any) -> Any:
 
         return load_model(datasets.minilm_path(), name="all-MiniLM-L6-v2")
     if isinstance(model, str):
-        try:
-            import explain_models
-        except ImportError:  # pragma: no cover - the project always installs it
-            explain_models = None
-        if explain_models is not None and model in explain_models.RECIPES:
+        import explain_models
+
+        if model in explain_models.RECIPES:
             return load_model(explain_models.ensure(model))
-        return load_model(model)
     return load_model(model)
 
 
