@@ -71,7 +71,7 @@ from torch import nn
 
 from . import hooks
 from .results import Result, make_meta
-from .text import TextBatch, encode_texts, model_max_length, word_units
+from .text import TextBatch, encode_texts, fold_scores, model_max_length, word_units
 
 __all__ = ["ATTENTIONS", "DTYPES", "FLOW_MAX_TOKENS", "HEAD_STATISTICS", "LEVELS", "SIDES",
            "AttentionResult", "attention", "attention_flow", "attention_rollout",
@@ -428,7 +428,7 @@ class AttentionResult(Result):
     def _fold_row(self, i: int, row: np.ndarray, level: str) -> np.ndarray:
         if level == "token":
             return row
-        return _fold(row[None, :], [0], self._source.unit_index[i])[0]
+        return fold_scores(row, self._source.unit_index[i])
 
     # ---- head statistics
 
