@@ -50,16 +50,14 @@ def default_layers(model: Any) -> list[str]:
     return names
 
 
-def _first_tensor(output: Any) -> torch.Tensor:
-    if isinstance(output, torch.Tensor):
-        return output
-    if hasattr(output, "last_hidden_state"):
-        return output.last_hidden_state
-    if isinstance(output, (tuple, list)):
-        for item in output:
-            if isinstance(item, torch.Tensor):
-                return item
-    raise TypeError(f"a probed layer returned {type(output).__name__}, which holds no tensor")
+def _layer_tensor(output: Any) -> torch.Tensor:
+    """The tensor of a recorded layer output (``explain.hooks``' rule: the first tensor)."""
+    from ..hooks import _first_tensor
+
+    tensor = _first_tensor(output)
+    if tensor is None:
+        raise TypeError(f"a probed layer returned {type(output).__name__}, which holds no tensor")
+    return tensor
 
 
 def _pool(tensor: torch.Tensor, mask: torch.Tensor | None) -> np.ndarray:
@@ -99,7 +97,7 @@ def collect_states(model: Any, inputs: Any, layers: Sequence[str], *,
                 else:
                     model.model(*arguments)
             for name in layers:
-                states[name].append(_pool(_first_tensor(recording.outputs[name]), mask))
+                states[name].append(_pool(_layer_tensor(recording.outputs[name]), mask))
     return {name: np.concatenate(parts) for name, parts in states.items()}
 
 
