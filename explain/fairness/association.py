@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 from ..errors import ExplainWarning
-from ..results import Result, make_meta
+from ..results import TableResult, make_meta
 from ._common import check_confidence, check_count, interval_errors, percentile_interval
 
 __all__ = ["POOLINGS", "SEAT_TEMPLATES", "WORD_SETS", "AssociationResult", "association_test",
@@ -385,7 +385,7 @@ def _number(value) -> float:
         return float("nan")
 
 
-class AssociationResult(Result):
+class AssociationResult(TableResult):
     """WEAT/SEAT results.
 
     ``to_frame()``: one row per test: ``test``, ``name``, ``first_target_name``,
@@ -403,12 +403,8 @@ class AssociationResult(Result):
     })
 
     def __init__(self, table: pd.DataFrame, missing: pd.DataFrame, *, meta: dict) -> None:
-        self.table = table
+        super().__init__(table, meta=meta)
         self.missing = missing
-        self.meta = meta
-
-    def to_frame(self) -> pd.DataFrame:
-        return self.table.copy()
 
     def summary(self) -> str:
         return (f"{self.meta['method'].upper()} on {self.meta['parameters']['source']}: "
