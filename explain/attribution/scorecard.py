@@ -14,7 +14,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 from ..plotting import new_figure, style
 from ..results import Result, make_meta
 from .core import METHODS, applicable_methods, attribute
-from .trust import PeakMemory, item_units, rank_agreement, robustness
+from .trust import PeakMemory, item_units, measure_faithfulness, rank_agreement, robustness
 
 __all__ = ["ScorecardResult", "scorecard"]
 
@@ -134,8 +134,6 @@ def scorecard(model, inputs, *, methods: Sequence[str] | None = None, target=Non
             result = attribute(model, inputs, method=method, target=target, n_steps=n_steps,
                                seed=seed, faithfulness=False, **extra)
             seconds = time.perf_counter() - start
-        from .trust import measure_faithfulness
-
         result._trust = measure_faithfulness(model, result._run,
                                              output=result.output, seed=seed,
                                              memory_budget=result.meta["parameters"]
