@@ -381,8 +381,7 @@ class AttributionResult(Result):
             labels, scores = self.units(k)
             spans = item.text["word_spans"]
             pieces, cursor = [], 0
-            segment_words = [w for w in range(len(labels))]
-            for w in segment_words:
+            for w in range(len(labels)):
                 start, end = spans[w]
                 if start < cursor or end > len(text) or text[start:end] != labels[w]:
                     continue  # a word of the second text of a pair; shown below
