@@ -670,11 +670,6 @@ def _require_eager(model) -> None:
             f"model.set_attn_implementation('eager')")
 
 
-def _hf_forward(model, inputs: dict):
-    _require_eager(model)
-    return model.model(**inputs, output_attentions=True, return_dict=True)
-
-
 def _expected_layers(config, what: str) -> int | None:
     if what == "self":
         keys = (("encoder_layers", "num_layers") if getattr(config, "is_encoder_decoder", False)
@@ -786,7 +781,7 @@ def attention(
                               "attention_mask": inputs["attention_mask"],
                               "decoder_input_ids": decoder["input_ids"],
                               "decoder_attention_mask": decoder["attention_mask"]}
-                output = _hf_forward(model, inputs)
+                output = module(**inputs, output_attentions=True, return_dict=True)
                 if encoder_decoder:
                     found = {"self": _checked(output.encoder_attentions, "encoder", model),
                              "decoder": _checked(output.decoder_attentions, "decoder", model),
