@@ -20,7 +20,11 @@ import pandas as pd
 import explain
 from explain.provenance import versions
 
-__all__ = ["accuracy", "majority_accuracy", "make_card", "save_checkpoint", "stratified_split"]
+__all__ = ["HELDOUT_FILE", "accuracy", "heldout_metrics", "majority_accuracy", "make_card",
+           "save_checkpoint", "stratified_split"]
+
+#: The held-out rows' file in every checkpoint (written by ``save_checkpoint``, named in the card).
+HELDOUT_FILE = "heldout.csv"
 
 
 def stratified_split(labels: np.ndarray, *, fraction: float, seed: int
@@ -53,15 +57,28 @@ def majority_accuracy(train_labels: np.ndarray, heldout_labels: np.ndarray) -> f
     return accuracy(np.full(len(heldout_labels), values[np.argmax(counts)]), heldout_labels)
 
 
+def heldout_metrics(predicted: np.ndarray, train_labels: np.ndarray,
+                    heldout_labels: np.ndarray, **extra: float) -> dict[str, float]:
+    """Held-out accuracy, the majority-class baseline, ``extra`` metrics, then the margin over
+    the baseline (``accuracy_over_baseline``): the card's ``metrics``."""
+    metrics = {"heldout_accuracy": accuracy(predicted, heldout_labels),
+               "majority_baseline_accuracy": majority_accuracy(train_labels, heldout_labels),
+               **extra}
+    metrics["accuracy_over_baseline"] = (metrics["heldout_accuracy"]
+                                         - metrics["majority_baseline_accuracy"])
+    return metrics
+
+
 def make_card(*, name: str, description: str, data: Mapping[str, Any],
               split: Mapping[str, Any], seed: int, metrics: Mapping[str, float],
               training_time_seconds: float, **extra: Any) -> dict[str, Any]:
-    """The model card stored as ``model_card.json`` (keys documented in ``models/README.md``)."""
+    """The model card stored as ``model_card.json`` (keys documented in ``models/README.md``);
+    ``split`` gains ``heldout_file``."""
     return {
         "name": name,
         "description": description,
         "data": dict(data),
-        "split": dict(split),
+        "split": {**split, "heldout_file": HELDOUT_FILE},
         "seed": seed,
         **extra,
         "metrics": {k: round(float(v), 6) for k, v in metrics.items()},
@@ -79,7 +96,7 @@ def save_checkpoint(loaded: explain.LoadedModel, target: Path, *, card: Mapping[
     old = None
     try:
         staging = explain.save_model(loaded, staging_root / target.name, card=card)
-        heldout.to_csv(staging / "heldout.csv", index=False)
+        heldout.to_csv(staging / HELDOUT_FILE, index=False)
         # mkdtemp makes private directories; a checkpoint is as readable as any cache file.
         staging.chmod(0o755)
         for file in staging.iterdir():

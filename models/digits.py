@@ -29,7 +29,7 @@ import torch
 import explain
 from explain import nets
 
-from ._recipe import accuracy, majority_accuracy, make_card, save_checkpoint, stratified_split
+from ._recipe import heldout_metrics, make_card, save_checkpoint, stratified_split
 
 __all__ = ["train"]
 
@@ -82,12 +82,7 @@ def train(name: str, target: Path, *, progress: bool = True, epochs: int | None 
     with torch.inference_mode():
         predicted = cnn(torch.from_numpy(images[heldout_index])).argmax(dim=-1).numpy()
     heldout_labels = labels[heldout_index]
-    metrics = {
-        "heldout_accuracy": accuracy(predicted, heldout_labels),
-        "majority_baseline_accuracy": majority_accuracy(labels[train_index], heldout_labels),
-    }
-    metrics["accuracy_over_baseline"] = (metrics["heldout_accuracy"]
-                                         - metrics["majority_baseline_accuracy"])
+    metrics = heldout_metrics(predicted, labels[train_index], heldout_labels)
     loaded = explain.load_model(cnn, input_shape=(1, 8, 8), label_names=list(LABEL_NAMES),
                                 name=name)
     heldout = pd.DataFrame(images[heldout_index].reshape(len(heldout_index), 64),
@@ -103,7 +98,7 @@ def train(name: str, target: Path, *, progress: bool = True, epochs: int | None 
               "label": "digit 0-9"},
         split={"method": "stratified by label", "heldout_fraction": HELDOUT_FRACTION,
                "train_rows": len(train_index), "heldout_rows": len(heldout_index),
-               "seed": SEED, "heldout_file": "heldout.csv"},
+               "seed": SEED},
         seed=SEED,
         input_shape=[1, 8, 8],
         label_names=list(LABEL_NAMES),

