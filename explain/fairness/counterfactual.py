@@ -372,12 +372,6 @@ def _holm(p_values: np.ndarray) -> np.ndarray:
     return adjusted
 
 
-def _term_span(text: str, term: str) -> tuple[int, int] | None:
-    first = term.split(", ")[0]
-    match = re.search(r"\b" + re.escape(first) + r"\b", text, flags=re.IGNORECASE)
-    return match.span() if match else None
-
-
 def _blame(model, frame, target_index, method, batch_size) -> pd.DataFrame:
     """Per probed text: attribution (toward the target class) on the identity term's own words
     (those not shared by every term of the probe), its share of the text's total
