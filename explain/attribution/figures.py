@@ -31,8 +31,8 @@ def plot_text(result, *, ax=None, input=0, top_k=10, max_inputs=8, **_):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     indices = list(range(input, min(len(result), input + max_inputs)))
-    scores = [result.units(k)[1] for k in indices]
-    norm = diverging_norm(np.concatenate(scores) if scores else [0.0])
+    units = [result.units(k) for k in indices]
+    norm = diverging_norm(np.concatenate([s for _, s in units]) if units else [0.0])
     cmap = matplotlib.colormaps[DIVERGING]
     created = ax is None
     fig, ax = axes_or_new(ax, 8.0, 4.0)
@@ -45,8 +45,7 @@ def plot_text(result, *, ax=None, input=0, top_k=10, max_inputs=8, **_):
         ax_width = ax.get_window_extent(renderer).width
         gap = 7.0 / ax_width
         line = 0.0  # y in line units, downward
-        for k, values in zip(indices, scores, strict=True):
-            labels = result.units(k)[0]
+        for k, (labels, values) in zip(indices, units, strict=True):
             head = (f"#{k}  predicted {result._predicted_label(k)} "
                     f"({result._run.predicted_score[k]:.2f}), explaining "
                     f"{result._target_label(k)}")

@@ -373,12 +373,11 @@ class AttributionResult(Result):
         cmap = matplotlib.colormaps[cmap_name]
         blocks = []
         shown = min(len(self), 20)
-        all_scores = np.concatenate([self.units(k)[1] for k in range(shown)]) if shown else []
-        norm = diverging_norm(all_scores)
-        for k in range(shown):
+        units = [self.units(k) for k in range(shown)]
+        norm = diverging_norm(np.concatenate([s for _, s in units]) if units else [])
+        for k, (labels, scores) in enumerate(units):
             item = self._run.prepared.items[k]
             text = item.text["text"]
-            labels, scores = self.units(k)
             spans = item.text["word_spans"]
             pieces, cursor = [], 0
             for w in range(len(labels)):
