@@ -384,7 +384,9 @@ def audit(
             kept = ~too_small
             compared = [names[i] for i in np.flatnonzero(kept)]
             excluded = [names[i] for i in np.flatnonzero(too_small)]
-            measures: dict[str, tuple[float, float]] = {}
+            wanted = DISPARITIES if y is not None else ["demographic_parity"]
+            measures = {m: (np.nan, np.nan) for m in wanted}
+            boot_disp = None
             if kept.sum() >= 2:
                 # fairlearn's between-groups difference and ratio are functions of its
                 # per-group values (equalized odds: the worse of TPR and FPR), so they are
@@ -393,14 +395,9 @@ def audit(
                          ("selection_rate", "true_positive_rate", "false_positive_rate",
                           "precision", "accuracy")}
                 computed = _disparities(point)
-                wanted = DISPARITIES if y is not None else ["demographic_parity"]
                 measures = {m: (float(computed[m][0]), float(computed[m][1])) for m in wanted}
-            else:
-                measures = {m: (np.nan, np.nan) for m in
-                            (DISPARITIES if y is not None else ["demographic_parity"])}
-            boot_disp = None
-            if boot is not None and kept.sum() >= 2:
-                boot_disp = _disparities({k: v[:, kept] for k, v in boot.items()})
+                if boot is not None:
+                    boot_disp = _disparities({k: v[:, kept] for k, v in boot.items()})
             for measure, (difference, ratio) in measures.items():
                 row = {"sensitive_feature": feature, "class_label": class_name,
                        "measure": measure, "difference": difference, "ratio": ratio,
