@@ -77,9 +77,11 @@ def floor_run(loaded, texts, n_steps: int, per_batch: int, max_rows: int = 512):
     embedding = model.get_input_embeddings()
     pad = loaded.tokenizer.pad_token_id
     alphas = torch.linspace(0, 1, n_steps)
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    try:
+    from explain.hooks import preserved_state
+
+    with preserved_state(model):
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
         for start in range(0, len(order), per_batch):
             rows = order[start:start + per_batch]
             width = max(batch.lengths[i] for i in rows)
@@ -98,9 +100,6 @@ def floor_run(loaded, texts, n_steps: int, per_batch: int, max_rows: int = 512):
                 logits = model(inputs_embeds=points, attention_mask=mask.repeat(k, 1),
                                token_type_ids=types.repeat(k, 1)).logits
                 torch.autograd.grad(torch.softmax(logits, -1)[:, 1].sum(), points)
-    finally:
-        for parameter in model.parameters():
-            parameter.requires_grad_(True)
 
 
 def captum_loop(loaded, texts, n_steps: int):
