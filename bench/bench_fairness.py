@@ -29,7 +29,8 @@ import numpy as np
 PEER_BOOT = 100
 
 
-def _median_time(fn, rounds):
+def _round_times(fn, rounds):
+    """Seconds of each of `rounds` calls of `fn`, after one warm-up call."""
     fn()  # warm-up
     times = []
     for _ in range(rounds):
@@ -62,17 +63,17 @@ def bench_weat(rounds: int) -> dict:
     for key in ("first_target", "second_target", "first_attribute", "second_attribute"):
         rows = [index[w] for w in test[key]["words"] if w in index]
         sets.append(np.asarray(vectors[rows], dtype=np.float64))
-    ours = _median_time(lambda: association_test(*sets, n_permutations=100_000, n_bootstrap=0),
+    ours = _round_times(lambda: association_test(*sets, n_permutations=100_000, n_bootstrap=0),
                         rounds)
     result = association_test(*sets, n_permutations=100_000, n_bootstrap=0)
     targets = _normalise(np.vstack(sets[:2]))
     s = (targets @ _normalise(sets[2]).T).mean(1) - (targets @ _normalise(sets[3]).T).mean(1)
     naive_n = 2_000
-    naive = _median_time(lambda: _naive_permutations(s, len(sets[0]), naive_n, 0), rounds)
+    naive = _round_times(lambda: _naive_permutations(s, len(sets[0]), naive_n, 0), rounds)
     naive_scaled = [t * 100_000 / naive_n for t in naive]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        full = _median_time(lambda: weat(skip_empty=True, n_bootstrap=1000), max(1, rounds // 2))
+        full = _round_times(lambda: weat(skip_empty=True, n_bootstrap=1000), max(1, rounds // 2))
     return {"n_targets": len(s), "p_value": result["p_value"],
             "effect_size": result["effect_size"], "ours": ours, "naive_scaled": naive_scaled,
             "speedup": statistics.median(n / o for n, o in zip(naive_scaled, ours, strict=True)),
@@ -128,10 +129,10 @@ def bench_audit(rounds: int) -> dict:
             return audit(model, heldout, sensitive_features=["race", "sex"],
                          label="two_year_recid", n_bootstrap=1000, seed=0)
 
-    own = _median_time(own_decisions, rounds)
-    ours_one = _median_time(ours_one_column, rounds)
-    peer = [t * 1000 / PEER_BOOT for t in _median_time(fairlearn_bootstrap, max(1, rounds // 2))]
-    modelled = _median_time(with_model, rounds)
+    own = _round_times(own_decisions, rounds)
+    ours_one = _round_times(ours_one_column, rounds)
+    peer = [t * 1000 / PEER_BOOT for t in _round_times(fairlearn_bootstrap, max(1, rounds // 2))]
+    modelled = _round_times(with_model, rounds)
     return {"own_decisions": own, "one_column": ours_one, "fairlearn_one_column": peer,
             "with_model": modelled, "n_rows": len(compas), "n_heldout": len(heldout),
             "speedup": statistics.median(peer) / statistics.median(ours_one)}
