@@ -541,7 +541,7 @@ class AttentionResult(Result):
         note = f"; {truncated} truncated" if truncated else ""
         return (f"AttentionResult: {len(self.texts)} text(s), {kinds} attention, layers "
                 f"{_ranges(self.layers)} x heads {_ranges(self.heads)} of "
-                f"{self.meta.get('model', {}).get('name', 'model')}{note}")
+                f"{_model_name(self)}{note}")
 
     def view_html(self, *, element_id: str | None = None, max_tokens: int = 128) -> str:
         """The interactive head/model view as an HTML fragment (inline JS/CSS, no network)."""

@@ -55,7 +55,7 @@ def _bytes(block: np.ndarray) -> str:
 
 
 def _view_data(result, *, max_tokens: int, max_texts: int) -> dict[str, Any]:
-    from .attention import _fold
+    from .attention import _fold, _model_name
 
     n_texts = min(len(result.texts), max_texts)
     texts = []
@@ -93,7 +93,7 @@ def _view_data(result, *, max_tokens: int, max_texts: int) -> dict[str, Any]:
                       "cropped": "; ".join(cropped), "maps": maps})
     note = (f"showing the first {n_texts} of {len(result.texts)} texts"
             if n_texts < len(result.texts) else "")
-    title = (f"Attention of {result.meta.get('model', {}).get('name', 'model')}: "
+    title = (f"Attention of {_model_name(result)}: "
              f"{len(result.texts)} text{'s' if len(result.texts) != 1 else ''}")
     return {"title": title, "note": note, "kinds": list(result.maps),
             "maxLength": result.meta.get("parameters", {}).get("max_length"),
