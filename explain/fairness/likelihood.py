@@ -294,11 +294,8 @@ def stereoset(model: Any, data: str | os.PathLike | pd.DataFrame, *, batch_size:
             sentence = example[gold]
             texts.append(sentence)
             spans.append(_blank_span(example["context"], sentence))
-    if model.task == "masked-lm":
-        scores = sentence_scores(model, texts, spans=spans, reduce="mean",
-                                 batch_size=batch_size)
-    else:
-        scores = sentence_scores(model, texts, reduce="mean", batch_size=batch_size)
+    # a masked LM scores the blank's tokens (spans); a causal LM every token
+    scores = sentence_scores(model, texts, spans=spans, reduce="mean", batch_size=batch_size)
     table = scores.reshape(len(frame), len(_GOLD))
     examples = frame[["id", "target", "bias_type"]].copy()
     examples["score_stereotype"] = table[:, 0]
