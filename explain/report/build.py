@@ -248,6 +248,12 @@ def _texts(data: pd.DataFrame, column: str, rows: Sequence[int]) -> list[str]:
     return [str(data[column].iloc[r]) for r in rows]
 
 
+def _inputs(data: pd.DataFrame, column: str, rows: Sequence[int], is_text: bool):
+    """The model inputs of ``rows``: their texts, or the table rows (index reset)."""
+    return _texts(data, column, rows) if is_text else \
+        data.iloc[list(rows)].reset_index(drop=True)
+
+
 def _percent(value: float) -> str:
     return f"{100 * value:.1f}%"
 
@@ -573,10 +579,7 @@ def _run_attributions(report, progress, part, loaded, data, text_column, rows, n
         return
     with progress.stage(report, "attributions"):
         is_text = loaded.is_text
-        if is_text:
-            inputs = _texts(data, text_column, rows)
-        else:
-            inputs = data.iloc[list(rows)].reset_index(drop=True)
+        inputs = _inputs(data, text_column, rows, is_text)
         # fixed steps for text keep the demo in budget; the completeness error is reported
         result = attribute(loaded, inputs, method="integrated_gradients",
                            n_steps=16 if is_text else "auto", seed=seed, progress=False)
@@ -620,8 +623,7 @@ def _run_attributions(report, progress, part, loaded, data, text_column, rows, n
         chosen = set(rows)
         others = [int(r) for r in rng.permutation(len(data)) if int(r) not in chosen]
         order = list(rows) + others[:max(0, pool - len(rows))]
-        global_inputs = _texts(data, text_column, order) if is_text else \
-            data.iloc[order].reset_index(drop=True)
+        global_inputs = _inputs(data, text_column, order, is_text)
         global_method = "integrated_gradients"
         overall = attribute(loaded, global_inputs, method=global_method, seed=seed,
                             faithfulness=False, progress=False,
@@ -655,8 +657,7 @@ def _run_attributions(report, progress, part, loaded, data, text_column, rows, n
 def _run_scorecard(report, part, loaded, data, text_column, rows, *, seed, is_text):
     if is_text:
         rows = list(rows)[:SCORECARD_EXAMPLES_TEXT]
-    inputs = _texts(data, text_column, rows) if is_text else \
-        data.iloc[list(rows)].reset_index(drop=True)
+    inputs = _inputs(data, text_column, rows, is_text)
     methods = SCORECARD_METHODS_TEXT if is_text else SCORECARD_METHODS_TABULAR
     result = scorecard(loaded, inputs, methods=methods, seed=seed, n_steps=16)
     # Wall time and memory are measurements, different on every run: the report keeps the
