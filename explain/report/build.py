@@ -130,11 +130,11 @@ def load_data(spec: Any = None, *, model=None) -> DataSource:
             raise ValueError("no data given and the model has no held-out rows (heldout.csv); "
                              "pass --data FILE.csv or a built-in dataset: "
                              f"{', '.join(DATASETS)}")
-        card = getattr(model, "card", {}) or {}
-        licence = (card.get("data") or {}).get("licence") if isinstance(card.get("data"), dict) \
-            else None
-        loader = (card.get("data") or {}).get("loader", "") if isinstance(card.get("data"),
-                                                                            dict) else ""
+        card_data = (getattr(model, "card", {}) or {}).get("data")
+        if not isinstance(card_data, dict):
+            card_data = {}
+        licence = card_data.get("licence")
+        loader = card_data.get("loader", "")
         if licence is None and loader.endswith(".compas"):
             licence = _LICENCES["compas"]
         return DataSource(pd.read_csv(heldout), f"{model.name} held-out rows",
