@@ -149,10 +149,8 @@ def global_surrogate(model, inputs, *, max_depth: int = 3, sparsity: float = 0.1
     test, train = order[:n_test], order[n_test:]
     tree = DecisionTreeClassifier(max_depth=max_depth, random_state=seed)
     tree.fit(features[train], predicted[train])
-    linear = LogisticRegression(l1_ratio=1.0, C=sparsity, solver="saga", max_iter=5000,
-                                random_state=seed) if _has_l1_ratio() else \
-        LogisticRegression(penalty="l1", C=sparsity, solver="saga", max_iter=5000,
-                           random_state=seed)
+    l1 = {"l1_ratio": 1.0} if _has_l1_ratio() else {"penalty": "l1"}
+    linear = LogisticRegression(C=sparsity, solver="saga", max_iter=5000, random_state=seed, **l1)
     if len(np.unique(predicted[train])) < 2:
         raise ValueError("the model predicts a single class on these rows; a surrogate needs "
                          "rows of at least two predicted classes")
@@ -195,9 +193,6 @@ def _readable(rules: str, encoder) -> str:
 
 def _has_l1_ratio() -> bool:
     """scikit-learn >= 1.8 deprecates ``penalty=`` in favour of ``l1_ratio``."""
-    import inspect
+    import sklearn
 
-    import sklearn.linear_model as lm
-
-    return "l1_ratio" in inspect.signature(lm.LogisticRegression).parameters and \
-        tuple(int(p) for p in __import__("sklearn").__version__.split(".")[:2]) >= (1, 8)
+    return tuple(int(p) for p in sklearn.__version__.split(".")[:2]) >= (1, 8)
