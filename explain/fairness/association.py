@@ -36,7 +36,13 @@ import torch
 
 from ..errors import ExplainWarning
 from ..results import TableResult, make_meta
-from ._common import check_confidence, check_count, interval_errors, percentile_interval
+from ._common import (
+    check_confidence,
+    check_count,
+    interval_errors,
+    percentile_interval,
+    resolve_model,
+)
 
 __all__ = ["POOLINGS", "SEAT_TEMPLATES", "WORD_SETS", "AssociationResult", "association_test",
            "encode_sentences", "seat", "weat"]
@@ -303,8 +309,6 @@ def seat(model: Any, *, tests: Any = None, templates: Sequence[str] = SEAT_TEMPL
     encoder: its tokenizer splits unknown words into pieces). ``layer``/``pooling`` as in
     ``encode_sentences``.
     """
-    from ._common import resolve_model
-
     model = resolve_model(model)
     templates = list(templates)
     if not templates:
@@ -314,7 +318,6 @@ def seat(model: Any, *, tests: Any = None, templates: Sequence[str] = SEAT_TEMPL
             raise ValueError(f"template {template!r} has no '{{}}' placeholder for the word; "
                              f"write e.g. 'This is {{}}.'")
     parsed = _check_tests(tests)
-    cache: dict[str, np.ndarray] = {}
     all_sentences = sorted({t.replace("{}", w) for test in parsed.values() for key in WORD_SETS
                             for w in test[key]["words"] for t in templates})
     vectors = encode_sentences(model, all_sentences, layer=layer, pooling=pooling,
