@@ -385,9 +385,10 @@ def _blame(model, frame, target_index, method, batch_size) -> pd.DataFrame:
     # The identity words of a term are those not shared by every term ("a", "person").
     vocab = [set(re.findall(r"\w+", t.lower())) for t in frame["term"].unique()]
     shared = set.intersection(*vocab) if vocab else set()
+    by_input = dict(tuple(words.groupby("input_id", sort=False)))
     rows = []
     for row in frame.itertuples():
-        part = words[words["input_id"] == row.row]
+        part = by_input.get(row.row, words.iloc[:0])
         scores = part["score"].to_numpy(float)
         labels = part["label"].astype(str).str.lower().to_numpy()
         term_words = set(re.findall(r"\w+", row.term.lower()))
