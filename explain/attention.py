@@ -199,8 +199,7 @@ def _head_statistics(maps: np.ndarray, special: Sequence[bool]) -> dict[str, np.
         logs = np.where(a > 0, np.log(np.where(a > 0, a, 1.0)), 0.0)
     stats = {
         "entropy": -(a * logs).sum(-1).mean(-1),
-        "special_share": a[..., np.asarray(special, dtype=bool)].sum(-1).mean(-1)
-        if any(special) else np.zeros(a.shape[:2]),
+        "special_share": a[..., np.asarray(special, dtype=bool)].sum(-1).mean(-1),
     }
     if a.shape[-2] != length:
         # Cross attention: queries and keys are different sequences, so positions do not compare.
