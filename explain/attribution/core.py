@@ -1002,6 +1002,7 @@ def compute(loaded, prepared: Prepared, method: str, *, n_steps: int, batch_size
             parameter.requires_grad_(False)
         # DeepLift: a model copy with per-call activations, built once (not per batch)
         attributing = _deeplift_scorer(scorer, px, pargs) if method == "deeplift" else scorer
+        method_options = _method_options(method, options, prepared, loaded)
         try:
             for rows in batches:
                 batch_items = [items[i] for i in rows]
@@ -1017,7 +1018,7 @@ def compute(loaded, prepared: Prepared, method: str, *, n_steps: int, batch_size
                 rows_budget = rows_budget_for(width)
                 attr, delta, r2 = _with_retry(
                     method, attributing, x, b, args, units, n_steps=n_steps, rows_budget=rows_budget,
-                    options=_method_options(method, options, prepared, loaded), layer=layer_module,
+                    options=method_options, layer=layer_module,
                     seed=(seed, batch_items[0].input_id, _item_offset(batch_items[0], items))
                     if per_item else None)
                 rows_index = torch.arange(len(batch_items))
