@@ -18,7 +18,7 @@ import json
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def read_table(spec: str | None, model_name: str | None = None):
-    """A data file, a built-in dataset name, or (``None``) a reference model's held-out rows."""
+    """A data file or a built-in dataset name (``explain.report.build.load_data``), or
+    (``None``) a reference model's held-out rows."""
     import pandas as pd
 
     if spec is None:
@@ -72,23 +73,9 @@ def read_table(spec: str | None, model_name: str | None = None):
         if not path.is_file():
             raise FileNotFoundError(f"{str(path)!r} is missing; pass --data FILE")
         return pd.read_csv(path)
-    path = Path(spec)
-    if not path.exists():
-        from .. import datasets
+    from ..report.build import load_data
 
-        builtin = {"compas": datasets.compas, "adult": datasets.adult,
-                   "german_credit": datasets.german_credit,
-                   "rotten_tomatoes": datasets.rotten_tomatoes}
-        if spec in builtin:
-            return builtin[spec]()
-        raise FileNotFoundError(f"no such data file {spec!r}; pass a {', '.join(_READERS)} file "
-                                f"or one of {', '.join(builtin)}")
-    readers: Mapping[str, Callable[[Path], Any]] = {
-        ".csv": pd.read_csv, ".tsv": lambda p: pd.read_csv(p, sep="\t"),
-        ".parquet": pd.read_parquet, ".jsonl": lambda p: pd.read_json(p, lines=True)}
-    if path.suffix not in readers:
-        raise ValueError(f"cannot read {spec!r}: use a {', '.join(_READERS)} file")
-    return readers[path.suffix](path)
+    return load_data(spec).frame
 
 
 def slug(text: str) -> str:
