@@ -71,7 +71,7 @@ from torch import nn
 
 from . import hooks
 from .results import Result, make_meta
-from .text import TextBatch, encode_texts, fold_scores, model_max_length, word_units
+from .text import TextBatch, encode_texts, fold_matrix, fold_scores, model_max_length, word_units
 
 __all__ = ["ATTENTIONS", "DTYPES", "FLOW_MAX_TOKENS", "HEAD_STATISTICS", "LEVELS", "SIDES",
            "AttentionResult", "attention", "attention_flow", "attention_rollout",
@@ -177,18 +177,6 @@ def attention_flow(maps: np.ndarray, *, query: int) -> np.ndarray:
                       dtype=np.float64)
     total = values.sum()
     return values / total if total > 0 else values
-
-
-def _fold(matrix: np.ndarray, query_units: Sequence[int], key_units: Sequence[int]) -> np.ndarray:
-    """``(..., Tq, Tk)`` -> ``(..., Uq, Uk)``: mean over query tokens of a unit, sum over keys."""
-    matrix = np.asarray(matrix, dtype=np.float64)
-    q = np.asarray(query_units)
-    k = np.asarray(key_units)
-    q_onehot = np.zeros((len(q), int(q.max()) + 1))
-    q_onehot[np.arange(len(q)), q] = 1.0
-    k_onehot = np.zeros((len(k), int(k.max()) + 1))
-    k_onehot[np.arange(len(k)), k] = 1.0
-    return (q_onehot / q_onehot.sum(0)).T @ matrix @ k_onehot
 
 
 def _head_statistics(maps: np.ndarray, special: Sequence[bool]) -> dict[str, np.ndarray]:
@@ -376,7 +364,7 @@ class AttentionResult(Result):
         block = block.mean(0) if h is None else block[h]
         if level == "word":
             query_side, key_side = self._sides(attention)
-            block = _fold(block, query_side.unit_index[i], key_side.unit_index[i])
+            block = fold_matrix(block, query_side.unit_index[i], key_side.unit_index[i])
         return block
 
     def _full_maps(self, text_id: int, what: str) -> np.ndarray:
@@ -477,7 +465,7 @@ class AttentionResult(Result):
                 block = np.asarray(self.maps[kind][i], dtype=np.float64)
                 block = block[np.ix_(list(layer_pos), list(head_pos))]
                 if level == "word":
-                    block = _fold(block, query_side.unit_index[i], key_side.unit_index[i])
+                    block = fold_matrix(block, query_side.unit_index[i], key_side.unit_index[i])
                 grid = np.indices(block.shape).reshape(4, -1)
                 q_labels = np.asarray(query_side.labels(i, level), dtype=object)
                 k_labels = np.asarray(key_side.labels(i, level), dtype=object)

@@ -55,7 +55,8 @@ def _bytes(block: np.ndarray) -> str:
 
 
 def _view_data(result, *, max_tokens: int, max_texts: int) -> dict[str, Any]:
-    from .attention import _fold, _model_name
+    from .attention import _model_name
+    from .text import fold_matrix
 
     n_texts = min(len(result.texts), max_texts)
     texts = []
@@ -75,7 +76,7 @@ def _view_data(result, *, max_tokens: int, max_texts: int) -> dict[str, Any]:
                 q_index = np.asarray(query_side.unit_index[i])
                 k_index = np.asarray(key_side.unit_index[i])
                 if level == "word":
-                    block = _fold(full, q_index, k_index)
+                    block = fold_matrix(full, q_index, k_index)
                     q_units, k_units = int(q_index[q_keep - 1]) + 1, int(k_index[k_keep - 1]) + 1
                     block = block[..., :q_units, :k_units]
                 else:

@@ -238,23 +238,30 @@ def word_units(batch: TextBatch, i: int) -> tuple[list[int], list[str], list[boo
     return index, labels, specials
 
 
-def fold_matrix(matrix: np.ndarray | torch.Tensor, unit_index: Sequence[int]) -> np.ndarray:
-    """Attention ``(..., T, T)`` (rows = queries) -> ``(..., U, U)`` over units.
+def _units_onehot(index: np.ndarray) -> np.ndarray:
+    if (index < 0).any():
+        raise ValueError("unit indices must map every token to a unit; use word_units() to keep "
+                         "special tokens as units of their own")
+    onehot = np.zeros((len(index), int(index.max()) + 1))
+    onehot[np.arange(len(index)), index] = 1.0
+    return onehot
+
+
+def fold_matrix(matrix: np.ndarray | torch.Tensor, unit_index: Sequence[int],
+                key_index: Sequence[int] | None = None) -> np.ndarray:
+    """Attention ``(..., Tq, Tk)`` (rows = queries) -> ``(..., Uq, Uk)`` over units.
 
     Sum over the key tokens of a unit, mean over the query tokens of a unit, so rows that summed
-    to 1 still sum to 1. ``unit_index`` maps every token to a unit (no ``-1``; see
-    ``word_units``, which keeps special tokens as units of their own).
+    to 1 still sum to 1. ``unit_index`` maps every query token to a unit, ``key_index`` every key
+    token (default: the same as the queries, i.e. self-attention; cross attention has its own).
+    No ``-1``: see ``word_units``, which keeps special tokens as units of their own.
     """
     matrix = np.asarray(matrix.detach().float().cpu() if isinstance(matrix, torch.Tensor)
                         else matrix, dtype=np.float64)
-    index = np.asarray(unit_index)
-    if (index < 0).any():
-        raise ValueError("unit_index must map every token to a unit; use word_units() to keep "
-                         "special tokens as units of their own")
-    if matrix.shape[-1] != len(index) or matrix.shape[-2] != len(index):
-        raise ValueError(f"matrix is {matrix.shape[-2:]} but unit_index has {len(index)} tokens")
-    n_units = int(index.max()) + 1
-    onehot = np.zeros((len(index), n_units))
-    onehot[np.arange(len(index)), index] = 1.0
-    mean_q = onehot / onehot.sum(0)
-    return np.swapaxes(mean_q, 0, 1) @ matrix @ onehot
+    queries = np.asarray(unit_index)
+    keys = queries if key_index is None else np.asarray(key_index)
+    if matrix.shape[-2] != len(queries) or matrix.shape[-1] != len(keys):
+        raise ValueError(f"matrix is {matrix.shape[-2:]} but the unit indices cover "
+                         f"{len(queries)} query and {len(keys)} key tokens")
+    q_onehot = _units_onehot(queries)
+    return (q_onehot / q_onehot.sum(0)).T @ matrix @ _units_onehot(keys)
