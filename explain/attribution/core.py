@@ -1003,6 +1003,7 @@ def compute(loaded, prepared: Prepared, method: str, *, n_steps: int, batch_size
         # DeepLift: a model copy with per-call activations, built once (not per batch)
         attributing = _deeplift_scorer(scorer, px, pargs) if method == "deeplift" else scorer
         method_options = _method_options(method, options, prepared, loaded)
+        offsets = item_offsets(items)
         try:
             for rows in batches:
                 batch_items = [items[i] for i in rows]
@@ -1019,7 +1020,7 @@ def compute(loaded, prepared: Prepared, method: str, *, n_steps: int, batch_size
                 attr, delta, r2 = _with_retry(
                     method, attributing, x, b, args, units, n_steps=n_steps, rows_budget=rows_budget,
                     options=method_options, layer=layer_module,
-                    seed=(seed, batch_items[0].input_id, _item_offset(batch_items[0], items))
+                    seed=(seed, batch_items[0].input_id, offsets[rows[0]])
                     if per_item else None)
                 rows_index = torch.arange(len(batch_items))
                 f_x = dist[rows_index, args[3]] - torch.where(
@@ -1062,10 +1063,14 @@ def _text_batches(items, order, method, n_steps, rows_budget_for) -> list[list[i
     return batches
 
 
-def _item_offset(item: Item, items: list[Item]) -> int:
-    """Index of ``item`` among the items of its input (several for LM continuations)."""
-    same = [it for it in items if it.input_id == item.input_id]
-    return same.index(item)
+def item_offsets(items: Sequence[Item]) -> list[int]:
+    """Per item, its index among the items of its input (several for LM continuations)."""
+    seen: dict[int, int] = {}
+    offsets = []
+    for item in items:
+        offsets.append(seen.get(item.input_id, 0))
+        seen[item.input_id] = offsets[-1] + 1
+    return offsets
 
 
 def _method_options(method: str, options: Mapping[str, Any], prepared: Prepared, loaded

@@ -14,6 +14,7 @@ import pandas as pd
 from ..plotting import diverging_norm
 from ..results import Result, make_meta
 from ..text import fold_scores
+from .core import item_offsets
 
 __all__ = ["LEVELS", "AttributionResult"]
 
@@ -78,12 +79,7 @@ class AttributionResult(Result):
         return len(self._run.prepared.items)
 
     def _steps(self) -> list[int]:
-        seen: dict[int, int] = {}
-        steps = []
-        for item in self._run.prepared.items:
-            steps.append(seen.get(item.input_id, 0))
-            seen[item.input_id] = steps[-1] + 1
-        return steps
+        return item_offsets(self._run.prepared.items)
 
     def _target_label(self, k: int) -> str:
         item = self._run.prepared.items[k]

@@ -95,18 +95,17 @@ def _trapezoid(values: np.ndarray) -> float:
 def measure_faithfulness(loaded, run, *, output: str, seed: int, memory_budget: int,
                          n_random: int = 2) -> Faithfulness:
     """Deletion/insertion curves of every explanation of ``run`` and of random rankings."""
-    from .core import scorer_for
+    from .core import item_offsets, scorer_for
 
     prepared = run.prepared
     scorer = scorer_for(loaded, prepared, output)
     out = Faithfulness([], [], [], [], [], [])
-    occurrence: dict[int, int] = {}
+    offsets = item_offsets(prepared.items)
     with torch.no_grad():
         for k, item in enumerate(prepared.items):
             scores, element = item_units(run, k)
             n = len(scores)
-            offset = occurrence.get(item.input_id, 0)
-            occurrence[item.input_id] = offset + 1
+            offset = offsets[k]
             rng = np.random.default_rng([seed, item.input_id, offset, 7])
             ranked = np.argsort(-scores, kind="stable")
             orders = [ranked] + [rng.permutation(n) for _ in range(n_random)]
