@@ -385,6 +385,13 @@ def test_causal_lm_continuation(tiny_gpt2):
     assert count_hooks(tiny_gpt2) == 0
 
 
+def test_causal_lm_continuation_per_input_method(tiny_gpt2):
+    # per-input methods seed each continuation token by its index within the input
+    result = attribute(tiny_gpt2, ["the movie was"], continuation=" good and",
+                       method="feature_ablation", faithfulness=False)
+    assert result.explanations().step.tolist() == list(range(len(result)))
+
+
 def test_rank_agreement_identical_methods(one_feature):
     x = _features()
     a = attribute(one_feature, x, method="integrated_gradients", n_steps=16)
