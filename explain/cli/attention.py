@@ -47,16 +47,6 @@ def _formats(text: str) -> tuple[str, ...]:
     return formats
 
 
-def _load(model: str):
-    import explain_models
-
-    from .. import load_model
-
-    if model in explain_models.RECIPES and not Path(model).exists():
-        return load_model(explain_models.ensure(model))
-    return load_model(model)
-
-
 def run(args: argparse.Namespace) -> int:
     from .. import attention
     from ..attention import FLOW_MAX_TOKENS, HEAD_STATISTICS, LEVELS
@@ -68,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
     if args.statistic not in HEAD_STATISTICS:
         raise ValueError(f"unknown statistic {args.statistic!r}; valid: "
                          f"{', '.join(HEAD_STATISTICS)}")
-    loaded = _load(args.model)
+    import explain_models
+
+    loaded = explain_models.load(args.model)
     result = attention(loaded, args.texts, max_length=args.max_length)
     layer = result.layers[-1] if args.layer is None else args.layer
     for option, value, valid in (("--layer", layer, result.layers),

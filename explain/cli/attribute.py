@@ -58,16 +58,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="table format (default: parquet)")
 
 
-def _load(model: str):
-    import explain_models
-
-    from .. import load_model
-
-    if model in explain_models.RECIPES and not Path(model).exists():
-        return load_model(explain_models.ensure(model))
-    return load_model(model)
-
-
 def _read(path: Path, loaded, args):
     import numpy as np
     import pandas as pd
@@ -131,7 +121,9 @@ def run(args: argparse.Namespace) -> int:
                              ) from None
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1, got {args.limit}")
-    loaded = _load(args.model)
+    import explain_models
+
+    loaded = explain_models.load(args.model)
     inputs, pairs = _read(Path(args.data), loaded, args)
     kwargs = {"text_pairs": pairs} if pairs is not None else {}
     result = attribute(loaded, inputs, method=args.method, target=args.target, n_steps=n_steps,

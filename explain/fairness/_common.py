@@ -58,12 +58,9 @@ def resolve_model(model: Any) -> Any:
         from .. import datasets
 
         return load_model(datasets.minilm_path(), name="all-MiniLM-L6-v2")
-    if isinstance(model, str):
-        import explain_models
+    import explain_models
 
-        if model in explain_models.RECIPES:
-            return load_model(explain_models.ensure(model))
-    return load_model(model)
+    return explain_models.load(model)
 
 
 def class_probabilities(model: Any, data: pd.DataFrame | Sequence[str], *,

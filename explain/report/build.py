@@ -97,14 +97,9 @@ def resolve_model(spec: Any, *, progress: bool = False):
     if not isinstance(spec, (str, os.PathLike)):
         raise TypeError(f"model must be a LoadedModel, a reference-model name or a path, got "
                         f"{type(spec).__name__}")
-    text = os.fspath(spec)
-    try:
-        import explain_models
-    except ImportError:  # pragma: no cover - the reference recipes are optional
-        explain_models = None
-    if explain_models is not None and text in explain_models.RECIPES and not Path(text).exists():
-        return explain.load_model(explain_models.ensure(text, progress=progress))
-    return explain.load_model(text)
+    import explain_models
+
+    return explain_models.load(os.fspath(spec), progress=progress)
 
 
 @dataclass
