@@ -78,8 +78,9 @@ class ScorecardResult(Result):
             if ax is None:  # a legend of the figure, below everything, never on a bar or label
                 fig.legend(*a.get_legend_handles_labels(), loc="outside lower center", ncols=2,
                            frameon=False, fontsize=8)
-            else:
-                a.legend(loc="best", fontsize=7, framealpha=0.9)
+            else:  # beside the axes: inside, it covered the longest bar
+                a.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7,
+                         frameon=False)
             a.set_title("Faithfulness")
             if len(axes) > 1:
                 axes[1].barh(y, frame.stability, color="#4393c3")
