@@ -408,7 +408,10 @@ def test_head_statistics_frame(tiny_bert):
     shares = frame[["special_share", "previous_share", "self_share"]].to_numpy()
     assert np.all((shares >= 0) & (shares <= 1))
     longest = max(len(result.tokens(i)) for i in range(len(TEXTS)))
-    assert np.all(frame["entropy"] <= math.log(longest) + 1e-9)
+    # float32 rows sum to 1 within ~T roundoff units, which can lift a near-uniform row's
+    # entropy above log(T) by about that much times log(T).
+    slack = longest * np.finfo(np.float32).eps * (math.log(longest) + 1)
+    assert np.all(frame["entropy"] <= math.log(longest) + slack)
 
 
 # --------------------------------------------------------------------------- head importance
