@@ -138,13 +138,85 @@ def build(name: str, config: Mapping[str, Any]) -> nn.Module:
     return ARCHITECTURES[name](**dict(config))
 
 
+_SHOWN = 5  # values or rows an error message lists before "and N more"
+
+
+def _some(items: Sequence[str], limit: int = _SHOWN) -> str:
+    """``'a', 'b', 'c' and 4 more``: the first ``limit`` of ``items`` (already formatted)."""
+    shown = ", ".join(items[:limit])
+    return shown if len(items) <= limit else f"{shown} and {len(items) - limit} more"
+
+
+def _rows(frame: pd.DataFrame, mask: np.ndarray) -> str:
+    labels = [str(label) for label in frame.index[mask]]
+    return f"{len(labels)} of {len(frame)} rows (index {_some(labels)})"
+
+
+def _numeric_values(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """Column ``column`` as finite float64; ``ValueError`` naming text that is not a number or
+    the rows that are missing (NaN) or infinite."""
+    raw = frame[column]
+    values = pd.to_numeric(raw, errors="coerce")
+    text = (values.isna() & raw.notna()).to_numpy()
+    if text.any():
+        counts = raw[text].astype(str).value_counts()
+        found = [f"{value!r} ({count} rows)" for value, count in counts.items()]
+        raise ValueError(f"numeric column {column!r} holds values that are not numbers: "
+                         f"{_some(found)}; convert them to numbers (or drop those rows) before "
+                         f"encoding")
+    values = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise ValueError(f"numeric column {column!r} is missing (NaN) or infinite in "
+                         f"{_rows(frame, bad)}; the model has no input for a missing number: "
+                         f"drop or impute those rows first")
+    return values
+
+
+def _categories(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """Column ``column`` as strings; ``ValueError`` naming the rows where it is missing."""
+    raw = frame[column]
+    missing = raw.isna().to_numpy()
+    if missing.any():
+        raise ValueError(f"categorical column {column!r} is missing (NaN/None) in "
+                         f"{_rows(frame, missing)}; a missing value is no category of the model: "
+                         f"fill those rows with a category or drop them first")
+    return raw.astype(str).to_numpy()
+
+
+def _normalised(value: str) -> str:
+    try:
+        return repr(float(value))  # '1' and '1.0' name the same category
+    except ValueError:
+        return value.strip().casefold()
+
+
+def _unseen_error(column: str, values: np.ndarray, known: Sequence[str]) -> ValueError:
+    unseen, counts = np.unique(values[~np.isin(values, known)], return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    found = [f"{unseen[i]!r} ({counts[i]} rows)" for i in order]
+    by_form = {_normalised(k): k for k in known}
+    near = {str(v): by_form[_normalised(str(v))] for v in unseen if _normalised(str(v)) in by_form}
+    fix = (f"map them to known categories, e.g. data[{column!r}] = "
+           f"data[{column!r}].replace({near!r}), or drop those rows" if near else
+           "map them to known categories or drop those rows")
+    return ValueError(f"categorical column {column!r} holds values never seen in training: "
+                      f"{_some(found)}; known categories: {_some([repr(k) for k in known], 30)}. "
+                      f"The model has no input "
+                      f"for an unseen category: {fix}")
+
+
 class TabularEncoder:
     """Raw table -> float32 matrix: numeric columns standardised, categorical columns one-hot.
 
     Encoded feature names are ``column`` for numeric columns and ``column=value`` for each
-    category (in sorted order); a value unseen at fit time encodes as all zeros. ``groups`` maps
-    each raw column to the encoded indices it produced, so a one-hot group can be attributed as
-    one feature. ``to_dict()``/``from_dict()`` round-trip through JSON.
+    category (in sorted order). ``groups`` maps each raw column to the encoded indices it
+    produced, so a one-hot group can be attributed as one feature. ``to_dict()``/``from_dict()``
+    round-trip through JSON.
+
+    Bad input raises ``ValueError`` naming the column and the values or rows, never encodes
+    silently: a category unseen at fit time (the model has no input for it), a missing value
+    (NaN/None) in any column, text that is not a number in a numeric column.
     """
 
     def __init__(self, numeric: Mapping[str, tuple[float, float]],
@@ -155,12 +227,13 @@ class TabularEncoder:
     @classmethod
     def fit(cls, frame: pd.DataFrame, *, numeric: Sequence[str],
             categorical: Sequence[str]) -> TabularEncoder:
+        _check_columns(frame, [*numeric, *categorical], "the encoder was asked to fit")
         stats = {}
         for column in numeric:
-            values = frame[column].astype(float)
+            values = pd.Series(_numeric_values(frame, column))
             std = float(values.std(ddof=0))
             stats[column] = (float(values.mean()), std if std > 0 and math.isfinite(std) else 1.0)
-        cats = {column: sorted(frame[column].astype(str).unique()) for column in categorical}
+        cats = {column: sorted(set(_categories(frame, column))) for column in categorical}
         return cls(stats, cats)
 
     @property
@@ -186,21 +259,17 @@ class TabularEncoder:
         return groups
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        """``(n_rows, n_features)`` float32; raises ``KeyError`` naming missing columns."""
-        missing = [c for c in self.columns if c not in frame.columns]
-        if missing:
-            raise KeyError(f"columns {missing} are missing from the table; the model was "
-                           f"trained on {self.columns}")
+        """``(n_rows, n_features)`` float32. ``KeyError`` names missing columns; ``ValueError``
+        names unseen categories, missing values and non-numbers (see the class docstring)."""
+        _check_columns(frame, self.columns, "the model was trained on")
         parts = []
         for column, (mean, std) in self.numeric.items():
-            values = frame[column].astype(float).to_numpy()
-            if not np.isfinite(values).all():
-                raise ValueError(f"column {column!r} holds NaN or infinite values; drop or "
-                                 f"impute those rows first")
-            parts.append(((values - mean) / std)[:, None])
-        for column, values in self.categorical.items():
-            raw = frame[column].astype(str).to_numpy()
-            parts.append((raw[:, None] == np.asarray(values)[None, :]).astype(np.float64))
+            parts.append(((_numeric_values(frame, column) - mean) / std)[:, None])
+        for column, known in self.categorical.items():
+            values = _categories(frame, column)
+            if not np.isin(values, known).all():
+                raise _unseen_error(column, values, known)
+            parts.append((values[:, None] == np.asarray(known)[None, :]).astype(np.float64))
         return np.concatenate(parts, axis=1).astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
@@ -216,3 +285,14 @@ class TabularEncoder:
 
         return cls({k: tuple(v) for k, v in pairs(data["numeric"])},
                    dict(pairs(data["categorical"])))
+
+
+def _check_columns(frame: Any, columns: Sequence[str], what: str) -> None:
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"a tabular encoder reads a pandas DataFrame with the columns "
+                        f"{list(columns)}, got {type(frame).__name__}; pass already encoded "
+                        f"features as a tensor instead")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise KeyError(f"columns {missing} are missing from the table; {what} "
+                       f"{list(columns)}")

@@ -130,6 +130,27 @@ def test_reload_gives_identical_logits(reference):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("name", ["compas", "adult"])
+def test_rows_the_encoder_never_saw_are_refused_not_encoded_as_no_category(name, request):
+    """Lower-case ``sex`` once encoded as "no category" without a word and flipped COMPAS
+    decisions; now it is an error that names the values and the mapping back."""
+    loaded = request.getfixturevalue(f"{name}_model")
+    heldout = pd.read_csv(explain_models.path(name) / "heldout.csv", keep_default_na=False)
+    lower = heldout.assign(sex=heldout["sex"].str.lower())
+    with pytest.raises(ValueError) as error:
+        loaded.encode_frame(lower)
+    message = str(error.value)
+    for value, count in lower["sex"].value_counts().items():
+        assert f"'{value}' ({count} rows)" in message
+    assert "known categories: 'Female', 'Male'" in message
+    fixed = lower.assign(sex=lower["sex"].replace({"female": "Female", "male": "Male"}))
+    assert torch.equal(loaded.encode_frame(fixed), loaded.encode_frame(heldout))
+    with pytest.raises(ValueError, match=r"'sex' is missing \(NaN/None\) in "
+                                         rf"{len(heldout)} of {len(heldout)} rows"):
+        loaded.encode_frame(heldout.assign(sex=None))
+
+
+@pytest.mark.slow
 def test_checkpoint_holds_no_pickle(reference):
     _, path, loaded = reference
     assert loaded.provenance["weights_format"] == "safetensors"
