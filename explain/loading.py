@@ -12,7 +12,9 @@
 Weights are read from safetensors only unless ``allow_pickle=True``; remote code never runs; the
 model is put in eval mode; Hugging Face models are loaded with eager attention so attention
 weights exist, and a model that arrives with another implementation is switched with a warning,
-never silently.
+never silently. A text model gets a tokenizer that fits it or an error: a checkpoint directory
+without tokenizer files, or a tokenizer with far fewer tokens than the model's embedding rows
+(every word would read as an unknown token), is refused with the fix (``tokenizer=...``).
 """
 
 from __future__ import annotations
@@ -51,6 +53,13 @@ TASKS: Mapping[str, str] = MappingProxyType({
 _TEXT_TASKS = ("sequence-classification", "masked-lm", "causal-lm", "encoder")
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+#: Files that hold a tokenizer's vocabulary (fast, WordPiece, BPE, SentencePiece, tiktoken);
+#: a checkpoint directory with none of them has no tokenizer.
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "*.model", "*.spm", "*.tiktoken")
+#: A tokenizer with fewer tokens than this share of the model's embedding rows is not the
+#: model's (checkpoints pad their embeddings by a few percent at most; a tokenizer built without
+#: its files has a handful of special tokens).
+_MIN_VOCABULARY_SHARE = 0.5
 
 
 @dataclass
@@ -122,7 +131,8 @@ class LoadedModel:
                             config=self.config)
 
     def encode_frame(self, frame) -> torch.Tensor:
-        """Raw table -> ``(N, n_features)`` float32 tensor through the model's ``encoder``."""
+        """Raw table -> ``(N, n_features)`` float32 tensor through the model's ``encoder``;
+        unseen categories, missing values and non-numbers raise (``TabularEncoder.transform``)."""
         if self.encoder is None:
             raise TypeError(f"{self.name} has no tabular encoder; pass encoded features directly")
         return torch.from_numpy(self.encoder.transform(frame))
@@ -290,7 +300,8 @@ def _from_directory(path: Path, *, task, tokenizer, label_names, allow_pickle,
         "weights_format": "safetensors" if safe else "pickle",
     }
     if "explain_architecture" in config:
-        return _native_from_directory(path, config, card, provenance, task, label_names)
+        return _native_from_directory(path, config, card, provenance, task, label_names,
+                                      tokenizer)
 
     loaded = _load_hf(str(path), task=task, tokenizer=tokenizer, label_names=label_names,
                       revision=None, allow_pickle=allow_pickle,
@@ -301,7 +312,8 @@ def _from_directory(path: Path, *, task, tokenizer, label_names, allow_pickle,
     return loaded
 
 
-def _native_from_directory(path, config, card, provenance, task, label_names) -> LoadedModel:
+def _native_from_directory(path, config, card, provenance, task, label_names,
+                           tokenizer) -> LoadedModel:
     from safetensors.torch import load_file
 
     model = nets.build(config["explain_architecture"], config.get("architecture_config", {}))
@@ -313,8 +325,17 @@ def _native_from_directory(path, config, card, provenance, task, label_names) ->
         raise ValueError(f"{str(path)!r} is a {saved_task!r} checkpoint, not {task!r}")
     encoder = nets.TabularEncoder.from_dict(config["encoder"]) if config.get("encoder") else None
     features = config.get("feature_names")
+    task = saved_task or task or "tabular-classification"
+    if task in _TEXT_TASKS:
+        if tokenizer is None:
+            from transformers import AutoTokenizer
+
+            _check_tokenizer_files(path)
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        _prepare_tokenizer(tokenizer)
+        _check_vocabulary(tokenizer, model, path)
     return LoadedModel(
-        model=model, task=saved_task or task or "tabular-classification",
+        model=model, task=task, tokenizer=tokenizer,
         feature_names=tuple(features) if features else None,
         feature_groups={k: list(v) for k, v in config["feature_groups"].items()}
         if config.get("feature_groups") else None,
@@ -395,6 +416,8 @@ def _load_hf(source, *, task, tokenizer, label_names, revision, allow_pickle,
         raise _offline_error(source, error) from None
     model.eval()
     if tokenizer is None:
+        if local:
+            _check_tokenizer_files(Path(source))
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(source, **common)
         except (OSError, ValueError) as error:  # every task here is a text task
@@ -402,6 +425,7 @@ def _load_hf(source, *, task, tokenizer, label_names, revision, allow_pickle,
                              f"load_model(..., tokenizer=AutoTokenizer.from_pretrained(...))"
                              ) from None
     _prepare_tokenizer(tokenizer)
+    _check_vocabulary(tokenizer, model, source)
     implementation = _ensure_eager(model, attn_implementation)
     return LoadedModel(
         model=model, task=task, tokenizer=tokenizer,
@@ -412,6 +436,38 @@ def _load_hf(source, *, task, tokenizer, label_names, revision, allow_pickle,
                     "class": type(model).__name__, "attn_implementation": implementation,
                     "n_parameters": sum(p.numel() for p in model.parameters())},
     )
+
+
+def _check_tokenizer_files(directory: Path) -> None:
+    if not any(any(directory.glob(pattern)) for pattern in _TOKENIZER_FILES):
+        raise ValueError(
+            f"{str(directory)!r} has no tokenizer files (none of {', '.join(_TOKENIZER_FILES)}), "
+            f"so its tokenizer would know no words. Pass the tokenizer the model was trained "
+            f"with: load_model({str(directory)!r}, tokenizer=AutoTokenizer.from_pretrained(...)), "
+            f"or save it beside the weights (tokenizer.save_pretrained({str(directory)!r}))")
+
+
+def _embedding_rows(model: nn.Module) -> int | None:
+    """Number of token ids the model can embed, when it says (``None`` for other modules)."""
+    if isinstance(model, nets.MHATransformer):
+        return model.embed.num_embeddings
+    getter = getattr(model, "get_input_embeddings", None)
+    try:
+        embedding = getter() if callable(getter) else None
+    except (NotImplementedError, AttributeError):
+        return None
+    return embedding.num_embeddings if isinstance(embedding, nn.Embedding) else None
+
+
+def _check_vocabulary(tokenizer, model: nn.Module, source) -> None:
+    rows = _embedding_rows(model)
+    if rows is None or len(tokenizer) >= _MIN_VOCABULARY_SHARE * rows:
+        return
+    raise ValueError(
+        f"the tokenizer for {str(source)!r} ({type(tokenizer).__name__}) has {len(tokenizer)} "
+        f"tokens but the model embeds {rows} token ids: it is not the model's tokenizer (most "
+        f"words would read as unknown tokens). Pass the tokenizer the model was trained with: "
+        f"load_model(..., tokenizer=AutoTokenizer.from_pretrained(...))")
 
 
 def _prepare_tokenizer(tokenizer) -> None:
@@ -454,6 +510,8 @@ def _from_module(module, *, task, tokenizer, feature_names, label_names, input_s
         if label_names is None and task == "sequence-classification":
             label_names = _label_names_from_config(module.config, None)
     _prepare_tokenizer(tokenizer)
+    if tokenizer is not None:
+        _check_vocabulary(tokenizer, module, name or type(module).__name__)
     module.eval()
     return LoadedModel(
         model=module, task=task, tokenizer=tokenizer,
@@ -472,7 +530,7 @@ def save_model(loaded: LoadedModel, directory: str | os.PathLike, *,
     """Write ``loaded`` as a checkpoint that ``load_model`` reads back (safetensors, no pickle).
 
     Hugging Face models use ``save_pretrained`` (+ tokenizer); ``explain.nets`` models write
-    ``config.json`` + ``model.safetensors``. ``card`` is stored as ``model_card.json``. The
+    ``config.json`` + ``model.safetensors`` (+ the tokenizer files of a text model). ``card`` is stored as ``model_card.json``. The
     directory is written to a temporary sibling and moved into place, so a crash never leaves a
     half-written checkpoint. Returns the directory.
     """
@@ -500,6 +558,8 @@ def save_model(loaded: LoadedModel, directory: str | os.PathLike, *,
                       "input_shape": list(loaded.input_shape) if loaded.input_shape else None}
             # No sort_keys: the encoder's column order is the model's input order.
             (tmp / "config.json").write_text(json.dumps(config, indent=2))
+            if loaded.tokenizer is not None:
+                loaded.tokenizer.save_pretrained(tmp)
         else:
             raise TypeError(f"cannot save {type(loaded.model).__name__}: only Hugging Face "
                             f"models and explain.nets architectures ({', '.join(nets.ARCHITECTURES)}) "

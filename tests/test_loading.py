@@ -55,9 +55,13 @@ def test_native_round_trip_without_pickle(tmp_path, builder):
 
     loaded = getattr(tiny, builder)()
     path = explain.save_model(loaded, tmp_path / "ckpt")
-    assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors"]
+    tokenizer_files = ["tokenizer.json", "tokenizer_config.json"] if loaded.is_text else []
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors",
+                                                      *tokenizer_files]
     again = explain.load_model(path)
     assert again.task == loaded.task and again.label_names == loaded.label_names
+    if loaded.is_text:
+        assert again.tokenizer.get_vocab() == loaded.tokenizer.get_vocab()
     assert again.provenance["weights_sha256"]
     if loaded.task == "tabular-classification":
         x = torch.randn(2, 5)
@@ -225,3 +229,184 @@ def test_loading_draws_no_progress_bar_and_restores_the_setting(capsys):
     explain.load_model(datasets.minilm_path())
     assert "Loading weights" not in capsys.readouterr().err
     assert hf_logging.is_progress_bar_enabled()
+
+
+# --------------------------------------------------------------------------- tokenizers
+
+
+@pytest.mark.parametrize("builder", ["bert_classifier", "gpt2_causal_lm", "mha_transformer"])
+def test_checkpoint_without_tokenizer_files_is_refused_and_tokenizer_is_the_fix(tmp_path,
+                                                                                builder):
+    from explain_models import tiny
+
+    loaded = getattr(tiny, builder)()
+    path = explain.save_model(loaded, tmp_path / "ckpt")
+    for file in path.iterdir():
+        if file.name != "config.json" and file.suffix != ".safetensors":
+            file.unlink()  # weights only, as model.save_pretrained(dir) alone writes them
+    with pytest.raises(ValueError, match=r"ckpt' has no tokenizer files \(none of "
+                                         r"tokenizer.json, vocab.txt.*tokenizer="):
+        explain.load_model(path)
+    again = explain.load_model(path, tokenizer=loaded.tokenizer)
+    text = ["the movie was good"]
+    ids = again.encode_texts(text).input_ids
+    assert torch.equal(ids, loaded.encode_texts(text).input_ids)
+    assert again.tokenizer.decode(ids[0], skip_special_tokens=True).strip() == text[0]
+    if loaded.is_huggingface:
+        inputs = loaded.encode_texts(text).model_inputs()
+        assert torch.equal(loaded.model(**inputs).logits, again.model(**inputs).logits)
+    else:
+        assert torch.equal(loaded.model(ids), again.model(ids))
+
+
+def test_tokenizer_far_smaller_than_the_vocabulary_is_refused(tmp_path, tiny_bert):
+    from explain_models import tiny
+
+    small = tiny.bpe_tokenizer()  # ~300 tokens for a model that embeds 30,522
+    path = tmp_path / "mixed"
+    tiny_bert.model.save_pretrained(path)
+    small.save_pretrained(path)
+    message = rf"has {len(small)} tokens but the model embeds 30522 token ids.*tokenizer="
+    with pytest.raises(ValueError, match=message):
+        explain.load_model(path)
+    with pytest.raises(ValueError, match=message):
+        explain.load_model(tiny_bert.model, tokenizer=small)
+    with pytest.raises(ValueError, match=message):
+        explain.load_model(explain.save_model(tiny_bert, tmp_path / "good"), tokenizer=small)
+    assert explain.load_model(path, tokenizer=tiny_bert.tokenizer).tokenizer is tiny_bert.tokenizer
+
+
+# --------------------------------------------------------------------------- tabular encoding
+
+
+def _people(n: int = 40, seed: int = 0):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"age": rng.integers(18, 70, n).astype(float),
+                         "sex": rng.choice(["Female", "Male"], n),
+                         "degree": rng.choice(["F", "M"], n),
+                         "y": rng.integers(0, 2, n)})
+
+
+def _encoder(frame):
+    from explain.nets import TabularEncoder
+
+    return TabularEncoder.fit(frame, numeric=["age"], categorical=["sex", "degree"])
+
+
+def test_unseen_categories_are_refused_with_counts_known_values_and_the_fix():
+    frame = _people()
+    encoder = _encoder(frame)
+    lower = frame.assign(sex=frame.sex.str.lower())
+    counts = lower.sex.value_counts()
+    with pytest.raises(ValueError) as error:
+        encoder.transform(lower)
+    message = str(error.value)
+    assert message.startswith("categorical column 'sex' holds values never seen in training: ")
+    for value, count in counts.items():
+        assert f"'{value}' ({count} rows)" in message
+    assert "known categories: 'Female', 'Male'" in message
+    assert "replace({'female': 'Female', 'male': 'Male'})" in message
+    # the suggested fix gives exactly the encoding of the original rows
+    fixed = lower.assign(sex=lower.sex.replace({"female": "Female", "male": "Male"}))
+    assert (encoder.transform(fixed) == encoder.transform(frame)).all()
+    # one unseen value among known ones is enough; a value with no near match gets no mapping
+    other = frame.copy()
+    other.loc[3, "degree"] = "Felony"
+    with pytest.raises(ValueError, match=r"'degree'.*'Felony' \(1 rows\); known categories: "
+                                         r"'F', 'M'\. .*map them to known categories or drop"):
+        encoder.transform(other)
+
+
+def test_many_unseen_values_are_listed_a_few_at_a_time():
+    frame = _people()
+    encoder = _encoder(frame)
+    many = frame.assign(sex=[f"s{i % 8}" for i in range(len(frame))])
+    with pytest.raises(ValueError, match=r"'s0' \(5 rows\).* and 3 more; known categories"):
+        encoder.transform(many)
+
+
+@pytest.mark.parametrize("missing", [None, float("nan")])
+def test_missing_categories_are_refused_naming_the_rows(missing):
+    import pandas as pd
+
+    frame = _people().set_index(pd.Index([f"r{i}" for i in range(40)]))
+    encoder = _encoder(frame)
+    holes = frame.astype({"sex": object})
+    holes.loc[["r2", "r7"], "sex"] = missing
+    with pytest.raises(ValueError, match=r"categorical column 'sex' is missing \(NaN/None\) in "
+                                         r"2 of 40 rows \(index r2, r7\)"):
+        encoder.transform(holes)
+    with pytest.raises(ValueError, match=r"'degree' is missing .* in 40 of 40 rows \(index r0, "
+                                         r"r1, r2, r3, r4 and 35 more\)"):
+        encoder.transform(frame.assign(degree=None))
+    with pytest.raises(ValueError, match="'sex' is missing"):
+        _encoder(holes)  # fitting on missing values would make 'nan' a category
+
+
+def test_numeric_columns_refuse_text_and_missing_values():
+    import numpy as np
+
+    frame = _people()
+    encoder = _encoder(frame)
+    text = frame.astype({"age": object})
+    text.loc[[1, 5, 9], "age"] = "forty"
+    text.loc[2, "age"] = "40"  # a number written as text is a number
+    with pytest.raises(ValueError, match=r"numeric column 'age' holds values that are not "
+                                         r"numbers: 'forty' \(3 rows\)"):
+        encoder.transform(text)
+    with pytest.raises(ValueError, match="'age' holds values that are not numbers"):
+        _encoder(text)
+    for bad in (np.nan, np.inf):
+        holes = frame.copy()
+        holes.loc[[4, 11], "age"] = bad
+        with pytest.raises(ValueError, match=r"numeric column 'age' is missing \(NaN\) or "
+                                             r"infinite in 2 of 40 rows \(index 4, 11\)"):
+            encoder.transform(holes)
+    encoded = encoder.transform(text.drop(index=[1, 5, 9]))
+    assert encoded.dtype == np.float32 and np.isfinite(encoded).all()
+
+
+def test_encoder_refuses_what_is_not_a_table_or_lacks_columns():
+    frame = _people()
+    encoder = _encoder(frame)
+    with pytest.raises(KeyError, match=r"\['degree'\] are missing.*trained on \['age', 'sex', "
+                                       r"'degree'\]"):
+        encoder.transform(frame.drop(columns="degree"))
+    with pytest.raises(TypeError, match="reads a pandas DataFrame.*got ndarray"):
+        encoder.transform(frame.to_numpy())
+
+
+def test_bad_rows_fail_every_public_path_not_just_the_encoder(tmp_path, capsys):
+    """audit, attribute and the CLI (``explain attribute``) read tables through the checkpoint's
+    encoder, so none of them can turn an unseen category into a silent 'no category' answer."""
+    from explain import nets
+    from explain.cli import main
+
+    frame = _people(200)
+    encoder = _encoder(frame)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        mlp = nets.MLP(len(encoder.feature_names), 2, hidden=(8,))
+    loaded = explain.load_model(mlp, feature_names=encoder.feature_names,
+                                label_names=["no", "yes"], name="people")
+    loaded.encoder, loaded.feature_groups = encoder, encoder.groups
+    path = explain.save_model(loaded, tmp_path / "people")
+    model = explain.load_model(path)
+    bad = frame.assign(sex=frame.sex.str.lower())
+    unseen = "categorical column 'sex' holds values never seen in training"
+    with pytest.raises(ValueError, match=unseen):
+        explain.audit(model, bad, sensitive_features="sex", label="y")
+    with pytest.raises(ValueError, match=unseen):
+        explain.attribute(model, bad.head(3), n_steps=4, faithfulness=False)
+    data = tmp_path / "people.csv"
+    bad.to_csv(data, index=False)
+    out = tmp_path / "attributions"
+    assert main(["attribute", str(path), "--data", str(data), "--limit", "3", "--n-steps", "4",
+                 "--no-faithfulness", "--out", str(out)]) == 1
+    assert unseen in capsys.readouterr().err
+    assert not out.exists()
+    # the same rows with the categories of training encode as before
+    assert model.encode_frame(bad.assign(sex=frame.sex)).shape == (200, 5)
