@@ -153,6 +153,14 @@ def test_p_values_are_uniform_under_a_simulated_null():
         sd = math.sqrt(0.05 * 0.95 / reps)
         bound = 0.05 + (1 / 252 if rule == "caliskan2017" else 0) + 3 * sd
         assert (values <= 0.05).mean() <= bound, rule
+    # sampled partitions (C(24, 12) > 999): (k + 1) / (n + 1) keeps the false-positive rate
+    sampled = []
+    for _ in range(200):
+        sets = [rng.normal(size=(12, 10)) for _ in range(4)]
+        out = association_test(*sets, n_permutations=999, seed=int(rng.integers(2**31)))
+        sampled.append(out["p_value"])
+    assert out["p_value_method"] == "sampled"
+    assert (np.asarray(sampled) <= 0.05).mean() <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 200)
 
 
 def test_sampled_p_values_repeat_with_a_seed():
