@@ -96,16 +96,19 @@ def test_recomputed_heldout_accuracy(reference):
     labels = heldout[_label_column(name)].to_numpy()
     probabilities = _heldout_probabilities(loaded, heldout)
     accuracy = float(np.mean(probabilities.argmax(axis=1) == labels))
-    # Padding to a different batch length moves text logits by ~1e-6, which can flip a
-    # prediction that sits on the boundary; nothing else may differ.
-    tolerance = 2 / len(labels) if name == "sentiment" else 1e-6  # cards keep 6 decimals
-    assert accuracy == pytest.approx(loaded.card["metrics"]["heldout_accuracy"], abs=tolerance)
+    # Float32 logits move by a few roundoff units with the batch length (text padding) and with
+    # the CPU the cache was trained on, which can flip a prediction that sits on the boundary
+    # or swap two near-tied scores; nothing else may differ (cards keep 6 decimals).
+    assert accuracy == pytest.approx(loaded.card["metrics"]["heldout_accuracy"],
+                                     abs=max(1e-6, 2 / len(labels)))
     _accuracy_target(name, {**loaded.card["metrics"], "heldout_accuracy": accuracy})
     if name in ("compas", "adult"):
         from sklearn.metrics import roc_auc_score
 
         auc = roc_auc_score(labels, probabilities[:, 1])
-        assert auc == pytest.approx(loaded.card["metrics"]["heldout_auc"], abs=1e-6)
+        n_positive = int(labels.sum())
+        swaps = 2 / (n_positive * (len(labels) - n_positive))  # AUC change of 2 swapped pairs
+        assert auc == pytest.approx(loaded.card["metrics"]["heldout_auc"], abs=max(1e-6, swaps))
 
 
 @pytest.mark.slow
