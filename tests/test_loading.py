@@ -380,10 +380,12 @@ def test_encoder_refuses_what_is_not_a_table_or_lacks_columns():
 
 
 def test_bad_rows_fail_every_public_path_not_just_the_encoder(tmp_path, capsys):
-    """audit, attribute and the CLI (``explain attribute``) read tables through the checkpoint's
-    encoder, so none of them can turn an unseen category into a silent 'no category' answer."""
+    """audit, attribute, the report and the CLI (``explain attribute``) read tables through the
+    checkpoint's encoder, so none of them can turn an unseen category into a silent 'no
+    category' answer."""
     from explain import nets
     from explain.cli import main
+    from explain.report.build import build_report
 
     frame = _people(200)
     encoder = _encoder(frame)
@@ -401,6 +403,8 @@ def test_bad_rows_fail_every_public_path_not_just_the_encoder(tmp_path, capsys):
         explain.audit(model, bad, sensitive_features="sex", label="y")
     with pytest.raises(ValueError, match=unseen):
         explain.attribute(model, bad.head(3), n_steps=4, faithfulness=False)
+    with pytest.raises(ValueError, match=unseen):
+        build_report(model, bad, label="y", analyses=["predictions"], quiet=True)
     data = tmp_path / "people.csv"
     bad.to_csv(data, index=False)
     out = tmp_path / "attributions"
