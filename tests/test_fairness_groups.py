@@ -11,7 +11,13 @@ from _fairness_models import linear_tabular
 
 import explain
 from explain.fairness import audit
-from explain.fairness.groups import bootstrap_counts
+from explain.fairness.groups import (
+    CONCLUSIONS,
+    _holm,
+    newcombe_interval,
+    permutation_tables,
+    wilson_interval,
+)
 from explain.plotting import figure_bytes
 
 
@@ -34,7 +40,7 @@ def test_group_metrics_equal_fairlearn():
 
     frame = _frame()
     result = audit(data=frame, sensitive_features=["sex", "race"], label="y",
-                   prediction="pred", n_bootstrap=50)
+                   prediction="pred", n_permutations=0)
     table = result.by_group
     for feature in ("sex", "race"):
         mf = fm.MetricFrame(metrics={"selection_rate": fm.selection_rate,
@@ -65,44 +71,149 @@ def test_group_metrics_equal_fairlearn():
     assert result.difference(sensitive_feature="sex & race") == pytest.approx(dpd)
 
 
-def test_bootstrap_counts_match_a_loop_and_repeat_with_seed():
+def test_permutation_tables_keep_margins_and_have_hypergeometric_moments():
     rng = np.random.default_rng(1)
-    y = rng.random(50) < 0.5
-    p = rng.random(50) < 0.5
-    codes = rng.integers(0, 3, 50)
-    a = bootstrap_counts(y, p, codes, 3, n_bootstrap=7, seed=3, chunk_cells=120)
-    b = bootstrap_counts(y, p, codes, 3, n_bootstrap=7, seed=3)
-    for key in a:
-        np.testing.assert_array_equal(a[key], b[key])
-    index = np.random.default_rng(3).integers(0, 50, size=(7, 50))
-    for r in range(7):
-        rows = index[r]
-        for g in range(3):
-            member = codes[rows] == g
-            assert a["n"][r, g] == member.sum()
-            assert a["tp"][r, g] == (y[rows] & p[rows] & member).sum()
+    codes = rng.integers(0, 3, 60)
+    cells = rng.integers(0, 4, 60)
+    strata = rng.integers(0, 2, 60)
+    b = 20000
+    table = permutation_tables(codes, cells, strata, n_groups=3, n_cells=4, n_permutations=b,
+                               rng=np.random.default_rng(3))
+    again = permutation_tables(codes, cells, strata, n_groups=3, n_cells=4, n_permutations=b,
+                               rng=np.random.default_rng(3))
+    np.testing.assert_array_equal(table, again)
+    # a permutation within strata keeps each group's size and each cell's size
+    np.testing.assert_array_equal(table.sum(2), np.tile(np.bincount(codes, minlength=3), (b, 1)))
+    np.testing.assert_array_equal(table.sum(1), np.tile(np.bincount(cells, minlength=4), (b, 1)))
+    # the counts of one stratum are hypergeometric: compare mean and variance with theory
+    one = permutation_tables(codes, cells, np.zeros(60, int), n_groups=3, n_cells=4,
+                             n_permutations=b, rng=np.random.default_rng(4))
+    m = np.bincount(codes, minlength=3)[:, None]
+    c = np.bincount(cells, minlength=4)[None, :]
+    mean = m * c / 60
+    var = m * (c / 60) * (1 - c / 60) * (60 - m) / 59
+    np.testing.assert_array_less(np.abs(one.mean(0) - mean), 5 * np.sqrt(var / b))
+    np.testing.assert_allclose(one.var(0), var, rtol=5 * np.sqrt(2 / b) + 0.02)
+    # against explicit permutations of the labels: same distribution of one cell's count
+    explicit = np.array([np.sum((rng.permutation(codes) == 0) & (cells == 1))
+                         for _ in range(4000)])
+    assert abs(explicit.mean() - one[:, 0, 1].mean()) < 5 * np.sqrt(var[0, 1] / 4000)
 
 
-def test_intervals_are_reproducible_and_cover_the_estimate():
+def test_wilson_equals_scipy_and_newcombe_the_published_values():
+    from scipy import stats
+
+    for k, n in ((0, 20), (1, 20), (10, 20), (19, 20), (20, 20), (3, 7), (480, 1000)):
+        low, high = wilson_interval(k, n, 0.95)
+        ref = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        assert (low, high) == pytest.approx((ref.low, ref.high), abs=1e-12)
+    assert np.isnan(wilson_interval(0, 0)[0])
+    # Newcombe (1998), Statistics in Medicine 17:873, Table II, method 10
+    published = {(56, 70, 48, 80): (0.0524, 0.3339), (9, 10, 3, 10): (0.1705, 0.8090),
+                 (5, 56, 0, 29): (-0.0381, 0.1926), (0, 10, 0, 20): (-0.1611, 0.2775)}
+    for counts, expected in published.items():
+        low, high = newcombe_interval(*counts, 0.95)
+        assert (round(float(low), 4), round(float(high), 4)) == expected
+
+
+def test_group_intervals_agree_with_fairlearn_bootstrap_on_large_groups():
+    from fairlearn import metrics as fm
+
+    rng = np.random.default_rng(3)
+    n = 6000
+    frame = pd.DataFrame({"sex": rng.choice(["female", "male"], n)})
+    frame["y"] = (rng.random(n) < 0.4).astype(int)  # interior rates: both methods are valid
+    frame["pred"] = (rng.random(n) < 0.2 + 0.5 * frame["y"]).astype(int)
+    result = audit(data=frame, sensitive_features="sex", label="y", prediction="pred",
+                   n_permutations=0)
+    n_boot = 100
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mf = fm.MetricFrame(metrics={"selection_rate": fm.selection_rate,
+                                     "true_positive_rate": fm.true_positive_rate},
+                            y_true=frame["y"], y_pred=frame["pred"],
+                            sensitive_features=frame["sex"], n_boot=n_boot,
+                            ci_quantiles=[0.025, 0.975], random_state=0)
+    table = result.by_group.set_index(["metric", "group"])
+    for metric in ("selection_rate", "true_positive_rate"):
+        for group in ("female", "male"):
+            row = table.loc[(metric, group)]
+            se = np.sqrt(row.value * (1 - row.value) / row.denominator)
+            # Monte-Carlo sd of a bootstrap 2.5% quantile: sqrt(q(1-q)/B) / density there
+            mc = np.sqrt(0.025 * 0.975 / n_boot) / 0.0584 * se
+            low = mf.by_group_ci[0].loc[group, metric]
+            high = mf.by_group_ci[1].loc[group, metric]
+            assert abs(row.ci_low - low) < 4 * mc + 1 / row.denominator
+            assert abs(row.ci_high - high) < 4 * mc + 1 / row.denominator
+
+
+def test_p_values_agree_with_scipy_permutation_test_and_chi_square():
+    from scipy import stats
+
+    rng = np.random.default_rng(7)
+    n = 900
+    frame = pd.DataFrame({"g": rng.choice(["a", "b", "c"], n, p=[0.5, 0.3, 0.2])})
+    frame["y"] = (rng.random(n) < 0.5).astype(int)
+    frame["pred"] = (rng.random(n) < 0.35 + 0.08 * (frame["g"] == "c")).astype(int)
+    b = 4999
+    result = audit(data=frame, sensitive_features="g", label="y", prediction="pred",
+                   n_permutations=b, seed=1)
+    rows = result.disparities.set_index("measure")
+
+    def chi_square(*samples, axis=-1):
+        k = np.stack([s.sum(axis) for s in samples], -1)
+        m = np.array([s.shape[axis] for s in samples])
+        r = k.sum(-1, keepdims=True) / m.sum()
+        return ((k - m * r) ** 2 / (m * r * (1 - r))).sum(-1)
+
+    def reference(outcome, groups):
+        samples = [outcome[groups == g] for g in ("a", "b", "c")]
+        return stats.permutation_test(samples, chi_square, n_resamples=b, vectorized=True,
+                                      alternative="greater", random_state=2).pvalue
+
+    tolerance = lambda p: 4 * np.sqrt(2 * p * (1 - p) / b) + 2 / b  # noqa: E731
+    pred, y, g = frame["pred"].to_numpy(), frame["y"].to_numpy(), frame["g"].to_numpy()
+    expected = {"demographic_parity": reference(pred, g),
+                "equal_opportunity": reference(pred[y == 1], g[y == 1]),
+                "predictive_parity": reference(y[pred == 1], g[pred == 1]),
+                "accuracy_parity": reference((pred == y).astype(int), g)}
+    for measure, p in expected.items():
+        assert rows.loc[measure, "p_value"] == pytest.approx(p, abs=tolerance(p)), measure
+    # large groups: the permutation p-value is close to the asymptotic chi-square one
+    chi2 = stats.chi2_contingency(pd.crosstab(frame["g"], frame["pred"]), correction=False)
+    assert rows.loc["demographic_parity", "p_value"] == pytest.approx(
+        chi2.pvalue, abs=tolerance(chi2.pvalue) + 0.01)
+
+
+def test_holm_adjustment():
+    adjusted = _holm(np.array([0.01, 0.04, 0.03, 0.005, np.nan]))
+    np.testing.assert_allclose(adjusted[:4], [0.03, 0.06, 0.06, 0.02])
+    assert np.isnan(adjusted[4])
+
+
+def test_results_repeat_with_the_seed_and_intervals_cover_the_estimate():
     frame = _frame(n=1500)
-    one = audit(data=frame, sensitive_features="sex", label="y", score="score", n_bootstrap=300,
-                seed=5)
-    two = audit(data=frame, sensitive_features="sex", label="y", score="score", n_bootstrap=300,
-                seed=5)
+    one = audit(data=frame, sensitive_features=["sex", "race"], label="y", score="score",
+                n_permutations=300, seed=5)
+    two = audit(data=frame, sensitive_features=["sex", "race"], label="y", score="score",
+                n_permutations=300, seed=5)
     pd.testing.assert_frame_equal(one.by_group, two.by_group)
     pd.testing.assert_frame_equal(one.disparities, two.disparities)
+    pd.testing.assert_frame_equal(one.contrasts, two.contrasts)
     rates = one.by_group[one.by_group.metric != "count"]
     assert (rates.ci_low <= rates.value + 1e-12).all() and (rates.value <= rates.ci_high + 1e-12).all()
-    other = audit(data=frame, sensitive_features="sex", label="y", score="score",
-                  n_bootstrap=300, seed=6)
-    assert not np.allclose(other.by_group.ci_low.dropna(), one.by_group.ci_low.dropna())
+    c = one.contrasts
+    assert (c.ci_low <= c.difference + 1e-12).all() and (c.difference <= c.ci_high + 1e-12).all()
+    other = audit(data=frame, sensitive_features=["sex", "race"], label="y", score="score",
+                  n_permutations=300, seed=6)
+    assert not np.allclose(other.disparities.p_value, one.disparities.p_value)
 
 
 def test_identical_groups_give_difference_zero_and_ratio_one():
     half = _frame(n=600, seed=2)[["race", "y", "pred", "score"]]
     frame = pd.concat([half.assign(group="g1"), half.assign(group="g2")], ignore_index=True)
     result = audit(data=frame, sensitive_features="group", label="y", score="score",
-                   n_bootstrap=20)
+                   n_permutations=199)
     for row in result.disparities.itertuples():
         assert row.difference == pytest.approx(0.0, abs=1e-12)
         assert row.ratio == pytest.approx(1.0, abs=1e-12)
@@ -117,16 +228,20 @@ def test_planted_bias_shows_with_the_right_sign_and_unbiased_does_not():
     frame["y"] = (frame["x"] > 0).astype(int)
     biased = _linear_model({"x": 3.0, "sex=male": 2.0}, frame)
     fair = _linear_model({"x": 3.0}, frame)
-    r_biased = audit(biased, frame, sensitive_features="sex", label="y", n_bootstrap=200)
-    r_fair = audit(fair, frame, sensitive_features="sex", label="y", n_bootstrap=200)
+    r_biased = audit(biased, frame, sensitive_features="sex", label="y", n_permutations=999)
+    r_fair = audit(fair, frame, sensitive_features="sex", label="y", n_permutations=999)
     sel = r_biased.by_group[r_biased.by_group.metric == "selection_rate"].set_index("group")
     assert sel.loc["male", "value"] - sel.loc["female", "value"] > 0.2
     row = r_biased.disparities.set_index("measure").loc["demographic_parity"]
-    assert row.difference_ci_low > 0.1
+    assert row.significant and row.conclusion == "disparity" and row.high_group == "male"
+    contrast = r_biased.contrasts.set_index("metric").loc["selection_rate"]
+    # the reference is the larger group; the signed interval says which way and how much
+    sign = 1 if contrast.group == "male" else -1
+    assert sign * contrast.ci_low > 0.1 or sign * contrast.ci_high < -0.1
     fpr = r_biased.by_group[r_biased.by_group.metric == "false_positive_rate"].set_index("group")
     assert fpr.loc["male", "value"] > fpr.loc["female", "value"]
     fair_row = r_fair.disparities.set_index("measure").loc["demographic_parity"]
-    assert fair_row.difference < 0.06
+    assert fair_row.difference < 0.06 and fair_row.p_value > 0.01
     sel_fair = r_fair.by_group[r_fair.by_group.metric == "selection_rate"].set_index("group")
     female_ci = sel_fair.loc["female", ["ci_low", "ci_high"]].to_numpy(float)
     assert female_ci[0] <= sel_fair.loc["male", "value"] + 0.03
@@ -141,9 +256,9 @@ def test_text_model_and_multiclass_one_vs_rest(tiny_bert):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", explain.ExplainWarning)
         result = audit(three, frame, sensitive_features="gender", label="label", text="text",
-                       n_bootstrap=20)
+                       n_permutations=199)
         binary = audit(tiny_bert, frame.assign(label=frame.label.clip(0, 1)),
-                       sensitive_features="gender", label="label", text="text", n_bootstrap=0)
+                       sensitive_features="gender", label="label", text="text", n_permutations=0)
     assert set(result.by_group.class_label) == {"class_0", "class_1", "class_2"}
     assert set(binary.by_group.class_label) == {"pos"}
     sel = result.by_group[result.by_group.metric == "selection_rate"]
@@ -152,29 +267,69 @@ def test_text_model_and_multiclass_one_vs_rest(tiny_bert):
     assert explain.hooks.count_hooks(three) == 0
 
 
-def test_small_groups_warn_and_get_no_interval():
+def test_small_groups_are_kept_and_flagged_and_excluded_only_when_asked():
+    from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
+
     frame = _frame(n=500)
     frame.loc[:9, "race"] = "tiny"
-    with pytest.warns(explain.ExplainWarning, match="tiny"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", explain.ExplainWarning)
         result = audit(data=frame, sensitive_features="race", label="y", prediction="pred",
-                       n_bootstrap=50)
+                       n_permutations=199)
     tiny = result.by_group[result.by_group.group == "tiny"]
-    assert tiny.small_group.all() and tiny.ci_low.isna().all()
-    big = result.by_group[(result.by_group.group == "a") & (result.by_group.metric != "count")]
-    assert big.ci_low.notna().all()
-    # disparities leave the small group out: fairlearn's numbers on the other groups' rows
-    from fairlearn.metrics import demographic_parity_difference
-
+    assert tiny.small_group.all()
+    assert tiny[tiny.metric != "count"].ci_low.notna().all()  # Wilson holds at 10 rows
     row = result.disparities.set_index("measure").loc["demographic_parity"]
-    assert row.excluded_groups == "tiny" and row.n_groups == 3
+    assert row.n_groups == 4 and row.small_groups == "tiny (10)" and row.excluded_groups == ""
+    # by default every group, as fairlearn's functions of the same name
+    assert row.difference == pytest.approx(demographic_parity_difference(
+        frame.y, frame.pred, sensitive_features=frame.race))
+    assert result.difference("equalized_odds") == pytest.approx(equalized_odds_difference(
+        frame.y, frame.pred, sensitive_features=frame.race))
+    assert "tiny" in set(result.contrasts.group)
+    assert "Groups under 30 rows (kept and flagged): race: tiny (10)" in result.summary()
+    excluded = audit(data=frame, sensitive_features="race", label="y", prediction="pred",
+                     n_permutations=199, exclude_small_groups=True)
+    row = excluded.disparities.set_index("measure").loc["demographic_parity"]
+    assert row.excluded_groups == "tiny" and row.n_groups == 3 and row.small_groups == ""
     rest = frame[frame.race != "tiny"]
     assert row.difference == pytest.approx(demographic_parity_difference(
         rest.y, rest.pred, sensitive_features=rest.race))
-    assert row.difference_ci_low <= row.difference <= row.difference_ci_high
-    everything = audit(data=frame, sensitive_features="race", label="y", prediction="pred",
-                       n_bootstrap=0, min_group_size=0)
-    assert everything.difference() == pytest.approx(demographic_parity_difference(
-        frame.y, frame.pred, sensitive_features=frame.race))
+    assert "tiny" not in set(excluded.contrasts.group)
+    assert excluded.meta["parameters"]["exclude_small_groups"] is True
+    assert "(excluded)" in excluded.summary()
+
+
+def test_reference_group_and_conclusions():
+    frame = _frame(n=800)
+    result = audit(data=frame, sensitive_features="race", label="y", prediction="pred",
+                   n_permutations=199, reference_groups={"race": "c"})
+    assert set(result.contrasts.reference_group) == {"c"}
+    assert set(result.contrasts.group) == {"a", "b"}
+    default = audit(data=frame, sensitive_features="race", label="y", prediction="pred",
+                    n_permutations=199)
+    assert set(default.contrasts.reference_group) == {"a"}  # the largest group
+    with pytest.raises(ValueError, match="'zz'.*compared groups"):
+        audit(data=frame, sensitive_features="race", label="y", prediction="pred",
+              reference_groups={"race": "zz"})
+    with pytest.raises(ValueError, match="'sex'.*not an audited"):
+        audit(data=frame, sensitive_features="race", label="y", prediction="pred",
+              reference_groups={"sex": "male"})
+    # a real but tiny gap on many rows: significant, and called negligible
+    rng = np.random.default_rng(0)
+    n = 60_000
+    big = pd.DataFrame({"g": np.repeat(["a", "b"], n // 2)})
+    big["pred"] = (rng.random(n) < np.where(big.g == "a", 0.50, 0.515)).astype(int)
+    small_gap = audit(data=big, sensitive_features="g", prediction="pred", n_permutations=999)
+    row = small_gap.disparities.iloc[0]
+    assert row.significant and row.difference < 0.02 and row.conclusion == "negligible"
+    assert "negligible" in small_gap.summary() and "Holm-adjusted p = " in small_gap.summary()
+    assert "permutations of the group labels" in small_gap.summary()
+    strict = audit(data=big, sensitive_features="g", prediction="pred", n_permutations=999,
+                   negligible_difference=0.01)
+    assert strict.disparities.iloc[0].conclusion == "disparity"
+    with pytest.warns(explain.ExplainWarning, match="n_permutations=9 is too few"):
+        audit(data=big.iloc[::50], sensitive_features="g", prediction="pred", n_permutations=9)
 
 
 def test_bad_input_messages():
@@ -191,20 +346,55 @@ def test_bad_input_messages():
     result = audit(data=frame.assign(y=frame.y.map({0: "no", 1: "yes"}),
                                      pred=frame.pred.map({0: "no", 1: "yes"})),
                    sensitive_features="sex", label="y", prediction="pred", positive_label="yes",
-                   n_bootstrap=0)
+                   n_permutations=0)
     assert result.difference() == pytest.approx(
         audit(data=frame, sensitive_features="sex", label="y", prediction="pred",
-              n_bootstrap=0).difference())
+              n_permutations=0).difference())
     with pytest.raises(ValueError, match="NaN"):
         audit(data=frame.assign(score=frame.score.where(frame.index > 3)),
               sensitive_features="sex", label="y", score="score")
     with pytest.raises(ValueError, match="prediction=COLUMN"):
         audit(data=frame, sensitive_features="sex", label="y")
+    with pytest.raises(ValueError, match="alpha"):
+        audit(data=frame, sensitive_features="sex", prediction="pred", alpha=1.5)
+    with pytest.raises(ValueError, match="n_permutations"):
+        audit(data=frame, sensitive_features="sex", prediction="pred", n_permutations=-1)
+
+
+def test_scores_outside_zero_one_need_a_threshold_and_a_threshold_must_split_the_rows():
+    frame = _frame(n=300)
+    frame["decile"] = np.random.default_rng(0).integers(1, 11, len(frame))
+    with pytest.raises(ValueError, match=r"score 'decile' ranges from 1 to 10.*threshold=.*"
+                                         r"prediction="):
+        audit(data=frame, sensitive_features="sex", label="y", score="decile")
+    result = audit(data=frame, sensitive_features="sex", label="y", score="decile",
+                   threshold=5, n_permutations=0)
+    assert result.meta["parameters"]["threshold"] == 5
+    share = result.by_group[result.by_group.metric == "selection_rate"]
+    assert 0.3 < share.value.mean() < 0.8
+    with pytest.raises(ValueError, match=r"threshold=11 gives every row the same decision "
+                                         r"\(negative\).*from 1 to 10"):
+        audit(data=frame, sensitive_features="sex", label="y", score="decile", threshold=11)
+    with pytest.raises(ValueError, match=r"threshold=0.99 .*\(negative\)"):
+        audit(data=frame.assign(score=frame.score * 0.5), sensitive_features="sex", label="y",
+              score="score", threshold=0.99)
+    with pytest.raises(ValueError, match="threshold must be a finite number"):
+        audit(data=frame, sensitive_features="sex", label="y", score="decile",
+              threshold=float("nan"))
+
+
+def test_a_model_with_one_decision_for_every_row_is_warned_about():
+    frame = _frame(n=300, seed=4)
+    frame["y"] = (frame["x"] > 0).astype(int)
+    model = _linear_model({"x": 3.0}, frame)
+    with pytest.warns(explain.ExplainWarning, match="threshold=1 gives every row the same"):
+        audit(model, frame, sensitive_features="sex", label="y", threshold=1.0,
+              n_permutations=0)
 
 
 def test_figures_render_and_frames_are_tidy():
     result = audit(data=_frame(n=800), sensitive_features=["sex", "race"], label="y",
-                   score="score", n_bootstrap=50)
+                   score="score", n_permutations=199)
     assert list(result.to_frame().columns) == ["sensitive_feature", "group", "class_label",
                                                "metric", "value", "ci_low", "ci_high", "count",
                                                "denominator", "small_group"]
@@ -212,6 +402,15 @@ def test_figures_render_and_frames_are_tidy():
     tpr = frame[(frame.metric == "true_positive_rate") & (frame.sensitive_feature == "sex")]
     data = _frame(n=800)
     assert sorted(tpr.denominator) == sorted(data.groupby("sex").y.sum())
+    assert list(result.disparities.columns) == [
+        "sensitive_feature", "class_label", "measure", "difference", "ratio", "high_group",
+        "low_group", "test", "p_value", "p_value_holm", "significant", "conclusion", "n_groups",
+        "small_groups", "excluded_groups"]
+    assert list(result.contrasts.columns) == [
+        "sensitive_feature", "class_label", "metric", "group", "reference_group", "value",
+        "reference_value", "difference", "ci_low", "ci_high", "denominator",
+        "reference_denominator", "small_group"]
+    assert set(result.disparities.conclusion) <= set(CONCLUSIONS)
     for kind in result.PLOTS:
         fig = result.plot(kind)
         assert figure_bytes(fig)[:4] == b"\x89PNG"
@@ -230,7 +429,7 @@ def test_multiclass_decisions_without_a_model_one_vs_rest():
                           "label": rng.choice(["cat", "dog", "eel"], 900),
                           "pred": rng.choice(["cat", "dog", "eel"], 900)})
     result = audit(data=frame, sensitive_features="group", label="label", prediction="pred",
-                   classes=["cat", "dog", "eel"], n_bootstrap=50)
+                   classes=["cat", "dog", "eel"], n_permutations=199)
     assert result.class_labels == ["cat", "dog", "eel"]
     for name in ("cat", "dog", "eel"):
         expected = demographic_parity_difference(
@@ -248,7 +447,7 @@ def test_every_result_renders_offline_html():
     vectors = (words, np.random.default_rng(0).normal(size=(8, 4)))
     results = [
         audit(data=_frame(n=300), sensitive_features="sex", label="y", score="score",
-              n_bootstrap=20),
+              n_permutations=199),
         weat(vectors, tests={"t": {"first_target": ["a", "b"], "second_target": ["c", "d"],
                                    "first_attribute": ["e", "f"],
                                    "second_attribute": ["g", "h"]}}, n_permutations=10),

@@ -6,7 +6,8 @@
     explain audit --data compas.csv --label two_year_recid --prediction compas_high_risk \\
         --sensitive race --out audit/                      # no model: audit existing decisions
 
-Writes ``by_group.csv``, ``disparities.csv``, ``calibration.csv``, ``threshold_sweep.csv``
+Writes ``by_group.csv``, ``disparities.csv``, ``contrasts.csv``, ``calibration.csv``,
+``threshold_sweep.csv``
 (when there are scores), ``meta.json`` and one PNG per figure into ``--out`` (written to a
 temporary directory and moved into place, so a failure never leaves half the files).
 """
@@ -43,13 +44,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text", metavar="COL", help="column of texts (text models)")
     parser.add_argument("--positive-label", dest="positive_label", metavar="VALUE",
                         help="label value that counts as positive when labels are not 0/1")
-    parser.add_argument("--threshold", type=float, default=0.5,
-                        help="decision threshold on scores (default 0.5)")
-    parser.add_argument("--n-bootstrap", dest="n_bootstrap", type=int, default=1000,
-                        help="bootstrap resamples for intervals (default 1000)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="decision threshold on scores (default 0.5, for scores in [0, 1] "
+                             "only: other scores need one)")
+    parser.add_argument("--n-permutations", dest="n_permutations", type=int, default=9999,
+                        help="permutations of the group labels per test of 'no disparity' "
+                             "(default 9999; 0 skips the tests)")
+    parser.add_argument("--alpha", type=float, default=0.05,
+                        help="significance level of the Holm-adjusted tests (default 0.05)")
+    parser.add_argument("--negligible-difference", dest="negligible_difference", type=float,
+                        default=0.02, help="a significant difference below this is called "
+                                           "negligible (default 0.02)")
+    parser.add_argument("--reference-group", dest="reference_groups", action="append",
+                        default=[], metavar="COL=GROUP",
+                        help="group the others are contrasted with (default: the largest); "
+                             "repeat for several columns")
     parser.add_argument("--min-group-size", dest="min_group_size", type=int, default=30,
-                        help="smaller groups get no interval and are left out of disparities")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+                        help="smaller groups are flagged small_group (default 30)")
+    parser.add_argument("--exclude-small-groups", dest="exclude_small_groups",
+                        action="store_true",
+                        help="leave groups under --min-group-size out of the disparities and "
+                             "contrasts (default: keep them, as fairlearn does)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the permutations (default 0)")
     parser.add_argument("--proxies", action="store_true",
                         help="also rank the columns by mutual information with each sensitive "
                              "column (proxies)")
@@ -76,6 +92,18 @@ def read_table(spec: str | None, model_name: str | None = None):
     from ..report.build import load_data
 
     return load_data(spec).frame
+
+
+def reference_groups(specs: list[str]) -> dict[str, str]:
+    """``["race=Caucasian", "sex=Female"]`` -> ``{"race": "Caucasian", "sex": "Female"}``."""
+    out = {}
+    for spec in specs:
+        column, sep, group = spec.partition("=")
+        if not sep or not column.strip() or not group.strip():
+            raise ValueError(f"--reference-group {spec!r} is not COL=GROUP (e.g. "
+                             f"--reference-group race=Caucasian)")
+        out[column.strip()] = group.strip()
+    return out
 
 
 def slug(text: str) -> str:
@@ -144,12 +172,16 @@ def run(args: argparse.Namespace) -> int:
         result = audit(loaded, data, sensitive_features=args.sensitive, label=args.label,
                        prediction=args.prediction, score=args.score, text=args.text,
                        positive_label=positive, threshold=args.threshold,
-                       n_bootstrap=args.n_bootstrap, min_group_size=args.min_group_size,
-                       seed=args.seed)
+                       n_permutations=args.n_permutations, alpha=args.alpha,
+                       negligible_difference=args.negligible_difference,
+                       reference_groups=reference_groups(args.reference_groups),
+                       min_group_size=args.min_group_size,
+                       exclude_small_groups=args.exclude_small_groups, seed=args.seed)
     for warning in caught:
         print(f"warning: {warning.message}")
     outputs.table("by_group", result.by_group)
     outputs.table("disparities", result.disparities)
+    outputs.table("contrasts", result.contrasts)
     if len(result.calibration):
         outputs.table("calibration", result.calibration)
     if len(result.threshold_sweep):
@@ -159,6 +191,9 @@ def run(args: argparse.Namespace) -> int:
     for feature in result.sensitive_features:
         outputs.figure(f"metrics_{slug(feature)}", result.plot("metrics",
                                                                sensitive_feature=feature))
+        if len(result.contrasts[result.contrasts["sensitive_feature"] == feature]):
+            outputs.figure(f"contrasts_{slug(feature)}",
+                           result.plot("contrasts", sensitive_feature=feature))
         if len(result.calibration):
             outputs.figure(f"calibration_{slug(feature)}",
                            result.plot("calibration", sensitive_feature=feature))
@@ -176,8 +211,8 @@ def run(args: argparse.Namespace) -> int:
             outputs.figure(f"proxies_{slug(column)}", ranked.plot())
     written = outputs.write()
     print(result.summary())
-    columns = ["sensitive_feature", "measure", "difference", "difference_ci_low",
-               "difference_ci_high", "ratio"]
+    columns = ["sensitive_feature", "measure", "difference", "ratio", "p_value_holm",
+               "conclusion"]
     print(result.disparities[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"wrote {len(written)} files to {args.out}")
     return 0
