@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
 
 import explain
 from explain.fairness import default_layers, representation_probe
+from explain.fairness.representation import _held_out
 from explain.plotting import figure_bytes
 
 
@@ -39,11 +41,15 @@ def _planted(planted_at):
                               label_names=["a", "b"], name="planted")
 
 
+def _planted_data(n=300):
+    rng = np.random.default_rng(0)
+    attribute = rng.integers(0, 2, n)
+    return np.hstack([rng.normal(size=(n, 10)), attribute[:, None] * 2.0 - 1.0]), attribute
+
+
 @pytest.mark.parametrize("planted_at", [1, 2])
 def test_probe_finds_the_planted_layer(planted_at):
-    rng = np.random.default_rng(0)
-    attribute = rng.integers(0, 2, 300)
-    x = np.hstack([rng.normal(size=(300, 10)), attribute[:, None] * 2.0 - 1.0])
+    x, attribute = _planted_data()
     model = _planted(planted_at)
     result = representation_probe(model, x, attribute, n_splits=5)
     table = result.to_frame().set_index("layer")
@@ -52,12 +58,73 @@ def test_probe_finds_the_planted_layer(planted_at):
         row = table.loc[f"blocks.{i}"]
         if i < planted_at:
             assert row.accuracy < 0.65  # chance: the block has never seen the attribute
+            assert row.accuracy_ci_low < row.majority_baseline
         else:
             assert row.accuracy > 0.95
             assert row.selectivity > 0.3
+        assert row.accuracy_ci_low <= row.accuracy <= row.accuracy_ci_high
         assert row.control_accuracy < 0.7
+    # the attribute is input column 10: the raw-input probe reads it straight away
+    assert table.input_accuracy.eq(table.input_accuracy.iloc[0]).all()
+    assert table.input_accuracy.iloc[0] > 0.95
+    assert table.is_model_input.isna().all()  # unnamed values: not looked up
+    assert "has no name" in result.summary()
     assert explain.hooks.count_hooks(model) == 0
     assert representation_probe(model, x, attribute).to_frame().equals(result.to_frame())
+
+
+def test_held_out_accuracy_agrees_with_scikit_learn():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, attribute = _planted_data()
+    model = _planted(2)
+    result = representation_probe(model, x, attribute, layers=["blocks.1"], seed=3)
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=3)
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    predicted = cross_val_predict(probe, x, attribute, cv=folds)
+    assert result.to_frame().input_accuracy.iloc[0] == pytest.approx(
+        np.mean(predicted == attribute))
+
+
+def test_an_input_attribute_is_named_a_trivial_finding():
+    x, attribute = _planted_data()
+    model = _planted(2)
+    as_input = representation_probe(model, x, pd.Series(attribute, name="x10"), n_splits=3)
+    assert as_input.to_frame().is_model_input.eq(True).all()
+    assert as_input.meta["parameters"]["attribute"] == "x10"
+    assert "'x10' is an input of the model, so the probe recovers it trivially" in \
+        as_input.summary()
+    assert "(an input of the model)" in as_input.plot().axes[0].get_title()
+    # the same values under a name the model does not read
+    hidden = representation_probe(model, x, pd.Series(attribute, name="group"), n_splits=3)
+    assert hidden.to_frame().is_model_input.eq(False).all()
+    assert "trivially" not in hidden.summary() and "'group'" in hidden.summary()
+    # a column of a frame is looked up by name
+    frame = pd.DataFrame({"x": [0.0] * 6}, index=range(6)).assign(sex=["m", "f"] * 3)
+    with pytest.raises(TypeError, match="needs inputs to be a pandas.DataFrame"):
+        representation_probe(model, x, "x10")
+    with pytest.raises(KeyError, match="'sexx' is not in the data"):
+        representation_probe(model, frame, "sexx")
+
+
+def test_held_out_interval_covers_a_known_accuracy():
+    """Labels independent of 16 features: every probe's true accuracy is exactly 0.5 (balanced
+    classes), and CV accuracies vary more than a binomial count. On these 120 runs the interval
+    covers 0.975; the Wilson interval of the pooled predictions alone would cover 0.875."""
+    from sklearn.model_selection import StratifiedKFold
+
+    rng = np.random.default_rng(0)
+    runs, covered = 120, 0
+    for run in range(runs):
+        x, y = rng.normal(size=(200, 16)), rng.permutation(np.arange(200) % 2)
+        folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=run)
+        _, low, high = _held_out(x, y, folds, regularization=1.0, max_iter=2000,
+                                 confidence=0.95)
+        covered += low <= 0.5 <= high
+    assert covered / runs >= 0.92
 
 
 def test_text_model_layers_and_figure(tiny_bert):
@@ -65,9 +132,22 @@ def test_text_model_layers_and_figure(tiny_bert):
                                          "bert.encoder.layer.1"]
     texts = [f"{p} is a doctor number {i}" for i in range(12) for p in ("he", "she")]
     result = representation_probe(tiny_bert, texts, ["m", "f"] * 12, n_splits=3)
-    assert len(result.to_frame()) == 3
-    assert result.to_frame().majority_baseline.eq(0.5).all()
-    assert figure_bytes(result.plot())[:4] == b"\x89PNG"
+    table = result.to_frame()
+    assert len(table) == 3
+    assert table.majority_baseline.eq(0.5).all()
+    # bag of tokens: the pronoun is a word of the input, so the raw-input probe is perfect
+    assert table.input_accuracy.eq(1.0).all()
+    assert result.meta["parameters"]["input_baseline"] == "bag of tokens"
+    distinct = {t for text in texts for t in tiny_bert.tokenizer(text, add_special_tokens=False)
+                ["input_ids"]}
+    assert result.meta["parameters"]["n_input_features"] == len(distinct)
+    assert table.is_model_input.isna().all() and "has no name" not in result.summary()
+    figure = result.plot()
+    labels = figure.axes[0].get_legend_handles_labels()[1]
+    assert labels == ["control (shuffled attribute)", "majority baseline", "probe (attribute)",
+                      "raw input (bag of tokens)"]
+    assert figure.axes[0].get_xticklabels()[0].get_text() == "raw input"
+    assert figure_bytes(figure)[:4] == b"\x89PNG"
     assert explain.hooks.count_hooks(tiny_bert) == 0
 
 
