@@ -3,6 +3,8 @@ models built to depend on one input, seeds, hooks, bad input."""
 
 from __future__ import annotations
 
+import math
+import re
 import warnings
 
 import numpy as np
@@ -418,8 +420,13 @@ def test_summary_sentence(one_word):
     sentence = result.sentence(0)
     assert sentence.startswith("Predicted pos (p = 0.88).")
     assert "Words pushing toward pos: 'good' (+" in sentence
-    assert "Faithfulness: removing the top 20% of words lowers p by" in sentence
+    # the sentence names the measure it quotes and its definition
+    assert ("Faithfulness, AOPC comprehensiveness (the top 10-50% of words replaced by "
+            "[PAD]): p drops by") in sentence
     assert sentence == attribute(one_word, ["the movie was good"], n_steps=16).sentence(0)
+    eraser = attribute(one_word, ["the movie was good"], n_steps=16, faithfulness="eraser")
+    assert ("Faithfulness, ERASER comprehensiveness (the top 1-50% of tokens deleted; "
+            "probability of the explained label): p drops by") in eraser.sentence(0)
 
 
 def test_html_escapes_user_text(one_word):
@@ -512,3 +519,247 @@ def test_plain_torch_text_model(tiny_mha):
     layer = attribute(tiny_mha, ["the movie was good"], method="layer", n_steps=8)
     assert layer.meta["parameters"]["layer"] == "layers.1"
     assert count_hooks(tiny_mha) == 0
+
+
+# ------------------------------------------------- faithfulness definitions by hand
+
+
+class MeanBag(nn.Module):
+    """logit(pos) = mean over the attended tokens of a weight per token id, logit(neg) = 0.
+    The mean is over the attention mask, so deleting a token (ERASER) and replacing it by
+    [PAD] (AOPC) give different outputs."""
+
+    def __init__(self, vocab_size: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, 1)
+        with torch.no_grad():
+            self.embed.weight.copy_(3 * torch.randn(vocab_size, 1,
+                                                    generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, input_ids, attention_mask=None):
+        h = self.embed(input_ids)[..., 0]
+        mask = torch.ones_like(h) if attention_mask is None else attention_mask.to(h.dtype)
+        score = (h * mask).sum(1) / mask.sum(1)
+        return torch.stack([torch.zeros_like(score), score], dim=1)
+
+
+LONG_TEXT = ("the film opens slowly but the acting is warm and the story grows into something "
+             "funny, sad and quietly brilliant by the end")
+
+
+@pytest.fixture(scope="module")
+def mean_bag():
+    from explain_models import tiny
+
+    tokenizer = tiny.minilm_tokenizer()
+    return explain.load_model(MeanBag(tokenizer.vocab_size), tokenizer=tokenizer,
+                              task="sequence-classification", label_names=["neg", "pos"],
+                              name="mean-bag")
+
+
+def _p(model, ids: list[int], target: int) -> float:
+    with torch.no_grad():
+        logits = model(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids),
+                                                                        dtype=torch.long))
+    return float(torch.softmax(logits.double(), -1)[0, target])
+
+
+def test_aopc_definition_by_hand(mean_bag):
+    result = attribute(mean_bag, [LONG_TEXT], n_steps=32)
+    row = result.explanations().iloc[0]
+    assert row.faithfulness_definition == "aopc"
+    tokens = result.to_frame("token")
+    words = result.to_frame("word")
+    ids = mean_bag.tokenizer(LONG_TEXT)["input_ids"]
+    pad = mean_bag.tokenizer.pad_token_id
+    target = mean_bag.label_names.index(row.target)
+    # token t belongs to word w when its character span lies inside the word's span
+    word_of = [next((w for w, (s, e) in enumerate(zip(words.start, words.end, strict=True))
+                     if s <= ts and te <= e), -1) if ts >= 0 else -1
+               for ts, te in zip(tokens.start, tokens.end, strict=True)]
+    order = sorted(range(len(words)), key=lambda w: (-words.score[w], w))
+    p_x = _p(mean_bag.model, ids, target)
+    comp, suff = [], []
+    for fraction in (0.1, 0.2, 0.3, 0.4, 0.5):
+        top = set(order[:math.ceil(round(fraction * len(words), 9))])
+        removed = [pad if word_of[t] in top else i for t, i in enumerate(ids)]
+        kept = [i if word_of[t] in top or word_of[t] < 0 else pad for t, i in enumerate(ids)]
+        comp.append(p_x - _p(mean_bag.model, removed, target))
+        suff.append(p_x - _p(mean_bag.model, kept, target))
+    tolerance = 16 * torch.finfo(torch.float32).eps  # probabilities in [0, 1], float32 forward
+    assert row.comprehensiveness == pytest.approx(np.mean(comp), abs=tolerance)
+    assert row.sufficiency == pytest.approx(np.mean(suff), abs=tolerance)
+    assert row.beats_random == (row.comprehensiveness > row.random_comprehensiveness)
+    assert row.comprehensiveness_gain == pytest.approx(row.comprehensiveness
+                                                       - row.random_comprehensiveness)
+
+
+def test_eraser_definition_by_hand(mean_bag):
+    result = attribute(mean_bag, [LONG_TEXT], n_steps=32, faithfulness="eraser")
+    row = result.explanations().iloc[0]
+    assert row.faithfulness_definition == "eraser"
+    tokens = result.to_frame("token")
+    ids = mean_bag.tokenizer(LONG_TEXT)["input_ids"]
+    target = mean_bag.label_names.index(row.target)
+    scores = tokens.score.to_numpy()
+    content = [t for t in range(len(ids)) if tokens.start[t] >= 0]  # not [CLS], [SEP]
+    n = len(content)
+    assert n >= 20  # every bin from 5% on holds a token
+    ranked = sorted(content, key=lambda t: (-scores[t], t))
+    p_x = _p(mean_bag.model, ids, target)
+    comp, suff, previous = [], [], None
+    for percent in (1, 5, 10, 20, 50):
+        k = int(percent * n / 100)
+        rationale = {t for t in ranked[:k] if scores[t] > 0}
+        if k == 0 or not rationale or rationale == previous:
+            continue
+        previous = rationale
+        deleted = [i for t, i in enumerate(ids) if t not in rationale]
+        only = [i for t, i in enumerate(ids) if t in rationale or t not in content]
+        comp.append(p_x - _p(mean_bag.model, deleted, target))
+        suff.append(p_x - _p(mean_bag.model, only, target))
+    assert len(comp) >= 3
+    tolerance = 16 * torch.finfo(torch.float32).eps
+    assert row.comprehensiveness == pytest.approx(np.mean(comp), abs=tolerance)
+    assert row.sufficiency == pytest.approx(np.mean(suff), abs=tolerance)
+    # deletion is not replacement: the two definitions differ on this model
+    aopc = attribute(mean_bag, [LONG_TEXT], n_steps=32).explanations().iloc[0]
+    assert abs(aopc.comprehensiveness - row.comprehensiveness) > 100 * tolerance
+    # the curves are the same whichever definition is chosen
+    assert row.deletion_auc == pytest.approx(aopc.deletion_auc, abs=tolerance)
+
+
+def test_eraser_rationale_rules():
+    from explain.attribution.trust import eraser_rationales
+
+    scores = np.zeros(22)
+    scores[[3, 7, 12]] = [0.5, 0.9, 0.2]
+    scores[[4, 5]] = -1.0
+    candidates = np.arange(1, 21)  # 20 tokens; 0 and 21 are special
+    kept = eraser_rationales(scores, candidates)
+    # 1%: 0 tokens (skipped); 5%: 1; 10%: 2; 20%: 4 of which 3 positive; 50%: the same 3
+    # positive ones again (skipped)
+    assert [r.tolist() for r in kept] == [[7], [3, 7], [3, 7, 12]]
+    assert eraser_rationales(-np.ones(22), candidates) == []
+
+
+def test_eraser_needs_text(one_feature):
+    with pytest.raises(ValueError, match="faithfulness='eraser' deletes tokens.*tabular"):
+        attribute(one_feature, _features(), faithfulness="eraser")
+    with pytest.raises(ValueError, match="unknown faithfulness definition 'erasr'.*aopc"):
+        attribute(one_feature, _features(), faithfulness="erasr")
+
+
+def test_eraser_ranks_the_one_word_model(one_word):
+    table = attribute(one_word, GOOD_TEXTS, n_steps=16, faithfulness="eraser").explanations()
+    assert (table.faithfulness_definition == "eraser").all()
+    # deleting 'good' flips the model; keeping only 'good' keeps the prediction
+    assert (table.comprehensiveness > 0.5).all() and (table.sufficiency < 0.05).all()
+    assert table.beats_random.all()
+
+
+# ------------------------------------------------------------------ seeds by content
+
+
+def _tolerance(*frames) -> float:
+    scale = max(1.0, *(float(np.abs(f.score).max()) for f in frames))
+    return 4 * torch.finfo(torch.float32).eps * scale
+
+
+@pytest.mark.parametrize("method", SAMPLING)
+def test_sampled_explanation_does_not_depend_on_the_other_inputs(tiny_mlp, method):
+    x = 3 * torch.randn(3, 5, generator=torch.Generator().manual_seed(4))
+    options = {"n_samples": 20}
+    alone = attribute(tiny_mlp, x[1:2], method=method, seed=5, **options)
+    listed = attribute(tiny_mlp, x, method=method, seed=5, **options)
+    backwards = attribute(tiny_mlp, x.flip(0), method=method, seed=5, **options)
+    a = alone.to_frame()
+    b = listed.to_frame().query("input_id == 1")
+    c = backwards.to_frame().query("input_id == 1")
+    tolerance = _tolerance(a, b, c)
+    np.testing.assert_allclose(b.score, a.score, rtol=0, atol=tolerance)
+    np.testing.assert_allclose(c.score, a.score, rtol=0, atol=tolerance)
+    # the random ranking of faithfulness is seeded by content too
+    rand = [r.explanations().set_index("input_id").random_comprehensiveness
+            for r in (alone, listed, backwards)]
+    assert rand[0][0] == pytest.approx(rand[1][1], abs=tolerance)
+    assert rand[0][0] == pytest.approx(rand[2][1], abs=tolerance)
+
+
+@pytest.mark.parametrize("method", ["lime", "gradient_shap"])
+def test_sampled_text_explanation_does_not_depend_on_the_other_inputs(tiny_bert, method):
+    texts = ["a warm and funny story", TEXTS[0], "the plot was dull"]
+    alone = attribute(tiny_bert, texts[1], method=method, n_samples=30, faithfulness=False)
+    listed = attribute(tiny_bert, texts, method=method, n_samples=30, faithfulness=False)
+    backwards = attribute(tiny_bert, texts[::-1], method=method, n_samples=30,
+                          faithfulness=False)
+    a = alone.to_frame("token")
+    b = listed.to_frame("token").query("input_id == 1")
+    c = backwards.to_frame("token").query("input_id == 1")
+    np.testing.assert_allclose(b.score, a.score, rtol=0, atol=_tolerance(a, b, c))
+    np.testing.assert_allclose(c.score, a.score, rtol=0, atol=_tolerance(a, b, c))
+
+
+# ----------------------------------------------------------- bad options, early
+
+
+class Counting(nn.Module):
+    """OneFeature that counts its forward passes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return OneFeature()(x)
+
+
+@pytest.mark.parametrize("value", [-5, 0, 2.5, True, "10"])
+def test_count_options_are_checked_before_any_work(value):
+    net = Counting()
+    loaded = explain.load_model(net, feature_names=[f"x{i}" for i in range(5)],
+                                label_names=["no", "yes"])
+    for method in SAMPLING:
+        with pytest.raises(ValueError, match=f"n_samples must be a positive integer.*got "
+                                             f"{re.escape(repr(value))}.*n_samples="):
+            attribute(loaded, _features(), method=method, n_samples=value)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        attribute(loaded, _features(), batch_size=value)
+    if not isinstance(value, str):
+        with pytest.raises(ValueError, match="n_steps must be a positive integer"):
+            attribute(loaded, _features(), n_steps=value)
+    assert net.calls == 0
+
+
+def test_options_of_another_method_or_modality_are_refused(tiny_bert, tiny_mlp):
+    x = torch.zeros(1, 5)
+    with pytest.raises(ValueError, match="option 'n_samples' does not apply to method "
+                                         "'integrated_gradients'.*gradient_shap"):
+        attribute(tiny_mlp, x, n_samples=10)
+    with pytest.raises(ValueError, match="option 'nt_samples' does not apply"):
+        attribute(tiny_mlp, x, method="smoothgrad", nt_samples=10)
+    with pytest.raises(ValueError, match="stdevs must be a finite number >= 0, got -1"):
+        attribute(tiny_mlp, x, method="smoothgrad", stdevs=-1)
+    with pytest.raises(ValueError, match="patch_size=.*applies to image models; this is a text "
+                                         "model.*remove patch_size="):
+        attribute(tiny_bert, TEXTS[:1], method="occlusion", patch_size=4)
+    with pytest.raises(ValueError, match="max_length=.*applies to text models; this is a "
+                                         "tabular model"):
+        attribute(tiny_mlp, x, max_length=8)
+    with pytest.raises(ValueError, match="n_bootstrap must be a positive integer"):
+        attribute(tiny_mlp, x, n_steps=4).global_importance(n_bootstrap=0)
+
+
+def test_surrogate_fit_quality_needs_more_samples_than_features(one_feature):
+    with pytest.warns(ExplainWarning, match="not estimable for 6 of 6 explanations: "
+                                            "n_samples=4 perturbations for up to 5 features"
+                                            ".*n_samples=60"):
+        few = attribute(one_feature, _features(), method="kernel_shap", n_samples=4)
+    assert few.explanations().surrogate_r2.isna().all()
+    assert "R^2" not in few.sentence(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ExplainWarning)
+        many = attribute(one_feature, _features(), method="kernel_shap", n_samples=200)
+    # the model is additive over its binary features (only x2 matters): an exact linear fit
+    assert (many.explanations().surrogate_r2 > 0.999).all()

@@ -39,6 +39,19 @@ def test_scorecard_columns_and_values(tiny_mlp):
             "seconds", "peak_memory_mb", "infidelity", "sensitivity_max"} <= set(frame.columns)
     ig = frame.set_index("method").loc["integrated_gradients"]
     assert ig.stability == 1.0 and ig.agreement == 1.0  # deterministic, and the reference
+    # what a truthful summary needs: per method, its comparison with a random ranking
+    assert (frame.faithfulness_definition == "aopc").all()
+    np.testing.assert_allclose(frame.comprehensiveness_gain,
+                               frame.comprehensiveness - frame.random_comprehensiveness)
+    assert (frame.better_than_random == (frame.comprehensiveness_gain > 0)).all()
+    for method, result in card.results.items():
+        table = result.explanations()
+        row = frame.set_index("method").loc[method]
+        assert (table.method == method).all()
+        assert row.n_beats_random == table.beats_random.sum()
+        assert row.beats_random == pytest.approx(table.beats_random.mean())
+        assert row.comprehensiveness == pytest.approx(table.comprehensiveness.mean())
+    assert "no better than a random ranking: " in card.summary()
     assert (frame.seconds > 0).all() and (frame.peak_memory_mb >= 0).all()
     assert len(card.agreement_table) == 3
     assert count_hooks(tiny_mlp) == 0
@@ -47,6 +60,8 @@ def test_scorecard_columns_and_values(tiny_mlp):
     assert isinstance(card.plot(), Figure)
     with pytest.raises(ValueError, match="cannot be scored.*valid"):
         scorecard(tiny_mlp, x, methods=["gradcam"])
+    with pytest.raises(ValueError, match="faithfulness='eraser' deletes tokens"):
+        scorecard(tiny_mlp, x, methods=["saliency"], faithfulness="eraser")
 
 
 def test_robustness_metrics(threshold_model):

@@ -24,14 +24,18 @@ Batching: deterministic gradient methods (integrated gradients, saliency, input 
 DeepLift, GradCAM, layer) run many inputs at once in padded batches sorted by length (the
 original order is restored); Captum's ``internal_batch_size`` comes from ``memory_budget`` and is
 halved and retried on out-of-memory. Stochastic methods (GradientSHAP, SmoothGrad, Shapley
-sampling, LIME, KernelSHAP) and the perturbation methods run one input at a time with the seed
-``(seed, input index)``, their perturbations batched instead, so their scores do not depend on
-the batch size or on the other inputs.
+sampling, LIME, KernelSHAP) and the perturbation methods run one input at a time, their
+perturbations batched instead. Each input's seed is derived from ``seed``, the method and a
+stable hash of the input's content (token ids or values, baseline, target), never from its
+position, so a sampled explanation of an input is the same whatever else is in the list, in
+whatever order, and whatever the batch size.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import numbers
 import re
 import warnings
 from collections.abc import Mapping, Sequence
@@ -46,7 +50,7 @@ from torch import nn
 from .. import hooks
 from ..errors import ExplainWarning
 
-__all__ = ["DEFAULT_MEMORY_BUDGET", "METHODS", "OUTPUTS", "attribute"]
+__all__ = ["DEFAULT_MEMORY_BUDGET", "METHODS", "METHOD_OPTIONS", "OUTPUTS", "attribute"]
 
 #: Method name -> what it computes (all through Captum 0.9).
 METHODS: Mapping[str, str] = MappingProxyType({
@@ -72,6 +76,39 @@ METHODS: Mapping[str, str] = MappingProxyType({
     "layer": "LayerIntegratedGradients over a named layer's output (layer=): which neurons or "
              "channels carry the decision",
 })
+
+#: Method name -> the keyword options it takes (``attribute(..., **method_options)``) ->
+#: meaning. Any other option is refused before any work is done.
+METHOD_OPTIONS: Mapping[str, Mapping[str, str]] = MappingProxyType({
+    "integrated_gradients": MappingProxyType({
+        "integration": "Captum's integration rule (default 'gausslegendre'; 'riemann_left', "
+                       "'riemann_right', 'riemann_middle', 'riemann_trapezoid')"}),
+    "saliency": MappingProxyType({"abs": "absolute gradients (default True)"}),
+    "input_x_gradient": MappingProxyType({}),
+    "deeplift": MappingProxyType({}),
+    "gradient_shap": MappingProxyType({
+        "n_samples": "random points per input (default n_steps)",
+        "stdevs": "standard deviation of the noise added to each point (default 0)"}),
+    "smoothgrad": MappingProxyType({
+        "n_samples": "noisy copies per input (default 20)",
+        "stdevs": "noise standard deviation (default 0.1 x std(input - baseline))",
+        "abs": "absolute gradients (default True)"}),
+    "occlusion": MappingProxyType({}),
+    "feature_ablation": MappingProxyType({}),
+    "shapley_sampling": MappingProxyType({"n_samples": "feature permutations (default 25)"}),
+    "lime": MappingProxyType({
+        "n_samples": "perturbed inputs the surrogate is fitted to (default 200)",
+        "alpha": "Lasso regularisation of the surrogate (default 0.01)"}),
+    "kernel_shap": MappingProxyType({
+        "n_samples": "perturbed inputs the weighted linear fit uses (default 200)"}),
+    "gradcam": MappingProxyType({
+        "relu_attributions": "keep only positive GradCAM values (default False)"}),
+    "layer": MappingProxyType({}),
+})
+
+_COUNT_OPTIONS = ("n_samples",)
+_INTEGRATION = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle",
+                "riemann_trapezoid")
 
 #: What score is attributed: the target's probability, logit or log-probability.
 OUTPUTS: Mapping[str, str] = MappingProxyType({
@@ -126,6 +163,59 @@ def check_method(method: str, task: str) -> str:
                          f"({_WHY_NOT[(kind, method)]}); methods that do: "
                          f"{', '.join(_APPLICABLE[kind])}")
     return method
+
+
+def check_count(name: str, value: Any, example: int) -> int:
+    """``value`` as an int if it is a positive integer (a count), else a ValueError naming
+    ``name``, the value and an example of a valid one."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer (a count), got {value!r}; pass "
+                         f"e.g. {name}={example}")
+    return int(value)
+
+
+def check_method_options(method: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate the keyword options of ``method`` (``METHOD_OPTIONS``) before any work."""
+    valid = METHOD_OPTIONS[method]
+    checked: dict[str, Any] = {}
+    for name, value in options.items():
+        if name not in valid:
+            takers = [m for m, names in METHOD_OPTIONS.items() if name in names]
+            raise ValueError(f"option {name!r} does not apply to method {method!r} (its "
+                             f"options: {', '.join(valid) or 'none'}); remove it"
+                             + (f", or use a method that takes it: {', '.join(takers)}"
+                                if takers else ""))
+        if name in _COUNT_OPTIONS:
+            value = check_count(name, value, 200 if method in ("lime", "kernel_shap") else 25)
+        elif name in ("stdevs", "alpha"):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+                    or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+            value = float(value)
+        elif name in ("abs", "relu_attributions"):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be True or False, got {value!r}")
+        elif name == "integration" and value not in _INTEGRATION:
+            raise ValueError(f"unknown integration {value!r}; valid: {', '.join(_INTEGRATION)}")
+        checked[name] = value
+    return checked
+
+
+def _check_modality_options(kind: str, task: str, *, patch_size, max_length, text_pairs,
+                            continuation) -> None:
+    """Options of one modality given for a model of another are errors, not ignored."""
+    only = {"patch_size": ("image", patch_size, "the side of a square image patch in pixels"),
+            "max_length": ("text", max_length, "tokens per text"),
+            "text_pairs": ("text", text_pairs, "second texts of a pair classifier"),
+            "continuation": ("text", continuation, "a causal LM's continuation")}
+    for name, (modality, value, meaning) in only.items():
+        if value is not None and kind != modality:
+            raise ValueError(f"{name}= ({meaning}) applies to {modality} models; this is a "
+                             f"{kind} model (task {task!r}): remove {name}=")
+    if patch_size is not None:
+        check_count("patch_size", patch_size, 4)
+    if max_length is not None:
+        check_count("max_length", max_length, 128)
 
 
 # ------------------------------------------------------------------------------ prepared
@@ -399,10 +489,6 @@ def prepare(loaded, inputs, *, target=None, text_pairs=None, baseline=None,
     if kind == "text":
         return _prepare_text(loaded, inputs, target=target, text_pairs=text_pairs,
                              baseline=baseline, max_length=max_length, continuation=continuation)
-    if continuation is not None:
-        raise ValueError("continuation= applies to causal language models only")
-    if text_pairs is not None:
-        raise ValueError("text_pairs applies to text classifiers only")
     if kind == "tabular":
         x = _tabular_inputs(loaded, inputs)
         base = _broadcast_baseline(baseline, x, "inputs")
@@ -686,11 +772,17 @@ def parse_budget(memory_budget) -> int:
 
 
 class _RecordingFit:
-    """Wraps a Captum interpretable linear model and keeps the weighted R^2 of its last fit."""
+    """Wraps a Captum interpretable linear model and keeps the fit quality of its last fit:
+    the weighted R^2 on its own ``n`` perturbation samples, adjusted for its ``p`` feature
+    coefficients, ``1 - (1 - R^2) (n - 1) / (n - p - 1)``. With ``n <= p + 1`` samples a
+    linear fit with an intercept can pass through every sample (R^2 = 1 by construction): the
+    fit quality is not estimable there and stays NaN."""
 
     def __init__(self, inner) -> None:
         self.inner = inner
         self.r2 = float("nan")
+        self.n = 0
+        self.p = 0
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -709,21 +801,26 @@ class _RecordingFit:
         x = torch.cat(xs).float()
         y = torch.cat(ys).float().reshape(-1)
         w = torch.cat(ws).float().reshape(-1) if ws else torch.ones_like(y)
+        self.n, self.p = int(x.shape[0]), int(x.shape[1])
+        if self.n <= self.p + 1:
+            self.r2 = float("nan")
+            return out
         with torch.no_grad():
             pred = self.inner(x).reshape(-1).float()
         mean = (w * y).sum() / w.sum()
         total = float((w * (y - mean) ** 2).sum())
         residual = float((w * (y - pred) ** 2).sum())
-        self.r2 = 1.0 - residual / total if total > 0 else float("nan")
+        r2 = 1.0 - residual / total if total > 0 else float("nan")
+        self.r2 = 1.0 - (1.0 - r2) * (self.n - 1) / (self.n - self.p - 1)
         return out
 
 
 def run_method(method: str, scorer: nn.Module, x: torch.Tensor, baseline: torch.Tensor,
                args: tuple, units: torch.Tensor, *, n_steps: int, internal: int,
                options: Mapping[str, Any], layer: nn.Module | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor | None, float]:
+               ) -> tuple[torch.Tensor, torch.Tensor | None, _RecordingFit | None]:
     """Run one Captum method on a batch. Returns ``(attributions, convergence_delta or None,
-    surrogate R^2 or nan)``. Attributions have the shape of ``x`` (or of the layer output).
+    the surrogate fit (LIME, KernelSHAP) or None)``. Attributions have the shape of ``x`` (or of the layer output).
     For DeepLift, ``scorer`` is ``_deeplift_scorer``'s module."""
     import captum.attr as ca
 
@@ -740,7 +837,7 @@ def run_method(method: str, scorer: nn.Module, x: torch.Tensor, baseline: torch.
 
 def _run_captum(ca, method, scorer, x, baseline, args, units, *, n_steps, internal, opts, layer):
     delta = None
-    r2 = float("nan")
+    fit = None
     if method == "integrated_gradients":
         # the completeness error is computed by the caller from f(x), already known, and one
         # forward pass on the baseline (Captum's own delta costs two forward passes)
@@ -798,16 +895,15 @@ def _run_captum(ca, method, scorer, x, baseline, args, units, *, n_steps, intern
 
         n_samples = opts.pop("n_samples", 200)
         if method == "lime":
-            model = _RecordingFit(SkLearnLasso(alpha=opts.pop("alpha", 0.01)))
-            explainer = ca.Lime(scorer, interpretable_model=model)
+            fit = _RecordingFit(SkLearnLasso(alpha=opts.pop("alpha", 0.01)))
+            explainer = ca.Lime(scorer, interpretable_model=fit)
         else:
             explainer = ca.KernelShap(scorer)
-            model = _RecordingFit(explainer.interpretable_model)
-            explainer.interpretable_model = model
+            fit = _RecordingFit(explainer.interpretable_model)
+            explainer.interpretable_model = fit
         attr = explainer.attribute(x, baselines=baseline, feature_mask=units,
                                    additional_forward_args=args, n_samples=n_samples,
                                    perturbations_per_eval=internal, **opts)
-        r2 = model.r2
     elif method == "gradcam":
         explainer = ca.LayerGradCam(scorer, layer)
         cam = explainer.attribute(x, additional_forward_args=args,
@@ -821,7 +917,7 @@ def _run_captum(ca, method, scorer, x, baseline, args, units, *, n_steps, intern
             attr = attr[0]
     else:  # pragma: no cover - guarded by check_method
         raise ValueError(method)
-    return attr.detach(), (delta.detach().reshape(-1) if delta is not None else None), r2
+    return attr.detach(), (delta.detach().reshape(-1) if delta is not None else None), fit
 
 
 class _PerCall(nn.Module):
@@ -1003,7 +1099,7 @@ def compute(loaded, prepared: Prepared, method: str, *, n_steps: int, batch_size
         # DeepLift: a model copy with per-call activations, built once (not per batch)
         attributing = _deeplift_scorer(scorer, px, pargs) if method == "deeplift" else scorer
         method_options = _method_options(method, options, prepared, loaded)
-        offsets = item_offsets(items)
+        unfit: list[tuple[int, int]] = []  # (n, p) of surrogate fits whose R^2 is not estimable
         try:
             for rows in batches:
                 batch_items = [items[i] for i in rows]
@@ -1017,11 +1113,13 @@ def compute(loaded, prepared: Prepared, method: str, *, n_steps: int, batch_size
                 args = (*args[:3], torch.tensor([it.target for it in batch_items]), *args[4:])
                 width = x.shape[1] if prepared.kind == "text" else 0
                 rows_budget = rows_budget_for(width)
-                attr, delta, r2 = _with_retry(
+                attr, delta, fit = _with_retry(
                     method, attributing, x, b, args, units, n_steps=n_steps, rows_budget=rows_budget,
                     options=method_options, layer=layer_module,
-                    seed=(seed, batch_items[0].input_id, offsets[rows[0]])
-                    if per_item else None)
+                    seed=content_seed(seed, method, batch_items[0]) if per_item else None)
+                r2 = float("nan") if fit is None else fit.r2
+                if fit is not None and math.isnan(fit.r2):
+                    unfit.append((fit.n, fit.p))
                 rows_index = torch.arange(len(batch_items))
                 f_x = dist[rows_index, args[3]] - torch.where(
                     args[4] >= 0, dist[rows_index, args[4].clamp(min=0)], torch.zeros(()))
@@ -1037,6 +1135,14 @@ def compute(loaded, prepared: Prepared, method: str, *, n_steps: int, batch_size
                 bar.update(len(batch_items))
         finally:
             bar.close()
+    if unfit:
+        p = max(p for _, p in unfit)
+        warnings.warn(f"{method}: the surrogate fit quality (surrogate_r2) is not estimable for "
+                      f"{len(unfit)} of {n} explanations: n_samples={max(n for n, _ in unfit)} "
+                      f"perturbations for up to {p} features (a linear fit with an intercept "
+                      f"passes through p + 1 samples, so R^2 = 1 says nothing; the attributions "
+                      f"are underdetermined too); surrogate_r2 is NaN there. Pass "
+                      f"n_samples={10 * (p + 1)} or more", ExplainWarning, stacklevel=3)
     return _assemble(prepared, method, results, keep_elements, n_steps, layer_name)
 
 
@@ -1109,8 +1215,8 @@ def _with_retry(method, scorer, x, b, args, units, *, n_steps, rows_budget, opti
                 numpy_state = np.random.get_state()
                 try:
                     with torch.random.fork_rng(devices=[]):
-                        torch.manual_seed(_seed_int(seed))
-                        np.random.seed(_seed_int(seed) % (2**32))
+                        torch.manual_seed(seed)
+                        np.random.seed(seed % (2**32))
                         return run_method(method, scorer, x, b, args, units, n_steps=n_steps,
                                           internal=internal, options=options, layer=layer)
                 finally:
@@ -1129,9 +1235,24 @@ def _with_retry(method, scorer, x, b, args, units, *, n_steps, rows_budget, opti
                           f"{internal} rows", ExplainWarning, stacklevel=4)
 
 
-def _seed_int(seed: tuple) -> int:
-    base, input_id, offset = seed
-    return (int(base) * 1_000_003 + int(input_id) * 7_919 + int(offset)) % (2**63 - 1)
+def content_seed(seed: int, purpose: str, item: Item) -> int:
+    """A 63-bit seed from ``seed``, ``purpose`` (the method, or the faithfulness random
+    ranking) and a stable hash (BLAKE2b) of what ``item`` is: its token ids and token types
+    (text) or values (tabular, image), its baseline, unit layout, target, contrast and
+    position. Not its index in the list: the same input gets the same seed wherever it is."""
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(f"{int(seed)}|{purpose}|{item.kind}|{item.target}|{item.contrast}|"
+                  f"{item.position}".encode())
+    tensors = [item.extra[k] for k in sorted(item.extra)]
+    if item.kind != "text":
+        tensors += [item.x, item.baseline, item.units]
+    elif item.x is not None:  # an explicit (perturbed) embedding tensor
+        tensors.append(item.x)
+    for tensor in tensors:
+        array = tensor.detach().cpu().contiguous().numpy()
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return int.from_bytes(digest.digest(), "little") % (2**63 - 1)
 
 
 def _assemble(prepared: Prepared, method: str, results: dict, keep_elements: bool, n_steps: int,
@@ -1202,7 +1323,7 @@ def attribute(
     output: str = "probability",
     layer: str | None = None,
     patch_size: int | None = None,
-    faithfulness: bool = True,
+    faithfulness: str | bool = "aopc",
     seed: int = 0,
     progress: bool | None = None,
     max_length: int | None = None,
@@ -1227,30 +1348,46 @@ def attribute(
     images); ``memory_budget``: bytes (or ``"2GB"``) for one internal batch of forward+backward
     rows; ``output``: a key of ``OUTPUTS``; ``layer``: the layer of ``gradcam``/``layer``;
     ``patch_size``: image patch side in pixels for perturbation methods and faithfulness
-    (default: a 8x8 grid); ``faithfulness``: also measure comprehensiveness, sufficiency and
-    deletion/insertion curves against a random ranking (forward passes only); ``seed``: seeds
-    every sampling method (and the random baseline) per input; ``progress``: a tqdm bar
-    (default: on for 100 inputs or more); ``max_length``: tokens per text (longer texts are
-    truncated, warned about and marked). ``method_options`` pass through to Captum (e.g.
-    ``n_samples``, ``stdevs``, ``abs``, ``alpha`` for LIME).
+    (default: a 8x8 grid; image models only); ``faithfulness``: the definition of
+    comprehensiveness and sufficiency measured against a random ranking, a key of
+    ``explain.attribution.FAITHFULNESS_DEFINITIONS`` (``"aopc"``, ours, the default;
+    ``"eraser"``, DeYoung et al. 2020 as ferret computes it, text only), ``True`` for the
+    default, ``False`` to skip (forward passes only; deletion/insertion curves come with
+    either); ``seed``: seeds every sampling method (and the random ranking) per input, with the
+    input's content (see the module docstring); ``progress``: a tqdm bar (default: on for 100
+    inputs or more); ``max_length``: tokens per text (longer texts are truncated, warned about
+    and marked; text models only). ``method_options``: the options of ``method`` listed in
+    ``METHOD_OPTIONS`` (e.g. ``n_samples``, ``stdevs``, ``abs``, ``alpha`` for LIME), passed to
+    Captum; any other is a ValueError. Every count (``n_steps``, ``n_samples``,
+    ``batch_size``, ``max_length``, ``patch_size``) must be a positive integer, checked before
+    any work.
 
     Returns an ``AttributionResult``.
     """
     import time
 
     from .result import AttributionResult
-    from .trust import measure_faithfulness
+    from .trust import check_faithfulness, measure_faithfulness
 
     loaded = model
     if not hasattr(loaded, "task") or not hasattr(loaded, "model"):
         raise TypeError(f"attribute() takes an explain.LoadedModel (explain.load_model(...)), got "
                         f"{type(model).__name__}")
     check_method(method, loaded.task)
+    method_options = check_method_options(method, method_options)
+    kind = _modality(loaded.task)
+    _check_modality_options(kind, loaded.task, patch_size=patch_size, max_length=max_length,
+                            text_pairs=text_pairs, continuation=continuation)
+    definition = check_faithfulness(faithfulness, kind)
     if output not in OUTPUTS:
         raise ValueError(f"unknown output {output!r}; valid: {', '.join(OUTPUTS)}")
     adaptive = n_steps == "auto"
-    if not adaptive and (isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1):
-        raise ValueError(f"n_steps must be a positive int or 'auto', got {n_steps!r}")
+    if not adaptive:
+        if isinstance(n_steps, str):
+            raise ValueError(f"n_steps must be a positive integer or 'auto', got {n_steps!r}")
+        n_steps = check_count("n_steps", n_steps, 50)
+    if batch_size is not None:
+        batch_size = check_count("batch_size", batch_size, 8)
     if adaptive and method not in ("integrated_gradients", "layer"):
         raise ValueError("n_steps='auto' applies to integrated_gradients and layer only")
     if not (isinstance(tolerance, (int, float)) and tolerance > 0):
@@ -1269,12 +1406,13 @@ def attribute(
         run = compute(loaded, prepared, method, n_steps=n_steps, **common)
     seconds = time.perf_counter() - start
     trust = None
-    if faithfulness and method != "layer":
+    if definition is not None and method != "layer":
         trust = measure_faithfulness(loaded, run, output=output, seed=seed,
-                                     memory_budget=budget)
+                                     memory_budget=budget, definition=definition)
     parameters = {"n_steps": n_steps, "tolerance": tolerance if adaptive else None,
                   "batch_size": batch_size, "memory_budget": budget, "output": output,
                   "layer": run.layer_name, "patch_size": patch_size, "max_length": max_length,
+                  "faithfulness": definition,
                   "baseline": baseline if isinstance(baseline, (str, int, type(None)))
                   else "tensor", "target": target if isinstance(target, (str, int, tuple,
                                                                           type(None))) else

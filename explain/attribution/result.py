@@ -14,7 +14,7 @@ import pandas as pd
 from ..plotting import diverging_norm
 from ..results import Result, make_meta
 from ..text import fold_scores
-from .core import item_offsets
+from .core import check_count, item_offsets
 
 __all__ = ["LEVELS", "AttributionResult"]
 
@@ -68,6 +68,8 @@ class AttributionResult(Result):
         self.output = parameters.get("output", "probability")
         self.seconds = float(seconds)
         self._labels = _labeler(loaded)
+        self._baseline_token = str(loaded.tokenizer.convert_ids_to_tokens(
+            run.prepared.pad_id)) if self.kind == "text" else ""
         self.meta = make_meta(loaded, method=run.method, parameters=parameters, seed=seed)
         self.meta["seconds"] = self.seconds
         self.meta["n_explanations"] = len(run.prepared.items)
@@ -190,11 +192,14 @@ class AttributionResult(Result):
 
     def explanations(self) -> pd.DataFrame:
         """One row per explanation: ``input_id``, ``step``, ``input`` (the text, or ``""``),
-        ``target``, ``predicted_label``, ``predicted_score``, ``target_score`` (f(x) of the
-        explained output), ``attribution_sum``, ``convergence_delta``, ``relative_delta``
-        (|delta| / |f(x) - f(baseline)|), ``n_steps``, ``surrogate_r2`` (LIME, KernelSHAP),
-        ``truncated``, the faithfulness columns of ``explain.attribution.FAITHFULNESS``, and
-        ``summary`` (the plain-language sentence)."""
+        ``method``, ``target``, ``predicted_label``, ``predicted_score``, ``target_score``
+        (f(x) of the explained output), ``attribution_sum``, ``convergence_delta``,
+        ``relative_delta`` (|delta| / |f(x) - f(baseline)|), ``n_steps``, ``surrogate_r2``
+        (LIME, KernelSHAP: weighted R^2 of the surrogate on its samples, adjusted for its
+        coefficients; NaN, with an ExplainWarning, when there are too few samples to estimate
+        it), ``truncated``, the faithfulness columns of ``explain.attribution.FAITHFULNESS``
+        (among them ``faithfulness_definition`` and ``beats_random``; absent with
+        ``faithfulness=False``), and ``summary`` (the plain-language sentence)."""
         run = self._run
         rows = []
         steps = self._steps()
@@ -206,7 +211,7 @@ class AttributionResult(Result):
             gap = abs(total - delta) if not math.isnan(delta) else float("nan")
             row = {"input_id": item.input_id, "step": steps[k],
                    "input": item.text.get("text", "") if item.kind == "text" else "",
-                   "target": self._target_label(k), "predicted_label": self._predicted_label(k),
+                   "method": self.method, "target": self._target_label(k), "predicted_label": self._predicted_label(k),
                    "predicted_score": run.predicted_score[k], "target_score": run.f_x[k],
                    "attribution_sum": total, "convergence_delta": delta,
                    "relative_delta": abs(delta) / gap if gap and gap > 0 else float("nan"),
@@ -231,8 +236,8 @@ class AttributionResult(Result):
         if self.kind == "image":
             raise ValueError("global importance is for words and features; image patches do not "
                              "mean the same thing across images")
-        if n_bootstrap < 1:
-            raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
+        check_count("n_bootstrap", n_bootstrap, 1000)
+        check_count("min_count", min_count, 1)
         frame = self.to_frame()
         if lowercase and self.kind == "text":
             frame["label"] = frame["label"].str.lower()
@@ -293,10 +298,7 @@ class AttributionResult(Result):
         parts.append(f"{noun.capitalize()} pushing toward {name}: {toward_text}; "
                      f"against: {against_text}.")
         if self._trust is not None:
-            m = self._trust.metrics[k]
-            verb = "lowers" if m["drop_at_20"] >= 0 else "raises"
-            parts.append(f"Faithfulness: removing the top 20% of {noun} {verb} {quantity} by "
-                         f"{abs(m['drop_at_20']):.2f} (random: {m['random_drop_at_20']:.2f}).")
+            parts.append(self._faithfulness_sentence(k, noun, quantity))
         delta = run.deltas[k]
         if self.method in ("integrated_gradients", "layer") and not math.isnan(delta):
             total = float(np.sum(run.unit_scores[k])) if self.method != "layer" \
@@ -312,6 +314,27 @@ class AttributionResult(Result):
             parts.append("The input was truncated.")
         return " ".join(parts)
 
+    def _faithfulness_sentence(self, k: int, noun: str, quantity: str) -> str:
+        """The comprehensiveness of explanation ``k``, naming its definition."""
+        m = self._trust.metrics[k]
+        if self._trust.definition == "eraser":
+            how = ("ERASER comprehensiveness (the top 1-50% of tokens deleted; probability "
+                   "of the explained label)")
+            quantity = "p"
+        else:
+            item = self._run.prepared.items[k]
+            if item.kind == "text":
+                token = self._baseline_token
+                removed = f"replaced by {token}"
+            else:
+                removed = "set to the baseline"
+            how = f"AOPC comprehensiveness (the top 10-50% of {noun} {removed})"
+        def change(value: float) -> str:
+            return f"{'drops' if value >= 0 else 'rises'} by {abs(value):.2f}"
+
+        return (f"Faithfulness, {how}: {quantity} {change(m['comprehensiveness'])} on average "
+                f"(random ranking: {change(m['random_comprehensiveness'])}).")
+
     def sentences(self) -> list[str]:
         """The plain-language summary of every explanation, in order."""
         return [self.sentence(k) for k in range(len(self))]
@@ -320,9 +343,12 @@ class AttributionResult(Result):
         text = (f"{self.method} attributions of {len(self)} explanation(s), "
                 f"{self.meta['model'].get('name', 'model')}")
         if self._trust is not None and len(self):
-            comp = np.mean([m["comprehensiveness"] for m in self._trust.metrics])
-            rand = np.mean([m["random_comprehensiveness"] for m in self._trust.metrics])
-            text += f"; comprehensiveness {comp:.3f} (random {rand:.3f})"
+            metrics = self._trust.metrics
+            comp = np.mean([m["comprehensiveness"] for m in metrics])
+            rand = np.mean([m["random_comprehensiveness"] for m in metrics])
+            beats = sum(m["beats_random"] for m in metrics)
+            text += (f"; {self._trust.definition} comprehensiveness {comp:.3f} (random ranking "
+                     f"{rand:.3f}); {beats} of {len(metrics)} beat the random ranking")
         return text
 
     # ------------------------------------------------------------------ plots
@@ -349,6 +375,8 @@ class AttributionResult(Result):
         explanation (index into ``explanations()``) for per-input kinds; ``top_k`` units for bar,
         waterfall, global and layer; ``max_inputs`` explanations for text and image."""
         kind = self._check_kind(kind)
+        check_count("top_k", top_k, 10)
+        check_count("max_inputs", max_inputs, 8)
         if not 0 <= input < len(self):
             raise IndexError(f"input={input} is out of range; this result holds {len(self)} "
                              f"explanations")

@@ -24,11 +24,15 @@ _DEFAULT = ("integrated_gradients", "saliency", "input_x_gradient", "deeplift",
 
 
 class ScorecardResult(Result):
-    """One row per method. ``to_frame()`` columns: ``method``, ``comprehensiveness``,
+    """One row per method. ``to_frame()`` columns: ``method``, ``faithfulness_definition``
+    (a key of ``explain.attribution.FAITHFULNESS_DEFINITIONS``), ``comprehensiveness``,
     ``random_comprehensiveness``, ``sufficiency``, ``random_sufficiency``, ``deletion_auc``,
     ``insertion_auc``, ``random_deletion_auc``, ``random_insertion_auc`` (means over inputs; see
-    ``explain.attribution.FAITHFULNESS``), ``beats_random`` (share of inputs whose
-    comprehensiveness exceeds the random ranking's), ``infidelity``, ``random_infidelity`` (of
+    ``explain.attribution.FAITHFULNESS``), ``comprehensiveness_gain`` (comprehensiveness -
+    random_comprehensiveness: how much better than a random ranking, negative = worse),
+    ``better_than_random`` (``comprehensiveness_gain > 0``), ``n_beats_random`` (inputs whose
+    comprehensiveness exceeds the random ranking's), ``beats_random`` (their share),
+    ``infidelity``, ``random_infidelity`` (of
     random Gaussian attributions under the same perturbations) and ``sensitivity_max``
     (Captum's metrics, lower is better; NaN unless ``with_robustness=True``), ``stability`` (mean
     Spearman correlation of unit scores between ``seed`` and ``seed + 1``; 1 = identical),
@@ -51,10 +55,14 @@ class ScorecardResult(Result):
         return self._frame.copy()
 
     def summary(self) -> str:
-        best = self._frame.sort_values("comprehensiveness", ascending=False).iloc[0]
-        return (f"scorecard of {len(self._frame)} methods on {int(best.n_inputs)} inputs; most "
-                f"comprehensive: {best.method} ({best.comprehensiveness:.3f} vs random "
-                f"{best.random_comprehensiveness:.3f})")
+        frame = self._frame
+        best = frame.sort_values("comprehensiveness", ascending=False).iloc[0]
+        worse = frame.method[~frame.better_than_random].tolist()
+        return (f"scorecard of {len(frame)} methods on {int(best.n_inputs)} inputs "
+                f"({best.faithfulness_definition} faithfulness); most comprehensive: "
+                f"{best.method} ({best.comprehensiveness:.3f} vs random "
+                f"{best.random_comprehensiveness:.3f}); no better than a random ranking: "
+                f"{', '.join(worse) if worse else 'none'}")
 
     def plot(self, kind: str | None = None, *, ax=None, **_):
         self._check_kind(kind)
@@ -102,8 +110,9 @@ class ScorecardResult(Result):
 
 
 def scorecard(model, inputs, *, methods: Sequence[str] | None = None, target=None,
-              n_steps: int = 50, seed: int = 0, with_robustness: bool = False,
-              robustness_inputs: int = 4, method_options: Mapping[str, Mapping] | None = None,
+              n_steps: int = 50, seed: int = 0, faithfulness: str = "aopc",
+              with_robustness: bool = False, robustness_inputs: int = 4,
+              method_options: Mapping[str, Mapping] | None = None,
               **options) -> ScorecardResult:
     """Run each of ``methods`` (default: every applicable method except GradCAM and layer) on
     the same ``inputs`` and compare them (columns in ``ScorecardResult``).
@@ -111,8 +120,19 @@ def scorecard(model, inputs, *, methods: Sequence[str] | None = None, target=Non
     Each method runs twice (``seed`` and ``seed + 1``) for stability; time and memory are those
     of the first run. ``with_robustness``: also Captum's infidelity and max-sensitivity on the
     first ``robustness_inputs`` inputs (sensitivity re-runs the method per perturbation: slow).
-    ``method_options``: method name -> extra options; ``options`` go to every ``attribute`` call.
+    ``faithfulness``: the definition of comprehensiveness and sufficiency (a key of
+    ``explain.attribution.FAITHFULNESS_DEFINITIONS``). ``method_options``: method name -> the
+    options of that method (``explain.attribution.METHOD_OPTIONS``); ``options`` go to every
+    ``attribute`` call.
     """
+    from .core import _modality, check_count
+    from .trust import check_faithfulness
+
+    definition = check_faithfulness(faithfulness, _modality(model.task))
+    if definition is None:
+        raise ValueError("a scorecard compares faithfulness; pass faithfulness= one of "
+                         "'aopc', 'eraser'")
+    robustness_inputs = check_count("robustness_inputs", robustness_inputs, 4)
     applicable = applicable_methods(model.task)
     if methods is None:
         methods = [m for m in _DEFAULT if m in applicable]
@@ -138,18 +158,21 @@ def scorecard(model, inputs, *, methods: Sequence[str] | None = None, target=Non
         result._trust = measure_faithfulness(model, result._run,
                                              output=result.output, seed=seed,
                                              memory_budget=result.meta["parameters"]
-                                             ["memory_budget"])
+                                             ["memory_budget"], definition=definition)
+        result.meta["parameters"]["faithfulness"] = definition
         again = attribute(model, inputs, method=method, target=target, n_steps=n_steps,
                           seed=seed + 1, faithfulness=False, **extra)
         results[method] = result
         metrics = pd.DataFrame(result._trust.metrics)
-        row = {"method": method}
+        row = {"method": method, "faithfulness_definition": definition}
         for column in ("comprehensiveness", "random_comprehensiveness", "sufficiency",
                        "random_sufficiency", "deletion_auc", "insertion_auc",
                        "random_deletion_auc", "random_insertion_auc"):
             row[column] = float(metrics[column].mean())
-        row["beats_random"] = float((metrics.comprehensiveness
-                                     > metrics.random_comprehensiveness).mean())
+        row["comprehensiveness_gain"] = row["comprehensiveness"] - row["random_comprehensiveness"]
+        row["better_than_random"] = bool(row["comprehensiveness_gain"] > 0)
+        row["n_beats_random"] = int(metrics.beats_random.sum())
+        row["beats_random"] = float(metrics.beats_random.mean())
         robust = {"infidelity": float("nan"), "random_infidelity": float("nan"),
                   "sensitivity_max": float("nan")}
         if with_robustness:
@@ -165,13 +188,14 @@ def scorecard(model, inputs, *, methods: Sequence[str] | None = None, target=Non
         columns=["method_a", "method_b", "spearman", "kendall", "n_explanations"])
     first = methods[0]
     frame["agreement"] = [1.0 if m == first else _pair(agreement, first, m) for m in methods]
-    columns = ["method", "comprehensiveness", "random_comprehensiveness", "sufficiency",
-               "random_sufficiency", "deletion_auc", "insertion_auc", "random_deletion_auc",
-               "random_insertion_auc", "beats_random", "infidelity", "random_infidelity",
-               "sensitivity_max",
+    columns = ["method", "faithfulness_definition", "comprehensiveness",
+               "random_comprehensiveness", "sufficiency", "random_sufficiency", "deletion_auc",
+               "insertion_auc", "random_deletion_auc", "random_insertion_auc",
+               "comprehensiveness_gain", "better_than_random", "n_beats_random",
+               "beats_random", "infidelity", "random_infidelity", "sensitivity_max",
                "stability", "agreement", "seconds", "peak_memory_mb", "n_inputs"]
     parameters = {"methods": methods, "n_steps": n_steps, "target": target,
-                  "with_robustness": with_robustness, **options}
+                  "faithfulness": definition, "with_robustness": with_robustness, **options}
     return ScorecardResult(model, frame[columns], agreement, parameters, seed, results)
 
 

@@ -1,23 +1,42 @@
 """How far an explanation can be trusted: faithfulness against a random ranking, rank agreement
 between methods, Captum's infidelity and max-sensitivity, and measured cost.
 
-Faithfulness works on *units*: words for text (a word is removed by replacing all its tokens with
-the baseline token), raw columns for tabular data (a one-hot group is removed as one), patches
-for images. Units are ranked by their signed score (most positive first: the units that push
-the target up). With ``f`` the explained output (by default the target's probability):
+Faithfulness has two named definitions (``FAITHFULNESS_DEFINITIONS``), side by side:
 
-* deletion curve: ``f`` after removing the top ``k`` % of units, ``k`` = 0, 10, ..., 100;
-* insertion curve: ``f`` keeping only the top ``k`` % (everything else at the baseline);
-* comprehensiveness (AOPC) = mean over ``k`` in 10..50 % of ``f(x) - deletion(k)`` (higher =
-  the top units matter);
-* sufficiency (AOPC) = mean over the same ``k`` of ``f(x) - insertion(k)`` (lower = the top
-  units alone suffice);
-* deletion AUC (lower is better) and insertion AUC (higher is better): trapezoid areas over the
-  fraction axis;
-* every number also for a random ranking of the same units (``n_random`` orders, seeded per
-  input), the baseline any explanation must beat.
+=================  ========================================  ======================================
+                   ``"aopc"`` (ours, the default)            ``"eraser"`` (DeYoung et al. 2020, as
+                                                             ferret 0.5 computes it; text only)
+=================  ========================================  ======================================
+units ranked       words (text; all tokens of a word         tokens (special tokens and a masked
+                   together), raw columns (a one-hot group   LM's mask are never ranked or
+                   is one), patches                          removed); only positively scored
+                                                             tokens enter a rationale
+fractions          10, 20, 30, 40, 50 % of the units,        1, 5, 10, 20, 50 % of the tokens,
+                   ``ceil(k * n / 100)`` units               ``floor(k * n / 100)`` tokens; a bin
+                                                             of 0 tokens, with no positive token,
+                                                             or with the same rationale as the
+                                                             bin before is skipped
+removed how        replaced by the baseline (text: the       deleted: the sequence gets shorter
+                   baseline token, by default [PAD]; the     (ferret decodes the shortened ids and
+                   sequence keeps its length)                tokenizes again; we feed the ids)
+which output       ``output`` of ``attribute`` (by default   the softmax probability of the
+                   the explained target's probability)       explained target (p(A) - p(B) for a
+                                                             contrast), whatever ``output`` is
+comprehensiveness  mean over the fractions of                mean over the kept bins of
+                   ``f(x) - f(x without the top units)``     ``p(x) - p(x without the rationale)``;
+                                                             0 when no bin is kept
+sufficiency        mean of ``f(x) - f(only the top units)``  mean of ``p(x) - p(only the
+                                                             rationale)``; 1 when no bin is kept
+random ranking     ``n_random`` random permutations of the   the token scores shuffled over the
+                   units                                     tokens, ``n_random`` times, same rules
+=================  ========================================  ======================================
 
-``k`` % of ``n`` units removes ``ceil(k * n / 100)`` units.
+Higher comprehensiveness and lower sufficiency are better. Whatever the definition, every
+explanation also gets deletion and insertion curves (``f`` after replacing the top
+``k`` % of units by the baseline, resp. keeping only them, ``k`` = 0, 10, ..., 100, from the
+``"aopc"`` units and replacement) with their trapezoid areas, for the ranking and for random
+ones. The random orders are seeded by ``seed`` and the input's content (not its position), and
+are the same for every method, so methods are compared against the same random rankings.
 """
 
 from __future__ import annotations
@@ -36,26 +55,44 @@ import torch
 
 from ..text import fold_scores
 
-__all__ = ["AOPC_FRACTIONS", "CURVE_FRACTIONS", "FAITHFULNESS", "PeakMemory",
-           "rank_agreement"]
+__all__ = ["AOPC_FRACTIONS", "CURVE_FRACTIONS", "ERASER_PERCENTS", "FAITHFULNESS",
+           "FAITHFULNESS_DEFINITIONS", "PeakMemory", "rank_agreement"]
 
-#: Fractions of units removed for comprehensiveness and sufficiency (AOPC).
+#: Fractions of units removed for the "aopc" comprehensiveness and sufficiency.
 AOPC_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5)
+#: Percentages of tokens in the "eraser" rationales (DeYoung et al. 2020, section 4.2).
+ERASER_PERCENTS = (1, 5, 10, 20, 50)
 #: Fractions of the deletion and insertion curves.
 CURVE_FRACTIONS = tuple(round(0.1 * k, 1) for k in range(11))
 
+#: Faithfulness definition -> what it removes, from which output, at which fractions (the
+#: module docstring has the two side by side).
+FAITHFULNESS_DEFINITIONS: Mapping[str, str] = MappingProxyType({
+    "aopc": "ours: the top 10-50% (ceil) of words, features or patches ranked by signed score "
+            "replaced by the baseline (text: the baseline token, default [PAD]); drop of the "
+            "explained output (output=, default the target's probability)",
+    "eraser": "ERASER (DeYoung et al. 2020) as ferret computes it, text only: the top 1, 5, 10, "
+              "20, 50% (floor) of positively scored non-special tokens deleted "
+              "(comprehensiveness) or kept alone (sufficiency); drop of the target's softmax "
+              "probability, averaged over the non-empty, distinct bins",
+})
+
 #: Per-explanation faithfulness columns -> meaning.
 FAITHFULNESS: Mapping[str, str] = MappingProxyType({
-    "comprehensiveness": "mean drop of f when the top 10..50% units are removed (higher = better)",
-    "sufficiency": "mean drop of f when only the top 10..50% units are kept (lower = better)",
+    "faithfulness_definition": "the definition of comprehensiveness and sufficiency (a key of "
+                               "FAITHFULNESS_DEFINITIONS)",
+    "comprehensiveness": "mean drop of the output when the top units are removed (higher = "
+                         "better)",
+    "sufficiency": "mean drop of the output when only the top units are kept (lower = better)",
     "random_comprehensiveness": "comprehensiveness of a random ranking",
     "random_sufficiency": "sufficiency of a random ranking",
-    "deletion_auc": "area under the deletion curve (lower = better)",
+    "comprehensiveness_gain": "comprehensiveness - random_comprehensiveness (> 0: better than "
+                              "a random ranking)",
+    "beats_random": "comprehensiveness > random_comprehensiveness",
+    "deletion_auc": "area under the deletion curve (baseline replacement; lower = better)",
     "insertion_auc": "area under the insertion curve (higher = better)",
     "random_deletion_auc": "deletion AUC of a random ranking",
     "random_insertion_auc": "insertion AUC of a random ranking",
-    "drop_at_20": "drop of f when the top 20% of units are removed",
-    "random_drop_at_20": "the same for a random ranking",
 })
 
 
@@ -63,12 +100,28 @@ FAITHFULNESS: Mapping[str, str] = MappingProxyType({
 class Faithfulness:
     """Per explanation (lists aligned with the run's items)."""
 
-    metrics: list[dict[str, float]]
+    definition: str
+    metrics: list[dict]
     deletion: list[np.ndarray]
     insertion: list[np.ndarray]
     random_deletion: list[np.ndarray]
     random_insertion: list[np.ndarray]
     n_units: list[int]
+
+
+def check_faithfulness(faithfulness, kind: str) -> str | None:
+    """The definition named by ``attribute(faithfulness=...)``, or None to skip."""
+    if faithfulness is False or faithfulness is None:
+        return None
+    if faithfulness is True:
+        return "aopc"
+    if not isinstance(faithfulness, str) or faithfulness not in FAITHFULNESS_DEFINITIONS:
+        raise ValueError(f"unknown faithfulness definition {faithfulness!r}; valid: "
+                         f"{', '.join(FAITHFULNESS_DEFINITIONS)} (or False to skip)")
+    if faithfulness == "eraser" and kind != "text":
+        raise ValueError(f"faithfulness='eraser' deletes tokens, which a {kind} model does not "
+                         f"have; use faithfulness='aopc' (replacement by the baseline)")
+    return faithfulness
 
 
 def item_units(run, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -93,20 +146,22 @@ def _trapezoid(values: np.ndarray) -> float:
 
 
 def measure_faithfulness(loaded, run, *, output: str, seed: int, memory_budget: int,
-                         n_random: int = 2) -> Faithfulness:
-    """Deletion/insertion curves of every explanation of ``run`` and of random rankings."""
-    from .core import item_offsets, scorer_for
+                         definition: str = "aopc", n_random: int = 2) -> Faithfulness:
+    """Faithfulness of every explanation of ``run`` under ``definition`` (a key of
+    ``FAITHFULNESS_DEFINITIONS``), its deletion/insertion curves, and those of random
+    rankings."""
+    from .core import content_seed, scorer_for
 
     prepared = run.prepared
     scorer = scorer_for(loaded, prepared, output)
-    out = Faithfulness([], [], [], [], [], [])
-    offsets = item_offsets(prepared.items)
+    probability = scorer_for(loaded, prepared, "probability") if definition == "eraser" \
+        else None
+    out = Faithfulness(definition, [], [], [], [], [], [])
     with torch.no_grad():
         for k, item in enumerate(prepared.items):
             scores, element = item_units(run, k)
             n = len(scores)
-            offset = offsets[k]
-            rng = np.random.default_rng([seed, item.input_id, offset, 7])
+            rng = np.random.default_rng(content_seed(seed, "random ranking", item))
             ranked = np.argsort(-scores, kind="stable")
             orders = [ranked] + [rng.permutation(n) for _ in range(n_random)]
             counts = _counts(n)
@@ -122,20 +177,29 @@ def measure_faithfulness(loaded, run, *, output: str, seed: int, memory_budget: 
             deletion, insertion = curves[0, :len(counts)], curves[0, len(counts):]
             random_del = curves[1:, :len(counts)].mean(0)
             random_ins = curves[1:, len(counts):].mean(0)
-            f_x = float(run.f_x[k])
-            aopc = [CURVE_FRACTIONS.index(f) for f in AOPC_FRACTIONS]
-            at20 = CURVE_FRACTIONS.index(0.2)
+            if definition == "eraser":
+                comp, suff, random_comp, random_suff = _eraser(probability, prepared, item,
+                                                               run.unit_scores[k], rng,
+                                                               n_random)
+            else:
+                f_x = float(run.f_x[k])
+                aopc = [CURVE_FRACTIONS.index(f) for f in AOPC_FRACTIONS]
+                comp = float(np.mean(f_x - deletion[aopc]))
+                suff = float(np.mean(f_x - insertion[aopc]))
+                random_comp = float(np.mean(f_x - random_del[aopc]))
+                random_suff = float(np.mean(f_x - random_ins[aopc]))
             out.metrics.append({
-                "comprehensiveness": float(np.mean(f_x - deletion[aopc])),
-                "sufficiency": float(np.mean(f_x - insertion[aopc])),
-                "random_comprehensiveness": float(np.mean(f_x - random_del[aopc])),
-                "random_sufficiency": float(np.mean(f_x - random_ins[aopc])),
+                "faithfulness_definition": definition,
+                "comprehensiveness": comp,
+                "sufficiency": suff,
+                "random_comprehensiveness": random_comp,
+                "random_sufficiency": random_suff,
+                "comprehensiveness_gain": comp - random_comp,
+                "beats_random": bool(comp > random_comp),
                 "deletion_auc": _trapezoid(deletion),
                 "insertion_auc": _trapezoid(insertion),
                 "random_deletion_auc": _trapezoid(random_del),
                 "random_insertion_auc": _trapezoid(random_ins),
-                "drop_at_20": float(f_x - deletion[at20]),
-                "random_drop_at_20": float(f_x - random_del[at20]),
             })
             out.deletion.append(deletion)
             out.insertion.append(insertion)
@@ -143,6 +207,99 @@ def measure_faithfulness(loaded, run, *, output: str, seed: int, memory_budget: 
             out.random_insertion.append(random_ins)
             out.n_units.append(n)
     return out
+
+
+def eraser_rationales(scores: np.ndarray, candidates: np.ndarray) -> list[np.ndarray]:
+    """The token positions of each kept ERASER bin: per percentage of ``ERASER_PERCENTS``,
+    the ``floor(pct * n / 100)`` highest-scoring of the ``n`` candidate positions, of which
+    only the positively scored ones; bins of no token, or equal to the previous kept bin, are
+    skipped (ferret's rules)."""
+    n = len(candidates)
+    ranked = candidates[np.argsort(-scores[candidates], kind="stable")]
+    kept: list[np.ndarray] = []
+    previous: set[int] | None = None
+    for pct in ERASER_PERCENTS:
+        top = pct * n // 100
+        if top == 0:
+            continue
+        chosen = [int(t) for t in ranked[:top] if scores[t] > 0]
+        if not chosen or set(chosen) == previous:
+            continue
+        previous = set(chosen)
+        kept.append(np.sort(np.asarray(chosen)))
+    return kept
+
+
+def _eraser(scorer, prepared, item, token_scores: np.ndarray, rng, n_random: int
+            ) -> tuple[float, float, float, float]:
+    """ERASER comprehensiveness and sufficiency of one text item, and of shuffled scores."""
+    ids = item.extra["input_ids"]
+    special = np.asarray(item.text["special"], dtype=bool)
+    fixed = special.copy()
+    if scorer.task == "masked-lm":
+        fixed[item.position] = True  # the mask whose prediction is explained
+    candidates = np.flatnonzero(~fixed)
+    token_scores = np.asarray(token_scores, dtype=np.float64)
+    sets = [eraser_rationales(token_scores, candidates)]
+    for _ in range(n_random):
+        shuffled = token_scores.copy()
+        shuffled[candidates] = rng.permutation(token_scores[candidates])
+        sets.append(eraser_rationales(shuffled, candidates))
+    keeps = [np.ones(len(ids), dtype=bool)]  # the full input: p(x)
+    for rationales in sets:
+        for top in rationales:
+            removed = np.zeros(len(ids), dtype=bool)
+            removed[top] = True
+            keeps.append(~removed)               # comprehensiveness: rationale deleted
+            keeps.append(removed | fixed)        # sufficiency: only the rationale (and specials)
+    values = _evaluate_kept(scorer, prepared, item, keeps)
+    p_x, rest = values[0], values[1:]
+    results, cursor = [], 0
+    for rationales in sets:
+        if not rationales:  # ferret's values when no bin is kept
+            results.append((0.0, 1.0))
+            continue
+        block = rest[cursor:cursor + 2 * len(rationales)].reshape(len(rationales), 2)
+        cursor += 2 * len(rationales)
+        results.append((float(np.mean(p_x - block[:, 0])), float(np.mean(p_x - block[:, 1]))))
+    comp, suff = results[0]
+    random_comp = float(np.mean([c for c, _ in results[1:]]))
+    random_suff = float(np.mean([s for _, s in results[1:]]))
+    return comp, suff, random_comp, random_suff
+
+
+def _evaluate_kept(scorer, prepared, item, keeps: Sequence[np.ndarray], chunk: int = 64
+                   ) -> np.ndarray:
+    """The scorer's output on shortened copies of a text item: ``keeps[j]`` marks the tokens
+    kept (the others are deleted, not replaced)."""
+    ids = item.extra["input_ids"]
+    types = item.extra.get("token_type_ids")
+    values = []
+    for start in range(0, len(keeps), chunk):
+        part = keeps[start:start + chunk]
+        width = max(int(k.sum()) for k in part)
+        batch_ids = torch.full((len(part), width), prepared.pad_id, dtype=torch.long)
+        mask = torch.zeros(len(part), width, dtype=torch.long)
+        batch_types = torch.zeros(len(part), width, dtype=torch.long) if types is not None \
+            else None
+        position = torch.full((len(part),), -1, dtype=torch.long)
+        for r, keep in enumerate(part):
+            kept = torch.from_numpy(np.flatnonzero(keep))
+            batch_ids[r, :len(kept)] = ids[kept]
+            mask[r, :len(kept)] = 1
+            if batch_types is not None:
+                batch_types[r, :len(kept)] = types[kept]
+            if scorer.task == "masked-lm":  # the mask moves with the deletions before it
+                position[r] = int(keep[:item.position].sum())
+            elif scorer.task == "causal-lm":  # the next token after the shortened text
+                position[r] = len(kept) - 1
+        x = prepared.embedding(batch_ids).detach().float()
+        rows = len(part)
+        target = torch.full((rows,), item.target, dtype=torch.long)
+        contrast = torch.full((rows,), item.contrast, dtype=torch.long)
+        values.append(scorer(x, batch_ids, mask, batch_types, target, contrast,
+                             position).double())
+    return torch.cat(values).numpy()
 
 
 def _evaluate(scorer, prepared, item, masks: Sequence[np.ndarray], memory_budget: int
@@ -225,16 +382,16 @@ def robustness(loaded, result, *, n_perturb_samples: int = 8, max_inputs: int = 
 
     from captum.metrics import infidelity, sensitivity_max
 
-    from .core import collate, compute, scorer_for
+    from .core import METHOD_OPTIONS, check_count, collate, compute, scorer_for
 
+    check_count("n_perturb_samples", n_perturb_samples, 8)
+    check_count("max_inputs", max_inputs, 8)
     run = result._run
     prepared = run.prepared
     method = run.method
     scorer = scorer_for(loaded, prepared, result.meta["parameters"]["output"])
     options = {k: v for k, v in result.meta["parameters"].items()
-               if k not in ("n_steps", "tolerance", "batch_size", "memory_budget", "output",
-                            "layer", "patch_size", "max_length", "baseline", "target",
-                            "continuation")}
+               if k in METHOD_OPTIONS[method]}
     n_steps = result.meta["parameters"]["n_steps"]
     n_steps = 16 if n_steps == "auto" else int(n_steps)
     infid, sens, random_infid = [], [], []
