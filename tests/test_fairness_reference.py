@@ -22,9 +22,9 @@ def test_compas_model_audit_equals_fairlearn_and_repeats_byte_for_byte(compas_mo
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", explain.ExplainWarning)
         one = audit(compas_model, heldout, sensitive_features="sex", label="two_year_recid",
-                    n_bootstrap=200)
+                    n_permutations=999)
         two = audit(compas_model, heldout, sensitive_features="sex", label="two_year_recid",
-                    n_bootstrap=200)
+                    n_permutations=999)
     probabilities = explain.fairness._common.class_probabilities(compas_model, heldout)
     positive = compas_model.label_names.index(one.class_labels[0])
     decisions = (probabilities[:, positive] >= 0.5).astype(int)
@@ -32,6 +32,8 @@ def test_compas_model_audit_equals_fairlearn_and_repeats_byte_for_byte(compas_mo
     assert one.difference("equalized_odds") == pytest.approx(equalized_odds_difference(
         truth, decisions, sensitive_features=heldout["sex"]))
     pd.testing.assert_frame_equal(one.by_group, two.by_group)
+    pd.testing.assert_frame_equal(one.disparities, two.disparities)
+    pd.testing.assert_frame_equal(one.contrasts, two.contrasts)
     for kind in one.PLOTS:
         assert figure_bytes(one.plot(kind)) == figure_bytes(two.plot(kind))
     assert explain.hooks.count_hooks(compas_model) == 0
