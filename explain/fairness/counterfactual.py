@@ -17,7 +17,13 @@ Two designs, one result type:
 Reported per compared group: mean score with a bootstrap interval, mean change and mean absolute
 change against the reference, the rate at which the predicted label flips, and a paired test of
 the changes (``TESTS``: Wilcoxon signed-rank by default, or the paired t-test), named in the
-``test`` column. With ``attributions=True`` the probe also asks ``explain.attribute`` which
+``test`` column, Holm-adjusted over the compared groups. Each comparison gets a ``verdict``
+(``VERDICTS``): a significant change whose mean absolute size stays under
+``negligible_change`` (default 0.01, one percentage point of the target probability) is called
+negligible, never a finding. The templates design also measures its **baseline**: the same
+templates with one neutral term changed for another (``baseline_terms``, default
+``"a person"`` -> ``"someone"``), the change a word swap causes when no identity changes
+(``result.baseline``). With ``attributions=True`` the probe also asks ``explain.attribute`` which
 words the model blames, and reports the share of each text's attribution that falls on the
 identity term (``result.blame``).
 """
@@ -48,13 +54,22 @@ from ._common import (
     resolve_model,
 )
 
-__all__ = ["TESTS", "CounterfactualResult", "counterfactual", "fill_template", "identity_terms",
-           "swap_terms"]
+__all__ = ["TESTS", "VERDICTS", "CounterfactualResult", "counterfactual", "fill_template",
+           "identity_terms", "swap_terms"]
 
 #: Paired tests of the score changes, name -> scipy function used.
 TESTS: Mapping[str, str] = MappingProxyType({
     "wilcoxon": "scipy.stats.wilcoxon (signed-rank; zero changes dropped, 'wilcox' method)",
     "t": "scipy.stats.ttest_rel (paired t-test)",
+})
+
+#: What a comparison's ``verdict`` says, verdict -> rule (``alpha`` and ``negligible_change``
+#: are arguments of ``counterfactual``).
+VERDICTS: Mapping[str, str] = MappingProxyType({
+    "change": "Holm-adjusted p < alpha and mean |change| >= negligible_change",
+    "negligible": "Holm-adjusted p < alpha but mean |change| < negligible_change: significant "
+                  "and too small to matter",
+    "not significant": "Holm-adjusted p >= alpha (or too few pairs to test)",
 })
 
 
@@ -160,6 +175,9 @@ def counterfactual(
     swaps: str | Sequence[Sequence[str]] | None = None,
     target: int | str | None = None,
     test: str = "wilcoxon",
+    alpha: float = 0.05,
+    negligible_change: float = 0.01,
+    baseline_terms: Sequence[str] | None = ("a person", "someone"),
     n_bootstrap: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
@@ -180,9 +198,14 @@ def counterfactual(
     default ``"gender"``).
 
     ``target``: the class whose probability is the score (name or index; default: class 1 of a
-    binary model, else the last class). ``test``: a key of ``TESTS``. ``attributions``: also run
-    ``explain.attribute`` (``attribution_method``) on every text and report the share of
-    attribution on the identity term.
+    binary model, else the last class). ``test``: a key of ``TESTS``; ``alpha``: the level at
+    which a Holm-adjusted p-value is significant; ``negligible_change``: a significant change
+    whose mean absolute size (in probability of the target class) is smaller than this is
+    called negligible (``VERDICTS``). ``baseline_terms``: two neutral terms put in the same
+    templates, whose change is the baseline of the templates design (``None``: no baseline; the
+    swaps design has none). ``attributions``: also run ``explain.attribute``
+    (``attribution_method``) on every text and report the share of attribution on the identity
+    term.
     """
     model = resolve_model(model)
     if model is None or model.task != "sequence-classification":
@@ -192,6 +215,18 @@ def counterfactual(
         raise ValueError(f"unknown test {test!r}; valid: {', '.join(TESTS)}")
     n_bootstrap = check_count(n_bootstrap, "n_bootstrap")
     confidence = check_confidence(confidence)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+        raise ValueError(f"alpha must be a number in (0, 1), e.g. 0.05; got {alpha!r}")
+    if (isinstance(negligible_change, bool) or not isinstance(negligible_change, (int, float))
+            or not 0 <= negligible_change < 1):
+        raise ValueError(f"negligible_change is a change of probability in [0, 1), e.g. 0.01; "
+                         f"got {negligible_change!r}")
+    if baseline_terms is not None and (
+            isinstance(baseline_terms, str) or len(baseline_terms) != 2
+            or not all(isinstance(t, str) and t.strip() for t in baseline_terms)
+            or baseline_terms[0] == baseline_terms[1]):
+        raise ValueError(f"baseline_terms are two different neutral terms, e.g. ('a person', "
+                         f"'someone'), or None; got {baseline_terms!r}")
     data = identity_terms()
     n_classes = len(model.label_names or ()) or 2
     target_index = (model.label_index(target) if target is not None
@@ -203,26 +238,45 @@ def counterfactual(
     else:
         rows, reference, info = _swap_rows(data, texts, swaps)
     frame = pd.DataFrame(rows)
-    probabilities = class_probabilities(model, frame["text"].tolist(), batch_size=batch_size)
-    frame["score"] = probabilities[:, target_index]
-    frame["predicted_label"] = [model.label_names[i] if model.label_names else str(i)
-                                for i in probabilities.argmax(1)]
+    neutral = None
+    if texts is None and baseline_terms is not None:
+        neutral = pd.DataFrame([{"unit": t, "template": template, "group": term, "term": term,
+                                 "text": fill_template(template, term)}
+                                for t, template in enumerate(info["templates"])
+                                for term in baseline_terms])
+    texts_to_score = frame["text"].tolist() + ([] if neutral is None else neutral["text"].tolist())
+    probabilities = class_probabilities(model, texts_to_score, batch_size=batch_size)
+    names = [model.label_names[i] if model.label_names else str(i)
+             for i in probabilities.argmax(1)]
+    frame["score"] = probabilities[:len(frame), target_index]
+    frame["predicted_label"] = names[:len(frame)]
 
     blame = None
     if attributions:
         blame = _blame(model, frame, target_index, attribution_method, batch_size)
         frame = frame.merge(blame[["row", "term_attribution_share"]], on="row", how="left")
 
-    comparisons, groups = _compare(frame, reference, test, n_bootstrap, confidence, seed)
+    verdict = {"alpha": float(alpha), "negligible_change": float(negligible_change)}
+    comparisons, groups = _compare(frame, reference, test, n_bootstrap, confidence, seed,
+                                   **verdict)
+    baseline = None
+    if neutral is not None:
+        neutral["score"] = probabilities[len(frame):, target_index]
+        neutral["predicted_label"] = names[len(frame):]
+        baseline = _compare(neutral, baseline_terms[0], test, n_bootstrap, confidence, seed,
+                            **verdict)[0].drop(columns=["p_value_holm"])
+        baseline = baseline.rename(columns={"group": "term", "reference": "reference_term"})
+    info.pop("templates", None)
     if blame is not None:
         share = blame.groupby("group", sort=False)["term_attribution_share"].mean()
         term = blame.groupby("group", sort=False)["term_attribution"].mean()
         groups["mean_term_attribution_share"] = groups["group"].map(share).to_numpy()
         groups["mean_term_attribution"] = groups["group"].map(term).to_numpy()
-    parameters = {**info, "reference": reference, "target": target_name, "test": test,
+    parameters = {**info, "reference": reference, "target": target_name, "test": test, **verdict,
+                  "baseline_terms": list(baseline_terms) if neutral is not None else None,
                   "n_bootstrap": n_bootstrap, "confidence": confidence,
                   "attributions": attribution_method if attributions else None}
-    return CounterfactualResult(frame, comparisons, groups, blame,
+    return CounterfactualResult(frame, comparisons, groups, blame, baseline,
                                 meta=make_meta(model, method="counterfactual",
                                                parameters=parameters, seed=seed))
 
@@ -265,7 +319,7 @@ def _template_rows(data, axis, terms, reference, templates):
                 rows.append({"row": len(rows), "unit": t, "template": template, "group": group,
                              "term": term, "text": fill_template(template, term)})
     return rows, reference, {"design": "templates", "axis": axis, "n_templates": len(templates),
-                             "groups": list(groups)}
+                             "groups": list(groups), "templates": templates}
 
 
 def _swap_rows(data, texts, swaps):
@@ -325,7 +379,8 @@ def _swap_rows(data, texts, swaps):
                                "groups": [first_group, second_group]}
 
 
-def _compare(frame, reference, test, n_bootstrap, confidence, seed):
+def _compare(frame, reference, test, n_bootstrap, confidence, seed, *, alpha,
+             negligible_change):
     per_unit = frame.groupby(["unit", "group"], sort=False)["score"].mean().unstack("group")
     labels = frame.groupby(["unit", "group"], sort=False)["predicted_label"].agg(
         lambda v: v.mode().iloc[0]).unstack("group")
@@ -356,6 +411,10 @@ def _compare(frame, reference, test, n_bootstrap, confidence, seed):
             "test": test, "statistic": statistic, "p_value": p_value})
     comparisons = pd.DataFrame(comparison_rows)
     comparisons["p_value_holm"] = _holm(comparisons["p_value"].to_numpy(float))
+    significant = comparisons["p_value_holm"].to_numpy(float) < alpha  # NaN: not significant
+    comparisons["verdict"] = np.where(
+        ~significant, "not significant",
+        np.where(comparisons["mean_abs_change"] < negligible_change, "negligible", "change"))
     return comparisons, pd.DataFrame(group_rows)
 
 
@@ -404,6 +463,12 @@ def _blame(model, frame, target_index, method, batch_size) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _size(value: float) -> str:
+    """A probability change for a sentence: 3 decimals, or 2 significant digits below 0.001
+    (so a tiny change does not read as exactly 0.000)."""
+    return f"{value:.3f}" if value == 0 or abs(value) >= 0.0005 else f"{value:.1e}"
+
+
 class CounterfactualResult(Result):
     """What ``counterfactual`` found.
 
@@ -414,7 +479,12 @@ class CounterfactualResult(Result):
     ``comparisons``: one row per group compared with the reference: ``group``, ``reference``,
     ``n_pairs``, ``mean_change`` (group minus reference, averaged over units), ``change_ci_low``,
     ``change_ci_high``, ``mean_abs_change``, ``flip_rate``, ``test``, ``statistic``, ``p_value``,
-    ``p_value_holm`` (Holm-adjusted over the compared groups).
+    ``p_value_holm`` (Holm-adjusted over the compared groups), ``verdict`` (a key of
+    ``VERDICTS``).
+    ``baseline`` (templates design with ``baseline_terms``, else ``None``): one row, the same
+    measures for the second neutral term against the first: ``term``, ``reference_term``,
+    ``n_pairs``, ``mean_change``, ``change_ci_low``, ``change_ci_high``, ``mean_abs_change``,
+    ``flip_rate``, ``test``, ``statistic``, ``p_value``, ``verdict`` (unadjusted: one test).
     ``groups``: per group ``mean_score``, ``ci_low``, ``ci_high``, ``n_texts`` (with
     attributions also ``mean_term_attribution``, ``mean_term_attribution_share``).
     ``blame`` (with attributions, else ``None``): per text ``term_attribution``,
@@ -427,21 +497,46 @@ class CounterfactualResult(Result):
         "group_scores": "mean score of each group with its bootstrap interval",
     })
 
-    def __init__(self, scores, comparisons, groups, blame, *, meta) -> None:
+    def __init__(self, scores, comparisons, groups, blame, baseline=None, *, meta) -> None:
         self.scores = scores
         self.comparisons = comparisons
         self.groups = groups
         self.blame = blame
+        self.baseline = baseline
         self.meta = meta
 
     def to_frame(self) -> pd.DataFrame:
         return self.scores.copy()
 
     def summary(self) -> str:
-        worst = self.comparisons.iloc[self.comparisons["mean_abs_change"].argmax()]
-        return (f"Counterfactual probe ({self.meta['parameters']['design']}): largest mean "
-                f"|change| {worst.mean_abs_change:.3f} for {worst.group!r} vs "
-                f"{worst.reference!r} (p={worst.p_value:.3g}, {worst.test})")
+        """One sentence: the largest change that is a finding, or why none is."""
+        parameters = self.meta["parameters"]
+        what = parameters.get("axis") or parameters.get("swaps")
+        measure = f"P({parameters['target']})"
+        table = self.comparisons
+        changes = table[table["verdict"] == "change"]
+        head = f"Counterfactual probe ({parameters['design']}, {what}): "
+        if len(changes):
+            top = changes.iloc[int(changes["mean_abs_change"].argmax())]
+            text = (f"{top.group!r} vs {top.reference!r} changes {measure} by "
+                    f"{top.mean_change:+.3f} on average (mean |change| "
+                    f"{top.mean_abs_change:.3f}, Holm p={top.p_value_holm:.2g}, {top.test})")
+            if len(changes) > 1:
+                text += f"; {len(changes) - 1} more of {len(table)} groups change it too"
+        else:
+            top = table.iloc[int(table["mean_abs_change"].argmax())]
+            text = (f"no group changes {measure} significantly by "
+                    f"{parameters['negligible_change']:g} or more on average; the largest mean "
+                    f"|change| is {_size(top.mean_abs_change)} ({top.group!r} vs "
+                    f"{top.reference!r}, Holm "
+                    f"p={top.p_value_holm:.2g}: "
+                    + ("significant but negligible)" if top.verdict == "negligible"
+                       else "not significant)"))
+        if self.baseline is not None:
+            row = self.baseline.iloc[0]
+            text += (f". Baseline, {row.reference_term!r} -> {row.term!r}: mean |change| "
+                     f"{_size(row.mean_abs_change)}")
+        return head + text + "."
 
     def plot(self, kind: str | None = None, *, ax=None):
         from ..plotting import axes_or_new, style
@@ -468,30 +563,44 @@ class CounterfactualResult(Result):
         per_unit = self.scores.groupby(["unit", "group"], sort=False)["score"].mean() \
             .unstack("group")
         others = [g for g in per_unit.columns if g != reference]
-        fig, ax = axes_or_new(ax, 6.5, 0.5 * len(others) + 1.8)
+        rows = [(group, (per_unit[group] - per_unit[reference]).to_numpy(float),
+                 self.comparisons.set_index("group").loc[group], "#4C72B0")
+                for group in others]
+        if self.baseline is not None:
+            row = self.baseline.iloc[0]
+            neutral = self.meta["parameters"]["baseline_terms"]
+            # the baseline's per-template changes are not kept; its mean and interval are
+            rows.append((f"baseline: {neutral[1]!r} vs {neutral[0]!r}", np.array([]), row,
+                         "grey"))
+        negligible = self.meta["parameters"]["negligible_change"]
+        fig, ax = axes_or_new(ax, 6.5, 0.5 * len(rows) + 1.8)
         with style():
             rng = np.random.default_rng(0)  # jitter only; fixed so figures are reproducible
-            for k, group in enumerate(others[::-1]):
-                change = (per_unit[group] - per_unit[reference]).to_numpy(float)
+            ax.axvspan(-negligible, negligible, color="#DDDDDD", alpha=0.6, linewidth=0)
+            for k, (_label, change, row, colour) in enumerate(rows[::-1]):
                 ax.scatter(change, k + rng.uniform(-0.15, 0.15, len(change)), s=10, alpha=0.5,
-                           color="#4C72B0", linewidths=0)
-                row = self.comparisons.set_index("group").loc[group]
+                           color=colour, linewidths=0)
                 ax.errorbar([row.mean_change], [k], xerr=[[max(0, row.mean_change -
                                                                row.change_ci_low)],
                                                          [max(0, row.change_ci_high -
                                                               row.mean_change)]]
                             if np.isfinite(row.change_ci_low) else None, fmt="D",
-                            color="#C44E52", capsize=3, markersize=5)
-                ax.text(1.01, k, f"flip {row.flip_rate:.0%}\np={row.p_value:.2g} "
-                                 f"(Holm {row.p_value_holm:.2g})",
+                            color="#C44E52" if colour != "grey" else "grey", capsize=3,
+                            markersize=5)
+                p_text = (f"p={row.p_value:.2g} (Holm {row.p_value_holm:.2g})"
+                          if "p_value_holm" in row.index else f"p={row.p_value:.2g}")
+                ax.text(1.01, k, f"{row.verdict}\nflip {row.flip_rate:.0%}\n{p_text}",
                         transform=ax.get_yaxis_transform(), va="center", fontsize=7)
-            ax.set_yticks(range(len(others)), others[::-1])
+            ax.set_yticks(range(len(rows)), [label for label, *_ in rows[::-1]])
             ax.axvline(0, color="black", linewidth=0.8)
-            lim = max(0.05, float(np.nanmax(np.abs(per_unit[others].to_numpy(float)
-                                                     - per_unit[[reference]].to_numpy(float)))))
+            spread = [np.abs(change) for _, change, _, _ in rows if len(change)]
+            spread += [np.abs([row.change_ci_low, row.change_ci_high]) for *_, row, _ in rows]
+            finite = np.concatenate(spread)
+            finite = finite[np.isfinite(finite)]
+            lim = max(0.05, 1.5 * negligible, float(finite.max()) if len(finite) else 0.0)
             ax.set_xlim(-lim * 1.1, lim * 1.1)
             unit = "template" if self.meta["parameters"]["design"] == "templates" else "sentence"
             ax.set_xlabel(f"change in P({target}) vs {reference!r} (dots: one {unit}; diamond: "
-                          f"mean, {ci}% CI)")
+                          f"mean, {ci}% CI;\ngrey band: negligible, |change| < {negligible:g})")
             ax.set_title(f"Counterfactual score shifts ({self.meta['parameters']['test']} test)")
         return fig
