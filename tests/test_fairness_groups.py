@@ -65,6 +65,20 @@ def test_group_metrics_equal_fairlearn():
         assert result.difference("equal_opportunity", sensitive_feature=feature) == \
             pytest.approx(fm.equal_opportunity_difference(frame["y"], frame["pred"],
                                                           sensitive_features=frame[feature]))
+        assert result.ratio("equalized_odds", sensitive_feature=feature) == \
+            pytest.approx(fm.equalized_odds_ratio(frame["y"], frame["pred"],
+                                                  sensitive_features=frame[feature]))
+        from sklearn.metrics import accuracy_score, precision_score
+
+        others = fm.MetricFrame(metrics={"predictive_parity": precision_score,
+                                         "accuracy_parity": accuracy_score},
+                                y_true=frame["y"], y_pred=frame["pred"],
+                                sensitive_features=frame[feature])
+        for measure in ("predictive_parity", "accuracy_parity"):
+            assert result.difference(measure, sensitive_feature=feature) == \
+                pytest.approx(others.difference()[measure])
+            assert result.ratio(measure, sensitive_feature=feature) == \
+                pytest.approx(others.ratio()[measure])
     # the intersection equals fairlearn's with both columns
     dpd = fm.demographic_parity_difference(frame["y"], frame["pred"],
                                            sensitive_features=frame[["sex", "race"]])

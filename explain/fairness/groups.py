@@ -16,15 +16,15 @@ from three methods, each chosen for its coverage with groups as small as 20 rows
   two Wilson intervals; the groups are disjoint sets of rows, hence independent.
 * "no disparity" (every group has the same rate): a **permutation test of the group labels**
   whose statistic is Pearson's chi-square of group against the measure's outcome (each group
-  weighted by its rows, so a group of 3 rows cannot drive the test as it can drive a largest
-  minus smallest difference). Labels are permuted among all rows
-  (demographic parity, accuracy parity: decision or correctness independent of the group),
-  within each true label (equalized odds, equal opportunity: decision independent of the group
-  given the label) or within each decision (predictive parity), so each test is exact under its
-  own null. The permuted count tables are drawn directly, by sequential hypergeometric draws of
-  each group's cell counts (the exact distribution of a permutation's counts), so 9,999
-  permutations cost milliseconds whatever the number of rows. p-values are Holm-adjusted over
-  all the disparities of one audit.
+  weighted by its rows, so a group of 3 rows cannot drive the test as it drives a largest minus
+  smallest difference). Labels are permuted among all rows (demographic parity, accuracy
+  parity: decision or correctness independent of the group), within each true label (equalized
+  odds, equal opportunity: decision independent of the group given the label) or within each
+  decision (predictive parity), so each test is exact under its own null. The permuted count
+  tables are drawn directly, by sequential hypergeometric draws of each group's cell counts
+  (the exact distribution of a permutation's counts), so the cost of 9,999 permutations grows
+  with the number of groups, not of rows (0.1 s for 2 groups, 0.7 s for 12, on 2 cores).
+  p-values are Holm-adjusted over all the disparities of one audit.
 
 A largest-minus-smallest difference gets no interval: it is bounded below by 0 and biased
 upwards, so a percentile bootstrap of it excludes 0 even when the groups do not differ.
