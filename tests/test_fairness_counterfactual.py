@@ -65,7 +65,12 @@ def test_planted_bias_on_one_group_shows_with_the_right_sign():
     assert (baseline.term, baseline.reference_term, baseline.n_pairs) == ("someone", "a person",
                                                                           12)
     assert baseline.mean_change == pytest.approx(0.5 - 1 / (1 + np.exp(-1.5)))
-    assert "Baseline, 'a person' -> 'someone': mean |change| 0.318" in result.summary()
+    assert ("Baseline, 'a person' -> 'someone': mean |change| 0.318; 1 of the 1 change is "
+            "larger than that.") in result.summary()
+    weaker = counterfactual(bag_of_words({"muslim": -0.5, "person": 1.5}), axis="religion",
+                            n_bootstrap=0)  # -0.087, a change smaller than the baseline's 0.318
+    assert weaker.comparisons.set_index("group").loc["muslim", "verdict"] == "change"
+    assert weaker.summary().endswith("0 of the 1 change is larger than that.")
     t_test = counterfactual(model, axis="religion", test="t", n_bootstrap=0)
     assert t_test.comparisons.set_index("group").loc["muslim", "p_value"] < 0.01
     assert explain.hooks.count_hooks(model) == 0

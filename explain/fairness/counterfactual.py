@@ -536,6 +536,11 @@ class CounterfactualResult(Result):
             row = self.baseline.iloc[0]
             text += (f". Baseline, {row.reference_term!r} -> {row.term!r}: mean |change| "
                      f"{_size(row.mean_abs_change)}")
+            if len(changes):
+                larger = int((changes["mean_abs_change"] > row.mean_abs_change).sum())
+                text += (f"; {larger} of the {len(changes)} "
+                         f"change{'s' if len(changes) > 1 else ''} "
+                         f"{'is' if len(changes) == 1 else 'are'} larger than that")
         return head + text + "."
 
     def plot(self, kind: str | None = None, *, ax=None):
