@@ -4,7 +4,8 @@ Both follow one recipe (``RECIPES_TABULAR`` below holds the differences), fixed 
 
 * encoding: ``explain.nets.TabularEncoder`` fitted on the training rows only: numeric columns
   standardised (training mean and population standard deviation), categorical columns one-hot
-  in sorted category order (a category unseen in training encodes as all zeros). The fitted
+  in sorted category order (a category unseen in training, a missing value or a non-number
+  raises ValueError naming the column and the fix). The fitted
   encoder is stored in the checkpoint's ``config.json``, so ``LoadedModel.encode_frame`` turns a
   raw table into model inputs, and ``feature_groups`` maps each raw column to its encoded
   indices;
@@ -185,7 +186,7 @@ def train(name: str, target: Path, *, progress: bool = True, epochs: int | None 
             "numeric": {"columns": list(recipe["numeric"]),
                         "transform": "(x - training mean) / training standard deviation"},
             "categorical": {"columns": list(recipe["categorical"]),
-                            "transform": "one-hot, categories in sorted order; unseen -> zeros"},
+                            "transform": "one-hot, categories in sorted order; unseen -> error"},
             "n_features": len(encoder.feature_names),
             "feature_names": encoder.feature_names,
             "not_features": {

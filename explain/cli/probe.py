@@ -164,6 +164,8 @@ def _run(args: argparse.Namespace) -> int:
         outputs.table("scores", result.to_frame())
         outputs.table("comparisons", result.comparisons)
         outputs.table("groups", result.groups)
+        if result.baseline is not None:
+            outputs.table("baseline", result.baseline)
         for kind in result.PLOTS:
             outputs.figure(kind, result.plot(kind))
     elif args.probe == "representation":
@@ -180,7 +182,7 @@ def _run(args: argparse.Namespace) -> int:
         else:
             inputs = frame
         layers = as_names(args.layers, "layers") if args.layers else None
-        result = fairness.representation_probe(model, inputs, frame[args.attribute].tolist(),
+        result = fairness.representation_probe(model, inputs, frame[args.attribute],
                                                layers=layers, n_splits=args.n_splits,
                                                seed=args.seed)
         outputs.table("probe_accuracy", result.to_frame())

@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 from .association import (
+    EXCLUSIONS,
+    P_VALUES,
     POOLINGS,
     SEAT_TEMPLATES,
     WORD_SETS,
@@ -24,6 +26,7 @@ from .association import (
 )
 from .counterfactual import (
     TESTS,
+    VERDICTS,
     CounterfactualResult,
     counterfactual,
     fill_template,
@@ -42,10 +45,10 @@ from .likelihood import (
     stereoset,
 )
 from .proxies import AttributionByGroupResult, ProxyResult, attribution_by_group, proxies
-from .representation import ProbeResult, default_layers, representation_probe
+from .representation import INPUT_BASELINES, ProbeResult, default_layers, representation_probe
 
-__all__ = ["CROWS_PAIRS_COLUMNS", "DISPARITIES", "GROUP_METRICS", "POOLINGS", "SEAT_TEMPLATES",
-           "TESTS", "WORD_SETS", "AssociationResult", "AttributionByGroupResult", "AuditResult",
+__all__ = ["CROWS_PAIRS_COLUMNS", "DISPARITIES", "EXCLUSIONS", "GROUP_METRICS", "INPUT_BASELINES",
+           "POOLINGS", "P_VALUES", "SEAT_TEMPLATES", "TESTS", "VERDICTS", "WORD_SETS", "AssociationResult", "AttributionByGroupResult", "AuditResult",
            "CounterfactualResult", "CrowsPairsResult", "ProbeResult", "ProxyResult",
            "StereoSetResult", "association_test", "attribution_by_group", "audit",
            "counterfactual", "crows_pairs", "default_layers", "encode_sentences", "fill_template",
