@@ -408,7 +408,7 @@ def test_a_model_with_one_decision_for_every_row_is_warned_about():
 
 def test_figures_render_and_frames_are_tidy():
     result = audit(data=_frame(n=800), sensitive_features=["sex", "race"], label="y",
-                   score="score", n_permutations=199)
+                   score="score", n_permutations=399)
     assert list(result.to_frame().columns) == ["sensitive_feature", "group", "class_label",
                                                "metric", "value", "ci_low", "ci_high", "count",
                                                "denominator", "small_group"]
@@ -443,7 +443,7 @@ def test_multiclass_decisions_without_a_model_one_vs_rest():
                           "label": rng.choice(["cat", "dog", "eel"], 900),
                           "pred": rng.choice(["cat", "dog", "eel"], 900)})
     result = audit(data=frame, sensitive_features="group", label="label", prediction="pred",
-                   classes=["cat", "dog", "eel"], n_permutations=199)
+                   classes=["cat", "dog", "eel"], n_permutations=399)
     assert result.class_labels == ["cat", "dog", "eel"]
     for name in ("cat", "dog", "eel"):
         expected = demographic_parity_difference(
