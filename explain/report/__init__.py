@@ -17,7 +17,7 @@ from __future__ import annotations
 from .build import ANALYSES, DATASETS, build_demo, build_report
 from .core import FORMATS, SECTIONS, Report
 from .examples import SELECTION_REASONS, select_examples
-from .predictions import PredictionResult, predict
+from .predictions import PredictionResult, predict, read_texts
 
 __all__ = ["ANALYSES", "DATASETS", "FORMATS", "SECTIONS", "SELECTION_REASONS", "PredictionResult",
-           "Report", "build_demo", "build_report", "predict", "select_examples"]
+           "Report", "build_demo", "build_report", "predict", "read_texts", "select_examples"]
