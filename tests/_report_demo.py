@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import atexit
 import functools
+import json
+import math
+import re
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 from explain.report import Report
 
@@ -34,3 +40,149 @@ def demo() -> Demo:
     report = build_demo(quiet=True)
     seconds = time.perf_counter() - start
     return Demo(report, report.save(root), seconds)
+
+
+# ----------------------------------------------------------------- summary against data/
+
+_QUOTED = re.compile(r"'[^']*'")
+_NUMBER = re.compile(r"(?<![\w.])[-+−]?\d[\d,]*(?:\.\d+)?(?:e-?\d+)?%?")
+
+
+def _renderings(value) -> set[str]:
+    """The ways a finding may print ``value``."""
+    if isinstance(value, (bool, np.bool_)) or value is None:
+        return set()
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return set()
+    if not math.isfinite(number):
+        return set()
+    out = {f"{number:.3f}", f"{number:+.3f}", f"{number:.2g}", f"{100 * number:.1f}%",
+           f"{number:.4g}", f"{number:g}"}
+    if number.is_integer():
+        out |= {f"{int(number)}", f"{int(number):,}"}
+    return out
+
+
+def _numbers(text: str) -> list[str]:
+    """Numbers quoted in ``text``, outside quoted names ('hidden.0', 'weat1')."""
+    return [n.lstrip("+−-") if not n.startswith(("+", "-", "−")) else n.replace("−", "-")
+            for n in _NUMBER.findall(_QUOTED.sub("", text))]
+
+
+def summary_problems(path: Path, *, constants=()) -> list[str]:
+    """Every card and finding of the saved report at ``path`` checked against the tables in
+    its ``data/``: it names its source tables, each decimal it quotes is a value of those
+    tables, every integer is a count they can give (at most their rows) or a stated constant;
+    and the cards and findings about faithfulness agree with the explanations and scorecard
+    tables. Returns the problems (empty: consistent)."""
+    from explain.report import findings
+
+    manifest = json.loads((path / "manifest.json").read_text())
+    allowed = {str(c) for c in constants} | {
+        str(findings.MIN_COUNT), f"{findings.ALPHA}", f"{findings.NEGLIGIBLE}",
+        f"{findings.NEGLIGIBLE_EFFECT_SIZE}", "0.5", "95%", "0"}
+    problems = []
+    entries = [("finding", f["text"], f) for f in manifest["findings"]] + [
+        ("card", f"{m['value']} {m['name']} {m.get('note') or ''}", m)
+        for m in manifest["metrics"]]
+    for what, text, entry in entries:
+        if not entry.get("sources"):
+            problems.append(f"{what} names no source table: {text!r}")
+            continue
+        tables = [pd.read_csv(path / "data" / f"{s}.csv") for s in entry["sources"]]
+        known = set(allowed)
+        rows = max(len(t) for t in tables)
+        for table in tables:
+            for value in table.select_dtypes("number").to_numpy().ravel():
+                known |= _renderings(value)
+        for number in _numbers(text):
+            plain = number.replace(",", "").rstrip("%").lstrip("+-")
+            if number in known or (plain.isdigit() and int(plain) <= rows
+                                   and not number.endswith("%")):
+                continue
+            problems.append(f"{what} quotes {number}, which is not in "
+                            f"{', '.join(entry['sources'])}: {text!r}")
+        kind = entry.get("kind")
+        if kind == "beats_random":
+            problems += _check_beats_random(entry, tables[0])
+        if kind == "scorecard":
+            problems += _check_scorecard(text, tables[0])
+        if kind == "importance":
+            problems += _check_importance(text, tables[0])
+    problems += _check_scorecard_agrees(path, manifest)
+    return problems
+
+
+def _check_beats_random(metric: dict, table: pd.DataFrame) -> list[str]:
+    beats = int((table["comprehensiveness"] > table["random_comprehensiveness"]).sum())
+    expected = f"{beats} of {len(table)}"
+    problems = []
+    if metric["value"] != expected:
+        problems.append(f"card {metric['name']!r} reads {metric['value']!r}; its table gives "
+                        f"{expected}")
+    if "integrated gradients" not in metric["name"]:
+        problems.append(f"card {metric['name']!r} does not name its method")
+    return problems
+
+
+def _check_scorecard(text: str, table: pd.DataFrame) -> list[str]:
+    if "method" not in table:
+        return [f"a scorecard statement computed from a table that is not a scorecard: "
+                f"{text!r}"]
+    problems = []
+    for row in table.itertuples(index=False):
+        name = row.method.replace("_", " ")
+        worse = row.comprehensiveness <= row.random_comprehensiveness
+        parts = re.split(r"no better than a random ranking on average", text, maxsplit=1,
+                         flags=re.I)
+        said_worse = len(parts) == 2 and name in parts[1]
+        if worse and not said_worse:
+            problems.append(f"{name} is no better than random in the scorecard, but the "
+                            f"summary does not say so: {text!r}")
+        if not worse and said_worse:
+            problems.append(f"{name} beats random in the scorecard, but the summary says it "
+                            f"does not: {text!r}")
+    return problems
+
+
+def _check_importance(text: str, table: pd.DataFrame) -> list[str]:
+    from explain.report import findings
+
+    problems = []
+    if (table["count"] < findings.MIN_COUNT).any():
+        problems.append(f"the importance table has units under {findings.MIN_COUNT} "
+                        f"occurrences")
+    fragments = [w for w in table["label"].astype(str)
+                 if not re.fullmatch(r"[^\W_](?:.*[^\W_])?", w) or w in ("t", "s", "doesn")]
+    if fragments:
+        problems.append(f"the importance table has word fragments: {fragments}")
+    for predicted, group in table.groupby("predicted_label"):
+        top = group.sort_values("mean_abs_score", ascending=False, kind="stable").iloc[0]
+        quoted = f"'{predicted}' it is '{top['label']}' (mean {top['mean_score']:+.3f}"
+        if quoted not in text:
+            problems.append(f"the top unit for {predicted!r} is {top['label']!r}, not what "
+                            f"the finding says: {text!r}")
+    return problems
+
+
+def _check_scorecard_agrees(path: Path, manifest: dict) -> list[str]:
+    """Integrated gradients in the scorecard is the computation of the explanations table: on
+    their common rows both must beat (or not beat) the random ranking alike."""
+    problems = []
+    ids = [a["id"] for a in manifest["analyses"]]
+    for scorecard_id in (i for i in ids if i.endswith("-scorecard-per-explanation")):
+        prefix = scorecard_id.removesuffix("-scorecard-per-explanation")
+        explained = pd.read_csv(path / "data" / f"{prefix}-what-each-explanation-says.csv")
+        scored = pd.read_csv(path / "data" / f"{scorecard_id}.csv")
+        scored = scored[scored["method"] == "integrated_gradients"]
+        both = explained.merge(scored, on="row", suffixes=("", "_scorecard"))
+        if both.empty:
+            problems.append(f"{scorecard_id}: no rows in common with the explanations table")
+        for row in both.itertuples(index=False):
+            if (row.comprehensiveness > row.random_comprehensiveness) != \
+                    (row.comprehensiveness_scorecard > row.random_comprehensiveness_scorecard):
+                problems.append(f"row {row.row}: the explanations table and the scorecard "
+                                f"disagree on whether integrated gradients beats random")
+    return problems

@@ -28,9 +28,10 @@ from ..attribution.scorecard import scorecard
 from ..errors import ExplainWarning
 from ..fairness import SEAT_TEMPLATES, audit, counterfactual, representation_probe, seat
 from ..plotting import new_figure
+from . import findings
 from .core import Report
 from .examples import select_examples
-from .predictions import PredictionResult, check_columns, predict
+from .predictions import PredictionResult, check_columns, predict, read_texts
 
 __all__ = ["ANALYSES", "DATASETS", "build_demo", "build_report", "load_data", "resolve_model"]
 
@@ -239,13 +240,9 @@ def finish_sections(report: Report, notes: Mapping[str, Sequence[str]]) -> None:
 # ------------------------------------------------------------------------ analyses
 
 
-def _texts(data: pd.DataFrame, column: str, rows: Sequence[int]) -> list[str]:
-    return [str(data[column].iloc[r]) for r in rows]
-
-
 def _inputs(data: pd.DataFrame, column: str, rows: Sequence[int], is_text: bool):
     """The model inputs of ``rows``: their texts, or the table rows (index reset)."""
-    return _texts(data, column, rows) if is_text else \
+    return read_texts(data, column, rows) if is_text else \
         data.iloc[list(rows)].reset_index(drop=True)
 
 
@@ -253,14 +250,16 @@ def _percent(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
-def _predictions_findings(report: Report, part: str, predictions: PredictionResult) -> None:
+def _predictions_findings(report: Report, part: str, predictions: PredictionResult,
+                          source: str) -> None:
     accuracy = predictions.accuracy
     if accuracy is None:
         return
     counts = np.bincount(predictions.labels, minlength=len(predictions.label_names))
     majority = counts.max() / counts.sum()
     report.add_metric(f"{part}: accuracy", accuracy,
-                      note=f"{len(predictions.labels):,} rows; majority class {majority:.3f}")
+                      note=f"{len(predictions.labels):,} rows; majority class {majority:.3f}",
+                      sources=source, kind="accuracy")
     confusion = predictions.confusion()
     wrong = confusion[confusion["true_label"] != confusion["predicted_label"]]
     worst = wrong.sort_values(["share", "true_label"], ascending=[False, True], kind="stable")
@@ -271,34 +270,31 @@ def _predictions_findings(report: Report, part: str, predictions: PredictionResu
         top = worst.iloc[0]
         sentence += (f" Its most common error: {_percent(top['share'])} of "
                      f"'{top['true_label']}' rows are predicted '{top['predicted_label']}'.")
-    report.add_finding(sentence)
+    report.add_finding(sentence, sources=source, kind="predictions")
 
 
-def _audit_findings(report: Report, who: str, result) -> None:
-    groups = result.by_group
-    for feature in result.sensitive_features:
-        if " & " in feature:
-            continue
-        rows = groups[(groups["sensitive_feature"] == feature) & (groups["metric"] ==
-                                                                  "selection_rate")
-                      & ~groups["small_group"].astype(bool)]
-        if len(rows) < 2:
-            continue
-        rows = rows.sort_values(["value", "group"], kind="stable")
-        low, high = rows.iloc[0], rows.iloc[-1]
-        sentence = (f"{who}: by {feature}, the positive-decision rate ranges from "
-                    f"{_percent(low['value'])} ({low['group']}) to {_percent(high['value'])} "
-                    f"({high['group']})")
-        fpr = groups[(groups["sensitive_feature"] == feature) & (groups["metric"] ==
-                                                                 "false_positive_rate")
-                     & ~groups["small_group"].astype(bool)]
-        if len(fpr) >= 2:
-            fpr = fpr.sort_values(["value", "group"], kind="stable")
-            sentence += (f"; the false positive rate from {_percent(fpr.iloc[0]['value'])} "
-                         f"({fpr.iloc[0]['group']}) to {_percent(fpr.iloc[-1]['value'])} "
-                         f"({fpr.iloc[-1]['group']})")
-        report.add_finding(sentence + ". Groups under the minimum size are left out of this "
-                           "comparison; see the intervals in the fairness section.")
+def _add_audit(report: Report, result, *, who: str, title: str, caption: str) -> None:
+    report.add(result, section="fairness", title=title, plots=("metrics", "contrasts"),
+               caption=caption + " Bars are fairlearn estimates; lines are 95% Wilson score "
+                                 "intervals (rates) and Newcombe intervals (contrasts with the "
+                                 "reference group).")
+    parameters = result.meta["parameters"]
+    report.add(result.disparities, section="fairness", title=f"{title}: disparities",
+               caption="Difference between the groups with the largest and smallest rate "
+                       "(fairlearn's between_groups), a permutation test of 'no disparity' "
+                       "with its Holm-adjusted p-value over the audit, and the conclusion "
+                       f"(negligible: significant but under "
+                       f"{parameters['negligible_difference']}). A max - min difference has "
+                       "no valid interval; the signed contrasts below carry the intervals.")
+    disparities = report.last_id
+    report.add(result.contrasts, section="fairness", title=f"{title}: contrasts",
+               caption=f"Each group minus the reference group, per rate, with "
+                       f"{round(parameters['confidence'] * 100)}% Newcombe intervals.")
+    for sentence in findings.audit_findings(
+            who, result.disparities, result.contrasts, alpha=parameters["alpha"],
+            negligible=parameters["negligible_difference"],
+            confidence=parameters["confidence"]):
+        report.add_finding(sentence, sources=[disparities, report.last_id], kind="audit")
 
 
 def _run_fairness(report, progress, part, loaded, data, *, label, sensitive, decisions, seed,
@@ -309,28 +305,24 @@ def _run_fairness(report, progress, part, loaded, data, *, label, sensitive, dec
                                                   "tabular-classification"):
             result = audit(loaded, data, sensitive_features=sensitive, label=label, seed=seed,
                            text=text_column if is_text else None)
-            report.add(result, section="fairness", title=f"{part}: group metrics of the model",
-                       plots=("metrics", "disparities"),
-                       caption="Bars are fairlearn estimates; lines are 95% percentile "
-                               "bootstrap intervals over rows.")
-            _audit_findings(report, f"{part} model", result)
+            _add_audit(report, result, who=f"{part} model",
+                       title=f"{part}: group metrics of the model",
+                       caption="Per-group rates of the model's decisions.")
         else:
             _not_run(notes, "fairness", f"{part}: the model is not a classifier, so it has no "
                                         f"decisions to audit")
         for column in decisions:
             result = audit(data=data, prediction=column, sensitive_features=sensitive,
                            label=label, seed=seed)
-            report.add(result, section="fairness",
+            _add_audit(report, result, who=f"{part} '{column}' decisions",
                        title=f"{part}: group metrics of the decisions in column '{column}'",
-                       plots=("metrics", "disparities"),
                        caption="The same metrics for decisions recorded in the data (not made "
                                "by the model).")
-            _audit_findings(report, f"{part} '{column}' decisions", result)
 
 
 def _run_attention(report, progress, part, loaded, data, text_column, rows):
     with progress.stage(report, "attention"):
-        texts = _texts(data, text_column, rows)
+        texts = read_texts(data, text_column, rows)
         result = attention(loaded, texts)
         last = result.layers[-1]
         report.add(result, section="attention", title=f"{part}: attention of the selected "
@@ -362,7 +354,7 @@ def _run_attention(report, progress, part, loaded, data, text_column, rows):
 def _run_representation(report, progress, part, loaded, data, text_column, sensitive, *, seed):
 
     with progress.stage(report, "representation"):
-        inputs = [str(t) for t in data[text_column]] if loaded.is_text else data
+        inputs = read_texts(data, text_column) if loaded.is_text else data
         for column in sensitive:
             values = data[column].astype(str)
             counts = values.value_counts()
@@ -381,19 +373,17 @@ def _run_representation(report, progress, part, loaded, data, text_column, sensi
             rows = np.flatnonzero(keep).tolist()
             probe_inputs = [inputs[i] for i in rows] if loaded.is_text else \
                 inputs.iloc[rows].reset_index(drop=True)
-            result = representation_probe(loaded, probe_inputs, merged[keep].tolist(), seed=seed)
+            values = pd.Series(merged[keep].tolist(), name=column)  # named: is it an input?
+            result = representation_probe(loaded, probe_inputs, values, seed=seed)
+            table = result.to_frame()
+            verdict = findings.probe_verdict(column, table)
             report.add(result, section="fairness",
                        title=f"{part}: can the network's layers tell {column}?",
-                       caption=f"Cross-validated accuracy of a linear probe predicting "
-                               f"'{column}' from each layer, against a shuffled-label control "
-                               f"and the majority baseline. A probe well above both means the "
-                               f"layer encodes {column}, even when {column} is not an input."
-                               + note)
-            table = result.to_frame()
-            best = table.iloc[int(table["accuracy"].argmax())]
-            report.add_finding(
-                f"{part}: '{column}' can be read out of layer {best['layer']} with accuracy "
-                f"{best['accuracy']:.3f} (majority baseline {best['majority_baseline']:.3f}).")
+                       caption=f"Held-out accuracy of a linear probe predicting '{column}' from "
+                               f"each layer, against a probe on the raw inputs, a "
+                               f"shuffled-label control and the majority baseline. Here: "
+                               f"{verdict}" + note)
+            report.add_finding(f"{part}: {verdict}", sources=report.last_id, kind="probe")
 
 
 def _run_association(report, progress, part, loaded, notes, seed):
@@ -401,18 +391,14 @@ def _run_association(report, progress, part, loaded, notes, seed):
     with progress.stage(report, "association"):
         # two templates keep the demo inside its time budget (about 800 sentences to encode)
         templates = SEAT_TEMPLATES[:2]
-        result = seat(loaded, seed=seed, templates=templates, n_permutations=10_000,
-                      n_bootstrap=500)
+        result = seat(loaded, seed=seed, templates=templates, n_permutations=10_000)
         report.add(result, section="fairness", title=f"{part}: SEAT association tests on the "
-                   "encoder", caption=f"Effect size d of each test with its bootstrap interval, "
-                   f"next to the effect the original WEAT found on word vectors. Sentences: "
-                   f"each word in the templates {' / '.join(templates)}; mean-pooled last "
-                   f"layer of the encoder.")
-        table = result.to_frame()
-        significant = table[(table["p_value"] < 0.05) & (table["effect_size"].abs() >= 0.5)]
-        report.add_finding(f"{part}: {len(significant)} of {len(table)} SEAT tests on the "
-                           f"model's encoder show a medium or larger association (|d| >= 0.5, "
-                           f"p < 0.05).")
+                   "encoder", caption=f"Effect size d of each test with its permutation p-value "
+                   f"(Holm-adjusted over the tests), next to the effect of the original human "
+                   f"IAT (Caliskan et al., 2017, Table 1). Sentences: each word in the "
+                   f"templates {' / '.join(templates)}; mean-pooled last layer of the encoder.")
+        report.add_finding(findings.seat_finding(part, result.to_frame()),
+                           sources=report.last_id, kind="seat")
 
 
 def build_report(model: Any, data: Any = None, *, text_column: str | None = None,
@@ -473,6 +459,8 @@ def build_report(model: Any, data: Any = None, *, text_column: str | None = None
             check_columns(frame, {"text": text_column if is_text else None, "label": label,
                                   "sensitive": sensitive or None,
                                   "decision": decisions or None})
+            if is_text:  # before sampling, so the error's row positions are the file's
+                read_texts(frame, text_column)
             if max_rows is not None and len(frame) > max_rows:
                 frame = frame.sample(n=max_rows, random_state=seed).sort_index()
             frame = frame.reset_index(drop=True)
@@ -495,7 +483,7 @@ def build_report(model: Any, data: Any = None, *, text_column: str | None = None
                                                    f"need a label column (--label)")
                 report.add(predictions, section="predictions", title=f"{part}: predictions",
                            plots=("confusion", "confidence") if label else ("confidence",))
-                _predictions_findings(report, part, predictions)
+                _predictions_findings(report, part, predictions, report.last_id)
         if predictions is not None:
             chosen = select_examples(predictions.confidence, predicted=predictions.predicted,
                                      labels=predictions.labels, groups=predictions.groups,
@@ -506,7 +494,7 @@ def build_report(model: Any, data: Any = None, *, text_column: str | None = None
                 label=[predictions.label_names[predictions.labels[r]] for r in rows]
                 if predictions.labels is not None else None)
             if is_text:
-                table.insert(1, "text", _texts(frame, text_column, rows))
+                table.insert(1, "text", read_texts(frame, text_column, rows))
             report.add(table, section="predictions", title=f"{part}: selected examples",
                        caption="Chosen deterministically: most confident, least confident, "
                                "misclassified, and per group; the attention and attribution "
@@ -575,19 +563,20 @@ def _run_attributions(report, progress, part, loaded, data, text_column, rows, n
     with progress.stage(report, "attributions"):
         is_text = loaded.is_text
         inputs = _inputs(data, text_column, rows, is_text)
-        # fixed steps for text keep the demo in budget; the completeness error is reported
-        result = attribute(loaded, inputs, method="integrated_gradients",
-                           n_steps=16 if is_text else "auto", seed=seed, progress=False)
+        # fixed steps for text keep the demo in budget; the completeness error is reported.
+        # The scorecard uses the same steps, so its integrated-gradients rows are these ones.
+        n_steps = 16 if is_text else 32
+        method = "integrated_gradients"
+        result = attribute(loaded, inputs, method=method, n_steps=n_steps, seed=seed,
+                           progress=False)
         explanations = result.explanations()
-        shown = explanations
-        method = "integrated gradients"
         if is_text:
             report.add(result, section="attributions", title=f"{part}: word attributions of the "
                        "selected examples", plots="text", plot_options={"max_inputs": len(rows)},
                        frame_options={"level": "word"},
-                       caption=f"{method} on the word embeddings against an all-[PAD] baseline, "
-                               f"explaining the predicted class; red pushes toward it, blue "
-                               f"against.")
+                       caption="Integrated gradients on the word embeddings against an all-[PAD] "
+                               "baseline, explaining the predicted class; red pushes toward it, "
+                               "blue against.")
         else:
             frame = result.to_frame()
             for k in range(min(2, len(rows))):
@@ -595,12 +584,13 @@ def _run_attributions(report, progress, part, loaded, data, text_column, rows, n
                            title=f"{part}: attribution of selected example {k + 1} (row "
                                  f"{rows[k]})", plots="waterfall", plot_options={"input": k},
                            data=frame[frame["input_id"] == k].reset_index(drop=True),
-                           caption=f"{method} from the all-zero baseline (training means of "
-                                   f"numeric features, no category) to this row's output.")
+                           caption="Integrated gradients from the all-zero baseline (training "
+                                   "means of numeric features, no category) to this row's "
+                                   "output.")
         columns = [c for c in ("input_id", "input", "predicted_label", "predicted_score",
                                "comprehensiveness", "random_comprehensiveness",
-                               "relative_delta", "summary") if c in shown.columns]
-        table = shown[columns].copy()
+                               "relative_delta", "summary") if c in explanations.columns]
+        table = explanations[columns].copy()
         if not is_text:
             table = table.drop(columns=["input"], errors="ignore")
         table.insert(1, "row", [rows[int(i)] for i in table["input_id"]])
@@ -610,51 +600,61 @@ def _run_attributions(report, progress, part, loaded, data, text_column, rows, n
                            "with its faithfulness: comprehensiveness (drop of the predicted "
                            "probability when the top-ranked units are removed) next to that of "
                            "a random ranking.")
-        # global importance with integrated gradients: the scorecard shows the one-gradient
-        # methods (saliency, input x gradient) no better than a random ranking on this model,
-        # so fewer steps for text (16) keep the demo in budget without an unfaithful method
-        pool = min(len(data), GLOBAL_ROWS_TEXT if is_text else GLOBAL_ROWS_TABULAR)
-        rng = np.random.default_rng(seed)
-        chosen = set(rows)
-        others = [int(r) for r in rng.permutation(len(data)) if int(r) not in chosen]
-        order = list(rows) + others[:max(0, pool - len(rows))]
-        global_inputs = _inputs(data, text_column, order, is_text)
-        global_method = "integrated_gradients"
-        overall = attribute(loaded, global_inputs, method=global_method, seed=seed,
-                            faithfulness=False, progress=False,
-                            n_steps=16 if is_text else 32)
-        # the figure and data/ come from the same call (same seed and minimum count)
-        global_options = {"seed": seed, "min_count": 3 if is_text else 1}
-        importance = overall.global_importance(**global_options)
-        report.add(overall, section="attributions", title=f"{part}: global importance over "
-                   f"{len(order)} rows", plots="global", data=importance,
-                   plot_options=global_options,
-                   caption=f"Mean signed attribution ({global_method.replace('_', ' ')}) of each "
-                           f"{'word (at least 3 occurrences)' if is_text else 'feature'} over "
-                           f"all its occurrences, per predicted class, with 95% bootstrap "
-                           f"intervals.")
-        if len(importance):
-            top = importance.iloc[0]
-            report.add_finding(
-                f"{part}: over {len(order)} explained rows, the largest average attribution "
-                f"for predictions of '{top['predicted_label']}' belongs to '{top['label']}' "
-                f"(mean score {top['mean_score']:+.3f} over {int(top['count'])} occurrences).")
-        if len(explanations) and "comprehensiveness" in explanations:
-            beats = (explanations["comprehensiveness"] >
-                     explanations["random_comprehensiveness"]).mean()
-            report.add_metric(f"{part}: attributions beating a random ranking", float(beats),
-                              note="share of explanations whose top units matter more than "
-                                   "random ones", percent=True)
+        if "comprehensiveness" in table:
+            value, label = findings.beats_random_card(table, method)
+            report.add_metric(f"{part}: {label}", value, sources=report.last_id,
+                              kind="beats_random")
+        _run_global_importance(report, part, loaded, data, text_column, rows, seed=seed,
+                               is_text=is_text)
         _run_scorecard(report, part, loaded, data, text_column, rows, seed=seed,
-                       is_text=is_text)
+                       is_text=is_text, n_steps=n_steps)
 
 
-def _run_scorecard(report, part, loaded, data, text_column, rows, *, seed, is_text):
+def _run_global_importance(report, part, loaded, data, text_column, rows, *, seed, is_text):
+    # integrated gradients: the scorecard shows the one-gradient methods (saliency, input x
+    # gradient) no better than a random ranking on this model, so fewer steps for text (16)
+    # keep the demo in budget without an unfaithful method
+    pool = min(len(data), GLOBAL_ROWS_TEXT if is_text else GLOBAL_ROWS_TABULAR)
+    rng = np.random.default_rng(seed)
+    chosen = set(rows)
+    others = [int(r) for r in rng.permutation(len(data)) if int(r) not in chosen]
+    order = list(rows) + others[:max(0, pool - len(rows))]
+    global_inputs = _inputs(data, text_column, order, is_text)
+    method = "integrated_gradients"
+    overall = attribute(loaded, global_inputs, method=method, seed=seed, faithfulness=False,
+                        progress=False, n_steps=16 if is_text else 32)
+    unit = "word" if is_text else "feature"
+    if is_text:  # whitespace words: "doesn't" is one word, not "doesn", "'" and "t"
+        words = findings.whitespace_words(overall.to_frame(level="word"), global_inputs)
+        importance = findings.word_importance(words, seed=seed)
+    else:
+        importance = overall.global_importance(seed=seed, min_count=findings.MIN_COUNT)
+    fig = findings.plot_importance(
+        importance, title=f"Global importance, top 10 {unit}s by mean |score| "
+                          f"({method.replace('_', ' ')}; {unit}s seen at least "
+                          f"{findings.MIN_COUNT} times)")
+    report.add(fig, section="attributions", title=f"{part}: global importance over "
+               f"{len(order)} rows",
+               caption=f"Mean signed attribution ({method.replace('_', ' ')}) of each {unit} "
+                       f"over all its occurrences (at least {findings.MIN_COUNT}), per "
+                       f"predicted class, with 95% bootstrap intervals"
+                       + ("; words are the text between spaces, without surrounding "
+                          "punctuation." if is_text else "."))
+    report.add(overall, section="attributions", title=f"{part}: global importance table",
+               plots=(), data=importance,
+               caption=f"The {unit}s of the figure above: occurrences, mean and mean absolute "
+                       f"score, 95% bootstrap interval of the mean.")
+    report.add_finding(findings.importance_finding(part, importance, n_rows=len(order),
+                                                   unit=unit, method=method),
+                       sources=report.last_id, kind="importance")
+
+
+def _run_scorecard(report, part, loaded, data, text_column, rows, *, seed, is_text, n_steps):
     if is_text:
         rows = list(rows)[:SCORECARD_EXAMPLES_TEXT]
     inputs = _inputs(data, text_column, rows, is_text)
     methods = SCORECARD_METHODS_TEXT if is_text else SCORECARD_METHODS_TABULAR
-    result = scorecard(loaded, inputs, methods=methods, seed=seed, n_steps=16)
+    result = scorecard(loaded, inputs, methods=methods, seed=seed, n_steps=n_steps)
     # Wall time and memory are measurements, different on every run: the report keeps the
     # deterministic columns (so it regenerates byte for byte) and bench/ records the costs.
     table = result.to_frame().drop(columns=["seconds", "peak_memory_mb"], errors="ignore")
@@ -665,11 +665,29 @@ def _run_scorecard(report, part, loaded, data, text_column, rows, *, seed, is_te
                caption="Comprehensiveness of each method's ranking (drop of the predicted "
                        "probability when its top units are removed) next to a random ranking's.")
     report.add(table, section="attributions", title=f"{part}: scorecard table",
-               caption=f"Each method on {len(rows)} of the selected examples: faithfulness "
+               caption=f"Each method on the first {len(rows)} selected examples: faithfulness "
                        f"(against a random ranking), stability across two seeds (Spearman), "
                        f"agreement with the first method. Time and memory are left out: they "
                        f"change from run to run (explain.scorecard reports them; see "
                        f"bench/RESULTS.md).")
+    source = report.last_id
+    report.add_finding(findings.scorecard_finding(part, table), sources=source,
+                       kind="scorecard")
+    value, label = findings.scorecard_card(table)
+    report.add_metric(f"{part}: {label}", value, sources=source, kind="scorecard")
+    per_input = []
+    for method, explained in result.results.items():
+        frame = explained.explanations()
+        per_input.append(pd.DataFrame({
+            "method": method, "input_id": frame["input_id"],
+            "row": [rows[int(i)] for i in frame["input_id"]],
+            "comprehensiveness": frame["comprehensiveness"],
+            "random_comprehensiveness": frame["random_comprehensiveness"]}))
+    report.add(pd.concat(per_input, ignore_index=True), section="attributions",
+               title=f"{part}: scorecard per explanation", max_rows=2 * len(rows),
+               caption="The scorecard's faithfulness of every explanation (the table above "
+                       "averages these); integrated gradients here is the same computation as "
+                       "in the table of what each explanation says.")
 
 
 def _run_counterfactual(report, progress, part, loaded, data, text_column, notes, *, seed,
@@ -691,14 +709,14 @@ def _run_counterfactual(report, progress, part, loaded, data, text_column, notes
                                f"'{reference}'.")
             report.add(result.comparisons, section="fairness",
                        title=f"{part}: {axis.replace('_', ' ')} groups against '{reference}'",
-                       caption="Mean change of the score, its interval, the share of pairs "
-                               "whose predicted class flips, and a paired test.")
-            worst = result.comparisons.iloc[int(result.comparisons["mean_abs_change"].argmax())]
-            report.add_finding(
-                f"{part}: swapping {axis.replace('_', ' ')} terms in template sentences moves "
-                f"the score by at most {worst['mean_abs_change']:.3f} on average ('{worst['group']}'"
-                f" vs '{worst['reference']}', p = {worst['p_value']:.2g}); the predicted class "
-                f"flips for {_percent(float(worst['flip_rate']))} of those pairs.")
+                       caption="Mean change of the score with its interval, the share of pairs "
+                               "whose predicted class flips, and a paired test with its "
+                               "Holm-adjusted p-value over the compared groups.")
+            parameters = result.meta["parameters"]
+            report.add_finding(findings.counterfactual_finding(
+                part, axis, result.comparisons, target=parameters["target"],
+                confidence=parameters.get("confidence", 0.95)), sources=report.last_id,
+                kind="counterfactual")
 
 
 def build_demo(*, name: str = "demo", n_examples: int = 6, seed: int = 0, quiet: bool = False,

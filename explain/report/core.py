@@ -226,8 +226,8 @@ class Report:
         self._skipped: dict[str, str] = {}
         self._models: list[dict[str, Any]] = []
         self._datasets: list[_Dataset] = []
-        self._findings: list[str] = []
-        self._metrics: list[tuple[str, Any, str | None, bool]] = []
+        self._findings: list[dict[str, Any]] = []
+        self._metrics: list[dict[str, Any]] = []
         self._timings: dict[str, float] = {}
         self._slugs: set[str] = set()
 
@@ -373,19 +373,47 @@ class Report:
                                        frame_sha256(frame), source, licence, description))
         return self
 
-    def add_finding(self, text: str) -> Report:
-        """A plain-language finding for the summary (one sentence or two)."""
+    @property
+    def last_id(self) -> str:
+        """The id of the item added last: its anchor in the page and the stem of its files
+        (``data/<id>.csv``, ``figures/<id>.png``); for ``sources=`` of findings and metrics."""
+        if not self._items:
+            raise ValueError("the report has no items yet; add one before asking for its id")
+        return self._items[-1].slug
+
+    def _check_sources(self, sources: str | Sequence[str]) -> list[str]:
+        sources = [sources] if isinstance(sources, str) else list(sources)
+        known = {i.slug for i in self._items}
+        unknown = [s for s in sources if s not in known]
+        if unknown:
+            raise ValueError(f"unknown source item(s) {', '.join(map(repr, unknown))}; pass ids "
+                             f"of items already added (report.last_id after report.add)")
+        return sources
+
+    def add_finding(self, text: str, *, sources: str | Sequence[str] = (),
+                    kind: str | None = None) -> Report:
+        """A plain-language finding for the summary (one sentence or two).
+
+        ``sources``: ids of the items whose tables the sentence is computed from (linked from
+        the page, listed in the manifest, so every number can be checked against
+        ``data/<id>.csv``). ``kind``: what the finding summarises (e.g. ``"scorecard"``),
+        recorded in the manifest."""
         if not isinstance(text, str) or not text.strip():
             raise ValueError("a finding is a non-empty sentence")
-        self._findings.append(text.strip())
+        self._findings.append({"text": text.strip(), "kind": kind,
+                               "sources": self._check_sources(sources)})
         return self
 
     def add_metric(self, name: str, value: Any, *, note: str | None = None,
-                   percent: bool = False) -> Report:
+                   percent: bool = False, sources: str | Sequence[str] = (),
+                   kind: str | None = None) -> Report:
         """A headline number for the summary (``value`` is shown to 4 significant digits, or as
         a percentage with ``percent=True``, and kept exactly in the manifest and in the page's
-        ``data-value``)."""
-        self._metrics.append((str(name), _jsonable(value), note, bool(percent)))
+        ``data-value``; a ``str`` such as ``"6 of 6"`` is shown as is). ``sources`` and
+        ``kind``: as for ``add_finding``."""
+        self._metrics.append({"name": str(name), "value": _jsonable(value), "note": note,
+                              "percent": bool(percent), "kind": kind,
+                              "sources": self._check_sources(sources)})
         return self
 
     @contextlib.contextmanager
@@ -461,9 +489,8 @@ class Report:
             "datasets": [_jsonable(d.__dict__) for d in self._datasets],
             "analyses": analyses,
             "skipped": dict(self._skipped),
-            "findings": list(self._findings),
-            "metrics": [{"name": n, "value": v, "note": note}
-                        for n, v, note, _ in self._metrics],
+            "findings": [dict(f) for f in self._findings],
+            "metrics": [{k: v for k, v in m.items() if k != "percent"} for m in self._metrics],
             "run": dict(run or {}),
         }
 

@@ -242,6 +242,7 @@ CSS = """
 .explain-report .skip{background:var(--soft);border-left:4px solid var(--line);padding:.5rem .8rem;
  color:var(--muted)}
 .explain-report .findings li{margin:.25rem 0}
+.explain-report .sources{color:var(--muted);font-size:.8rem;white-space:nowrap}
 .explain-report .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(190px,1fr));
  gap:.6rem;margin:.6rem 0 1rem}
 .explain-report .card{border:1px solid var(--line);border-radius:6px;padding:.5rem .7rem}
@@ -303,18 +304,34 @@ def _card_value(value: Any, percent: bool = False) -> tuple[str, str]:
     return esc(value), ""
 
 
+def _kind(entry) -> str:
+    return f" data-kind='{esc(entry['kind'])}'" if entry.get("kind") else ""
+
+
+def _links(entry) -> str:
+    """Links from a card or finding to the items it is computed from."""
+    if not entry.get("sources"):
+        return ""
+    links = ", ".join(f"<a href='#{esc(s)}' data-source='data/{esc(s)}.csv'>{k + 1}</a>"
+                      for k, s in enumerate(entry["sources"]))
+    return f" <span class=sources>(from {links})</span>"
+
+
 def _summary_section(report, rendered) -> str:
     parts = []
     if report._metrics:
         cards = []
-        for name, value, note, percent in report._metrics:
-            shown, attr = _card_value(value, percent)
-            cards.append(f"<div class=card><div class=value{attr} data-metric='{esc(name)}'>"
-                         f"{shown}</div><div class=label>{esc(name)}"
-                         + (f"<br>{esc(note)}" if note else "") + "</div></div>")
+        for metric in report._metrics:
+            shown, attr = _card_value(metric["value"], metric["percent"])
+            note = metric["note"]
+            cards.append(f"<div class=card{_kind(metric)}><div class=value{attr} "
+                         f"data-metric='{esc(metric['name'])}'>{shown}</div><div class=label>"
+                         f"{esc(metric['name'])}" + (f"<br>{esc(note)}" if note else "")
+                         + f"{_links(metric)}</div></div>")
         parts.append(f"<div class=cards>{''.join(cards)}</div>")
     if report._findings:
-        items = "".join(f"<li>{esc(f)}</li>" for f in report._findings)
+        items = "".join(f"<li{_kind(f)}>{esc(f['text'])}{_links(f)}</li>"
+                        for f in report._findings)
         parts.append(f"<h3>Findings</h3><ul class=findings>{items}</ul>")
     for model in report._models:
         card = model["card"] or {}

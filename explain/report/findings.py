@@ -1,0 +1,399 @@
+"""The summary's cards and findings, each worded from the table its section shows.
+
+Every function here takes the table that the report also writes to ``data/`` (or the rows it
+is computed from) and returns the sentence, so a number in the summary is a number of that
+table, and two sentences about the same thing cannot disagree: the share of explanations that
+beat a random ranking comes from the explanations table, a method's standing against random
+from the scorecard, an effect's size and significance from the test's own row.
+
+Conventions: a finding names the method and the count it rests on; findings about a word or
+feature need ``MIN_COUNT`` occurrences and say so; p-values are Holm-adjusted where several
+tests are read together; a significant effect smaller than ``NEGLIGIBLE`` (a probability or a
+rate) or ``NEGLIGIBLE_EFFECT_SIZE`` (Cohen's d) is called negligible.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["ALPHA", "MIN_COUNT", "NEGLIGIBLE", "NEGLIGIBLE_EFFECT_SIZE", "audit_findings",
+           "beats_random_card", "counterfactual_finding", "holm", "importance_finding",
+           "plot_importance", "probe_verdict", "scorecard_card", "scorecard_finding",
+           "seat_finding", "whitespace_words", "word_importance"]
+
+#: Significance level of every test a finding reads.
+ALPHA = 0.05
+#: A finding about a word, a feature or a comparison needs at least this many occurrences
+#: (or pairs): a mean of three scores says little about the word.
+MIN_COUNT = 10
+#: Differences of probabilities or rates smaller than this (two percentage points, the default
+#: ``negligible_difference`` of ``explain.audit``) are called negligible, however small their
+#: p-value.
+NEGLIGIBLE = 0.02
+#: Effect sizes (Cohen's d) smaller than this in absolute value are negligible (Cohen's "small"
+#: starts at 0.2).
+NEGLIGIBLE_EFFECT_SIZE = 0.2
+
+
+def method_name(method: str) -> str:
+    """``"integrated_gradients"`` -> ``"integrated gradients"``."""
+    return str(method).replace("_", " ")
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def _p(value: float) -> str:
+    return f"{value:.2g}"
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment of ``p_values`` (NaN stays NaN and is not counted)."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m = len(order)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[index]))
+        out[index] = running
+    return out
+
+
+# ------------------------------------------------------------------------ attributions
+
+
+def beats_random_card(explanations: pd.DataFrame, method: str) -> tuple[str, str]:
+    """``(value, label)`` of the card: how many of these explanations have a higher
+    comprehensiveness than the random ranking measured on the same input."""
+    measured = explanations.dropna(subset=["comprehensiveness", "random_comprehensiveness"])
+    beats = int((measured["comprehensiveness"] > measured["random_comprehensiveness"]).sum())
+    return (f"{beats} of {len(measured)}",
+            f"{method_name(method)} explanations of the selected examples that beat a random "
+            f"ranking on comprehensiveness")
+
+
+def _scorecard_rows(table: pd.DataFrame):
+    for row in table.itertuples(index=False):
+        n = int(row.n_inputs)
+        yield row, round(float(row.beats_random) * n), n, \
+            float(row.comprehensiveness) > float(row.random_comprehensiveness)
+
+
+def scorecard_card(table: pd.DataFrame) -> tuple[str, str]:
+    """``(value, label)``: how many of the scorecard's methods rank units worse than random on
+    average (mean comprehensiveness at most the random ranking's), and which."""
+    worse = [method_name(row.method) for row, _, _, better in _scorecard_rows(table)
+             if not better]
+    n = int(table["n_inputs"].max())
+    return (f"{len(worse)} of {len(table)}",
+            f"scorecard methods no better than a random ranking on average ({n} examples)"
+            + (f": {', '.join(worse)}" if worse else ""))
+
+
+def scorecard_finding(part: str, table: pd.DataFrame) -> str:
+    """Each method's mean comprehensiveness against the random ranking's, split into the
+    methods better and those no better than random, with how many explanations beat it."""
+    better, worse = [], []
+    for row, k, n, is_better in _scorecard_rows(table):
+        text = (f"{method_name(row.method)} {row.comprehensiveness:.3f} vs "
+                f"{row.random_comprehensiveness:.3f} ({k} of {n} explanations beat random)")
+        (better if is_better else worse).append(text)
+    sentence = (f"{part}: on the scorecard's {int(table['n_inputs'].max())} examples, mean "
+                f"comprehensiveness against a random ranking's")
+    if better:
+        sentence += ": better than random: " + "; ".join(better)
+    if worse:
+        sentence += (". " if better else ": ") + "No better than a random ranking on average: " \
+            + "; ".join(worse)
+    return sentence + "."
+
+
+_CORE = re.compile(r"[^\W_](?:.*[^\W_])?", re.S)  # from the first to the last letter or digit
+
+
+def whitespace_words(units: pd.DataFrame, texts: Sequence[str]) -> pd.DataFrame:
+    """Word attributions folded into whitespace-separated words.
+
+    Tokenizers split ``doesn't`` into ``doesn``, ``'`` and ``t``, and ``film.`` into ``film``
+    and ``.``; averaged over a dataset, ``t`` then reads like a word. Here the units of one
+    text (``units``: ``AttributionResult.to_frame(level="word")``, with ``input_id``,
+    ``predicted_label``, ``start``, ``end``, ``score``) that touch without whitespace between
+    them form one word; leading and trailing punctuation is cut off (its units are left out of
+    the score), so ``doesn't`` stays one word, and a word of punctuation only is dropped.
+    ``texts``: the explained texts, by ``input_id``.
+
+    Returns one row per word occurrence: ``input_id``, ``predicted_label``, ``word``
+    (lowercased), ``start``, ``end`` (characters of the text), ``score`` (sum of its units).
+    """
+    rows = []
+    for input_id, group in units.groupby("input_id", sort=True):
+        text = texts[int(input_id)]
+        group = group.sort_values("start", kind="stable")
+        predicted = group["predicted_label"].iloc[0]
+        spans: list[list] = []  # [start, end, [(start, end, score), ...]]
+        for start, end, score in zip(group["start"], group["end"], group["score"], strict=True):
+            start, end = int(start), int(end)
+            if spans and text[spans[-1][1]:start] == "" and start >= spans[-1][1]:
+                spans[-1][1] = end
+                spans[-1][2].append((start, end, float(score)))
+            else:
+                spans.append([start, end, [(start, end, float(score))]])
+        for start, end, parts in spans:
+            core = _CORE.search(text[start:end])
+            if core is None:
+                continue
+            low, high = start + core.start(), start + core.end()
+            score = sum(s for a, b, s in parts if a < high and b > low)
+            rows.append({"input_id": int(input_id), "predicted_label": predicted,
+                         "word": text[low:high].lower(), "start": low, "end": high,
+                         "score": score})
+    return pd.DataFrame(rows, columns=["input_id", "predicted_label", "word", "start", "end",
+                                       "score"])
+
+
+def word_importance(words: pd.DataFrame, *, label: str = "word", min_count: int = MIN_COUNT,
+                    n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Mean signed score of each word (``label`` column of ``words``) per predicted label,
+    over its occurrences, for words seen at least ``min_count`` times.
+
+    Columns: ``predicted_label``, ``label``, ``count``, ``mean_score``, ``mean_abs_score``,
+    ``ci_low``, ``ci_high`` (95% percentile bootstrap interval of the mean, ``n_bootstrap``
+    resamples of the occurrences, seeded); sorted by predicted label, then ``mean_abs_score``
+    descending (as ``AttributionResult.global_importance``).
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for (predicted, word), group in words.groupby(["predicted_label", label], sort=True):
+        values = group["score"].to_numpy(dtype=float)
+        if len(values) < min_count:
+            continue
+        draws = rng.choice(values, size=(n_bootstrap, len(values)), replace=True).mean(1)
+        low, high = np.percentile(draws, [2.5, 97.5])
+        rows.append({"predicted_label": predicted, "label": word, "count": len(values),
+                     "mean_score": float(values.mean()),
+                     "mean_abs_score": float(np.abs(values).mean()),
+                     "ci_low": float(low), "ci_high": float(high)})
+    out = pd.DataFrame(rows, columns=["predicted_label", "label", "count", "mean_score",
+                                      "mean_abs_score", "ci_low", "ci_high"])
+    return out.sort_values(["predicted_label", "mean_abs_score"], ascending=[True, False],
+                           kind="stable").reset_index(drop=True)
+
+
+def importance_finding(part: str, table: pd.DataFrame, *, n_rows: int, unit: str,
+                       method: str, min_count: int = MIN_COUNT) -> str:
+    """The unit with the largest mean |attribution| per predicted label (``table``: the
+    output of ``word_importance`` or ``global_importance``, already limited to units seen
+    ``min_count`` times), with its interval and count."""
+    head = (f"{part}: over {n_rows} rows explained with {method_name(method)}, among {unit}s "
+            f"seen at least {min_count} times")
+    if table.empty:
+        return f"{head}, there is none: no {unit} finding."
+    clauses = []
+    for predicted, group in table.groupby("predicted_label", sort=True):
+        top = group.sort_values("mean_abs_score", ascending=False, kind="stable").iloc[0]
+        clause = (f"for predictions of '{predicted}' it is '{top['label']}' (mean "
+                  f"{top['mean_score']:+.3f}, 95% CI [{top['ci_low']:+.3f}, "
+                  f"{top['ci_high']:+.3f}], {int(top['count'])} occurrences")
+        if top["ci_low"] <= 0 <= top["ci_high"]:
+            clause += "; the interval includes 0"
+        clauses.append(clause + ")")
+    return f"{head}, the largest average attribution " + "; ".join(clauses) + "."
+
+
+def plot_importance(table: pd.DataFrame, *, title: str, top_k: int = 10):
+    """Bars of ``mean_score`` with their intervals, one panel per predicted label (the top
+    ``top_k`` by mean |score|), labelled with the counts."""
+    from ..plotting import new_figure, style
+
+    labels = list(dict.fromkeys(table["predicted_label"])) or ["(none)"]
+    fig, axes = new_figure(4.2 * len(labels), 1.2 + 0.3 * top_k, ncols=len(labels))
+    axes = np.atleast_1d(axes)
+    with style():
+        for ax, predicted in zip(axes, labels, strict=True):
+            part = table[table["predicted_label"] == predicted].head(top_k).iloc[::-1]
+            ys = np.arange(len(part))
+            means = part["mean_score"].to_numpy(dtype=float)
+            ax.barh(ys, means, color=["#b2182b" if m > 0 else "#2166ac" for m in means])
+            ax.errorbar(means, ys, xerr=[means - part["ci_low"].to_numpy(dtype=float),
+                                         part["ci_high"].to_numpy(dtype=float) - means],
+                        fmt="none", ecolor="0.2", elinewidth=0.8, capsize=2)
+            ax.set_yticks(ys, [f"{str(w)[:20]} (n={c})" for w, c in
+                               zip(part["label"], part["count"], strict=True)])
+            ax.axvline(0, color="0.2", linewidth=0.8)
+            ax.set_title(f"predicted {predicted}")
+            ax.set_xlabel("mean attribution (95% bootstrap CI)")
+        fig.suptitle(title)
+    return fig
+
+
+# ------------------------------------------------------------------------ fairness
+
+
+def _verdict(p_value: float, low: float, high: float, n: int, *, unit: str,
+             threshold: float = NEGLIGIBLE) -> str:
+    """How to read one comparison: too few, not significant, negligible, or significant."""
+    if n < MIN_COUNT:
+        return f"too few {unit} (fewer than {MIN_COUNT}) to conclude"
+    if not math.isfinite(p_value) or p_value >= ALPHA:
+        return f"not significant at {ALPHA}"
+    if max(abs(low), abs(high)) < threshold:
+        return f"significant but negligible: the whole interval is within ±{threshold}"
+    return f"significant at {ALPHA}"
+
+
+def counterfactual_finding(part: str, axis: str, comparisons: pd.DataFrame, *, target: str,
+                           confidence: float = 0.95) -> str:
+    """How many groups differ from the reference after Holm's correction, and the group with
+    the largest mean change: its interval, test, adjusted p-value and verdict."""
+    p_column = "p_value_holm" if "p_value_holm" in comparisons else "p_value"
+    significant = int((comparisons[p_column] < ALPHA).sum())
+    worst = comparisons.iloc[int(comparisons["mean_change"].abs().to_numpy().argmax())]
+    reference = worst["reference"]
+    n = int(worst["n_pairs"])
+    adjusted = "Holm-adjusted " if p_column == "p_value_holm" else ""
+    verdict = _verdict(float(worst[p_column]), float(worst["change_ci_low"]),
+                       float(worst["change_ci_high"]), n, unit="pairs")
+    return (f"{part}: swapping {axis.replace('_', ' ')} terms in template sentences, "
+            f"{significant} of {len(comparisons)} groups differ from '{reference}' "
+            f"({adjusted}p < {ALPHA}). The largest mean change of the probability of "
+            f"'{target}' is for '{worst['group']}': {worst['mean_change']:+.3f} "
+            f"({round(confidence * 100)}% CI [{worst['change_ci_low']:+.3f}, "
+            f"{worst['change_ci_high']:+.3f}], {worst['test']} test over {n} pairs, "
+            f"{adjusted}p = {_p(worst[p_column])}): {verdict}; the predicted class flips for "
+            f"{_percent(float(worst['flip_rate']))} of those pairs.")
+
+
+def seat_finding(part: str, table: pd.DataFrame) -> str:
+    """SEAT tests with a medium or larger effect after Holm's correction over the tests, and
+    those significant but negligible."""
+    measured = table[table["p_value"].notna()]
+    p = measured["p_value_holm"].to_numpy(float) if "p_value_holm" in measured \
+        else holm(measured["p_value"].to_numpy(float))
+    d = measured["effect_size"].abs().to_numpy(float)
+    significant = p < ALPHA
+    medium = int((significant & (d >= 0.5)).sum())
+    negligible = int((significant & (d < NEGLIGIBLE_EFFECT_SIZE)).sum())
+    sentence = (f"{part}: {medium} of {len(measured)} SEAT tests on the model's encoder show a "
+                f"medium or larger association (|d| >= 0.5, Holm-adjusted p < {ALPHA})")
+    if negligible:
+        sentence += (f"; {negligible} more are significant but negligible (|d| < "
+                     f"{NEGLIGIBLE_EFFECT_SIZE})")
+    if len(measured) < len(table):
+        sentence += f"; {len(table) - len(measured)} could not be computed"
+    return sentence + "."
+
+
+def probe_verdict(column: str, table: pd.DataFrame) -> str:
+    """What the probe of ``column`` shows, worded from its best layer and baselines: an input
+    of the model is recovered trivially; a layer is said to encode the attribute only when its
+    accuracy interval lies above the raw-input probe's interval and above the control and the
+    majority baseline."""
+    best = table.iloc[int(table["accuracy"].to_numpy().argmax())]
+    accuracy = f"accuracy {best['accuracy']:.3f}"
+    if "accuracy_ci_low" in best:
+        accuracy += f", 95% CI [{best['accuracy_ci_low']:.3f}, {best['accuracy_ci_high']:.3f}]"
+    low = float(best.get("accuracy_ci_low", best["accuracy"]))
+    control = float(best.get("control_accuracy", float("nan")))
+    majority = float(best["majority_baseline"])
+    baselines = f"majority baseline {majority:.3f}"
+    if math.isfinite(control):
+        baselines = f"shuffled-label control {control:.3f}, " + baselines
+    has_input = "input_accuracy" in best
+    if has_input:
+        baselines = (f"raw-input probe {best['input_accuracy']:.3f} (95% CI "
+                     f"[{best['input_ci_low']:.3f}, {best['input_ci_high']:.3f}]), " + baselines)
+    layer = f"layer {best['layer']} ({accuracy}; {baselines})"
+    if str(best.get("is_model_input")) == "True":  # True, numpy True or "True"; not None
+        return (f"'{column}' is an input of the model, so reading it out of the layers is "
+                f"trivial: best {layer}. This shows where the input survives, not that the "
+                f"network inferred it.")
+    chance = max(majority, control) if math.isfinite(control) else majority
+    if low <= chance:
+        return f"no layer reads '{column}' clearly above chance: best {layer}."
+    if not has_input:
+        return (f"'{column}' can be read out of {layer}; without a raw-input baseline this "
+                f"does not show that the layer encodes more of it than its inputs hold.")
+    if low <= float(best["input_ci_high"]):
+        return (f"'{column}' can be read out of {layer} above chance, but not clearly better "
+                f"than from the raw inputs: the layers carry what the inputs already hold.")
+    return (f"{layer} encodes '{column}' beyond what the raw inputs reveal (its interval lies "
+            f"above the raw-input probe's).")
+
+
+#: The per-group rate(s) behind each disparity measure of ``explain.audit``.
+_MEASURE_METRICS = {"demographic_parity": ("selection_rate",),
+                    "equalized_odds": ("true_positive_rate", "false_positive_rate"),
+                    "equal_opportunity": ("true_positive_rate",),
+                    "predictive_parity": ("precision",), "accuracy_parity": ("accuracy",)}
+
+
+def audit_findings(who: str, disparities: pd.DataFrame, contrasts: pd.DataFrame, *,
+                   alpha: float, negligible: float, confidence: float) -> list[str]:
+    """One sentence per sensitive feature (intersections left out) of an audit, from its
+    ``disparities`` (difference, permutation test, Holm-adjusted p-value, conclusion) and
+    ``contrasts`` tables (each group minus the reference group, with its interval: the valid
+    interval of a disparity; a max - min difference has none). ``alpha``,
+    ``negligible``, ``confidence``: the audit's own parameters, so the sentence and the
+    audit's ``conclusion`` column agree."""
+    sentences = []
+    for feature, rows in disparities.groupby("sensitive_feature", sort=False):
+        if " & " in str(feature):
+            continue
+        sentences.append(_disparity_sentence(who, str(feature), rows,
+                                             contrasts[contrasts["sensitive_feature"] == feature],
+                                             alpha=alpha, negligible=negligible,
+                                             confidence=confidence))
+    return sentences
+
+
+def _largest_contrast(contrasts: pd.DataFrame, measure: str, class_label) -> pd.Series | None:
+    rows = contrasts[contrasts["metric"].isin(_MEASURE_METRICS.get(measure, ()))
+                     & (contrasts["class_label"] == class_label)]
+    rows = rows[rows["difference"].notna()]
+    if rows.empty:
+        return None
+    return rows.iloc[int(rows["difference"].abs().to_numpy().argmax())]
+
+
+def _disparity_sentence(who: str, feature: str, rows: pd.DataFrame, contrasts: pd.DataFrame, *,
+                        alpha: float, negligible: float, confidence: float) -> str:
+    level = round(confidence * 100)
+    found, small, plain = [], [], []
+    for row in rows.itertuples(index=False):
+        name = method_name(row.measure)
+        if row.conclusion == "not tested":
+            plain.append(f"{name} (not tested)")
+            continue
+        text = (f"{name} {row.difference:.3f} ({row.high_group} vs {row.low_group}, "
+                f"p = {_p(row.p_value_holm)}")
+        if row.conclusion == "disparity":
+            contrast = _largest_contrast(contrasts, row.measure, row.class_label)
+            if contrast is not None:
+                text += (f"; largest contrast with the reference group "
+                         f"{contrast['reference_group']}: {contrast['group']} "
+                         f"{method_name(contrast['metric'])} {contrast['difference']:+.3f}, "
+                         f"{level}% CI [{contrast['ci_low']:+.3f}, {contrast['ci_high']:+.3f}]")
+            found.append(text + ")")
+        elif row.conclusion == "negligible":
+            small.append(text + ")")
+        else:
+            plain.append(text + ")")
+    groups = int(rows["n_groups"].max())
+    sentence = (f"{who}, by {feature} ({groups} groups; permutation tests, Holm-adjusted "
+                f"p-values): {len(found)} of {len(rows)} disparity measures show a disparity "
+                f"(p < {alpha} and a difference of at least {negligible})")
+    sentence += (": " + "; ".join(found)) if found else ""
+    if small:
+        sentence += (f". Significant but negligible (difference under {negligible}): "
+                     + "; ".join(small))
+    if plain:
+        sentence += ". No evidence of a disparity: " + "; ".join(plain)
+    return sentence + "."
