@@ -763,3 +763,22 @@ def test_surrogate_fit_quality_needs_more_samples_than_features(one_feature):
         many = attribute(one_feature, _features(), method="kernel_shap", n_samples=200)
     # the model is additive over its binary features (only x2 matters): an exact linear fit
     assert (many.explanations().surrogate_r2 > 0.999).all()
+
+
+class And(nn.Module):
+    """logit(yes) = 10 x0 x1 - 5: with every feature at 1, yes iff both x0 and x1 are kept."""
+
+    def forward(self, x):
+        score = 10 * x[:, 0] * x[:, 1] - 5
+        return torch.stack([torch.zeros_like(score), score], dim=1)
+
+
+def test_kernel_shap_fit_quality_leaves_out_its_constraints():
+    # KernelSHAP weights the full and the empty coalition 1e6 so that the fit passes through
+    # them; counted as samples they make any fit look perfect (R^2 = 0.9999 here). An AND of
+    # two features is far from additive over the sampled coalitions.
+    loaded = explain.load_model(And(), feature_names=[f"x{i}" for i in range(5)],
+                                label_names=["no", "yes"])
+    result = attribute(loaded, torch.ones(2, 5), method="kernel_shap", n_samples=200)
+    r2 = result.explanations().surrogate_r2
+    assert r2.notna().all() and (r2 < 0.5).all()

@@ -69,8 +69,10 @@ METHODS: Mapping[str, str] = MappingProxyType({
                         "patch) is replaced by the baseline",
     "shapley_sampling": "ShapleyValueSampling over features (n_samples permutations)",
     "lime": "Lime: a sparse linear surrogate (Lasso) fitted to perturbed inputs (n_samples); "
-            "its fit quality is reported as surrogate_r2",
-    "kernel_shap": "KernelShap: Shapley values from a weighted linear fit (n_samples)",
+            "its fit quality is reported as surrogate_r2 (adjusted R^2 on its samples)",
+    "kernel_shap": "KernelShap: Shapley values from a weighted linear fit (n_samples); its fit "
+                   "quality is surrogate_r2 (adjusted R^2 on the sampled coalitions, without "
+                   "the full and empty coalitions it is constrained to pass through)",
     "gradcam": "LayerGradCam on a convolutional layer (layer=, default: the last Conv2d), "
                "upsampled to the image",
     "layer": "LayerIntegratedGradients over a named layer's output (layer=): which neurons or "
@@ -773,15 +775,19 @@ def parse_budget(memory_budget) -> int:
 
 class _RecordingFit:
     """Wraps a Captum interpretable linear model and keeps the fit quality of its last fit:
-    the weighted R^2 on its own ``n`` perturbation samples, adjusted for its ``p`` feature
-    coefficients, ``1 - (1 - R^2) (n - 1) / (n - p - 1)``. With ``n <= p + 1`` samples a
-    linear fit with an intercept can pass through every sample (R^2 = 1 by construction): the
-    fit quality is not estimable there and stays NaN."""
+    R^2 on its ``n`` perturbation samples (weighted by their similarity: LIME's kernel),
+    adjusted for its ``p`` feature coefficients, ``1 - (1 - R^2) (n - 1) / (n - p - 1)``.
+    Samples weighted ``constraint_weight`` or more are constraints, not samples: KernelSHAP
+    gives the full and the empty coalition a weight of 1e6 so that the fit passes through them
+    (efficiency), and they would make any fit look perfect; they are left out of the R^2. With
+    ``n <= p + 1`` samples a linear fit with an intercept can pass through every sample
+    (R^2 = 1 by construction): the fit quality is not estimable there and stays NaN."""
 
-    def __init__(self, inner) -> None:
+    def __init__(self, inner, constraint_weight: float = math.inf) -> None:
         self.inner = inner
+        self.constraint_weight = constraint_weight
         self.r2 = float("nan")
-        self.n = 0
+        self.n_samples = 0
         self.p = 0
 
     def __getattr__(self, name):
@@ -801,17 +807,20 @@ class _RecordingFit:
         x = torch.cat(xs).float()
         y = torch.cat(ys).float().reshape(-1)
         w = torch.cat(ws).float().reshape(-1) if ws else torch.ones_like(y)
-        self.n, self.p = int(x.shape[0]), int(x.shape[1])
-        if self.n <= self.p + 1:
+        self.n_samples, self.p = int(x.shape[0]), int(x.shape[1])
+        sample = w < self.constraint_weight
+        n = int(sample.sum())
+        if n <= self.p + 1:
             self.r2 = float("nan")
             return out
         with torch.no_grad():
-            pred = self.inner(x).reshape(-1).float()
+            pred = self.inner(x[sample]).reshape(-1).double()
+        y, w = y[sample].double(), w[sample].double()
         mean = (w * y).sum() / w.sum()
         total = float((w * (y - mean) ** 2).sum())
         residual = float((w * (y - pred) ** 2).sum())
         r2 = 1.0 - residual / total if total > 0 else float("nan")
-        self.r2 = 1.0 - (1.0 - r2) * (self.n - 1) / (self.n - self.p - 1)
+        self.r2 = 1.0 - (1.0 - r2) * (n - 1) / (n - self.p - 1)
         return out
 
 
@@ -899,7 +908,8 @@ def _run_captum(ca, method, scorer, x, baseline, args, units, *, n_steps, intern
             explainer = ca.Lime(scorer, interpretable_model=fit)
         else:
             explainer = ca.KernelShap(scorer)
-            fit = _RecordingFit(explainer.interpretable_model)
+            fit = _RecordingFit(explainer.interpretable_model,
+                                constraint_weight=explainer.inf_weight)
             explainer.interpretable_model = fit
         attr = explainer.attribute(x, baselines=baseline, feature_mask=units,
                                    additional_forward_args=args, n_samples=n_samples,
@@ -1119,7 +1129,7 @@ def compute(loaded, prepared: Prepared, method: str, *, n_steps: int, batch_size
                     seed=content_seed(seed, method, batch_items[0]) if per_item else None)
                 r2 = float("nan") if fit is None else fit.r2
                 if fit is not None and math.isnan(fit.r2):
-                    unfit.append((fit.n, fit.p))
+                    unfit.append((fit.n_samples, fit.p))
                 rows_index = torch.arange(len(batch_items))
                 f_x = dist[rows_index, args[3]] - torch.where(
                     args[4] >= 0, dist[rows_index, args[4].clamp(min=0)], torch.zeros(()))
@@ -1141,8 +1151,9 @@ def compute(loaded, prepared: Prepared, method: str, *, n_steps: int, batch_size
                       f"{len(unfit)} of {n} explanations: n_samples={max(n for n, _ in unfit)} "
                       f"perturbations for up to {p} features (a linear fit with an intercept "
                       f"passes through p + 1 samples, so R^2 = 1 says nothing; the attributions "
-                      f"are underdetermined too); surrogate_r2 is NaN there. Pass "
-                      f"n_samples={10 * (p + 1)} or more", ExplainWarning, stacklevel=3)
+                      f"are underdetermined too; KernelSHAP's first two samples are its "
+                      f"constraints); surrogate_r2 is NaN there. Pass n_samples={10 * (p + 1)} "
+                      f"or more", ExplainWarning, stacklevel=3)
     return _assemble(prepared, method, results, keep_elements, n_steps, layer_name)
 
 

@@ -5,7 +5,8 @@ Faithfulness has two named definitions (``FAITHFULNESS_DEFINITIONS``), side by s
 
 =================  ========================================  ======================================
                    ``"aopc"`` (ours, the default)            ``"eraser"`` (DeYoung et al. 2020, as
-                                                             ferret 0.5 computes it; text only)
+                                                             ferret 0.4.2/0.5.0 computes it; text
+                                                             only)
 =================  ========================================  ======================================
 units ranked       words (text; all tokens of a word         tokens (special tokens and a masked
                    together), raw columns (a one-hot group   LM's mask are never ranked or
@@ -31,6 +32,10 @@ random ranking     ``n_random`` random permutations of the   the token scores sh
                    units                                     tokens, ``n_random`` times, same rules
 =================  ========================================  ======================================
 
+The ``"eraser"`` bins are the paper's (ferret's own default is 10, 20, ..., 100 %; pass
+``removal_args={"thresholds": [0.01, 0.05, 0.1, 0.2, 0.5]}`` to ferret for the same numbers).
+Feeding the shortened ids instead of ferret's decode-and-tokenize-again differs only where the
+decoded text tokenizes differently (deleting ``drag`` from ``it drag ##s`` leaves ``its``).
 Higher comprehensiveness and lower sufficiency are better. Whatever the definition, every
 explanation also gets deletion and insertion curves (``f`` after replacing the top
 ``k`` % of units by the baseline, resp. keeping only them, ``k`` = 0, 10, ..., 100, from the
