@@ -160,7 +160,7 @@ def _check_importance(text: str, table: pd.DataFrame) -> list[str]:
         problems.append(f"the importance table has word fragments: {fragments}")
     for predicted, group in table.groupby("predicted_label"):
         top = group.sort_values("mean_abs_score", ascending=False, kind="stable").iloc[0]
-        quoted = f"'{predicted}' it is '{top['label']}' (mean {top['mean_score']:+.3f}"
+        quoted = f"'{top['label']}' for predictions of '{predicted}' (mean {top['mean_score']:+.3f}"
         if quoted not in text:
             problems.append(f"the top unit for {predicted!r} is {top['label']!r}, not what "
                             f"the finding says: {text!r}")

@@ -9,7 +9,7 @@ import re
 
 import pandas as pd
 import pytest
-from _report_demo import demo
+from _report_demo import demo, summary_problems
 
 pytestmark = pytest.mark.slow
 
@@ -87,3 +87,34 @@ def test_demo_regenerates_identically_apart_from_the_timestamp(tmp_path):
             a, b = (json.dumps({k: v for k, v in json.loads(x).items() if k != "run"})
                     for x in (a, b))
         assert a == b, name
+
+
+def test_demo_summary_follows_from_its_tables():
+    """Every card and finding names its tables, quotes only their numbers, and agrees with the
+    other sections (share beating random per method, the scorecard's verdicts)."""
+    path = demo().path
+    assert summary_problems(path) == []
+    manifest = json.loads((path / "manifest.json").read_text())
+    kinds = [f["kind"] for f in manifest["findings"]] + [m["kind"] for m in manifest["metrics"]]
+    for kind in ("predictions", "importance", "scorecard", "counterfactual", "seat", "audit",
+                 "probe", "beats_random", "accuracy"):
+        assert kind in kinds, kind
+    page = (path / "index.html").read_text()
+    summary = _section(page, "summary")
+    for metric in manifest["metrics"]:  # each card links to the items it is computed from
+        for source in metric["sources"]:
+            assert f"href='#{source}'" in summary
+            assert f"id='{source}'" in page
+
+
+def test_demo_findings_say_what_the_numbers_show():
+    manifest = json.loads((demo().path / "manifest.json").read_text())
+    text = {f["text"] for f in manifest["findings"]}
+    path = demo().path
+    # sex is an input of the COMPAS model: recovering it is trivial, not "encoded"
+    sex = next(t for t in text if "'sex'" in t)
+    assert "is an input of the model" in sex and "trivial" in sex and "encodes" not in sex
+    # word findings never quote a fragment of a contraction
+    words = pd.read_csv(path / "data" / "attributions-sentiment-global-importance-table.csv")
+    assert not set(words["label"]) & {"t", "s", "doesn", "don", "'", "."}
+    assert (words["count"] >= 10).all()

@@ -89,10 +89,10 @@ def test_importance_finding_states_the_minimum_count_and_an_interval_over_zero()
     text = findings.importance_finding("S", table, n_rows=120, unit="word",
                                        method="integrated_gradients")
     assert text == ("S: over 120 rows explained with integrated gradients, among words seen at "
-                    f"least {findings.MIN_COUNT} times, the largest average attribution for "
-                    "predictions of 'fresh' it is 'fine' (mean +0.200, 95% CI [+0.100, +0.300], "
-                    "12 occurrences); for predictions of 'rotten' it is 'dull' (mean -0.050, "
-                    "95% CI [-0.080, +0.010], 15 occurrences; the interval includes 0).")
+                    f"least {findings.MIN_COUNT} times, the largest mean |attribution| is 'fine' "
+                    "for predictions of 'fresh' (mean +0.200, 95% CI [+0.100, +0.300], 12 "
+                    "occurrences); 'dull' for predictions of 'rotten' (mean -0.050, 95% CI "
+                    "[-0.080, +0.010], 15 occurrences; the interval includes 0).")
     assert "there is none" in findings.importance_finding(
         "S", table.iloc[:0], n_rows=5, unit="word", method="saliency")
 
@@ -281,15 +281,18 @@ def test_audit_finding_quotes_test_holm_p_interval_and_negligible():
         "low_group": ["A", "B", "A"], "p_value": [0.0001, 0.001, 0.2],
         "p_value_holm": [0.0003, 0.002, 0.2], "conclusion": ["disparity", "negligible",
                                                              "not significant"],
-        "n_groups": [2, 2, 2]})
-    contrasts = pd.DataFrame({"sensitive_feature": ["race"], "class_label": ["recid"],
-                              "metric": ["selection_rate"], "group": ["B"],
-                              "reference_group": ["A"], "difference": [0.35],
-                              "ci_low": [0.3], "ci_high": [0.4]})
+        "n_groups": [3, 3, 3], "small_groups": ["C (4)"] * 3})
+    # C, a group of 4 rows, has the largest contrast; the finding quotes B's
+    contrasts = pd.DataFrame({"sensitive_feature": ["race"] * 2, "class_label": ["recid"] * 2,
+                              "metric": ["selection_rate"] * 2, "group": ["B", "C"],
+                              "reference_group": ["A"] * 2, "difference": [0.35, -0.5],
+                              "ci_low": [0.3, -0.9], "ci_high": [0.4, 0.1],
+                              "small_group": [False, True]})
     [text] = findings.audit_findings("M", disparities, contrasts, alpha=0.05, negligible=0.02,
                                      confidence=0.95)
     assert text == (
-        "M, by race (2 groups; permutation tests, Holm-adjusted p-values): 1 of 3 disparity "
+        "M, by race (3 groups; under the minimum size: C (4) rows; permutation tests, "
+        "Holm-adjusted p-values): 1 of 3 disparity "
         "measures show a disparity (p < 0.05 and a difference of at least 0.02): demographic "
         "parity 0.350 (B vs A, p = 0.0003; largest contrast with the reference group A: B "
         "selection rate +0.350, 95% CI [+0.300, +0.400]). Significant but negligible "

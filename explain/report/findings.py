@@ -199,13 +199,13 @@ def importance_finding(part: str, table: pd.DataFrame, *, n_rows: int, unit: str
     clauses = []
     for predicted, group in table.groupby("predicted_label", sort=True):
         top = group.sort_values("mean_abs_score", ascending=False, kind="stable").iloc[0]
-        clause = (f"for predictions of '{predicted}' it is '{top['label']}' (mean "
+        clause = (f"'{top['label']}' for predictions of '{predicted}' (mean "
                   f"{top['mean_score']:+.3f}, 95% CI [{top['ci_low']:+.3f}, "
                   f"{top['ci_high']:+.3f}], {int(top['count'])} occurrences")
         if top["ci_low"] <= 0 <= top["ci_high"]:
             clause += "; the interval includes 0"
         clauses.append(clause + ")")
-    return f"{head}, the largest average attribution " + "; ".join(clauses) + "."
+    return f"{head}, the largest mean |attribution| is " + "; ".join(clauses) + "."
 
 
 def plot_importance(table: pd.DataFrame, *, title: str, top_k: int = 10):
@@ -355,9 +355,14 @@ def audit_findings(who: str, disparities: pd.DataFrame, contrasts: pd.DataFrame,
 
 
 def _largest_contrast(contrasts: pd.DataFrame, measure: str, class_label) -> pd.Series | None:
+    """The contrast with the reference group of largest |difference| for ``measure``'s rates,
+    among groups of at least the minimum size when there are any (a four-row group's contrast
+    is mostly noise)."""
     rows = contrasts[contrasts["metric"].isin(_MEASURE_METRICS.get(measure, ()))
                      & (contrasts["class_label"] == class_label)]
     rows = rows[rows["difference"].notna()]
+    if "small_group" in rows and (~rows["small_group"].astype(bool)).any():
+        rows = rows[~rows["small_group"].astype(bool)]
     if rows.empty:
         return None
     return rows.iloc[int(rows["difference"].abs().to_numpy().argmax())]
@@ -378,8 +383,9 @@ def _disparity_sentence(who: str, feature: str, rows: pd.DataFrame, contrasts: p
             contrast = _largest_contrast(contrasts, row.measure, row.class_label)
             if contrast is not None:
                 text += (f"; largest contrast with the reference group "
-                         f"{contrast['reference_group']}: {contrast['group']} "
-                         f"{method_name(contrast['metric'])} {contrast['difference']:+.3f}, "
+                         f"{contrast['reference_group']}: {contrast['group']}"
+                         + (" (small)" if bool(contrast.get("small_group", False)) else "")
+                         + f" {method_name(contrast['metric'])} {contrast['difference']:+.3f}, "
                          f"{level}% CI [{contrast['ci_low']:+.3f}, {contrast['ci_high']:+.3f}]")
             found.append(text + ")")
         elif row.conclusion == "negligible":
@@ -387,9 +393,13 @@ def _disparity_sentence(who: str, feature: str, rows: pd.DataFrame, contrasts: p
         else:
             plain.append(text + ")")
     groups = int(rows["n_groups"].max())
-    sentence = (f"{who}, by {feature} ({groups} groups; permutation tests, Holm-adjusted "
-                f"p-values): {len(found)} of {len(rows)} disparity measures show a disparity "
-                f"(p < {alpha} and a difference of at least {negligible})")
+    small_groups = sorted({str(g) for g in rows.get("small_groups", pd.Series(dtype=object))
+                           if isinstance(g, str) and g})
+    small_note = (f"; under the minimum size: {'; '.join(small_groups)} rows" if small_groups
+                  else "")
+    sentence = (f"{who}, by {feature} ({groups} groups{small_note}; permutation tests, "
+                f"Holm-adjusted p-values): {len(found)} of {len(rows)} disparity measures show "
+                f"a disparity (p < {alpha} and a difference of at least {negligible})")
     sentence += (": " + "; ".join(found)) if found else ""
     if small:
         sentence += (f". Significant but negligible (difference under {negligible}): "
