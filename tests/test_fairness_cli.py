@@ -28,7 +28,7 @@ def test_audit_without_a_model_writes_tables_and_figures(tmp_path, capsys):
     out = tmp_path / "audit"
     code = main(["audit", "--data", str(_decisions_csv(tmp_path)), "--label", "outcome",
                  "--prediction", "decision", "--score", "score", "--sensitive", "race,sex",
-                 "--n-bootstrap", "50", "--out", str(out), "--proxies"])
+                 "--n-permutations", "999", "--out", str(out), "--proxies"])
     assert code == 0
     names = {p.name for p in out.iterdir()}
     for expected in ("by_group.csv", "disparities.csv", "calibration.csv",
@@ -37,7 +37,7 @@ def test_audit_without_a_model_writes_tables_and_figures(tmp_path, capsys):
         assert expected in names
     disparities = pd.read_csv(out / "disparities.csv")
     assert set(disparities.sensitive_feature) == {"race", "sex", "race & sex"}
-    assert json.loads((out / "meta.json").read_text())["parameters"]["n_bootstrap"] == 50
+    assert json.loads((out / "meta.json").read_text())["parameters"]["n_permutations"] == 999
     assert "demographic_parity" in capsys.readouterr().out
     # an existing output directory is kept unless --overwrite
     assert main(["audit", "--data", str(_decisions_csv(tmp_path)), "--prediction", "decision",
