@@ -169,6 +169,8 @@ def test_adaptive_steps_reach_tolerance_with_fewer_steps(tiny_cnn):
 # --------------------------------------------------------------- batch invariance
 
 
+# few samples on purpose (speed): the not-estimable surrogate R^2 is warned about
+@pytest.mark.filterwarnings("ignore:.*surrogate fit quality:explain.errors.ExplainWarning")
 @pytest.mark.parametrize("method", ["integrated_gradients", "saliency", "deeplift",
                                     "smoothgrad", "lime"])
 def test_batch_size_one_and_sixteen_agree(tiny_bert, method):
@@ -299,6 +301,8 @@ def test_seeding_leaves_global_rngs_alone(tiny_mlp, method):
 # ------------------------------------------------------------------ every method
 
 
+# few samples on purpose (speed): the not-estimable surrogate R^2 is warned about
+@pytest.mark.filterwarnings("ignore:.*surrogate fit quality:explain.errors.ExplainWarning")
 @pytest.mark.parametrize("method", list(METHODS))
 def test_every_method_runs_and_leaves_no_hooks(tiny_cnn, method):
     images = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -782,3 +786,18 @@ def test_kernel_shap_fit_quality_leaves_out_its_constraints():
     result = attribute(loaded, torch.ones(2, 5), method="kernel_shap", n_samples=200)
     r2 = result.explanations().surrogate_r2
     assert r2.notna().all() and (r2 < 0.5).all()
+
+
+def test_eraser_on_language_models(tiny_mlm, tiny_gpt2):
+    # the masked LM's mask is never deleted; the causal LM explains the token after the
+    # shortened prefix
+    masked = attribute(tiny_mlm, ["the movie was [MASK] and the acting was great ."],
+                       n_steps=8, faithfulness="eraser").explanations()
+    causal = attribute(tiny_gpt2, ["the movie was good and the acting was"],
+                       continuation=" great", n_steps=8, output="log_probability",
+                       faithfulness="eraser").explanations()
+    for table in (masked, causal):
+        values = table[["comprehensiveness", "sufficiency", "random_comprehensiveness",
+                        "random_sufficiency"]].to_numpy()
+        assert np.isfinite(values).all() and (np.abs(values) <= 1).all()
+    assert count_hooks(tiny_mlm) == 0 and count_hooks(tiny_gpt2) == 0

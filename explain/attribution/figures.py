@@ -211,7 +211,7 @@ def plot_deletion(result, *, ax=None, **_):
     trust = result._trust
     if trust is None:
         raise ValueError("this result has no faithfulness curves; call attribute(..., "
-                         "faithfulness=True)")
+                         "faithfulness='aopc') (or 'eraser')")
     fig, ax = axes_or_new(ax, 5.5, 3.8)
     curves = {
         "deletion": np.mean(trust.deletion, 0),
