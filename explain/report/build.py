@@ -588,8 +588,9 @@ def _run_attributions(report, progress, part, loaded, data, text_column, rows, n
                                    "means of numeric features, no category) to this row's "
                                    "output.")
         columns = [c for c in ("input_id", "input", "predicted_label", "predicted_score",
-                               "comprehensiveness", "random_comprehensiveness",
-                               "relative_delta", "summary") if c in explanations.columns]
+                               "faithfulness_definition", "comprehensiveness",
+                               "random_comprehensiveness", "beats_random", "relative_delta",
+                               "summary") if c in explanations.columns]
         table = explanations[columns].copy()
         if not is_text:
             table = table.drop(columns=["input"], errors="ignore")
@@ -682,7 +683,8 @@ def _run_scorecard(report, part, loaded, data, text_column, rows, *, seed, is_te
             "method": method, "input_id": frame["input_id"],
             "row": [rows[int(i)] for i in frame["input_id"]],
             "comprehensiveness": frame["comprehensiveness"],
-            "random_comprehensiveness": frame["random_comprehensiveness"]}))
+            "random_comprehensiveness": frame["random_comprehensiveness"],
+            "beats_random": frame["comprehensiveness"] > frame["random_comprehensiveness"]}))
     report.add(pd.concat(per_input, ignore_index=True), section="attributions",
                title=f"{part}: scorecard per explanation", max_rows=2 * len(rows),
                caption="The scorecard's faithfulness of every explanation (the table above "

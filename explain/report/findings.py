@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["ALPHA", "MIN_COUNT", "NEGLIGIBLE", "NEGLIGIBLE_EFFECT_SIZE", "audit_findings",
-           "beats_random_card", "counterfactual_finding", "holm", "importance_finding",
+           "beats_random_card", "counterfactual_finding", "importance_finding",
            "plot_importance", "probe_verdict", "scorecard_card", "scorecard_finding",
            "seat_finding", "whitespace_words", "word_importance"]
 
@@ -53,21 +53,14 @@ def _p(value: float) -> str:
     return f"{value:.2g}"
 
 
-def holm(p_values: Sequence[float]) -> np.ndarray:
-    """Holm's step-down adjustment of ``p_values`` (NaN stays NaN and is not counted)."""
-    p = np.asarray(p_values, dtype=float)
-    out = np.full(p.shape, np.nan)
-    finite = np.flatnonzero(np.isfinite(p))
-    order = finite[np.argsort(p[finite], kind="stable")]
-    m = len(order)
-    running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[index]))
-        out[index] = running
-    return out
-
-
 # ------------------------------------------------------------------------ attributions
+
+
+def _definition(table: pd.DataFrame) -> str:
+    """`` (aopc definition)``: which comprehensiveness, when the table says."""
+    if "faithfulness_definition" not in table or table.empty:
+        return ""
+    return f" ({', '.join(dict.fromkeys(map(str, table['faithfulness_definition'])))} definition)"
 
 
 def beats_random_card(explanations: pd.DataFrame, method: str) -> tuple[str, str]:
@@ -77,14 +70,16 @@ def beats_random_card(explanations: pd.DataFrame, method: str) -> tuple[str, str
     beats = int((measured["comprehensiveness"] > measured["random_comprehensiveness"]).sum())
     return (f"{beats} of {len(measured)}",
             f"{method_name(method)} explanations of the selected examples that beat a random "
-            f"ranking on comprehensiveness")
+            f"ranking on comprehensiveness{_definition(measured)}")
 
 
 def _scorecard_rows(table: pd.DataFrame):
+    """``(row, explanations beating random, explanations, better than random on average)``."""
     for row in table.itertuples(index=False):
         n = int(row.n_inputs)
-        yield row, round(float(row.beats_random) * n), n, \
-            float(row.comprehensiveness) > float(row.random_comprehensiveness)
+        beats = int(row.n_beats_random) if hasattr(row, "n_beats_random") \
+            else round(float(row.beats_random) * n)
+        yield row, beats, n, float(row.comprehensiveness) > float(row.random_comprehensiveness)
 
 
 def scorecard_card(table: pd.DataFrame) -> tuple[str, str]:
@@ -107,7 +102,7 @@ def scorecard_finding(part: str, table: pd.DataFrame) -> str:
                 f"{row.random_comprehensiveness:.3f} ({k} of {n} explanations beat random)")
         (better if is_better else worse).append(text)
     sentence = (f"{part}: on the scorecard's {int(table['n_inputs'].max())} examples, mean "
-                f"comprehensiveness against a random ranking's")
+                f"comprehensiveness{_definition(table)} against a random ranking's")
     if better:
         sentence += ": better than random: " + "; ".join(better)
     if worse:
@@ -275,8 +270,7 @@ def seat_finding(part: str, table: pd.DataFrame) -> str:
     """SEAT tests with a medium or larger effect after Holm's correction over the tests, and
     those significant but negligible."""
     measured = table[table["p_value"].notna()]
-    p = measured["p_value_holm"].to_numpy(float) if "p_value_holm" in measured \
-        else holm(measured["p_value"].to_numpy(float))
+    p = measured["p_value_holm"].to_numpy(float)
     d = measured["effect_size"].abs().to_numpy(float)
     significant = p < ALPHA
     medium = int((significant & (d >= 0.5)).sum())

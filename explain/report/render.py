@@ -312,9 +312,13 @@ def _links(entry) -> str:
     """Links from a card or finding to the items it is computed from."""
     if not entry.get("sources"):
         return ""
+    sources = entry["sources"]
+    if len(sources) == 1:
+        return (f" <span class=sources>(<a href='#{esc(sources[0])}' "
+                f"data-source='data/{esc(sources[0])}.csv'>table</a>)</span>")
     links = ", ".join(f"<a href='#{esc(s)}' data-source='data/{esc(s)}.csv'>{k + 1}</a>"
-                      for k, s in enumerate(entry["sources"]))
-    return f" <span class=sources>(from {links})</span>"
+                      for k, s in enumerate(sources))
+    return f" <span class=sources>(tables {links})</span>"
 
 
 def _summary_section(report, rendered) -> str:
