@@ -195,9 +195,10 @@ class AttributionResult(Result):
         ``method``, ``target``, ``predicted_label``, ``predicted_score``, ``target_score``
         (f(x) of the explained output), ``attribution_sum``, ``convergence_delta``,
         ``relative_delta`` (|delta| / |f(x) - f(baseline)|), ``n_steps``, ``surrogate_r2``
-        (LIME, KernelSHAP: weighted R^2 of the surrogate on its samples, adjusted for its
-        coefficients; NaN, with an ExplainWarning, when there are too few samples to estimate
-        it), ``truncated``, the faithfulness columns of ``explain.attribution.FAITHFULNESS``
+        (LIME, KernelSHAP: R^2 of the surrogate on its perturbation samples, weighted by
+        LIME's kernel, without KernelSHAP's two constraint coalitions, adjusted for the number
+        of features, so it can be negative; NaN, with an ExplainWarning, when there are too
+        few samples to estimate it), ``truncated``, the faithfulness columns of ``explain.attribution.FAITHFULNESS``
         (among them ``faithfulness_definition`` and ``beats_random``; absent with
         ``faithfulness=False``), and ``summary`` (the plain-language sentence)."""
         run = self._run
@@ -211,7 +212,8 @@ class AttributionResult(Result):
             gap = abs(total - delta) if not math.isnan(delta) else float("nan")
             row = {"input_id": item.input_id, "step": steps[k],
                    "input": item.text.get("text", "") if item.kind == "text" else "",
-                   "method": self.method, "target": self._target_label(k), "predicted_label": self._predicted_label(k),
+                   "method": self.method, "target": self._target_label(k),
+                   "predicted_label": self._predicted_label(k),
                    "predicted_score": run.predicted_score[k], "target_score": run.f_x[k],
                    "attribution_sum": total, "convergence_delta": delta,
                    "relative_delta": abs(delta) / gap if gap and gap > 0 else float("nan"),
@@ -322,13 +324,10 @@ class AttributionResult(Result):
                    "of the explained label)")
             quantity = "p"
         else:
-            item = self._run.prepared.items[k]
-            if item.kind == "text":
-                token = self._baseline_token
-                removed = f"replaced by {token}"
-            else:
-                removed = "set to the baseline"
+            removed = f"replaced by {self._baseline_token}" if self.kind == "text" \
+                else "set to the baseline"
             how = f"AOPC comprehensiveness (the top 10-50% of {noun} {removed})"
+
         def change(value: float) -> str:
             return f"{'drops' if value >= 0 else 'rises'} by {abs(value):.2f}"
 
