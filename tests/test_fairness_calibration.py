@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from explain.fairness import audit
+from explain.fairness._common import holm
 from explain.fairness.groups import (
     DISPARITIES,
-    _holm,
     _p_values,
     newcombe_interval,
     wilson_interval,
@@ -166,8 +166,7 @@ def _tests(scenario, n_tables, seed, n_permutations=999):
                      equal["false_positive_rate"], equal["true_positive_rate"],
                      equal["precision"], equal["accuracy"]])
     raw = np.array(raw)
-    holm = np.array([_holm(row) for row in raw])
-    return raw, holm, np.array(null), measures
+    return raw, np.array([holm(row) for row in raw]), np.array(null), measures
 
 
 def test_permutation_tests_hold_their_level_under_each_null_and_have_power():

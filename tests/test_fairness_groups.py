@@ -11,9 +11,9 @@ from _fairness_models import linear_tabular
 
 import explain
 from explain.fairness import audit
+from explain.fairness._common import holm
 from explain.fairness.groups import (
     CONCLUSIONS,
-    _holm,
     newcombe_interval,
     permutation_tables,
     wilson_interval,
@@ -200,7 +200,7 @@ def test_p_values_agree_with_scipy_permutation_test_and_chi_square():
 
 
 def test_holm_adjustment():
-    adjusted = _holm(np.array([0.01, 0.04, 0.03, 0.005, np.nan]))
+    adjusted = holm(np.array([0.01, 0.04, 0.03, 0.005, np.nan]))
     np.testing.assert_allclose(adjusted[:4], [0.03, 0.06, 0.06, 0.02])
     assert np.isnan(adjusted[4])
 
@@ -470,3 +470,17 @@ def test_every_result_renders_offline_html():
         page = result._repr_html_()
         assert "<img" in page and "data:image/png;base64," in page
         assert not re.search(r"(src|href)=['\"]https?://", page)
+
+
+def test_holm_matches_the_step_down_definition_and_keeps_nan():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        p = rng.uniform(size=7) ** 3
+        p[rng.uniform(size=7) < 0.2] = np.nan
+        finite = np.flatnonzero(np.isfinite(p))
+        order = finite[np.argsort(p[finite], kind="stable")]
+        expected, running = np.full(7, np.nan), 0.0
+        for rank, index in enumerate(order):  # Holm (1979): max over the smaller ones, capped
+            running = max(running, min(1.0, (len(order) - rank) * p[index]))
+            expected[index] = running
+        np.testing.assert_array_equal(holm(p), expected)

@@ -10,7 +10,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["check_columns", "class_probabilities", "percentile_interval", "resolve_model"]
+__all__ = ["check_columns", "class_probabilities", "holm", "percentile_interval", "resolve_model"]
+
+
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values over the finite entries (NaN stays NaN)."""
+    p_values = np.asarray(p_values, dtype=float)
+    adjusted = np.full(len(p_values), np.nan)
+    finite = np.flatnonzero(np.isfinite(p_values))
+    order = finite[np.argsort(p_values[finite], kind="stable")]
+    scaled = (len(order) - np.arange(len(order))) * p_values[order]
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate(scaled))
+    return adjusted
 
 
 def check_columns(frame: pd.DataFrame, names: Sequence[str], what: str) -> list[str]:

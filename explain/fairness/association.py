@@ -445,11 +445,11 @@ def _run(parsed, embed, *, method, source, keep_removed, balance, min_words, min
                                  seed=seed)
         stats.pop("association")
         rows.append({**row, **stats, "reason": ""})
-    from .counterfactual import _holm
+    from ._common import holm
 
     table = pd.DataFrame(rows)
     table.insert(table.columns.get_loc("p_value_method"), "p_value_holm",
-                 _holm(table["p_value"].to_numpy(float)))
+                 holm(table["p_value"].to_numpy(float)))
     excluded = pd.DataFrame(excluded, columns=["test", "word_set", "set_name", "word", "reason"])
     missing = excluded[excluded.reason == "no vector"]
     if len(missing):

@@ -49,6 +49,7 @@ from ._common import (
     check_confidence,
     check_count,
     class_probabilities,
+    holm,
     interval_errors,
     percentile_interval,
     resolve_model,
@@ -410,25 +411,12 @@ def _compare(frame, reference, test, n_bootstrap, confidence, seed, *, alpha,
             "flip_rate": float(np.mean(labels[group].to_numpy() != labels[reference].to_numpy())),
             "test": test, "statistic": statistic, "p_value": p_value})
     comparisons = pd.DataFrame(comparison_rows)
-    comparisons["p_value_holm"] = _holm(comparisons["p_value"].to_numpy(float))
+    comparisons["p_value_holm"] = holm(comparisons["p_value"].to_numpy(float))
     significant = comparisons["p_value_holm"].to_numpy(float) < alpha  # NaN: not significant
     comparisons["verdict"] = np.where(
         ~significant, "not significant",
         np.where(comparisons["mean_abs_change"] < negligible_change, "negligible", "change"))
     return comparisons, pd.DataFrame(group_rows)
-
-
-def _holm(p_values: np.ndarray) -> np.ndarray:
-    """Holm-Bonferroni adjusted p-values (several groups are compared with one reference)."""
-    adjusted = np.full(len(p_values), np.nan)
-    finite = np.flatnonzero(np.isfinite(p_values))
-    order = finite[np.argsort(p_values[finite], kind="stable")]
-    m = len(order)
-    running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p_values[index]))
-        adjusted[index] = running
-    return adjusted
 
 
 def _blame(model, frame, target_index, method, batch_size) -> pd.DataFrame:

@@ -50,6 +50,7 @@ from ._common import (
     check_confidence,
     check_count,
     class_probabilities,
+    holm,
     interval_errors,
     resolve_model,
 )
@@ -274,16 +275,6 @@ def permutation_tables(codes: np.ndarray, cells: np.ndarray, strata: np.ndarray,
             left[:, present[-1]] -= draw
         table[:, n_groups - 1] += left
     return table
-
-
-def _holm(p_values: np.ndarray) -> np.ndarray:
-    """Holm-Bonferroni adjusted p-values over the finite entries (NaN stays NaN)."""
-    adjusted = np.full(len(p_values), np.nan)
-    finite = np.flatnonzero(np.isfinite(p_values))
-    order = finite[np.argsort(p_values[finite], kind="stable")]
-    scaled = (len(order) - np.arange(len(order))) * p_values[order]
-    adjusted[order] = np.minimum(1.0, np.maximum.accumulate(scaled))
-    return adjusted
 
 
 def _chi_square(successes: np.ndarray, trials: np.ndarray) -> np.ndarray:
@@ -684,7 +675,7 @@ def audit(
 
     disparities = pd.DataFrame(disparity_rows)
     disparities.insert(disparities.columns.get_loc("p_value") + 1, "p_value_holm",
-                       _holm(disparities["p_value"].to_numpy(float)))
+                       holm(disparities["p_value"].to_numpy(float)))
     significant = disparities["p_value_holm"].to_numpy(float) < alpha
     disparities.insert(disparities.columns.get_loc("p_value_holm") + 1, "significant",
                        significant)
