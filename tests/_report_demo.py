@@ -95,7 +95,7 @@ def summary_problems(path: Path, *, constants=()) -> list[str]:
         known = set(allowed)
         rows = max(len(t) for t in tables)
         for table in tables:
-            for value in table.select_dtypes("number").to_numpy().ravel():
+            for value in [*table.select_dtypes("number").to_numpy().ravel(), *_derived(table)]:
                 known |= _renderings(value)
         for number in _numbers(text):
             plain = number.replace(",", "").rstrip("%").lstrip("+-")
@@ -113,6 +113,17 @@ def summary_problems(path: Path, *, constants=()) -> list[str]:
             problems += _check_importance(text, tables[0])
     problems += _check_scorecard_agrees(path, manifest)
     return problems
+
+
+def _derived(table: pd.DataFrame) -> list[float]:
+    """Values a finding may compute from a predictions table (recomputed here): accuracy, the
+    majority class's share, the share of each true class predicted as each class."""
+    if not {"correct", "label_name", "predicted_name"} <= set(table.columns):
+        return []
+    values = [table["correct"].mean(), table["label_name"].value_counts(normalize=True).max()]
+    for _, rows in table.groupby("label_name"):
+        values += rows["predicted_name"].value_counts(normalize=True).tolist()
+    return values
 
 
 def _check_beats_random(metric: dict, table: pd.DataFrame) -> list[str]:

@@ -285,10 +285,30 @@ def test_audit_finding_quotes_test_holm_p_interval_and_negligible():
     [text] = findings.audit_findings("M", disparities, contrasts, alpha=0.05, negligible=0.02,
                                      confidence=0.95)
     assert text == (
-        "M, by race (3 groups; under the minimum size: C (4) rows; permutation tests, "
-        "Holm-adjusted p-values): 1 of 3 disparity "
-        "measures show a disparity (p < 0.05 and a difference of at least 0.02): demographic "
-        "parity 0.350 (B vs A, p = 0.0003; largest contrast with the reference group A: B "
-        "selection rate +0.350, 95% CI [+0.300, +0.400]). Significant but negligible "
-        "(difference under 0.02): accuracy parity 0.012 (A vs B, p = 0.002). No evidence of a "
-        "disparity: equal opportunity 0.050 (B vs A, p = 0.2).")
+        "M, by race (3 groups; under the minimum size: C (4) rows): a disparity in 1 of 3 "
+        "measures (permutation test, Holm-adjusted p < 0.05, difference at least 0.02): "
+        "demographic parity 0.350 (p = 0.0003; B minus A selection rate +0.350, 95% CI "
+        "[+0.300, +0.400]). Significant but negligible (under 0.02): accuracy parity 0.012 "
+        "(p = 0.002). No evidence of a disparity: equal opportunity 0.050 (p = 0.2).")
+
+
+def test_summary_groups_cards_and_findings_by_part_and_links_their_tables():
+    report = Report(name="parts")
+    report.add(pd.DataFrame({"x": [1, 2]}), section="predictions", title="A table")
+    source = report.last_id
+    report.add_metric("Sentiment: accuracy", 0.805, percent=True, sources=source,
+                      kind="accuracy", part="Sentiment")
+    report.add_finding("Sentiment: the model is right on 80.5% of 2 rows.", sources=source,
+                       kind="predictions", part="Sentiment")
+    report.add_finding("COMPAS model, by sex: nothing.", part="COMPAS")
+    page = report.to_html()
+    assert page.index("<h3 class=part>Sentiment</h3>") < page.index(">80.5%<") \
+        < page.index("<h3 class=part>COMPAS</h3>") < page.index("COMPAS model, by sex")
+    assert "<li data-kind='predictions'>The model is right on 80.5% of 2 rows." in page
+    assert f"(<a href='#{source}' data-source='data/{source}.csv'>table</a>)" in page
+    with pytest.raises(ValueError, match="unknown source item.*'nowhere'"):
+        report.add_finding("x", sources="nowhere")
+    manifest = report.manifest()
+    assert manifest["findings"][0] == {"text": "Sentiment: the model is right on 80.5% of 2 "
+                                               "rows.", "kind": "predictions",
+                                       "part": "Sentiment", "sources": [source]}

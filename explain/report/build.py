@@ -257,9 +257,9 @@ def _predictions_findings(report: Report, part: str, predictions: PredictionResu
         return
     counts = np.bincount(predictions.labels, minlength=len(predictions.label_names))
     majority = counts.max() / counts.sum()
-    report.add_metric(f"{part}: accuracy", accuracy,
-                      note=f"{len(predictions.labels):,} rows; majority class {majority:.3f}",
-                      sources=source, kind="accuracy")
+    report.add_metric(f"{part}: accuracy", accuracy, percent=True,
+                      note=f"{len(predictions.labels):,} rows; majority class "
+                           f"{_percent(majority)}", sources=source, kind="accuracy", part=part)
     confusion = predictions.confusion()
     wrong = confusion[confusion["true_label"] != confusion["predicted_label"]]
     worst = wrong.sort_values(["share", "true_label"], ascending=[False, True], kind="stable")
@@ -270,10 +270,11 @@ def _predictions_findings(report: Report, part: str, predictions: PredictionResu
         top = worst.iloc[0]
         sentence += (f" Its most common error: {_percent(top['share'])} of "
                      f"'{top['true_label']}' rows are predicted '{top['predicted_label']}'.")
-    report.add_finding(sentence, sources=source, kind="predictions")
+    report.add_finding(sentence, sources=source, kind="predictions", part=part)
 
 
-def _add_audit(report: Report, result, *, who: str, title: str, caption: str) -> None:
+def _add_audit(report: Report, result, *, part: str, who: str, title: str,
+               caption: str) -> None:
     report.add(result, section="fairness", title=title, plots=("metrics", "contrasts"),
                caption=caption + " Bars are fairlearn estimates; lines are 95% Wilson score "
                                  "intervals (rates) and Newcombe intervals (contrasts with the "
@@ -294,7 +295,8 @@ def _add_audit(report: Report, result, *, who: str, title: str, caption: str) ->
             who, result.disparities, result.contrasts, alpha=parameters["alpha"],
             negligible=parameters["negligible_difference"],
             confidence=parameters["confidence"]):
-        report.add_finding(sentence, sources=[disparities, report.last_id], kind="audit")
+        report.add_finding(sentence, sources=[disparities, report.last_id], kind="audit",
+                           part=part)
 
 
 def _run_fairness(report, progress, part, loaded, data, *, label, sensitive, decisions, seed,
@@ -305,7 +307,7 @@ def _run_fairness(report, progress, part, loaded, data, *, label, sensitive, dec
                                                   "tabular-classification"):
             result = audit(loaded, data, sensitive_features=sensitive, label=label, seed=seed,
                            text=text_column if is_text else None)
-            _add_audit(report, result, who=f"{part} model",
+            _add_audit(report, result, part=part, who=f"{part} model",
                        title=f"{part}: group metrics of the model",
                        caption="Per-group rates of the model's decisions.")
         else:
@@ -314,7 +316,7 @@ def _run_fairness(report, progress, part, loaded, data, *, label, sensitive, dec
         for column in decisions:
             result = audit(data=data, prediction=column, sensitive_features=sensitive,
                            label=label, seed=seed)
-            _add_audit(report, result, who=f"{part} '{column}' decisions",
+            _add_audit(report, result, part=part, who=f"{part} '{column}' decisions",
                        title=f"{part}: group metrics of the decisions in column '{column}'",
                        caption="The same metrics for decisions recorded in the data (not made "
                                "by the model).")
@@ -383,7 +385,8 @@ def _run_representation(report, progress, part, loaded, data, text_column, sensi
                                f"each layer, against a probe on the raw inputs, a "
                                f"shuffled-label control and the majority baseline. Here: "
                                f"{verdict}" + note)
-            report.add_finding(f"{part}: {verdict}", sources=report.last_id, kind="probe")
+            report.add_finding(f"{part}: {verdict}", sources=report.last_id, kind="probe",
+                               part=part)
 
 
 def _run_association(report, progress, part, loaded, notes, seed):
@@ -398,7 +401,7 @@ def _run_association(report, progress, part, loaded, notes, seed):
                    f"IAT (Caliskan et al., 2017, Table 1). Sentences: each word in the "
                    f"templates {' / '.join(templates)}; mean-pooled last layer of the encoder.")
         report.add_finding(findings.seat_finding(part, result.to_frame()),
-                           sources=report.last_id, kind="seat")
+                           sources=report.last_id, kind="seat", part=part)
 
 
 def build_report(model: Any, data: Any = None, *, text_column: str | None = None,
@@ -604,7 +607,7 @@ def _run_attributions(report, progress, part, loaded, data, text_column, rows, n
         if "comprehensiveness" in table:
             value, label = findings.beats_random_card(table, method)
             report.add_metric(f"{part}: {label}", value, sources=report.last_id,
-                              kind="beats_random")
+                              kind="beats_random", part=part)
         _run_global_importance(report, part, loaded, data, text_column, rows, seed=seed,
                                is_text=is_text)
         _run_scorecard(report, part, loaded, data, text_column, rows, seed=seed,
@@ -647,7 +650,7 @@ def _run_global_importance(report, part, loaded, data, text_column, rows, *, see
                        f"score, 95% bootstrap interval of the mean.")
     report.add_finding(findings.importance_finding(part, importance, n_rows=len(order),
                                                    unit=unit, method=method),
-                       sources=report.last_id, kind="importance")
+                       sources=report.last_id, kind="importance", part=part)
 
 
 def _run_scorecard(report, part, loaded, data, text_column, rows, *, seed, is_text, n_steps):
@@ -673,9 +676,9 @@ def _run_scorecard(report, part, loaded, data, text_column, rows, *, seed, is_te
                        f"bench/RESULTS.md).")
     source = report.last_id
     report.add_finding(findings.scorecard_finding(part, table), sources=source,
-                       kind="scorecard")
+                       kind="scorecard", part=part)
     value, label = findings.scorecard_card(table)
-    report.add_metric(f"{part}: {label}", value, sources=source, kind="scorecard")
+    report.add_metric(f"{part}: {label}", value, sources=source, kind="scorecard", part=part)
     per_input = []
     for method, explained in result.results.items():
         frame = explained.explanations()
@@ -718,7 +721,7 @@ def _run_counterfactual(report, progress, part, loaded, data, text_column, notes
             report.add_finding(findings.counterfactual_finding(
                 part, axis, result.comparisons, target=parameters["target"],
                 confidence=parameters.get("confidence", 0.95)), sources=report.last_id,
-                kind="counterfactual")
+                kind="counterfactual", part=part)
 
 
 def build_demo(*, name: str = "demo", n_examples: int = 6, seed: int = 0, quiet: bool = False,

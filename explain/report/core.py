@@ -391,28 +391,29 @@ class Report:
         return sources
 
     def add_finding(self, text: str, *, sources: str | Sequence[str] = (),
-                    kind: str | None = None) -> Report:
+                    kind: str | None = None, part: str | None = None) -> Report:
         """A plain-language finding for the summary (one sentence or two).
 
         ``sources``: ids of the items whose tables the sentence is computed from (linked from
         the page, listed in the manifest, so every number can be checked against
         ``data/<id>.csv``). ``kind``: what the finding summarises (e.g. ``"scorecard"``),
-        recorded in the manifest."""
+        recorded in the manifest. ``part``: the part of the report it belongs to (e.g. one
+        model's); the summary groups cards and findings by part."""
         if not isinstance(text, str) or not text.strip():
             raise ValueError("a finding is a non-empty sentence")
-        self._findings.append({"text": text.strip(), "kind": kind,
+        self._findings.append({"text": text.strip(), "kind": kind, "part": part,
                                "sources": self._check_sources(sources)})
         return self
 
     def add_metric(self, name: str, value: Any, *, note: str | None = None,
                    percent: bool = False, sources: str | Sequence[str] = (),
-                   kind: str | None = None) -> Report:
+                   kind: str | None = None, part: str | None = None) -> Report:
         """A headline number for the summary (``value`` is shown to 4 significant digits, or as
         a percentage with ``percent=True``, and kept exactly in the manifest and in the page's
-        ``data-value``; a ``str`` such as ``"6 of 6"`` is shown as is). ``sources`` and
-        ``kind``: as for ``add_finding``."""
+        ``data-value``; a ``str`` such as ``"6 of 6"`` is shown as is). ``sources``, ``kind``
+        and ``part``: as for ``add_finding``."""
         self._metrics.append({"name": str(name), "value": _jsonable(value), "note": note,
-                              "percent": bool(percent), "kind": kind,
+                              "percent": bool(percent), "kind": kind, "part": part,
                               "sources": self._check_sources(sources)})
         return self
 

@@ -365,21 +365,21 @@ def _largest_contrast(contrasts: pd.DataFrame, measure: str, class_label) -> pd.
 def _disparity_sentence(who: str, feature: str, rows: pd.DataFrame, contrasts: pd.DataFrame, *,
                         alpha: float, negligible: float, confidence: float) -> str:
     level = round(confidence * 100)
-    found, small, plain = [], [], []
+    found, small, plain, untested = [], [], [], []
     for row in rows.itertuples(index=False):
         name = method_name(row.measure)
         if row.conclusion == "not tested":
-            plain.append(f"{name} (not tested)")
+            untested.append(name)
             continue
-        text = (f"{name} {row.difference:.3f} ({row.high_group} vs {row.low_group}, "
-                f"p = {_p(row.p_value_holm)}")
+        text = f"{name} {row.difference:.3f} (p = {_p(row.p_value_holm)}"
         if row.conclusion == "disparity":
             contrast = _largest_contrast(contrasts, row.measure, row.class_label)
             if contrast is not None:
-                text += (f"; largest contrast with the reference group "
-                         f"{contrast['reference_group']}: {contrast['group']}"
-                         + (" (small)" if bool(contrast.get("small_group", False)) else "")
-                         + f" {method_name(contrast['metric'])} {contrast['difference']:+.3f}, "
+                text += (f"; {contrast['group']}"
+                         + (" (a small group)" if bool(contrast.get("small_group", False))
+                            else "")
+                         + f" minus {contrast['reference_group']} "
+                         f"{method_name(contrast['metric'])} {contrast['difference']:+.3f}, "
                          f"{level}% CI [{contrast['ci_low']:+.3f}, {contrast['ci_high']:+.3f}]")
             found.append(text + ")")
         elif row.conclusion == "negligible":
@@ -391,13 +391,14 @@ def _disparity_sentence(who: str, feature: str, rows: pd.DataFrame, contrasts: p
                            if isinstance(g, str) and g})
     small_note = (f"; under the minimum size: {'; '.join(small_groups)} rows" if small_groups
                   else "")
-    sentence = (f"{who}, by {feature} ({groups} groups{small_note}; permutation tests, "
-                f"Holm-adjusted p-values): {len(found)} of {len(rows)} disparity measures show "
-                f"a disparity (p < {alpha} and a difference of at least {negligible})")
+    sentence = (f"{who}, by {feature} ({groups} groups{small_note}): a disparity in "
+                f"{len(found)} of {len(rows)} measures (permutation test, Holm-adjusted "
+                f"p < {alpha}, difference at least {negligible})")
     sentence += (": " + "; ".join(found)) if found else ""
     if small:
-        sentence += (f". Significant but negligible (difference under {negligible}): "
-                     + "; ".join(small))
+        sentence += f". Significant but negligible (under {negligible}): " + "; ".join(small)
     if plain:
         sentence += ". No evidence of a disparity: " + "; ".join(plain)
+    if untested:
+        sentence += ". Not tested: " + ", ".join(untested)
     return sentence + "."

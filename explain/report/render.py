@@ -228,6 +228,7 @@ CSS = """
 .explain-report h2{font-size:1.3rem;margin:2.2rem 0 .6rem;padding-bottom:.25rem;
  border-bottom:2px solid var(--line)}
 .explain-report h3{font-size:1.05rem;margin:1.4rem 0 .4rem}
+.explain-report h4{font-size:.95rem;margin:.8rem 0 .2rem}
 .explain-report .meta{color:var(--muted);font-size:.9rem;margin:0 0 1rem}
 .explain-report nav ol{display:flex;flex-wrap:wrap;gap:.25rem 1.2rem;padding:0;margin:0 0 1rem;
  list-style:none;font-size:.92rem}
@@ -308,6 +309,15 @@ def _kind(entry) -> str:
     return f" data-kind='{esc(entry['kind'])}'" if entry.get("kind") else ""
 
 
+def _unprefixed(text: str, part: str | None) -> str:
+    """``"Sentiment: accuracy"`` shown under the heading ``Sentiment`` as ``"accuracy"``."""
+    prefix = f"{part}: "
+    if part and text.startswith(prefix) and len(text) > len(prefix):
+        rest = text[len(prefix):]
+        return rest[0].upper() + rest[1:]
+    return text
+
+
 def _links(entry) -> str:
     """Links from a card or finding to the items it is computed from."""
     if not entry.get("sources"):
@@ -323,20 +333,29 @@ def _links(entry) -> str:
 
 def _summary_section(report, rendered) -> str:
     parts = []
-    if report._metrics:
-        cards = []
-        for metric in report._metrics:
-            shown, attr = _card_value(metric["value"], metric["percent"])
-            note = metric["note"]
-            cards.append(f"<div class=card{_kind(metric)}><div class=value{attr} "
-                         f"data-metric='{esc(metric['name'])}'>{shown}</div><div class=label>"
-                         f"{esc(metric['name'])}" + (f"<br>{esc(note)}" if note else "")
-                         + f"{_links(metric)}</div></div>")
-        parts.append(f"<div class=cards>{''.join(cards)}</div>")
-    if report._findings:
-        items = "".join(f"<li{_kind(f)}>{esc(f['text'])}{_links(f)}</li>"
-                        for f in report._findings)
-        parts.append(f"<h3>Findings</h3><ul class=findings>{items}</ul>")
+    parts_seen = list(dict.fromkeys([e.get("part") for e in report._metrics]
+                                    + [e.get("part") for e in report._findings]))
+    for part in parts_seen:
+        metrics = [m for m in report._metrics if m.get("part") == part]
+        found = [f for f in report._findings if f.get("part") == part]
+        if part is not None:
+            parts.append(f"<h3 class=part>{esc(part)}</h3>")
+        if metrics:
+            cards = []
+            for metric in metrics:
+                shown, attr = _card_value(metric["value"], metric["percent"])
+                note = metric["note"]
+                cards.append(f"<div class=card{_kind(metric)}><div class=value{attr} "
+                             f"data-metric='{esc(metric['name'])}'>{shown}</div><div class=label>"
+                             f"{esc(_unprefixed(metric['name'], part))}"
+                             + (f"<br>{esc(note)}" if note else "")
+                             + f"{_links(metric)}</div></div>")
+            parts.append(f"<div class=cards>{''.join(cards)}</div>")
+        if found:
+            items = "".join(f"<li{_kind(f)}>{esc(_unprefixed(f['text'], part))}{_links(f)}</li>"
+                            for f in found)
+            heading = "<h4>Findings</h4>" if part is not None else "<h3>Findings</h3>"
+            parts.append(f"{heading}<ul class=findings>{items}</ul>")
     for model in report._models:
         card = model["card"] or {}
         provenance = model["provenance"] or {}
