@@ -45,6 +45,16 @@ def test_an_empty_text_cell_is_an_error_not_the_text_nan(tiny_bert):
                      max_rows=2)
 
 
+def test_a_missing_sensitive_value_is_an_error_not_the_group_nan(tiny_mlp):
+    rng = np.random.default_rng(0)
+    data = pd.DataFrame(rng.normal(size=(40, 5)), columns=[f"x{i}" for i in range(5)])
+    data["g"] = ["a", "b"] * 20
+    data.loc[[3, 7], "g"] = None
+    with pytest.raises(ValueError, match=r"sensitive column 'g' is missing in 2 row\(s\) "
+                                         r"\(positions counting from 0: 3, 7\); drop those"):
+        build_report(tiny_mlp, data, sensitive="g", analyses=["representation"], quiet=True)
+
+
 # ------------------------------------------------------------------------- words
 
 

@@ -42,7 +42,8 @@ ANALYSES: Mapping[str, str] = MappingProxyType({
                  "interactive view (transformer text models)",
     "attributions": "attributions of the selected examples with plain-language summaries, "
                     "global importance and the explanation scorecard (classifiers)",
-    "fairness": "group metrics with bootstrap intervals (needs a sensitive column)",
+    "fairness": "group metrics with Wilson intervals, permutation tests of disparities and "
+                "contrasts with Newcombe intervals (needs a sensitive column)",
     "counterfactual": "counterfactual probes: swap identity terms, measure the change (text "
                       "classifiers)",
     "association": "SEAT association tests on the model's encoder (transformer text models)",
@@ -358,6 +359,13 @@ def _run_representation(report, progress, part, loaded, data, text_column, sensi
     with progress.stage(report, "representation"):
         inputs = read_texts(data, text_column) if loaded.is_text else data
         for column in sensitive:
+            missing = np.flatnonzero(data[column].isna().to_numpy()).tolist()
+            if missing:  # astype(str) would make them a group called 'nan'
+                raise ValueError(f"the sensitive column {column!r} is missing in "
+                                 f"{len(missing)} row(s) (positions counting from 0: "
+                                 f"{', '.join(map(str, missing[:10]))}"
+                                 f"{' and more' if len(missing) > 10 else ''}); drop those "
+                                 f"rows or fill them with the group they belong to")
             values = data[column].astype(str)
             counts = values.value_counts()
             small = sorted(counts[counts < PROBE_MIN_GROUP].index)
