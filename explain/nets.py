@@ -160,7 +160,7 @@ def _numeric_values(frame: pd.DataFrame, column: str) -> np.ndarray:
     text = (values.isna() & raw.notna()).to_numpy()
     if text.any():
         counts = raw[text].astype(str).value_counts()
-        found = [f"{value!r} ({count} rows)" for value, count in counts.items()]
+        found = [f"{value!r} ({count} row{'s' * int(count != 1)})" for value, count in counts.items()]
         raise ValueError(f"numeric column {column!r} holds values that are not numbers: "
                          f"{_some(found)}; convert them to numbers (or drop those rows) before "
                          f"encoding")
@@ -194,7 +194,7 @@ def _normalised(value: str) -> str:
 def _unseen_error(column: str, values: np.ndarray, known: Sequence[str]) -> ValueError:
     unseen, counts = np.unique(values[~np.isin(values, known)], return_counts=True)
     order = np.argsort(-counts, kind="stable")
-    found = [f"{unseen[i]!r} ({counts[i]} rows)" for i in order]
+    found = [f"{unseen[i]!r} ({counts[i]} row{'s' * int(counts[i] != 1)})" for i in order]
     by_form = {_normalised(k): k for k in known}
     near = {str(v): by_form[_normalised(str(v))] for v in unseen if _normalised(str(v)) in by_form}
     fix = (f"map them to known categories, e.g. data[{column!r}] = "

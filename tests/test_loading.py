@@ -315,7 +315,7 @@ def test_unseen_categories_are_refused_with_counts_known_values_and_the_fix():
     # one unseen value among known ones is enough; a value with no near match gets no mapping
     other = frame.copy()
     other.loc[3, "degree"] = "Felony"
-    with pytest.raises(ValueError, match=r"'degree'.*'Felony' \(1 rows\); known categories: "
+    with pytest.raises(ValueError, match=r"'degree'.*'Felony' \(1 row\); known categories: "
                                          r"'F', 'M'\. .*map them to known categories or drop"):
         encoder.transform(other)
 

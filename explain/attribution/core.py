@@ -381,10 +381,7 @@ def _tabular_inputs(loaded, inputs) -> torch.Tensor:
         if len(inputs) == 0:
             raise ValueError("inputs is an empty DataFrame; pass at least one row")
         if loaded.encoder is not None and not set(names) <= set(inputs.columns):
-            numeric = inputs[[c for c in loaded.encoder.numeric if c in inputs.columns]]
-            _check_finite(_as_float_tensor(numeric.to_numpy(dtype=float), "inputs"), "inputs",
-                          list(numeric.columns))
-            x = loaded.encode_frame(inputs)
+            x = loaded.encode_frame(inputs)  # names the column of a bad value, and the fix
         else:
             missing = [n for n in names if n not in inputs.columns]
             if missing:
