@@ -52,3 +52,20 @@ def test_explain_warnings_print_as_one_plain_line(capsys):
     assert stream.getvalue() == "explain: warning: groups too small\n"
     _show_warning(UserWarning("other"), UserWarning, "x.py", 3, file=stream)
     assert "x.py:3: UserWarning: other" in stream.getvalue()
+
+
+@pytest.mark.parametrize("definition", ["aopc", "eraser"])
+def test_attribute_names_the_faithfulness_definition_it_used(tiny_bert, tmp_path, definition):
+    import pandas as pd
+
+    import explain
+
+    checkpoint = explain.save_model(tiny_bert, tmp_path / "bert")
+    (tmp_path / "texts.txt").write_text("a warm story\nthe plot was dull and slow\n")
+    out = tmp_path / "out"
+    assert main(["attribute", str(checkpoint), "--data", str(tmp_path / "texts.txt"),
+                 "--out", str(out), "--n-steps", "4", "--format", "csv",
+                 "--faithfulness", definition]) == 0
+    table = pd.read_csv(out / "explanations.csv")
+    assert set(table.faithfulness_definition) == {definition}
+    assert table.comprehensiveness.notna().all()

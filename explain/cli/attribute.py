@@ -50,8 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="inputs per batch")
     parser.add_argument("--max-length", type=int, default=None, help="tokens per text")
     parser.add_argument("--seed", type=int, default=0, help="seed of sampling methods")
+    from ..attribution import FAITHFULNESS_DEFINITIONS
+
+    parser.add_argument("--faithfulness", default="aopc", choices=list(FAITHFULNESS_DEFINITIONS),
+                        help="definition of comprehensiveness and sufficiency: "
+                             + "; ".join(f"{k}: {v}" for k, v in FAITHFULNESS_DEFINITIONS.items())
+                             + " (default: aopc)")
     parser.add_argument("--no-faithfulness", action="store_true",
-                        help="skip the deletion/insertion faithfulness measures")
+                        help="skip the faithfulness measures")
     parser.add_argument("--out", default="attributions",
                         help="output directory (default: attributions)")
     parser.add_argument("--format", default="parquet", choices=_TABLE_FORMATS,
@@ -128,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
     kwargs = {"text_pairs": pairs} if pairs is not None else {}
     result = attribute(loaded, inputs, method=args.method, target=args.target, n_steps=n_steps,
                        batch_size=args.batch_size, max_length=args.max_length, seed=args.seed,
-                       faithfulness=not args.no_faithfulness, progress=None, **kwargs)
+                       faithfulness=False if args.no_faithfulness else args.faithfulness,
+                       progress=None, **kwargs)
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
