@@ -69,3 +69,21 @@ def test_attribute_names_the_faithfulness_definition_it_used(tiny_bert, tmp_path
     table = pd.read_csv(out / "explanations.csv")
     assert set(table.faithfulness_definition) == {definition}
     assert table.comprehensiveness.notna().all()
+
+
+def test_text_commands_refuse_an_empty_text_cell(tiny_bert, tmp_path, capsys):
+    import explain
+
+    checkpoint = explain.save_model(tiny_bert, tmp_path / "bert")
+    (tmp_path / "texts.csv").write_text('text,group\n"a warm story",a\n,b\n"dull",a\n')
+    for command in (["attribute", str(checkpoint), "--data", str(tmp_path / "texts.csv"),
+                     "--out", str(tmp_path / "attr")],
+                    ["probe", "counterfactual", str(checkpoint), "--data",
+                     str(tmp_path / "texts.csv"), "--text", "text", "--swaps", "gender",
+                     "--out", str(tmp_path / "cf")],
+                    ["probe", "representation", str(checkpoint), "--data",
+                     str(tmp_path / "texts.csv"), "--text", "text", "--attribute", "group",
+                     "--out", str(tmp_path / "rep")]):
+        assert main(command) == 1
+        assert "the text column 'text' is empty or missing in 1 row(s)" in capsys.readouterr().err
+    assert not any(p.name in {"attr", "cf", "rep"} for p in tmp_path.iterdir())

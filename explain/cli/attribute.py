@@ -93,6 +93,8 @@ def _read(path: Path, loaded, args):
     if frame.empty:
         raise ValueError(f"{str(path)!r} holds no rows")
     if loaded.is_text:
+        from ..report.predictions import read_texts
+
         if args.text_column not in frame.columns:
             raise KeyError(f"{str(path)!r} has no column {args.text_column!r} (columns: "
                            f"{', '.join(map(str, frame.columns))}); pass --text-column")
@@ -100,8 +102,8 @@ def _read(path: Path, loaded, args):
         if args.pair_column is not None:
             if args.pair_column not in frame.columns:
                 raise KeyError(f"{str(path)!r} has no column {args.pair_column!r}")
-            pairs = frame[args.pair_column].astype(str).tolist()
-        return frame[args.text_column].astype(str).tolist(), pairs
+            pairs = read_texts(frame, args.pair_column)
+        return read_texts(frame, args.text_column), pairs
     return frame, None
 
 

@@ -133,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from .. import fairness
     from ..fairness._common import as_names
+    from ..report.predictions import read_texts
     from .audit import Outputs, read_table
 
     outputs = Outputs(args.out, overwrite=args.overwrite)
@@ -153,11 +154,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.probe == "counterfactual":
         texts = None
         if args.data is not None:
-            frame = read_table(args.data)
-            from ..fairness._common import check_columns
-
-            check_columns(frame, [args.text], "text")
-            texts = frame[args.text].astype(str).tolist()
+            texts = read_texts(read_table(args.data), args.text)
         result = fairness.counterfactual(args.model, texts, axis=args.axis, swaps=args.swaps,
                                          target=args.target, test=args.test,
                                          n_bootstrap=args.n_bootstrap, seed=args.seed)
@@ -177,8 +174,7 @@ def _run(args: argparse.Namespace) -> int:
         if model.is_text:
             if args.text is None:
                 raise ValueError("a text model needs --text COL (the column of texts)")
-            check_columns(frame, [args.text], "text")
-            inputs = frame[args.text].astype(str).tolist()
+            inputs = read_texts(frame, args.text)
         else:
             inputs = frame
         layers = as_names(args.layers, "layers") if args.layers else None
