@@ -84,9 +84,11 @@ def summary_problems(path: Path, *, constants=()) -> list[str]:
         str(findings.MIN_COUNT), f"{findings.ALPHA}", f"{findings.NEGLIGIBLE}",
         f"{findings.NEGLIGIBLE_EFFECT_SIZE}", "0.5", "95%", "0"}
     problems = []
+    # a card's text: its value when it is text ("6 of 6"), its label and note; a numeric value
+    # is compared with the table's values below
     entries = [("finding", f["text"], f) for f in manifest["findings"]] + [
-        ("card", f"{m['value']} {m['name']} {m.get('note') or ''}", m)
-        for m in manifest["metrics"]]
+        ("card", f"{m['value'] if isinstance(m['value'], str) else ''} {m['name']} "
+                 f"{m.get('note') or ''}", m) for m in manifest["metrics"]]
     for what, text, entry in entries:
         if not entry.get("sources"):
             problems.append(f"{what} names no source table: {text!r}")
@@ -97,6 +99,13 @@ def summary_problems(path: Path, *, constants=()) -> list[str]:
         for table in tables:
             for value in [*table.select_dtypes("number").to_numpy().ravel(), *_derived(table)]:
                 known |= _renderings(value)
+        value = entry.get("value")
+        if what == "card" and not isinstance(value, str):
+            values = [v for t in tables for v in [*t.select_dtypes("number").to_numpy().ravel(),
+                                                  *_derived(t)]]
+            if not any(v == value for v in values):
+                problems.append(f"card {entry['name']!r} shows {value!r}, which is not a value "
+                                f"of {', '.join(entry['sources'])}")
         for number in _numbers(text):
             plain = number.replace(",", "").rstrip("%").lstrip("+-")
             if number in known or (plain.isdigit() and int(plain) <= rows

@@ -598,14 +598,14 @@ def _run_attributions(report, progress, part, loaded, data, text_column, rows, n
                            caption="Integrated gradients from the all-zero baseline (training "
                                    "means of numeric features, no category) to this row's "
                                    "output.")
-        columns = [c for c in ("input_id", "input", "predicted_label", "predicted_score",
-                               "faithfulness_definition", "comprehensiveness",
-                               "random_comprehensiveness", "beats_random", "relative_delta",
-                               "summary") if c in explanations.columns]
+        # the faithfulness definition is the same in every row: the card names it
+        columns = [c for c in ("input", "predicted_label", "predicted_score",
+                               "comprehensiveness", "random_comprehensiveness", "beats_random",
+                               "relative_delta", "summary") if c in explanations.columns]
         table = explanations[columns].copy()
         if not is_text:
             table = table.drop(columns=["input"], errors="ignore")
-        table.insert(1, "row", [rows[int(i)] for i in table["input_id"]])
+        table.insert(0, "row", [rows[int(i)] for i in explanations["input_id"]])
         report.add(table, section="attributions", title=f"{part}: what each explanation says",
                    max_rows=len(table),
                    caption="Plain-language summary of each selected example's attribution, "
@@ -613,7 +613,7 @@ def _run_attributions(report, progress, part, loaded, data, text_column, rows, n
                            "probability when the top-ranked units are removed) next to that of "
                            "a random ranking.")
         if "comprehensiveness" in table:
-            value, label = findings.beats_random_card(table, method)
+            value, label = findings.beats_random_card(explanations, method)
             report.add_metric(f"{part}: {label}", value, sources=report.last_id,
                               kind="beats_random", part=part)
         _run_global_importance(report, part, loaded, data, text_column, rows, seed=seed,
@@ -641,6 +641,7 @@ def _run_global_importance(report, part, loaded, data, text_column, rows, *, see
         importance = findings.word_importance(words, seed=seed)
     else:
         importance = overall.global_importance(seed=seed, min_count=findings.MIN_COUNT)
+    importance["n_inputs"] = len(order)  # the rows explained, so the finding's count is here
     fig = findings.plot_importance(
         importance, title=f"Global importance, top 10 {unit}s by mean |score| "
                           f"({method.replace('_', ' ')}; {unit}s seen at least "
@@ -655,7 +656,8 @@ def _run_global_importance(report, part, loaded, data, text_column, rows, *, see
     report.add(overall, section="attributions", title=f"{part}: global importance table",
                plots=(), data=importance,
                caption=f"The {unit}s of the figure above: occurrences, mean and mean absolute "
-                       f"score, 95% bootstrap interval of the mean.")
+                       f"score, 95% bootstrap interval of the mean, over the n_inputs rows "
+                       f"explained.")
     report.add_finding(findings.importance_finding(part, importance, n_rows=len(order),
                                                    unit=unit, method=method),
                        sources=report.last_id, kind="importance", part=part)
@@ -669,7 +671,13 @@ def _run_scorecard(report, part, loaded, data, text_column, rows, *, seed, is_te
     result = scorecard(loaded, inputs, methods=methods, seed=seed, n_steps=n_steps)
     # Wall time and memory are measurements, different on every run: the report keeps the
     # deterministic columns (so it regenerates byte for byte) and bench/ records the costs.
-    table = result.to_frame().drop(columns=["seconds", "peak_memory_mb"], errors="ignore")
+    full = result.to_frame()
+    table = full.drop(columns=["seconds", "peak_memory_mb"], errors="ignore")
+    # robustness is not run here (its columns are all NaN) and the definition is one: said in
+    # the caption, they would only widen the table
+    table = table.dropna(axis=1, how="all")
+    definition = ", ".join(dict.fromkeys(table.pop("faithfulness_definition").astype(str))) \
+        if "faithfulness_definition" in table else None
     fig, ax = new_figure(6.0, 1.4 + 0.4 * len(table))
     result.plot(ax=ax)  # with an ax, the scorecard draws its faithfulness panel
     ax.set_title(f"Faithfulness of each method on {len(rows)} examples ({part})")
@@ -678,14 +686,15 @@ def _run_scorecard(report, part, loaded, data, text_column, rows, *, seed, is_te
                        "probability when its top units are removed) next to a random ranking's.")
     report.add(table, section="attributions", title=f"{part}: scorecard table",
                caption=f"Each method on the first {len(rows)} selected examples: faithfulness "
-                       f"(against a random ranking), stability across two seeds (Spearman), "
-                       f"agreement with the first method. Time and memory are left out: they "
-                       f"change from run to run (explain.scorecard reports them; see "
-                       f"bench/RESULTS.md).")
+                       + (f"({definition} definition) " if definition else "")
+                       + "against a random ranking, stability across two seeds (Spearman), "
+                       "agreement with the first method. Time and memory are left out: they "
+                       "change from run to run (explain.scorecard reports them; see "
+                       "bench/RESULTS.md).")
     source = report.last_id
-    report.add_finding(findings.scorecard_finding(part, table), sources=source,
+    report.add_finding(findings.scorecard_finding(part, full), sources=source,
                        kind="scorecard", part=part)
-    value, label = findings.scorecard_card(table)
+    value, label = findings.scorecard_card(full)
     report.add_metric(f"{part}: {label}", value, sources=source, kind="scorecard", part=part)
     per_input = []
     for method, explained in result.results.items():
