@@ -81,8 +81,8 @@ def summary_problems(path: Path, *, constants=()) -> list[str]:
 
     manifest = json.loads((path / "manifest.json").read_text())
     allowed = {str(c) for c in constants} | {
-        str(findings.MIN_COUNT), f"{findings.ALPHA}", f"{findings.NEGLIGIBLE}",
-        f"{findings.NEGLIGIBLE_EFFECT_SIZE}", "0.5", "95%", "0"}
+        str(findings.MIN_COUNT), f"{findings.ALPHA}", f"{findings.NEGLIGIBLE_EFFECT_SIZE}",
+        "0.5", "95%", "0", "95"} | {f"{n:g}" for n in _negligible_sizes(manifest)}
     problems = []
     # a card's text: its value when it is text ("6 of 6"), its label and note; a numeric value
     # is compared with the table's values below
@@ -122,6 +122,12 @@ def summary_problems(path: Path, *, constants=()) -> list[str]:
             problems += _check_importance(text, tables[0])
     problems += _check_scorecard_agrees(path, manifest)
     return problems
+
+
+def _negligible_sizes(manifest: dict) -> set[float]:
+    """The negligible sizes the analyses used (their parameters, as findings quote them)."""
+    return {a["parameters"][key] for a in manifest["analyses"] if a.get("parameters")
+            for key in ("negligible_difference", "negligible_change") if key in a["parameters"]}
 
 
 def _derived(table: pd.DataFrame) -> list[float]:

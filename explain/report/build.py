@@ -638,9 +638,9 @@ def _run_global_importance(report, part, loaded, data, text_column, rows, *, see
     unit = "word" if is_text else "feature"
     if is_text:  # whitespace words: "doesn't" is one word, not "doesn", "'" and "t"
         words = findings.whitespace_words(overall.to_frame(level="word"), global_inputs)
-        importance = findings.word_importance(words, seed=seed)
+        importance = findings.word_importance(words)
     else:
-        importance = overall.global_importance(seed=seed, min_count=findings.MIN_COUNT)
+        importance = overall.global_importance(min_count=findings.MIN_COUNT)
     importance["n_inputs"] = len(order)  # the rows explained, so the finding's count is here
     fig = findings.plot_importance(
         importance, title=f"Global importance, top 10 {unit}s by mean |score| "
@@ -650,13 +650,13 @@ def _run_global_importance(report, part, loaded, data, text_column, rows, *, see
                f"{len(order)} rows",
                caption=f"Mean signed attribution ({method.replace('_', ' ')}) of each {unit} "
                        f"over all its occurrences (at least {findings.MIN_COUNT}), per "
-                       f"predicted class, with 95% bootstrap intervals"
+                       f"predicted class, with 95% Student-t intervals of the mean"
                        + ("; words are the text between spaces, without surrounding "
                           "punctuation." if is_text else "."))
     report.add(overall, section="attributions", title=f"{part}: global importance table",
                plots=(), data=importance,
                caption=f"The {unit}s of the figure above: occurrences, mean and mean absolute "
-                       f"score, 95% bootstrap interval of the mean, over the n_inputs rows "
+                       f"score, 95% Student-t interval of the mean, over the n_inputs rows "
                        f"explained.")
     report.add_finding(findings.importance_finding(part, importance, n_rows=len(order),
                                                    unit=unit, method=method),
@@ -705,8 +705,9 @@ def _run_scorecard(report, part, loaded, data, text_column, rows, *, seed, is_te
             "comprehensiveness": frame["comprehensiveness"],
             "random_comprehensiveness": frame["random_comprehensiveness"],
             "beats_random": frame["comprehensiveness"] > frame["random_comprehensiveness"]}))
-    report.add(pd.concat(per_input, ignore_index=True), section="attributions",
-               title=f"{part}: scorecard per explanation", max_rows=2 * len(rows),
+    per_input = pd.concat(per_input, ignore_index=True)
+    report.add(per_input, section="attributions", title=f"{part}: scorecard per explanation",
+               max_rows=min(len(per_input), 24),
                caption="The scorecard's faithfulness of every explanation (the table above "
                        "averages these); integrated gradients here is the same computation as "
                        "in the table of what each explanation says.")
@@ -720,25 +721,34 @@ def _run_counterfactual(report, progress, part, loaded, data, text_column, notes
         return
     with progress.stage(report, "counterfactual"):
         for axis in COUNTERFACTUAL_AXES:
-            result = counterfactual(loaded, axis=axis, seed=seed)
-            reference = result.meta["parameters"]["reference"]
+            result = counterfactual(loaded, axis=axis)  # exact intervals: no seed
+            parameters = result.meta["parameters"]
+            reference = parameters["reference"]
             report.add(result, section="fairness",
                        title=f"{part}: counterfactual probe, {axis.replace('_', ' ')}",
                        plots=("group_scores", "score_shifts"),
                        caption=f"The same template sentences with only the identity term "
                                f"changed; scores are the probability of "
-                               f"'{result.meta['parameters']['target']}'. Shifts are against "
-                               f"'{reference}'.")
+                               f"'{parameters['target']}'. Shifts are against '{reference}'.")
             report.add(result.comparisons, section="fairness",
                        title=f"{part}: {axis.replace('_', ' ')} groups against '{reference}'",
                        caption="Mean change of the score with its interval, the share of pairs "
-                               "whose predicted class flips, and a paired test with its "
-                               "Holm-adjusted p-value over the compared groups.")
-            parameters = result.meta["parameters"]
+                               "whose predicted class flips, a paired test with its "
+                               "Holm-adjusted p-value over the compared groups, and the verdict "
+                               f"(negligible: significant but a mean |change| under "
+                               f"{parameters['negligible_change']}).")
+            sources = [report.last_id]
+            if result.baseline is not None:
+                report.add(result.baseline, section="fairness",
+                           title=f"{part}: {axis.replace('_', ' ')}, neutral-term baseline",
+                           caption="The same measures for a swap between two neutral terms: "
+                                   "the change that any word swap makes.")
+                sources.append(report.last_id)
             report.add_finding(findings.counterfactual_finding(
                 part, axis, result.comparisons, target=parameters["target"],
-                confidence=parameters.get("confidence", 0.95)), sources=report.last_id,
-                kind="counterfactual", part=part)
+                alpha=parameters["alpha"], negligible=parameters["negligible_change"],
+                confidence=parameters["confidence"], baseline=result.baseline),
+                sources=sources, kind="counterfactual", part=part)
 
 
 def build_demo(*, name: str = "demo", n_examples: int = 6, seed: int = 0, quiet: bool = False,

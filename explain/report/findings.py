@@ -8,8 +8,9 @@ from the scorecard, an effect's size and significance from the test's own row.
 
 Conventions: a finding names the method and the count it rests on; findings about a word or
 feature need ``MIN_COUNT`` occurrences and say so; p-values are Holm-adjusted where several
-tests are read together; a significant effect smaller than ``NEGLIGIBLE`` (a probability or a
-rate) or ``NEGLIGIBLE_EFFECT_SIZE`` (Cohen's d) is called negligible.
+tests are read together; a significant effect smaller than the analysis's own negligible size
+(``negligible_difference`` of the audit, ``negligible_change`` of the counterfactual probe, both
+quoted in the sentence) or than ``NEGLIGIBLE_EFFECT_SIZE`` (Cohen's d) is called negligible.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["ALPHA", "MIN_COUNT", "NEGLIGIBLE", "NEGLIGIBLE_EFFECT_SIZE", "audit_findings",
+__all__ = ["ALPHA", "MIN_COUNT", "NEGLIGIBLE_EFFECT_SIZE", "audit_findings",
            "beats_random_card", "counterfactual_finding", "importance_finding",
            "plot_importance", "probe_verdict", "scorecard_card", "scorecard_finding",
            "seat_finding", "whitespace_words", "word_importance"]
@@ -31,10 +32,6 @@ ALPHA = 0.05
 #: A finding about a word, a feature or a comparison needs at least this many occurrences
 #: (or pairs): a mean of three scores says little about the word.
 MIN_COUNT = 10
-#: Differences of probabilities or rates smaller than this (two percentage points, the default
-#: ``negligible_difference`` of ``explain.audit``) are called negligible, however small their
-#: p-value.
-NEGLIGIBLE = 0.02
 #: Effect sizes (Cohen's d) smaller than this in absolute value are negligible (Cohen's "small"
 #: starts at 0.2).
 NEGLIGIBLE_EFFECT_SIZE = 0.2
@@ -155,26 +152,26 @@ def whitespace_words(units: pd.DataFrame, texts: Sequence[str]) -> pd.DataFrame:
 
 
 def word_importance(words: pd.DataFrame, *, label: str = "word", min_count: int = MIN_COUNT,
-                    n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
+                    confidence: float = 0.95) -> pd.DataFrame:
     """Mean signed score of each word (``label`` column of ``words``) per predicted label,
-    over its occurrences, for words seen at least ``min_count`` times.
+    over its occurrences, for words seen at least ``min_count`` times: the columns, interval
+    (Student-t of the mean at ``confidence``) and order of
+    ``AttributionResult.global_importance``, on whitespace words."""
+    from scipy import stats
 
-    Columns: ``predicted_label``, ``label``, ``count``, ``mean_score``, ``mean_abs_score``,
-    ``ci_low``, ``ci_high`` (95% percentile bootstrap interval of the mean, ``n_bootstrap``
-    resamples of the occurrences, seeded); sorted by predicted label, then ``mean_abs_score``
-    descending (as ``AttributionResult.global_importance``).
-    """
-    rng = np.random.default_rng(seed)
     rows = []
     for (predicted, word), group in words.groupby(["predicted_label", label], sort=True):
         values = group["score"].to_numpy(dtype=float)
-        if len(values) < min_count:
+        if len(values) < max(min_count, 1):
             continue
-        draws = rng.choice(values, size=(n_bootstrap, len(values)), replace=True).mean(1)
-        low, high = np.percentile(draws, [2.5, 97.5])
+        mean = float(values.mean())
+        low = high = float("nan")
+        if len(values) > 1:
+            half = (stats.t.ppf(0.5 + confidence / 2, len(values) - 1)
+                    * values.std(ddof=1) / math.sqrt(len(values)))
+            low, high = mean - half, mean + half
         rows.append({"predicted_label": predicted, "label": word, "count": len(values),
-                     "mean_score": float(values.mean()),
-                     "mean_abs_score": float(np.abs(values).mean()),
+                     "mean_score": mean, "mean_abs_score": float(np.abs(values).mean()),
                      "ci_low": float(low), "ci_high": float(high)})
     out = pd.DataFrame(rows, columns=["predicted_label", "label", "count", "mean_score",
                                       "mean_abs_score", "ci_low", "ci_high"])
@@ -195,7 +192,7 @@ def importance_finding(part: str, table: pd.DataFrame, *, n_rows: int, unit: str
     for predicted, group in table.groupby("predicted_label", sort=True):
         top = group.sort_values("mean_abs_score", ascending=False, kind="stable").iloc[0]
         clause = (f"'{top['label']}' for predictions of '{predicted}' (mean "
-                  f"{top['mean_score']:+.3f}, 95% CI [{top['ci_low']:+.3f}, "
+                  f"{top['mean_score']:+.3f}, 95% t-interval [{top['ci_low']:+.3f}, "
                   f"{top['ci_high']:+.3f}], {int(top['count'])} occurrences")
         if top["ci_low"] <= 0 <= top["ci_high"]:
             clause += "; the interval includes 0"
@@ -224,7 +221,7 @@ def plot_importance(table: pd.DataFrame, *, title: str, top_k: int = 10):
                                zip(part["label"], part["count"], strict=True)])
             ax.axvline(0, color="0.2", linewidth=0.8)
             ax.set_title(f"predicted {predicted}")
-            ax.set_xlabel("mean attribution (95% bootstrap CI)")
+            ax.set_xlabel("mean attribution (95% Student-t interval)")
         fig.suptitle(title)
     return fig
 
@@ -232,38 +229,39 @@ def plot_importance(table: pd.DataFrame, *, title: str, top_k: int = 10):
 # ------------------------------------------------------------------------ fairness
 
 
-def _verdict(p_value: float, low: float, high: float, n: int, *, unit: str,
-             threshold: float = NEGLIGIBLE) -> str:
-    """How to read one comparison: too few, not significant, negligible, or significant."""
-    if n < MIN_COUNT:
-        return f"too few {unit} (fewer than {MIN_COUNT}) to conclude"
-    if not math.isfinite(p_value) or p_value >= ALPHA:
-        return f"not significant at {ALPHA}"
-    if max(abs(low), abs(high)) < threshold:
-        return f"significant but negligible: the whole interval is within ±{threshold}"
-    return f"significant at {ALPHA}"
+_VERDICTS = {"change": "a change",
+             "negligible": "significant but negligible (mean |change| under {negligible})",
+             "not significant": "not significant"}
 
 
 def counterfactual_finding(part: str, axis: str, comparisons: pd.DataFrame, *, target: str,
-                           confidence: float = 0.95) -> str:
-    """How many groups differ from the reference after Holm's correction, and the group with
-    the largest mean change: its interval, test, adjusted p-value and verdict."""
-    p_column = "p_value_holm" if "p_value_holm" in comparisons else "p_value"
-    significant = int((comparisons[p_column] < ALPHA).sum())
+                           alpha: float, negligible: float, confidence: float = 0.95,
+                           baseline: pd.DataFrame | None = None) -> str:
+    """How many groups change the score against the reference (the probe's own ``verdict``:
+    Holm-adjusted p < ``alpha`` and mean |change| at least ``negligible``), the group with the
+    largest mean change with its interval, test, adjusted p-value and verdict, and the change
+    a neutral swap makes (``baseline``, when the probe measured one)."""
+    changes = int((comparisons["verdict"] == "change").sum())
     worst = comparisons.iloc[int(comparisons["mean_change"].abs().to_numpy().argmax())]
-    reference = worst["reference"]
     n = int(worst["n_pairs"])
-    adjusted = "Holm-adjusted " if p_column == "p_value_holm" else ""
-    verdict = _verdict(float(worst[p_column]), float(worst["change_ci_low"]),
-                       float(worst["change_ci_high"]), n, unit="pairs")
-    return (f"{part}: swapping {axis.replace('_', ' ')} terms in template sentences, "
-            f"{significant} of {len(comparisons)} groups differ from '{reference}' "
-            f"({adjusted}p < {ALPHA}). The largest mean change of the probability of "
-            f"'{target}' is for '{worst['group']}': {worst['mean_change']:+.3f} "
-            f"({round(confidence * 100)}% CI [{worst['change_ci_low']:+.3f}, "
-            f"{worst['change_ci_high']:+.3f}], {worst['test']} test over {n} pairs, "
-            f"{adjusted}p = {_p(worst[p_column])}): {verdict}; the predicted class flips for "
-            f"{_percent(float(worst['flip_rate']))} of those pairs.")
+    level = round(confidence * 100)
+    verdict = _VERDICTS.get(worst["verdict"], str(worst["verdict"])).format(negligible=negligible)
+    if n < MIN_COUNT:
+        verdict += f", on too few pairs (fewer than {MIN_COUNT}) to conclude"
+    sentence = (f"{part}: swapping {axis.replace('_', ' ')} terms in template sentences changes "
+                f"the probability of '{target}' for {changes} of {len(comparisons)} groups "
+                f"against '{worst['reference']}' (Holm-adjusted p < {alpha} and mean |change| "
+                f"at least {negligible}). The largest mean change is for '{worst['group']}': "
+                f"{worst['mean_change']:+.3f} ({level}% CI [{worst['change_ci_low']:+.3f}, "
+                f"{worst['change_ci_high']:+.3f}], {worst['test']} test over {n} pairs, "
+                f"Holm-adjusted p = {_p(worst['p_value_holm'])}): {verdict}; the predicted "
+                f"class flips for {_percent(float(worst['flip_rate']))} of those pairs.")
+    if baseline is not None and len(baseline):
+        row = baseline.iloc[0]
+        sentence += (f" A neutral swap ('{row['reference_term']}' to '{row['term']}') changes "
+                     f"it by {row['mean_change']:+.3f} ({level}% CI [{row['change_ci_low']:+.3f}"
+                     f", {row['change_ci_high']:+.3f}]).")
+    return sentence
 
 
 def seat_finding(part: str, table: pd.DataFrame) -> str:
