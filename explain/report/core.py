@@ -8,8 +8,9 @@ A saved report is a directory ``<parent>/<name>/``:
   ``explain.plotting.save_figure`` so the same figure gives the same bytes;
 * ``data/<item>.csv``: the tidy table behind every result and table of the report;
 * ``manifest.json``: versions, models (name, weights hash), datasets (rows, hash, licence),
-  seed, configuration, the analyses with their parameters, and (under ``"run"``) the creation
-  time and the seconds each stage took.
+  seed, configuration, the analyses with their parameters, the findings and cards with the
+  items whose ``data/`` tables they are computed from (``sources``), and (under ``"run"``) the
+  creation time and the seconds each stage took.
 
 The same inputs and seed give byte-identical files except the ``run`` block of the manifest and
 the one ``<time>`` element of the HTML (the creation time).
