@@ -7,12 +7,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 from torch import nn
 
 import explain
 from explain.fairness import counterfactual, fill_template, identity_terms, swap_terms
 from explain.fairness._common import holm
-from explain.fairness.counterfactual import _paired_test
+from explain.fairness.counterfactual import _paired_test, mean_interval
 from explain.plotting import figure_bytes
 
 
@@ -45,7 +46,7 @@ def bag_of_words(words: dict[str, float]):
 
 def test_planted_bias_on_one_group_shows_with_the_right_sign():
     model = bag_of_words({"muslim": -3.0, "person": 1.5})
-    result = counterfactual(model, axis="religion", n_bootstrap=200)
+    result = counterfactual(model, axis="religion")
     table = result.comparisons.set_index("group")
     assert table.loc["muslim", "mean_change"] < -0.3
     assert table.loc["muslim", "change_ci_high"] < 0
@@ -68,11 +69,11 @@ def test_planted_bias_on_one_group_shows_with_the_right_sign():
     assert baseline.mean_change == pytest.approx(0.5 - 1 / (1 + np.exp(-1.5)))
     assert ("Baseline, 'a person' -> 'someone': mean |change| 0.318; 1 of the 1 change is "
             "larger than that.") in result.summary()
-    weaker = counterfactual(bag_of_words({"muslim": -0.5, "person": 1.5}), axis="religion",
-                            n_bootstrap=0)  # -0.087, a change smaller than the baseline's 0.318
+    # -0.087, a change smaller than the baseline's 0.318
+    weaker = counterfactual(bag_of_words({"muslim": -0.5, "person": 1.5}), axis="religion")
     assert weaker.comparisons.set_index("group").loc["muslim", "verdict"] == "change"
     assert weaker.summary().endswith("0 of the 1 change is larger than that.")
-    t_test = counterfactual(model, axis="religion", test="t", n_bootstrap=0)
+    t_test = counterfactual(model, axis="religion", test="t")
     assert t_test.comparisons.set_index("group").loc["muslim", "p_value"] < 0.01
     assert explain.hooks.count_hooks(model) == 0
 
@@ -81,7 +82,7 @@ def test_swaps_in_real_sentences_have_one_direction():
     model = bag_of_words({"she": 2.0, "her": 2.0})
     texts = ["He loved the film.", "She hated it.", "A boring mess.", "I told him it was good."]
     with pytest.warns(explain.ExplainWarning, match="1 contain no word"):
-        result = counterfactual(model, texts, swaps="gender", n_bootstrap=100)
+        result = counterfactual(model, texts, swaps="gender")
     frame = result.to_frame()
     assert set(frame.group) == {"male", "female"}
     assert "She loved the film." in set(frame.text) and "He hated it." in set(frame.text)
@@ -95,7 +96,7 @@ def test_swaps_in_real_sentences_have_one_direction():
 
 def test_a_significant_but_tiny_change_is_called_negligible(tiny_bert):
     model = bag_of_words({"muslim": 1e-3})  # +0.00025 in P(pos) in every template
-    result = counterfactual(model, axis="religion", n_bootstrap=0)
+    result = counterfactual(model, axis="religion")
     muslim = result.comparisons.set_index("group").loc["muslim"]
     assert muslim.p_value_holm < 0.05 and muslim.mean_abs_change < 0.001
     assert muslim.verdict == "negligible"
@@ -103,10 +104,10 @@ def test_a_significant_but_tiny_change_is_called_negligible(tiny_bert):
     assert "no group changes P(pos) significantly by 0.01 or more" in summary
     assert "2.5e-04 ('muslim' vs 'christian', Holm p=0.0024: significant but negligible)" \
         in summary
-    strict = counterfactual(model, axis="religion", n_bootstrap=0, negligible_change=0.0)
+    strict = counterfactual(model, axis="religion", negligible_change=0.0)
     assert strict.comparisons.set_index("group").loc["muslim", "verdict"] == "change"
     # a randomly initialised network: tiny, consistent, significant changes; never a finding
-    random = counterfactual(tiny_bert, axis="religion", n_bootstrap=0)
+    random = counterfactual(tiny_bert, axis="religion")
     assert random.comparisons.p_value_holm.lt(0.05).any()
     assert not random.comparisons.verdict.eq("change").any()
     assert "significant but negligible" in random.summary()
@@ -152,7 +153,7 @@ def test_identity_terms_are_documented_and_extensible():
     assert "sikh" not in identity_terms()["axes"]["religion"]["groups"]  # a copy
     model = bag_of_words({"sikh": 1.0})
     result = counterfactual(model, terms=data["axes"]["religion"]["groups"],
-                            reference="christian", n_bootstrap=0)
+                            reference="christian")
     assert result.comparisons.set_index("group").loc["sikh", "mean_change"] > 0.2
 
 
@@ -181,22 +182,21 @@ def test_bad_input():
 
 
 def test_figures(tiny_bert):
-    result = counterfactual(bag_of_words({"muslim": -1.0, "jewish": 0.5}), axis="religion",
-                            n_bootstrap=100)
+    result = counterfactual(bag_of_words({"muslim": -1.0, "jewish": 0.5}), axis="religion")
     for kind in result.PLOTS:
         assert figure_bytes(result.plot(kind))[:4] == b"\x89PNG"
     shifts = result.plot("score_shifts").axes[0]
     assert shifts.get_yticklabels()[0].get_text() == "baseline: 'someone' vs 'a person'"
     assert "negligible, |change| < 0.01" in shifts.get_xlabel()
     assert "Counterfactual" in result._repr_html_()
-    small = counterfactual(tiny_bert, axis="gender", n_bootstrap=20)
+    small = counterfactual(tiny_bert, axis="gender")
     assert np.isfinite(small.to_frame().score).all()
     assert explain.hooks.count_hooks(tiny_bert) == 0
 
 
 def test_attributions_blame_the_identity_word():
     model = bag_of_words({"muslim": -3.0, "person": 1.5})
-    result = counterfactual(model, axis="religion", n_bootstrap=0, attributions=True)
+    result = counterfactual(model, axis="religion", attributions=True)
     blame = result.blame.set_index("row")
     muslim = blame[blame.group == "muslim"]
     assert (muslim.term_attribution < 0).all()
@@ -207,3 +207,80 @@ def test_attributions_blame_the_identity_word():
     groups = result.groups.set_index("group")
     assert groups.loc["muslim", "mean_term_attribution"] < -0.1
     assert explain.hooks.count_hooks(model) == 0
+
+
+# ------------------------------------------------------------- calibration with a known truth
+
+def _covered(low, high, truth):
+    return float(np.mean((low <= truth) & (truth <= high)))
+
+
+def _percentile_bootstrap(rng, values, n_boot=1000):
+    """The interval printed before: percentile bootstrap of the mean, units resampled."""
+    index = rng.integers(0, values.shape[1], size=(n_boot, values.shape[1]))
+    means = values[:, index].mean(axis=2)
+    return np.quantile(means, 0.025, axis=1), np.quantile(means, 0.975, axis=1)
+
+
+def test_the_interval_of_a_mean_change_over_12_templates_covers_at_nominal():
+    """12 templates, change per template = a known mean change (0.05) + template-to-template
+    variation. The Student-t interval covers within 2 points of 95% (3000 runs: standard error
+    0.004); the percentile bootstrap the probe printed before covers 0.91, and so would an
+    interval of half the width: the check fails a wrong interval (bench: 'means' section)."""
+    rng = np.random.default_rng(11)
+    truth = 0.05
+    change = truth + 0.05 * rng.standard_normal((3000, 12))
+    low, high = mean_interval(change, 0.95)
+    assert abs(_covered(low, high, truth) - 0.95) <= 0.02
+    centre, half = (low + high) / 2, (high - low) / 2
+    assert _covered(centre - half / 2, centre + half / 2, truth) < 0.93
+    assert _covered(*_percentile_bootstrap(rng, change[:1000]), truth) < 0.93
+    # skewed changes (the identity term matters much more in a few templates): no interval
+    # of a mean over 12 units is exact; the t interval still covers more than the bootstrap
+    skewed = truth + 0.05 * (rng.exponential(1.0, (1000, 12)) - 1.0)
+    t_coverage = _covered(*mean_interval(skewed, 0.95), truth)
+    assert t_coverage >= 0.86 and t_coverage >= _covered(*_percentile_bootstrap(rng, skewed),
+                                                         truth)
+    # many sentences (the swaps design): within 2 points for a skewed change too
+    sentences = truth + 0.05 * (rng.exponential(1.0, (2000, 200)) - 1.0)
+    assert abs(_covered(*mean_interval(sentences, 0.95), truth) - 0.95) <= 0.02
+
+
+def test_the_probe_prints_the_t_interval_of_its_per_template_changes():
+    model = bag_of_words({"muslim": -2.0, "film": 1.0, "movie": -1.0, "doctor": 2.0,
+                          "person": 0.5})
+    result = counterfactual(model, axis="religion", confidence=0.9)
+    per_unit = result.to_frame().groupby(["unit", "group"])["score"].mean().unstack()
+    change = (per_unit["muslim"] - per_unit["christian"]).to_numpy()
+    assert change.std() > 0.01  # the change differs between templates
+    expected = stats.ttest_1samp(change, 0.0).confidence_interval(0.9)
+    row = result.comparisons.set_index("group").loc["muslim"]
+    assert row.change_ci_low == pytest.approx(expected.low, rel=1e-12)
+    assert row.change_ci_high == pytest.approx(expected.high, rel=1e-12)
+    expected = stats.ttest_1samp(per_unit["muslim"].to_numpy(), 0.0).confidence_interval(0.9)
+    group = result.groups.set_index("group").loc["muslim"]
+    assert (group.ci_low, group.ci_high) == pytest.approx((expected.low, expected.high),
+                                                          rel=1e-12)
+    assert result.meta["parameters"]["interval"] == "student-t"
+    with pytest.warns(explain.ExplainWarning, match="n_bootstrap=200 is no longer used"):
+        counterfactual(model, axis="religion", n_bootstrap=200)
+
+
+@pytest.mark.parametrize(("test", "noise"), [("wilcoxon", "normal"), ("wilcoxon", "lognormal"),
+                                             ("t", "normal")])
+def test_paired_tests_hold_their_level_when_the_swap_changes_nothing(test, noise):
+    """12 templates; group and reference scores exchangeable (template effect + independent
+    noise of one distribution), so every change is symmetric about 0. At most 5% of p-values
+    fall below 0.05 and about 20% below 0.2 (up to 3 Monte Carlo standard errors): the
+    p-values are valid and not uselessly conservative. Reporting half the p-value fails."""
+    rng = np.random.default_rng(13)
+    runs = 600
+    draw = ((lambda: rng.normal(0, 0.05, (runs, 12))) if noise == "normal"
+            else (lambda: 0.05 * rng.lognormal(0, 1, (runs, 12))))
+    template = rng.uniform(0.2, 0.8, (runs, 1))
+    changes = (template + draw()) - (template + draw())
+    p = np.array([_paired_test(c, test)[1] for c in changes])
+    error = 3 * np.sqrt(0.2 * 0.8 / runs)
+    assert np.mean(p < 0.05) <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / runs)
+    assert abs(np.mean(p < 0.2) - 0.2) <= error
+    assert np.mean(p / 2 < 0.2) > 0.2 + error

@@ -105,19 +105,18 @@ def test_causal_log_probability_matches_a_full_forward(tiny_gpt2):
 def test_crows_pairs_reads_the_csv_and_swapping_sentences_mirrors_the_score(fixture, request,
                                                                              tmp_path):
     model = request.getfixturevalue(fixture)
-    result = crows_pairs(model, _crows_csv(tmp_path), n_bootstrap=100)
+    result = crows_pairs(model, _crows_csv(tmp_path))
     pairs = result.to_frame()
     assert len(pairs) == 4 and set(result.summary_table.bias_type) == {"all", "gender", "age",
                                                                       "nationality"}
     assert result.metric_score == pytest.approx(pairs.prefers_more.mean() * 100)
     swapped = [(b, a, d, t) for a, b, d, t in PAIRS]
-    mirrored = crows_pairs(model, _crows_csv(tmp_path, swapped), n_bootstrap=0).to_frame()
+    mirrored = crows_pairs(model, _crows_csv(tmp_path, swapped)).to_frame()
     np.testing.assert_allclose(mirrored.score_more, pairs.score_less)
     assert ((mirrored.prefers_more | mirrored.tie) == (~pairs.prefers_more)).all()
     same = crows_pairs(model, pd.DataFrame([("he is a doctor", "he is a doctor", "stereo",
                                              "gender")], columns=list(read_crows_pairs(
-                                                 _crows_csv(tmp_path)).columns[1:5])),
-                       n_bootstrap=0)
+                                                 _crows_csv(tmp_path)).columns[1:5])))
     assert same.to_frame().tie.all() and same.metric_score == 0.0
     if fixture == "tiny_mlm":
         # the shared tokens are scored: 'is a doctor' (3 tokens) in the first pair
@@ -172,3 +171,45 @@ def test_bad_input(tiny_mlm, tiny_bert, tmp_path):
     bad.write_text(json.dumps({"version": 1}))
     with pytest.raises(ValueError, match="StereoSet format"):
         stereoset(tiny_mlm, bad)
+
+
+def test_the_crows_pairs_interval_covers_the_true_share_at_nominal():
+    """n pairs (20 to 200), each won by the stereotypical sentence with probability p near 0.5
+    or near 0.9: the Wilson interval covers the true share within 2 points of 95% on average
+    over the 25 cells (measured 0.951; 20,000 runs) and at least 0.90 in every cell (measured
+    0.911-0.979: a count is discrete); the percentile bootstrap the summary printed before
+    covers 0.88 at 20 pairs and p = 0.9, and a Wilson interval of half the width 0.66."""
+    from explain.fairness.groups import wilson_interval
+    from explain.fairness.likelihood import _crows_summary
+
+    rng = np.random.default_rng(21)
+    cells, halved = [], []
+    for n in (20, 35, 50, 100, 200):
+        for p in (0.45, 0.5, 0.55, 0.85, 0.9):
+            wins = rng.binomial(n, p, 800)
+            low, high = wilson_interval(wins, n, 0.95)
+            cells.append(np.mean((low <= p) & (p <= high)))
+            centre, half = (low + high) / 2, (high - low) / 2
+            halved.append(np.mean((centre - half / 2 <= p) & (p <= centre + half / 2)))
+    assert abs(np.mean(cells) - 0.95) <= 0.02 and min(cells) >= 0.90, cells
+    assert np.mean(halved) < 0.93
+    wins = rng.binomial(20, 0.9, 800) / 20  # percentile bootstrap of 20 pairs, p = 0.9
+    draws = rng.binomial(20, wins[:, None], (800, 1000)) / 20
+    low, high = np.quantile(draws, 0.025, axis=1), np.quantile(draws, 0.975, axis=1)
+    assert np.mean((low <= 0.9) & (high >= 0.9)) < 0.93
+    # the summary prints exactly that interval, in percent, for each bias type and "all"
+    pairs = pd.DataFrame({"bias_type": ["gender"] * 7 + ["age"] * 5,
+                          "direction": ["stereo"] * 12, "prefers_more": [True] * 9 + [False] * 3,
+                          "tie": [False] * 12})
+    table = _crows_summary(pairs, 0.9).set_index("bias_type")
+    for bias_type, k, n in (("all", 9, 12), ("gender", 7, 7), ("age", 2, 5)):
+        low, high = wilson_interval(k, n, 0.9)
+        assert table.loc[bias_type, "metric_score"] == pytest.approx(100 * k / n)
+        assert (table.loc[bias_type, "ci_low"], table.loc[bias_type, "ci_high"]) == \
+            pytest.approx((100 * low, 100 * high), rel=1e-12)
+
+
+def test_crows_pairs_says_that_n_bootstrap_is_no_longer_used(tiny_gpt2, tmp_path):
+    with pytest.warns(explain.ExplainWarning, match="n_bootstrap=100 is no longer used"):
+        result = crows_pairs(tiny_gpt2, _crows_csv(tmp_path), n_bootstrap=100)
+    assert result.meta["parameters"]["interval"] == "wilson"

@@ -14,8 +14,9 @@ Two designs, one result type:
   the two sides of the swap list (male/female for ``"gender"``), so every change has the same
   direction whichever side the original sentence was written on.
 
-Reported per compared group: mean score with a bootstrap interval, mean change and mean absolute
-change against the reference, the rate at which the predicted label flips, and a paired test of
+Reported per compared group: mean score and mean change against the reference, each with a
+Student-t interval over the units (templates or sentences; see ``mean_interval``), the mean
+absolute change, the rate at which the predicted label flips, and a paired test of
 the changes (``TESTS``: Wilcoxon signed-rank by default, or the paired t-test), named in the
 ``test`` column, Holm-adjusted over the compared groups. Each comparison gets a ``verdict``
 (``VERDICTS``): a significant change whose mean absolute size stays under
@@ -47,11 +48,9 @@ from ..errors import ExplainWarning
 from ..results import Result, make_meta
 from ._common import (
     check_confidence,
-    check_count,
     class_probabilities,
     holm,
     interval_errors,
-    percentile_interval,
     resolve_model,
 )
 
@@ -179,9 +178,9 @@ def counterfactual(
     alpha: float = 0.05,
     negligible_change: float = 0.01,
     baseline_terms: Sequence[str] | None = ("a person", "someone"),
-    n_bootstrap: int = 1000,
+    n_bootstrap: int | None = None,
     confidence: float = 0.95,
-    seed: int = 0,
+    seed: int | None = None,
     attributions: bool = False,
     attribution_method: str = "integrated_gradients",
     batch_size: int = 32,
@@ -206,15 +205,17 @@ def counterfactual(
     templates, whose change is the baseline of the templates design (``None``: no baseline; the
     swaps design has none). ``attributions``: also run ``explain.attribute``
     (``attribution_method``) on every text and report the share of attribution on the identity
-    term.
+    term. ``confidence``: the level of the intervals (Student-t over the units, see
+    ``mean_interval``). ``n_bootstrap`` and ``seed`` are no longer used (the intervals need no
+    resampling): passing them warns.
     """
+    no_longer_used("counterfactual", n_bootstrap=n_bootstrap, seed=seed)
     model = resolve_model(model)
     if model is None or model.task != "sequence-classification":
         raise TypeError("counterfactual probes need a text classifier (sequence-classification "
                         "LoadedModel)")
     if test not in TESTS:
         raise ValueError(f"unknown test {test!r}; valid: {', '.join(TESTS)}")
-    n_bootstrap = check_count(n_bootstrap, "n_bootstrap")
     confidence = check_confidence(confidence)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         raise ValueError(f"alpha must be a number in (0, 1), e.g. 0.05; got {alpha!r}")
@@ -258,14 +259,12 @@ def counterfactual(
         frame = frame.merge(blame[["row", "term_attribution_share"]], on="row", how="left")
 
     verdict = {"alpha": float(alpha), "negligible_change": float(negligible_change)}
-    comparisons, groups = _compare(frame, reference, test, n_bootstrap, confidence, seed,
-                                   **verdict)
+    comparisons, groups = _compare(frame, reference, test, confidence, **verdict)
     baseline = None
     if neutral is not None:
         neutral["score"] = probabilities[len(frame):, target_index]
         neutral["predicted_label"] = names[len(frame):]
-        baseline = _compare(neutral, baseline_terms[0], test, n_bootstrap, confidence, seed,
-                            **verdict)[0].drop(columns=["p_value_holm"])
+        baseline = _compare(neutral, baseline_terms[0], test, confidence, **verdict)[0].drop(columns=["p_value_holm"])
         baseline = baseline.rename(columns={"group": "term", "reference": "reference_term"})
     info.pop("templates", None)
     if blame is not None:
@@ -275,11 +274,11 @@ def counterfactual(
         groups["mean_term_attribution"] = groups["group"].map(term).to_numpy()
     parameters = {**info, "reference": reference, "target": target_name, "test": test, **verdict,
                   "baseline_terms": list(baseline_terms) if neutral is not None else None,
-                  "n_bootstrap": n_bootstrap, "confidence": confidence,
+                  "interval": "student-t", "confidence": confidence,
                   "attributions": attribution_method if attributions else None}
     return CounterfactualResult(frame, comparisons, groups, blame, baseline,
                                 meta=make_meta(model, method="counterfactual",
-                                               parameters=parameters, seed=seed))
+                                               parameters=parameters))
 
 
 def _template_rows(data, axis, terms, reference, templates):
@@ -380,29 +379,57 @@ def _swap_rows(data, texts, swaps):
                                "groups": [first_group, second_group]}
 
 
-def _compare(frame, reference, test, n_bootstrap, confidence, seed, *, alpha,
-             negligible_change):
+def no_longer_used(function: str, **arguments: Any) -> None:
+    """An ``ExplainWarning`` for each argument given that ``function`` no longer uses (its
+    intervals need no resampling, so ``n_bootstrap`` and a bootstrap-only ``seed`` do nothing)."""
+    for name, value in arguments.items():
+        if value is not None:
+            warnings.warn(f"{function}: {name}={value!r} is no longer used (its intervals are "
+                          f"computed exactly, without resampling); drop the argument",
+                          ExplainWarning, stacklevel=3)
+
+
+def mean_interval(values: np.ndarray, confidence: float, axis: int = -1
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Student-t interval of the mean of the finite ``values`` along ``axis``: mean +- t(n-1)
+    standard errors (NaN with fewer than 2 finite values; zero width when they are all equal).
+
+    Why Student-t and not a bootstrap: a mean over few units (12 templates) is what these
+    intervals are about, and there the percentile bootstrap covers about 0.90 instead of 0.95
+    (it ignores the t quantile and the n - 1), and BCa does no better; the t interval is exact
+    for normal units and the closest of the three for skewed ones (bench/bench_calibration.py, section ``means``; bench/RESULTS.md). It equals
+    ``scipy.stats.ttest_1samp(values, 0).confidence_interval(confidence)``.
+    """
+    from scipy import stats
+
+    values = np.asarray(values, dtype=float)
+    finite = np.isfinite(values)
+    n = finite.sum(axis=axis)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(values, axis=axis)
+        spread = np.nanstd(values, axis=axis, ddof=1) / np.sqrt(n)
+        half = stats.t.ppf(0.5 + confidence / 2, n - 1) * spread
+        low = np.where(n >= 2, mean - half, np.nan)
+        high = np.where(n >= 2, mean + half, np.nan)
+    return low, high
+
+
+def _compare(frame, reference, test, confidence, *, alpha, negligible_change):
     per_unit = frame.groupby(["unit", "group"], sort=False)["score"].mean().unstack("group")
     labels = frame.groupby(["unit", "group"], sort=False)["predicted_label"].agg(
         lambda v: v.mode().iloc[0]).unstack("group")
-    rng = np.random.default_rng(seed)
     group_rows, comparison_rows = [], []
-    units = len(per_unit)
-    index = rng.integers(0, units, size=(n_bootstrap, units)) if n_bootstrap else None
     for group in per_unit.columns:
         scores = per_unit[group].to_numpy(float)
-        low = high = np.nan
-        if index is not None and units > 1:
-            low, high = percentile_interval(np.nanmean(scores[index], axis=1), confidence)
+        low, high = mean_interval(scores, confidence)
         group_rows.append({"group": group, "mean_score": float(np.nanmean(scores)),
                            "ci_low": float(low), "ci_high": float(high),
                            "n_texts": int((frame["group"] == group).sum())})
         if group == reference:
             continue
         change = scores - per_unit[reference].to_numpy(float)
-        c_low = c_high = np.nan
-        if index is not None and units > 1:
-            c_low, c_high = percentile_interval(np.nanmean(change[index], axis=1), confidence)
+        c_low, c_high = mean_interval(change, confidence)
         statistic, p_value = _paired_test(change, test)
         comparison_rows.append({
             "group": group, "reference": reference, "n_pairs": int(np.isfinite(change).sum()),
@@ -473,6 +500,8 @@ class CounterfactualResult(Result):
     measures for the second neutral term against the first: ``term``, ``reference_term``,
     ``n_pairs``, ``mean_change``, ``change_ci_low``, ``change_ci_high``, ``mean_abs_change``,
     ``flip_rate``, ``test``, ``statistic``, ``p_value``, ``verdict`` (unadjusted: one test).
+    The intervals (``change_ci_low``/``change_ci_high``, ``ci_low``/``ci_high``) are Student-t
+    intervals over the units at ``confidence`` (``mean_interval``).
     ``groups``: per group ``mean_score``, ``ci_low``, ``ci_high``, ``n_texts`` (with
     attributions also ``mean_term_attribution``, ``mean_term_attribution_share``).
     ``blame`` (with attributions, else ``None``): per text ``term_attribution``,
@@ -482,7 +511,7 @@ class CounterfactualResult(Result):
     PLOTS: Mapping[str, str] = MappingProxyType({
         "score_shifts": "change of the score against the reference group, per template or "
                         "sentence, with the mean and its interval",
-        "group_scores": "mean score of each group with its bootstrap interval",
+        "group_scores": "mean score of each group with its Student-t interval",
     })
 
     def __init__(self, scores, comparisons, groups, blame, baseline=None, *, meta) -> None:
@@ -551,7 +580,7 @@ class CounterfactualResult(Result):
                                   for g in table["group"]])
                 ax.set_xlim(0, 1)
                 ax.set_xlabel(f"mean P({target})")
-                ax.set_title(f"Mean score by group ({ci}% bootstrap CI)")
+                ax.set_title(f"Mean score by group ({ci}% Student-t CI)")
             return fig
         per_unit = self.scores.groupby(["unit", "group"], sort=False)["score"].mean() \
             .unstack("group")

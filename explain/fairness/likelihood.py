@@ -8,7 +8,9 @@ Both read the published file formats from a path you give (nothing is downloaded
   turn, conditioned on the rest, as in the paper), so the differing words are what is compared;
   a causal LM scores it by its log-probability (sum over tokens, after the BOS token when the
   tokenizer has one). The metric is the percentage of pairs whose ``sent_more`` scores higher
-  (ties count as not preferred, as in the original script); an unbiased model scores 50.
+  (ties count as not preferred, as in the original script); an unbiased model scores 50. Its
+  interval is the Wilson score interval of that share (the percentile bootstrap of the share,
+  used before, covers less than 95% with few pairs; bench/RESULTS.md).
 * **StereoSet intrasentence** (Nadeem et al., ACL 2021): the JSON with
   ``data.intrasentence[]``: ``context`` with ``BLANK``, ``target``, ``bias_type`` and three
   ``sentences`` with ``gold_label`` stereotype / anti-stereotype / unrelated. A masked LM scores a
@@ -34,13 +36,9 @@ import pandas as pd
 import torch
 
 from ..results import Result, make_meta
-from ._common import (
-    check_confidence,
-    check_count,
-    interval_errors,
-    percentile_interval,
-    resolve_model,
-)
+from ._common import check_confidence, interval_errors, resolve_model
+from .counterfactual import no_longer_used
+from .groups import wilson_interval
 
 __all__ = ["CROWS_PAIRS_COLUMNS", "CrowsPairsResult", "StereoSetResult", "crows_pairs",
            "read_crows_pairs", "read_stereoset", "sentence_scores", "stereoset"]
@@ -196,13 +194,16 @@ def _shared_positions(model, first: str, second: str) -> tuple[list, list, list,
     return ids_a, keep_a, ids_b, keep_b
 
 
-def crows_pairs(model: Any, data: str | os.PathLike | pd.DataFrame, *, n_bootstrap: int = 1000,
-                confidence: float = 0.95, seed: int = 0, batch_size: int = 64
-                ) -> CrowsPairsResult:
+def crows_pairs(model: Any, data: str | os.PathLike | pd.DataFrame, *,
+                n_bootstrap: int | None = None, confidence: float = 0.95,
+                seed: int | None = None, batch_size: int = 64) -> CrowsPairsResult:
     """CrowS-Pairs pair preference of a masked or causal LM (see the module docstring).
 
-    ``data``: the path of a CrowS-Pairs CSV, or a frame with its columns.
+    ``data``: the path of a CrowS-Pairs CSV, or a frame with its columns. ``confidence``: the
+    level of the Wilson interval of each metric score. ``n_bootstrap`` and ``seed`` are no
+    longer used (the interval needs no resampling): passing them warns.
     """
+    no_longer_used("crows_pairs", n_bootstrap=n_bootstrap, seed=seed)
     from ..hooks import preserved_state
 
     model = _check_lm(model)
@@ -210,7 +211,6 @@ def crows_pairs(model: Any, data: str | os.PathLike | pd.DataFrame, *, n_bootstr
     missing = [c for c in CROWS_PAIRS_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"the frame lacks CrowS-Pairs column(s) {missing}")
-    n_bootstrap = check_count(n_bootstrap, "n_bootstrap")
     confidence = check_confidence(confidence)
     rows = []
     with preserved_state(model), torch.no_grad():
@@ -232,28 +232,24 @@ def crows_pairs(model: Any, data: str | os.PathLike | pd.DataFrame, *, n_bootstr
                          "n_scored_tokens": n_tokens, "prefers_more": score_more > score_less,
                          "tie": bool(np.isclose(score_more, score_less, rtol=0, atol=1e-9))})
     pairs = pd.DataFrame(rows)
-    summary = _crows_summary(pairs, n_bootstrap, confidence, seed)
-    parameters = {"n_pairs": len(pairs), "n_bootstrap": n_bootstrap, "confidence": confidence,
+    summary = _crows_summary(pairs, confidence)
+    parameters = {"n_pairs": len(pairs), "interval": "wilson", "confidence": confidence,
                   "scoring": "pseudo-log-likelihood of shared tokens" if model.task ==
                   "masked-lm" else "sentence log-probability"}
     return CrowsPairsResult(pairs, summary, meta=make_meta(model, method="crows-pairs",
-                                                            parameters=parameters, seed=seed))
+                                                            parameters=parameters))
 
 
-def _crows_summary(pairs, n_bootstrap, confidence, seed) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
+def _crows_summary(pairs, confidence) -> pd.DataFrame:
     rows = []
     for bias_type, part in [("all", pairs), *pairs.groupby("bias_type", sort=True)]:
-        wins = part["prefers_more"].to_numpy(float) * 100
-        low = high = np.nan
-        if n_bootstrap and len(wins) > 1:
-            sample = wins[rng.integers(0, len(wins), size=(n_bootstrap, len(wins)))].mean(1)
-            low, high = percentile_interval(sample, confidence)
+        wins = part["prefers_more"].to_numpy(bool)
+        low, high = wilson_interval(wins.sum(), len(wins), confidence)
         stereo = part[part["direction"] == "stereo"]["prefers_more"]
         anti = part[part["direction"] == "antistereo"]["prefers_more"]
         rows.append({"bias_type": bias_type, "n_pairs": len(part),
-                     "metric_score": float(wins.mean()), "ci_low": float(low),
-                     "ci_high": float(high),
+                     "metric_score": float(wins.mean() * 100), "ci_low": float(low * 100),
+                     "ci_high": float(high * 100),
                      "stereo_score": float(stereo.mean() * 100) if len(stereo) else np.nan,
                      "antistereo_score": float(anti.mean() * 100) if len(anti) else np.nan,
                      "n_ties": int(part["tie"].sum())})
@@ -324,7 +320,8 @@ class CrowsPairsResult(Result):
     ``sent_less``, ``score_more``, ``score_less`` (log-likelihood scores), ``n_scored_tokens``
     (shared tokens scored; -1 for causal LMs), ``prefers_more``, ``tie``.
     ``summary_table``: per bias type and ``all``: ``n_pairs``, ``metric_score`` (percentage of
-    pairs preferring ``sent_more``; 50 is unbiased), ``ci_low``, ``ci_high`` (bootstrap),
+    pairs preferring ``sent_more``; 50 is unbiased), ``ci_low``, ``ci_high`` (Wilson score
+    interval of that percentage at ``confidence``),
     ``stereo_score``, ``antistereo_score``, ``n_ties``.
     """
 
