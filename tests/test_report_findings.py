@@ -245,6 +245,17 @@ def test_counterfactual_finding_calls_a_significant_tiny_change_negligible():
     large = findings.counterfactual_finding(
         "S", "gender", _comparisons(-0.12, -0.15, -0.09, 0.0005, "change"), **options)
     assert "for 1 of 2 groups" in large and "p = 0.001): a change;" in large
+    # a neutral swap as large as the identity swap: the change is no evidence of an identity
+    # effect, and the finding says so
+    neutral = baseline.assign(mean_change=-0.2, change_ci_low=-0.3, change_ci_high=-0.1)
+    assert findings.counterfactual_finding(
+        "S", "gender", _comparisons(-0.12, -0.15, -0.09, 0.0005, "change"), baseline=neutral,
+        **options).endswith("changes it by -0.200 (95% CI [-0.300, -0.100]): 0 of the 1 changes "
+                            "are larger than that; the others are no larger than swapping "
+                            "neutral words.")
+    assert findings.counterfactual_finding(
+        "S", "gender", _comparisons(-0.12, -0.15, -0.09, 0.0005, "change"), baseline=baseline,
+        **options).endswith(": 1 of the 1 changes are larger than that.")
     none = findings.counterfactual_finding(
         "S", "gender", _comparisons(-0.12, -0.3, 0.05, 0.2, "not significant"), **options)
     assert ": not significant;" in none and "for 0 of 2 groups" in none

@@ -258,9 +258,17 @@ def counterfactual_finding(part: str, axis: str, comparisons: pd.DataFrame, *, t
                 f"class flips for {_percent(float(worst['flip_rate']))} of those pairs.")
     if baseline is not None and len(baseline):
         row = baseline.iloc[0]
+        size = abs(float(row["mean_change"]))
+        found = comparisons[comparisons["verdict"] == "change"]
+        beyond = int((found["mean_change"].abs() > size).sum())
         sentence += (f" A neutral swap ('{row['reference_term']}' to '{row['term']}') changes "
                      f"it by {row['mean_change']:+.3f} ({level}% CI [{row['change_ci_low']:+.3f}"
-                     f", {row['change_ci_high']:+.3f}]).")
+                     f", {row['change_ci_high']:+.3f}])")
+        if len(found):
+            sentence += (f": {beyond} of the {len(found)} changes are larger than that"
+                         + ("; the others are no larger than swapping neutral words" if
+                            beyond < len(found) else ""))
+        sentence += "."
     return sentence
 
 
