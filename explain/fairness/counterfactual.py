@@ -18,13 +18,18 @@ Reported per compared group: mean score and mean change against the reference, e
 Student-t interval over the units (templates or sentences; see ``mean_interval``), the mean
 absolute change, the rate at which the predicted label flips, and a paired test of
 the changes (``TESTS``: Wilcoxon signed-rank by default, or the paired t-test), named in the
-``test`` column, Holm-adjusted over the compared groups. Each comparison gets a ``verdict``
-(``VERDICTS``): a significant change whose mean absolute size stays under
-``negligible_change`` (default 0.01, one percentage point of the target probability) is called
-negligible, never a finding. The templates design also measures its **baseline**: the same
-templates with one neutral term changed for another (``baseline_terms``, default
-``"a person"`` -> ``"someone"``), the change a word swap causes when no identity changes
-(``result.baseline``). With ``attributions=True`` the probe also asks ``explain.attribute`` which
+``test`` column, Holm-adjusted over the compared groups. The tests' null is that the identity
+change does nothing (group and reference scores exchangeable, so each change is symmetric about
+0): there both hold their level (measured false-positive rates 0.023-0.054 at p < 0.05, 6 to 50
+units). A change that is skewed but has mean 0 is not that null, and both flag it more often
+(Wilcoxon, which sees the asymmetry, increasingly so with more units), so a significant test
+with an interval of the mean change that contains 0 is possible (bench/RESULTS.md). Each
+comparison gets a ``verdict`` (``VERDICTS``): a significant change whose mean absolute size
+stays under ``negligible_change`` (default 0.01, one percentage point of the target
+probability) is called negligible, never a finding. The templates design also measures its
+**baseline**: the same templates with one neutral term changed for another
+(``baseline_terms``, default ``"a person"`` -> ``"someone"``), the change a word swap causes
+when no identity changes (``result.baseline``). With ``attributions=True`` the probe also asks ``explain.attribute`` which
 words the model blames, and reports the share of each text's attribution that falls on the
 identity term (``result.blame``).
 """
