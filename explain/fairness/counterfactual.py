@@ -29,9 +29,9 @@ stays under ``negligible_change`` (default 0.01, one percentage point of the tar
 probability) is called negligible, never a finding. The templates design also measures its
 **baseline**: the same templates with one neutral term changed for another
 (``baseline_terms``, default ``"a person"`` -> ``"someone"``), the change a word swap causes
-when no identity changes (``result.baseline``). With ``attributions=True`` the probe also asks ``explain.attribute`` which
-words the model blames, and reports the share of each text's attribution that falls on the
-identity term (``result.blame``).
+when no identity changes (``result.baseline``). With ``attributions=True`` the probe also asks
+``explain.attribute`` which words the model blames, and reports the share of each text's
+attribution that falls on the identity term (``result.blame``).
 """
 
 from __future__ import annotations
