@@ -75,8 +75,9 @@ def test_the_interval_of_a_group_mean_share_covers_at_nominal():
     """Shares in [0, 1] drawn from Beta distributions with a known mean, groups of 10 to 200
     rows: the Student-t interval (clipped to [0, 1]) covers within 2 points of 95% for shares
     spread over [0, 1] (bench: 0.930-0.949 from 10 rows); for shares piled near 0 it needs
-    about 100 rows (bench: 0.84 at 10 rows, 0.90 at 20, 0.92-0.94 at 50). The percentile bootstrap printed
-    before covers 0.89 at 10 rows, and the t interval of half the width fails the check."""
+    about 100 rows (bench: 0.84 at 10 rows, 0.90 at 20, 0.92-0.94 at 50). The percentile
+    bootstrap printed before covers 0.89 at 10 rows, and the t interval of half the width fails
+    the check."""
     from explain.fairness.counterfactual import mean_interval
 
     rng = np.random.default_rng(31)
