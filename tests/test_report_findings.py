@@ -315,7 +315,7 @@ def test_audit_finding_quotes_test_holm_p_interval_and_negligible():
     assert text == (
         "M, by race (3 groups; under the minimum size: C (4) rows): a disparity in 1 of 3 "
         "measures (permutation test, Holm-adjusted p < 0.05, difference at least 0.02): "
-        "demographic parity 0.350 (p = 0.0003; B minus A selection rate +0.350, 95% CI "
+        "demographic parity 0.350 (B vs A, p = 0.0003; B minus A selection rate +0.350, 95% CI "
         "[+0.300, +0.400]). Significant but negligible (under 0.02): accuracy parity 0.012 "
         "(p = 0.002). No evidence of a disparity: equal opportunity 0.050 (p = 0.2).")
 

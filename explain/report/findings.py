@@ -379,6 +379,8 @@ def _disparity_sentence(who: str, feature: str, rows: pd.DataFrame, contrasts: p
             continue
         text = f"{name} {row.difference:.3f} (p = {_p(row.p_value_holm)}"
         if row.conclusion == "disparity":
+            text = (f"{name} {row.difference:.3f} ({row.high_group} vs {row.low_group}, "
+                    f"p = {_p(row.p_value_holm)}")
             contrast = _largest_contrast(contrasts, row.measure, row.class_label)
             if contrast is not None:
                 text += (f"; {contrast['group']}"
