@@ -27,7 +27,8 @@ __all__ = ["ALPHA", "MIN_COUNT", "NEGLIGIBLE_EFFECT_SIZE", "audit_findings",
            "plot_importance", "probe_verdict", "scorecard_card", "scorecard_finding",
            "seat_finding", "whitespace_words", "word_importance"]
 
-#: Significance level of every test a finding reads.
+#: Significance level of the SEAT finding (the audit's and the counterfactual probe's findings
+#: quote the ``alpha`` those analyses used).
 ALPHA = 0.05
 #: A finding about a word, a feature or a comparison needs at least this many occurrences
 #: (or pairs): a mean of three scores says little about the word.
