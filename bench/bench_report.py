@@ -80,7 +80,7 @@ def build(n_examples: int, tiny: bool):
     report.add(explanations[["input_id", "input", "predicted_label", "summary"]],
                section="attributions", title="Summaries", max_rows=n_examples)
     report.add(attributions, section="attributions", title="Global importance", plots="global",
-               data=attributions.global_importance(seed=0, n_bootstrap=200))
+               data=attributions.global_importance())
     return report, analyses_seconds
 
 

@@ -421,12 +421,12 @@ def test_rank_agreement_identical_methods(one_feature):
 def test_global_importance_counts_and_intervals(one_word):
     texts = GOOD_TEXTS * 3
     result = attribute(one_word, texts, n_steps=8)
-    table = result.global_importance(n_bootstrap=200, seed=0)
+    table = result.global_importance()
     good = table[(table.label == "good") & (table.predicted_label == "pos")].iloc[0]
     assert good["count"] == 12
     assert good.ci_low <= good.mean_score <= good.ci_high
     assert table.iloc[0].label == "good"
-    again = result.global_importance(n_bootstrap=200, seed=0)
+    again = result.global_importance()
     pd.testing.assert_frame_equal(table, again)
 
 
@@ -762,8 +762,8 @@ def test_options_of_another_method_or_modality_are_refused(tiny_bert, tiny_mlp):
     with pytest.raises(ValueError, match="max_length=.*applies to text models; this is a "
                                          "tabular model"):
         attribute(tiny_mlp, x, max_length=8)
-    with pytest.raises(ValueError, match="n_bootstrap must be a positive integer"):
-        attribute(tiny_mlp, x, n_steps=4).global_importance(n_bootstrap=0)
+    with pytest.raises(ValueError, match="min_count must be a positive integer"):
+        attribute(tiny_mlp, x, n_steps=4).global_importance(min_count=0)
 
 
 def test_surrogate_fit_quality_needs_more_samples_than_features(one_feature):

@@ -252,7 +252,5 @@ def test_global_importance_prints_scipys_t_interval(tiny_mlp):
     assert row.mean_score == pytest.approx(values.mean(), abs=tolerance)
     assert (row.ci_low, row.ci_high) == pytest.approx((expected.low, expected.high),
                                                       abs=tolerance)
-    with pytest.warns(explain.ExplainWarning, match="n_bootstrap=200 is no longer used"):
-        result.global_importance(n_bootstrap=200)
     with pytest.raises(ValueError, match="confidence must be a number in"):
         result.global_importance(confidence=95)

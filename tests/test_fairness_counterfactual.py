@@ -262,8 +262,6 @@ def test_the_probe_prints_the_t_interval_of_its_per_template_changes():
     assert (group.ci_low, group.ci_high) == pytest.approx((expected.low, expected.high),
                                                           rel=1e-12)
     assert result.meta["parameters"]["interval"] == "student-t"
-    with pytest.warns(explain.ExplainWarning, match="n_bootstrap=200 is no longer used"):
-        counterfactual(model, axis="religion", n_bootstrap=200)
 
 
 @pytest.mark.parametrize(("test", "noise"), [("wilcoxon", "normal"), ("wilcoxon", "lognormal"),

@@ -209,7 +209,6 @@ def test_the_crows_pairs_interval_covers_the_true_share_at_nominal():
             pytest.approx((100 * low, 100 * high), rel=1e-12)
 
 
-def test_crows_pairs_says_that_n_bootstrap_is_no_longer_used(tiny_gpt2, tmp_path):
-    with pytest.warns(explain.ExplainWarning, match="n_bootstrap=100 is no longer used"):
-        result = crows_pairs(tiny_gpt2, _crows_csv(tmp_path), n_bootstrap=100)
+def test_crows_pairs_records_its_interval(tiny_gpt2, tmp_path):
+    result = crows_pairs(tiny_gpt2, _crows_csv(tmp_path))
     assert result.meta["parameters"]["interval"] == "wilson"

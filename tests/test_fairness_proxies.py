@@ -112,5 +112,3 @@ def test_attribution_by_group_prints_the_t_interval_of_its_shares():
         assert (row.ci_low, row.ci_high) == pytest.approx(
             (max(expected.low, 0.0), min(expected.high, 1.0)), rel=1e-12)
     assert result.meta["parameters"]["interval"] == "student-t"
-    with pytest.warns(explain.ExplainWarning, match="seed=1 is no longer used"):
-        attribution_by_group(model, frame, sensitive_feature="sex", features=["proxy"], seed=1)

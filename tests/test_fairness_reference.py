@@ -41,7 +41,7 @@ def test_compas_model_audit_equals_fairlearn_and_repeats_byte_for_byte(compas_mo
 
 @pytest.mark.slow
 def test_sentiment_model_counterfactual_names(sentiment_model):
-    result = counterfactual(sentiment_model, axis="gender_names", n_bootstrap=200)
+    result = counterfactual(sentiment_model, axis="gender_names")
     row = result.comparisons.iloc[0]
     assert row.group == "female" and row.n_pairs == 12
     assert np.isfinite(row.p_value) and 0 <= row.flip_rate <= 1

@@ -175,9 +175,7 @@ def plot_image(result, *, ax=None, input=0, max_inputs=8, **_):
 
 
 def plot_global(result, *, ax=None, top_k=10, **options):
-    frame = result.global_importance(n_bootstrap=options.get("n_bootstrap", 1000),
-                                     seed=options.get("seed", 0),
-                                     min_count=options.get("min_count", 1))
+    frame = result.global_importance(min_count=options.get("min_count", 1))
     labels = list(dict.fromkeys(frame["predicted_label"]))
     if ax is not None:
         fig, axes = ax.figure, [ax]
@@ -200,7 +198,7 @@ def plot_global(result, *, ax=None, top_k=10, **options):
                               zip(part["label"], part["count"], strict=True)])
             a.axvline(0, color="0.2", linewidth=0.8)
             a.set_title(f"predicted {label}")
-            a.set_xlabel("mean attribution (95% bootstrap CI)")
+            a.set_xlabel("mean attribution (95% Student-t CI)")
         fig.suptitle(f"Global importance, top {top_k} by mean |score| ({result.method})")
     return fig
 

@@ -226,8 +226,7 @@ class AttributionResult(Result):
         return pd.DataFrame(rows)
 
     def global_importance(self, *, min_count: int = 1, lowercase: bool = True,
-                          confidence: float = 0.95, n_bootstrap: int | None = None,
-                          seed: int | None = None) -> pd.DataFrame:
+                          confidence: float = 0.95) -> pd.DataFrame:
         """Dataset-level importance of each word or feature, per predicted label.
 
         Columns: ``predicted_label``, ``label`` (word, lowercased unless ``lowercase=False``, or
@@ -244,23 +243,14 @@ class AttributionResult(Result):
         (0.82-0.92 at 2-10 occurrences), and no interval helps a label whose score is 0 in
         most occurrences and that is seen 2-5 times (0.30-0.67: all of them can be 0)
         (bench/bench_calibration.py, section ``means``; bench/RESULTS.md).
-        ``n_bootstrap`` and ``seed`` are no longer used (the interval needs no resampling):
-        passing them warns.
         """
-        import warnings
 
         from scipy import stats
 
-        from ..errors import ExplainWarning
 
         if self.kind == "image":
             raise ValueError("global importance is for words and features; image patches do not "
                              "mean the same thing across images")
-        for name, value in (("n_bootstrap", n_bootstrap), ("seed", seed)):
-            if value is not None:
-                warnings.warn(f"global_importance: {name}={value!r} is no longer used (its "
-                              f"interval is Student-t, without resampling); drop the argument",
-                              ExplainWarning, stacklevel=2)
         check_count("min_count", min_count, 1)
         if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) \
                 or not 0 < confidence < 1:

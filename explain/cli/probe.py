@@ -39,7 +39,9 @@ def _common(parser: argparse.ArgumentParser, *, model: bool) -> None:
                                  "directory")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of WEAT/SEAT's balancing and sampled permutations and of the "
+                             "representation probe's folds (default 0)")
 
 
 def _association(parser: argparse.ArgumentParser, *, p_value: str) -> None:
@@ -98,7 +100,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cf.add_argument("--target", help="class whose probability is the score")
     cf.add_argument("--test", default="wilcoxon", choices=list(TESTS),
                     help="paired test of the score changes (default wilcoxon)")
-    cf.add_argument("--n-bootstrap", dest="n_bootstrap", type=int, default=1000)
 
     rep = sub.add_parser("representation", help=PROBES["representation"],
                          description=PROBES["representation"])
@@ -156,8 +157,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.data is not None:
             texts = read_texts(read_table(args.data), args.text)
         result = fairness.counterfactual(args.model, texts, axis=args.axis, swaps=args.swaps,
-                                         target=args.target, test=args.test,
-                                         n_bootstrap=args.n_bootstrap, seed=args.seed)
+                                         target=args.target, test=args.test)
         outputs.table("scores", result.to_frame())
         outputs.table("comparisons", result.comparisons)
         outputs.table("groups", result.groups)
@@ -184,7 +184,7 @@ def _run(args: argparse.Namespace) -> int:
         outputs.table("probe_accuracy", result.to_frame())
         outputs.figure("probe_accuracy", result.plot())
     elif args.probe == "crows-pairs":
-        result = fairness.crows_pairs(args.model, args.data, seed=args.seed)
+        result = fairness.crows_pairs(args.model, args.data)
         outputs.table("pairs", result.to_frame())
         outputs.table("summary", result.summary_table)
         outputs.figure("crows_pairs", result.plot())

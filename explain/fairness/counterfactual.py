@@ -56,6 +56,7 @@ from ._common import (
     class_probabilities,
     holm,
     interval_errors,
+    mean_interval,
     resolve_model,
 )
 
@@ -183,9 +184,7 @@ def counterfactual(
     alpha: float = 0.05,
     negligible_change: float = 0.01,
     baseline_terms: Sequence[str] | None = ("a person", "someone"),
-    n_bootstrap: int | None = None,
     confidence: float = 0.95,
-    seed: int | None = None,
     attributions: bool = False,
     attribution_method: str = "integrated_gradients",
     batch_size: int = 32,
@@ -211,10 +210,8 @@ def counterfactual(
     swaps design has none). ``attributions``: also run ``explain.attribute``
     (``attribution_method``) on every text and report the share of attribution on the identity
     term. ``confidence``: the level of the intervals (Student-t over the units, see
-    ``mean_interval``). ``n_bootstrap`` and ``seed`` are no longer used (the intervals need no
-    resampling): passing them warns.
+    ``explain.fairness._common.mean_interval``).
     """
-    no_longer_used("counterfactual", n_bootstrap=n_bootstrap, seed=seed)
     model = resolve_model(model)
     if model is None or model.task != "sequence-classification":
         raise TypeError("counterfactual probes need a text classifier (sequence-classification "
@@ -383,44 +380,6 @@ def _swap_rows(data, texts, swaps):
     return rows, first_group, {"design": "swaps", "swaps": name, "n_texts": len(texts),
                                "n_unchanged": unchanged, "n_mixed": mixed,
                                "groups": [first_group, second_group]}
-
-
-def no_longer_used(function: str, **arguments: Any) -> None:
-    """An ``ExplainWarning`` for each argument given that ``function`` no longer uses (its
-    intervals need no resampling, so ``n_bootstrap`` and a bootstrap-only ``seed`` do nothing)."""
-    for name, value in arguments.items():
-        if value is not None:
-            warnings.warn(f"{function}: {name}={value!r} is no longer used (its intervals are "
-                          f"computed exactly, without resampling); drop the argument",
-                          ExplainWarning, stacklevel=3)
-
-
-def mean_interval(values: np.ndarray, confidence: float, axis: int = -1
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Student-t interval of the mean of the finite ``values`` along ``axis``: mean +- t(n-1)
-    standard errors (NaN with fewer than 2 finite values; zero width when they are all equal).
-
-    Why Student-t and not a bootstrap: a mean over few units (12 templates) is what these
-    intervals are about, and there the percentile bootstrap (used before) covers 0.92 instead
-    of 0.95 for normal units (0.86 over 6), and BCa no better (0.91 in a check of 1,000 runs);
-    the t interval covers 0.955 for normal units and more than the bootstrap for skewed ones,
-    though under 0.95 for strongly skewed units over few templates (0.87-0.90 over 12)
-    (bench/bench_calibration.py, section ``means``; bench/RESULTS.md). It equals
-    ``scipy.stats.ttest_1samp(values, 0).confidence_interval(confidence)``.
-    """
-    from scipy import stats
-
-    values = np.asarray(values, dtype=float)
-    finite = np.isfinite(values)
-    n = finite.sum(axis=axis)
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(values, axis=axis)
-        spread = np.nanstd(values, axis=axis, ddof=1) / np.sqrt(n)
-        half = stats.t.ppf(0.5 + confidence / 2, n - 1) * spread
-        low = np.where(n >= 2, mean - half, np.nan)
-        high = np.where(n >= 2, mean + half, np.nan)
-    return low, high
 
 
 def _compare(frame, reference, test, confidence, *, alpha, negligible_change):

@@ -37,7 +37,6 @@ import torch
 
 from ..results import Result, make_meta
 from ._common import check_confidence, interval_errors, resolve_model
-from .counterfactual import no_longer_used
 from .groups import wilson_interval
 
 __all__ = ["CROWS_PAIRS_COLUMNS", "CrowsPairsResult", "StereoSetResult", "crows_pairs",
@@ -195,15 +194,12 @@ def _shared_positions(model, first: str, second: str) -> tuple[list, list, list,
 
 
 def crows_pairs(model: Any, data: str | os.PathLike | pd.DataFrame, *,
-                n_bootstrap: int | None = None, confidence: float = 0.95,
-                seed: int | None = None, batch_size: int = 64) -> CrowsPairsResult:
+                confidence: float = 0.95, batch_size: int = 64) -> CrowsPairsResult:
     """CrowS-Pairs pair preference of a masked or causal LM (see the module docstring).
 
     ``data``: the path of a CrowS-Pairs CSV, or a frame with its columns. ``confidence``: the
-    level of the Wilson interval of each metric score. ``n_bootstrap`` and ``seed`` are no
-    longer used (the interval needs no resampling): passing them warns.
+    level of the Wilson interval of each metric score.
     """
-    no_longer_used("crows_pairs", n_bootstrap=n_bootstrap, seed=seed)
     from ..hooks import preserved_state
 
     model = _check_lm(model)

@@ -22,8 +22,14 @@ import numpy as np
 import pandas as pd
 
 from ..results import Result, TableResult, make_meta
-from ._common import as_names, check_columns, check_confidence, interval_errors, resolve_model
-from .counterfactual import mean_interval, no_longer_used
+from ._common import (
+    as_names,
+    check_columns,
+    check_confidence,
+    interval_errors,
+    mean_interval,
+    resolve_model,
+)
 
 __all__ = ["AttributionByGroupResult", "ProxyResult", "attribution_by_group", "proxies"]
 
@@ -132,24 +138,20 @@ class ProxyResult(TableResult):
 def attribution_by_group(model: Any, data: pd.DataFrame, *, sensitive_feature: str,
                          features: Sequence[str] | None = None, text: str | None = None,
                          terms: Sequence[str] | None = None, method: str = "integrated_gradients",
-                         target: Any = None, n_bootstrap: int | None = None,
-                         confidence: float = 0.95, seed: int | None = None,
-                         batch_size: int = 32) -> AttributionByGroupResult:
+                         target: Any = None, confidence: float = 0.95, batch_size: int = 32) -> AttributionByGroupResult:
     """Share of each prediction's absolute attribution that falls on ``features`` (tabular: raw
     column names, their one-hot inputs together) or on ``terms`` (text: words in the ``text``
     column), with its mean per group of ``sensitive_feature``.
 
     The interval of a group's mean share is Student-t over its rows at ``confidence``
-    (``explain.fairness.counterfactual.mean_interval``), clipped to [0, 1] where a share
+    (``explain.fairness._common.mean_interval``), clipped to [0, 1] where a share
     lives: the percentile bootstrap used before covers less than 95% for small groups and
-    skewed shares, the t interval less so (bench/RESULTS.md). ``n_bootstrap`` and ``seed`` are
-    no longer used (the interval needs no resampling): passing them warns.
+    skewed shares, the t interval less so (bench/RESULTS.md).
 
     Uses ``explain.attribute(model, inputs, method=method, target=target)``.
     """
     from ..attribution import attribute
 
-    no_longer_used("attribution_by_group", n_bootstrap=n_bootstrap, seed=seed)
     confidence = check_confidence(confidence)
     model = resolve_model(model)
     check_columns(data, [sensitive_feature], "sensitive")
