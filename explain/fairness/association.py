@@ -443,8 +443,9 @@ def _run(parsed, embed, *, method, source, keep_removed, balance, min_words, min
         per_test = missing.groupby("test", sort=False)["word"].apply(list)
         detail = "; ".join(f"{t}: {', '.join(w[:6])}{' ...' if len(w) > 6 else ''}"
                            for t, w in per_test.items())
-        warnings.warn(f"{len(missing)} words have no vector and were left out (see "
-                      f"result.excluded): {detail}", ExplainWarning, stacklevel=3)
+        words = "1 word has" if len(missing) == 1 else f"{len(missing)} words have"
+        warnings.warn(f"{words} no vector and {'was' if len(missing) == 1 else 'were'} left out "
+                      f"(see result.excluded): {detail}", ExplainWarning, stacklevel=3)
     skipped = table[table.reason != ""]
     if len(skipped):
         warnings.warn("not computable: " + "; ".join(f"{r.test}: {r.reason}"
