@@ -19,11 +19,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .errors import ExplainWarning
 
-__all__ = ["TextBatch", "encode_texts", "fold_matrix", "fold_scores", "word_units"]
+__all__ = ["TextBatch", "encode_texts", "fold_matrix", "fold_scores", "read_texts", "word_units"]
 
 
 @dataclass(frozen=True)
@@ -265,3 +266,45 @@ def fold_matrix(matrix: np.ndarray | torch.Tensor, unit_index: Sequence[int],
                          f"{len(queries)} query and {len(keys)} key tokens")
     q_onehot = _units_onehot(queries)
     return (q_onehot / q_onehot.sum(0)).T @ matrix @ _units_onehot(keys)
+
+
+def read_texts(data: pd.DataFrame, column: str, rows: Sequence[int] | None = None) -> list[str]:
+    """The texts of ``column`` (at the positions ``rows``, default all), checked.
+
+    A missing cell would otherwise become the text ``'nan'`` (``str(NaN)``) and be analysed as
+    a review saying "nan". Missing or blank cells raise ``ValueError`` and non-text values
+    raise ``TypeError``, naming the column and the row positions (counting from 0) and the fix.
+    """
+    if column not in data.columns:
+        import difflib
+
+        close = difflib.get_close_matches(str(column), [str(c) for c in data.columns], n=3)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"the text column {column!r} is not in the data{hint} "
+                         f"(columns: {', '.join(map(str, data.columns))})")
+    values = data[column]
+    if rows is not None:
+        values = values.iloc[list(rows)]
+    texts = values.tolist()
+    positions = list(range(len(data))) if rows is None else [int(r) for r in rows]
+
+    def _listed(found: list[int]) -> str:
+        shown = ", ".join(map(str, found[:10]))
+        return shown + (f" and {len(found) - 10} more" if len(found) > 10 else "")
+
+    missing = [p for p, t in zip(positions, texts, strict=True)
+               if t is None or (not isinstance(t, str) and pd.isna(t))
+               or (isinstance(t, str) and not t.strip())]
+    if missing:
+        raise ValueError(f"the text column {column!r} is empty or missing in {len(missing)} "
+                         f"row(s) (positions counting from 0: {_listed(missing)}); drop those "
+                         f"rows (data.dropna(subset=[{column!r}])) or fill them with the text "
+                         f"they should have")
+    wrong = [p for p, t in zip(positions, texts, strict=True) if not isinstance(t, str)]
+    if wrong:
+        example = texts[positions.index(wrong[0])]
+        raise TypeError(f"the text column {column!r} holds non-text values in {len(wrong)} "
+                        f"row(s) (positions counting from 0: {_listed(wrong)}; e.g. "
+                        f"{example!r}); pass the column of texts, or convert it with "
+                        f"data[{column!r}].astype(str) if these values are the texts")
+    return texts

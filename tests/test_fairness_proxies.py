@@ -69,6 +69,15 @@ def test_text_attribution_share_on_identity_terms_by_group():
     assert table.loc["christian", "mean_share"] == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError, match="terms"):
         attribution_by_group(model, data, sensitive_feature="religion", text="text")
+    # an empty text cell is refused (it was analysed as the text 'nan'), here and in the audit
+    data.loc[3, "text"] = np.nan
+    data["label"], data["pred"] = 1, 1
+    empty = r"text column 'text' is empty or missing in 1 row\(s\) \(positions counting from 0: 3\)"
+    with pytest.raises(ValueError, match=empty):
+        attribution_by_group(model, data, sensitive_feature="religion", text="text",
+                             terms=["muslim", "christian"])
+    with pytest.raises(ValueError, match=empty):
+        explain.audit(model, data, sensitive_features="religion", label="label", text="text")
 
 
 def test_the_interval_of_a_group_mean_share_covers_at_nominal():

@@ -93,7 +93,7 @@ def _read(path: Path, loaded, args):
     if frame.empty:
         raise ValueError(f"{str(path)!r} holds no rows")
     if loaded.is_text:
-        from ..report.predictions import read_texts
+        from ..text import read_texts
 
         if args.text_column not in frame.columns:
             raise KeyError(f"{str(path)!r} has no column {args.text_column!r} (columns: "

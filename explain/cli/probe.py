@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from .. import fairness
     from ..fairness._common import as_names
-    from ..report.predictions import read_texts
+    from ..text import read_texts
     from .audit import Outputs, read_table
 
     outputs = Outputs(args.out, overwrite=args.overwrite)

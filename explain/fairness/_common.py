@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..text import read_texts
+
 __all__ = ["check_columns", "class_probabilities", "holm", "mean_interval", "percentile_interval", "resolve_model"]
 
 
@@ -134,7 +136,7 @@ def class_probabilities(model: Any, data: pd.DataFrame | Sequence[str], *,
             raise ValueError(f"{model.name} is a text classifier: pass text=COLUMN, the column "
                              f"of data that holds the texts")
         check_columns(data, [text], "text")
-        texts = data[text].astype(str).tolist()
+        texts = read_texts(data, text)
     else:
         texts = [data] if isinstance(data, str) else list(data)
     chunks = []

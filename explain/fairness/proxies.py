@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..results import Result, TableResult, make_meta
+from ..text import read_texts
 from ._common import (
     as_names,
     check_columns,
@@ -159,7 +160,7 @@ def attribution_by_group(model: Any, data: pd.DataFrame, *, sensitive_feature: s
         if text is None or not terms:
             raise ValueError("a text model needs text=COLUMN and terms=[identity words]")
         check_columns(data, [text], "text")
-        result = attribute(model, data[text].astype(str).tolist(), method=method, target=target,
+        result = attribute(model, read_texts(data, text), method=method, target=target,
                            batch_size=batch_size, faithfulness=False, progress=False)
         wanted = {t.lower() for t in terms}
         kind = "terms"

@@ -14,10 +14,11 @@ wraps both: flags or a TOML file, the demo with no arguments.
 
 from __future__ import annotations
 
+from ..text import read_texts
 from .build import ANALYSES, DATASETS, build_demo, build_report
 from .core import FORMATS, SECTIONS, Report
 from .examples import SELECTION_REASONS, select_examples
-from .predictions import PredictionResult, predict, read_texts
+from .predictions import PredictionResult, predict
 
 __all__ = ["ANALYSES", "DATASETS", "FORMATS", "SECTIONS", "SELECTION_REASONS", "PredictionResult",
            "Report", "build_demo", "build_report", "predict", "read_texts", "select_examples"]

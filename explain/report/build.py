@@ -28,10 +28,11 @@ from ..attribution.scorecard import scorecard
 from ..errors import ExplainWarning
 from ..fairness import SEAT_TEMPLATES, audit, counterfactual, representation_probe, seat
 from ..plotting import new_figure
+from ..text import read_texts
 from . import findings
 from .core import Report
 from .examples import select_examples
-from .predictions import PredictionResult, check_columns, predict, read_texts
+from .predictions import PredictionResult, check_columns, predict
 
 __all__ = ["ANALYSES", "DATASETS", "build_demo", "build_report", "load_data", "resolve_model"]
 

@@ -17,8 +17,9 @@ import torch
 
 from ..plotting import SEQUENTIAL, axes_or_new
 from ..results import Result, make_meta
+from ..text import read_texts
 
-__all__ = ["PredictionResult", "predict", "read_texts"]
+__all__ = ["PredictionResult", "predict"]
 
 _CLASSIFIERS = ("sequence-classification", "tabular-classification", "image-classification")
 
@@ -182,42 +183,6 @@ def check_columns(data: pd.DataFrame, columns: Mapping[str, str | Sequence[str] 
                 hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
                 raise ValueError(f"the {role} column {name!r} is not in the data{hint} "
                                  f"(columns: {', '.join(map(str, data.columns))})")
-
-
-def read_texts(data: pd.DataFrame, column: str, rows: Sequence[int] | None = None) -> list[str]:
-    """The texts of ``column`` (at the positions ``rows``, default all), checked.
-
-    A missing cell would otherwise become the text ``'nan'`` (``str(NaN)``) and be analysed as
-    a review saying "nan". Missing or blank cells raise ``ValueError`` and non-text values
-    raise ``TypeError``, naming the column and the row positions (counting from 0) and the fix.
-    """
-    check_columns(data, {"text": column})
-    values = data[column]
-    if rows is not None:
-        values = values.iloc[list(rows)]
-    texts = values.tolist()
-    positions = list(range(len(data))) if rows is None else [int(r) for r in rows]
-
-    def _listed(found: list[int]) -> str:
-        shown = ", ".join(map(str, found[:10]))
-        return shown + (f" and {len(found) - 10} more" if len(found) > 10 else "")
-
-    missing = [p for p, t in zip(positions, texts, strict=True)
-               if t is None or (not isinstance(t, str) and pd.isna(t))
-               or (isinstance(t, str) and not t.strip())]
-    if missing:
-        raise ValueError(f"the text column {column!r} is empty or missing in {len(missing)} "
-                         f"row(s) (positions counting from 0: {_listed(missing)}); drop those "
-                         f"rows (data.dropna(subset=[{column!r}])) or fill them with the text "
-                         f"they should have")
-    wrong = [p for p, t in zip(positions, texts, strict=True) if not isinstance(t, str)]
-    if wrong:
-        example = texts[positions.index(wrong[0])]
-        raise TypeError(f"the text column {column!r} holds non-text values in {len(wrong)} "
-                        f"row(s) (positions counting from 0: {_listed(wrong)}; e.g. "
-                        f"{example!r}); pass the column of texts, or convert it with "
-                        f"data[{column!r}].astype(str) if these values are the texts")
-    return texts
 
 
 def predict(loaded, data: pd.DataFrame, *, text_column: str | None = None,
