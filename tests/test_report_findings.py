@@ -255,7 +255,7 @@ def test_counterfactual_finding_calls_a_significant_tiny_change_negligible():
                             "neutral words.")
     assert findings.counterfactual_finding(
         "S", "gender", _comparisons(-0.12, -0.15, -0.09, 0.0005, "change"), baseline=baseline,
-        **options).endswith(": 1 of the 1 changes are larger than that.")
+        **options).endswith(": 1 of the 1 changes is larger than that.")
     none = findings.counterfactual_finding(
         "S", "gender", _comparisons(-0.12, -0.3, 0.05, 0.2, "not significant"), **options)
     assert ": not significant;" in none and "for 0 of 2 groups" in none

@@ -266,7 +266,8 @@ def counterfactual_finding(part: str, axis: str, comparisons: pd.DataFrame, *, t
                      f"it by {row['mean_change']:+.3f} ({level}% CI [{row['change_ci_low']:+.3f}"
                      f", {row['change_ci_high']:+.3f}])")
         if len(found):
-            sentence += (f": {beyond} of the {len(found)} changes are larger than that"
+            verb = "is" if beyond == 1 else "are"
+            sentence += (f": {beyond} of the {len(found)} changes {verb} larger than that"
                          + ("; the others are no larger than swapping neutral words" if
                             beyond < len(found) else ""))
         sentence += "."
