@@ -16,7 +16,7 @@ from ..results import Result, make_meta
 from ..text import fold_scores
 from .core import check_count, item_offsets
 
-__all__ = ["LEVELS", "AttributionResult"]
+__all__ = ["LEVELS", "AttributionResult", "importance_table"]
 
 #: Row levels of ``AttributionResult.to_frame``.
 LEVELS: Mapping[str, str] = MappingProxyType({
@@ -245,7 +245,6 @@ class AttributionResult(Result):
         (bench/bench_calibration.py, section ``means``; bench/RESULTS.md).
         """
 
-        from scipy import stats
 
 
         if self.kind == "image":
@@ -259,24 +258,7 @@ class AttributionResult(Result):
         frame = self.to_frame()
         if lowercase and self.kind == "text":
             frame["label"] = frame["label"].str.lower()
-        rows = []
-        for (pred, label), group in frame.groupby(["predicted_label", "label"], sort=True):
-            values = group["score"].to_numpy(dtype=float)
-            if len(values) < min_count:
-                continue
-            mean = float(values.mean())
-            low = high = float("nan")
-            if len(values) > 1:
-                half = (stats.t.ppf(0.5 + confidence / 2, len(values) - 1)
-                        * values.std(ddof=1) / math.sqrt(len(values)))
-                low, high = mean - half, mean + half
-            rows.append({"predicted_label": pred, "label": label, "count": len(values),
-                         "mean_score": mean, "mean_abs_score": float(np.abs(values).mean()),
-                         "ci_low": float(low), "ci_high": float(high)})
-        out = pd.DataFrame(rows, columns=["predicted_label", "label", "count", "mean_score",
-                                          "mean_abs_score", "ci_low", "ci_high"])
-        return out.sort_values(["predicted_label", "mean_abs_score"],
-                               ascending=[True, False], kind="stable").reset_index(drop=True)
+        return importance_table(frame, min_count=min_count, confidence=confidence)
 
     # --------------------------------------------------------------- sentences
 
@@ -461,3 +443,31 @@ def _labeler(loaded):
 
     return label
 
+
+def importance_table(frame: pd.DataFrame, *, label: str = "label", min_count: int = 1,
+                     confidence: float = 0.95) -> pd.DataFrame:
+    """Mean signed ``score`` of each ``label`` per ``predicted_label`` of ``frame`` (one row per
+    occurrence), for labels seen at least ``min_count`` times, with the Student-t interval of
+    the mean at ``confidence`` (NaN for one occurrence). Columns: ``predicted_label``,
+    ``label``, ``count``, ``mean_score``, ``mean_abs_score``, ``ci_low``, ``ci_high``; sorted by
+    predicted label, then ``mean_abs_score`` descending."""
+    from scipy import stats
+
+    rows = []
+    for (predicted, name), group in frame.groupby(["predicted_label", label], sort=True):
+        values = group["score"].to_numpy(dtype=float)
+        if len(values) < max(min_count, 1):
+            continue
+        mean = float(values.mean())
+        low = high = float("nan")
+        if len(values) > 1:
+            half = (stats.t.ppf(0.5 + confidence / 2, len(values) - 1)
+                    * values.std(ddof=1) / math.sqrt(len(values)))
+            low, high = mean - half, mean + half
+        rows.append({"predicted_label": predicted, "label": name, "count": len(values),
+                     "mean_score": mean, "mean_abs_score": float(np.abs(values).mean()),
+                     "ci_low": float(low), "ci_high": float(high)})
+    out = pd.DataFrame(rows, columns=["predicted_label", "label", "count", "mean_score",
+                                      "mean_abs_score", "ci_low", "ci_high"])
+    return out.sort_values(["predicted_label", "mean_abs_score"], ascending=[True, False],
+                           kind="stable").reset_index(drop=True)

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ..attribution.result import importance_table
+
 __all__ = ["ALPHA", "MIN_COUNT", "NEGLIGIBLE_EFFECT_SIZE", "audit_findings",
            "beats_random_card", "counterfactual_finding", "importance_finding",
            "plot_importance", "probe_verdict", "scorecard_card", "scorecard_finding",
@@ -158,26 +160,7 @@ def word_importance(words: pd.DataFrame, *, label: str = "word", min_count: int 
     over its occurrences, for words seen at least ``min_count`` times: the columns, interval
     (Student-t of the mean at ``confidence``) and order of
     ``AttributionResult.global_importance``, on whitespace words."""
-    from scipy import stats
-
-    rows = []
-    for (predicted, word), group in words.groupby(["predicted_label", label], sort=True):
-        values = group["score"].to_numpy(dtype=float)
-        if len(values) < max(min_count, 1):
-            continue
-        mean = float(values.mean())
-        low = high = float("nan")
-        if len(values) > 1:
-            half = (stats.t.ppf(0.5 + confidence / 2, len(values) - 1)
-                    * values.std(ddof=1) / math.sqrt(len(values)))
-            low, high = mean - half, mean + half
-        rows.append({"predicted_label": predicted, "label": word, "count": len(values),
-                     "mean_score": mean, "mean_abs_score": float(np.abs(values).mean()),
-                     "ci_low": float(low), "ci_high": float(high)})
-    out = pd.DataFrame(rows, columns=["predicted_label", "label", "count", "mean_score",
-                                      "mean_abs_score", "ci_low", "ci_high"])
-    return out.sort_values(["predicted_label", "mean_abs_score"], ascending=[True, False],
-                           kind="stable").reset_index(drop=True)
+    return importance_table(words, label=label, min_count=min_count, confidence=confidence)
 
 
 def importance_finding(part: str, table: pd.DataFrame, *, n_rows: int, unit: str,
