@@ -13,7 +13,7 @@ import torch
 
 from ..text import read_texts
 
-__all__ = ["check_columns", "class_probabilities", "holm", "mean_interval", "percentile_interval", "resolve_model"]
+__all__ = ["check_columns", "class_probabilities", "holm", "mean_interval", "resolve_model"]
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:
@@ -148,19 +148,6 @@ def class_probabilities(model: Any, data: pd.DataFrame | Sequence[str], *,
             logits = output.logits if hasattr(output, "logits") else output
             chunks.append(torch.softmax(logits.double(), -1))
     return torch.cat(chunks).numpy()
-
-
-def percentile_interval(samples: np.ndarray, confidence: float, axis: int = 0
-                        ) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile bootstrap interval over ``axis``, ignoring NaN resamples (all-NaN -> NaN)."""
-    import warnings
-
-    alpha = (1.0 - confidence) / 2.0
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        low = np.nanquantile(samples, alpha, axis=axis)
-        high = np.nanquantile(samples, 1.0 - alpha, axis=axis)
-    return low, high
 
 
 def interval_errors(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
