@@ -176,7 +176,15 @@ def plot_image(result, *, ax=None, input=0, max_inputs=8, **_):
 
 def plot_global(result, *, ax=None, top_k=10, **options):
     frame = result.global_importance(min_count=options.get("min_count", 1))
-    labels = list(dict.fromkeys(frame["predicted_label"]))
+    return importance_figure(frame, ax=ax, top_k=top_k, title=f"Global importance, top {top_k} "
+                             f"by mean |score| ({result.method})")
+
+
+def importance_figure(frame, *, title: str, ax=None, top_k: int = 10):
+    """Bars of ``mean_score`` with their intervals (``ci_low``/``ci_high``; none where NaN), one
+    panel per predicted label (the top ``top_k`` rows of each, as ``frame`` orders them: the
+    columns of ``AttributionResult.global_importance``), labelled with the counts."""
+    labels = list(dict.fromkeys(frame["predicted_label"])) or ["(none)"]
     if ax is not None:
         fig, axes = ax.figure, [ax]
         labels = labels[:1]
@@ -199,7 +207,7 @@ def plot_global(result, *, ax=None, top_k=10, **options):
             a.axvline(0, color="0.2", linewidth=0.8)
             a.set_title(f"predicted {label}")
             a.set_xlabel("mean attribution (95% Student-t CI)")
-        fig.suptitle(f"Global importance, top {top_k} by mean |score| ({result.method})")
+        fig.suptitle(title)
     return fig
 
 

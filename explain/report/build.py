@@ -24,6 +24,7 @@ import pandas as pd
 
 from ..attention import attention
 from ..attribution import attribute
+from ..attribution.figures import importance_figure
 from ..attribution.scorecard import scorecard
 from ..errors import ExplainWarning
 from ..fairness import SEAT_TEMPLATES, audit, counterfactual, representation_probe, seat
@@ -643,7 +644,7 @@ def _run_global_importance(report, part, loaded, data, text_column, rows, *, see
     else:
         importance = overall.global_importance(min_count=findings.MIN_COUNT)
     importance["n_inputs"] = len(order)  # the rows explained, so the finding's count is here
-    fig = findings.plot_importance(
+    fig = importance_figure(
         importance, title=f"Global importance, top 10 {unit}s by mean |score| "
                           f"({method.replace('_', ' ')}; {unit}s seen at least "
                           f"{findings.MIN_COUNT} times)")

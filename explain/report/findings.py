@@ -19,14 +19,13 @@ import math
 import re
 from collections.abc import Sequence
 
-import numpy as np
 import pandas as pd
 
 from ..attribution.result import importance_table
 
 __all__ = ["ALPHA", "MIN_COUNT", "NEGLIGIBLE_EFFECT_SIZE", "audit_findings",
            "beats_random_card", "counterfactual_finding", "importance_finding",
-           "plot_importance", "probe_verdict", "scorecard_card", "scorecard_finding",
+           "probe_verdict", "scorecard_card", "scorecard_finding",
            "seat_finding", "whitespace_words", "word_importance"]
 
 #: Significance level of the SEAT finding (the audit's and the counterfactual probe's findings
@@ -182,32 +181,6 @@ def importance_finding(part: str, table: pd.DataFrame, *, n_rows: int, unit: str
             clause += "; the interval includes 0"
         clauses.append(clause + ")")
     return f"{head}, the largest mean |attribution| is " + "; ".join(clauses) + "."
-
-
-def plot_importance(table: pd.DataFrame, *, title: str, top_k: int = 10):
-    """Bars of ``mean_score`` with their intervals, one panel per predicted label (the top
-    ``top_k`` by mean |score|), labelled with the counts."""
-    from ..plotting import new_figure, style
-
-    labels = list(dict.fromkeys(table["predicted_label"])) or ["(none)"]
-    fig, axes = new_figure(4.2 * len(labels), 1.2 + 0.3 * top_k, ncols=len(labels))
-    axes = np.atleast_1d(axes)
-    with style():
-        for ax, predicted in zip(axes, labels, strict=True):
-            part = table[table["predicted_label"] == predicted].head(top_k).iloc[::-1]
-            ys = np.arange(len(part))
-            means = part["mean_score"].to_numpy(dtype=float)
-            ax.barh(ys, means, color=["#b2182b" if m > 0 else "#2166ac" for m in means])
-            ax.errorbar(means, ys, xerr=[means - part["ci_low"].to_numpy(dtype=float),
-                                         part["ci_high"].to_numpy(dtype=float) - means],
-                        fmt="none", ecolor="0.2", elinewidth=0.8, capsize=2)
-            ax.set_yticks(ys, [f"{str(w)[:20]} (n={c})" for w, c in
-                               zip(part["label"], part["count"], strict=True)])
-            ax.axvline(0, color="0.2", linewidth=0.8)
-            ax.set_title(f"predicted {predicted}")
-            ax.set_xlabel("mean attribution (95% Student-t interval)")
-        fig.suptitle(title)
-    return fig
 
 
 # ------------------------------------------------------------------------ fairness
