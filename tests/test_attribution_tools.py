@@ -254,3 +254,13 @@ def test_global_importance_prints_scipys_t_interval(tiny_mlp):
                                                       abs=tolerance)
     with pytest.raises(ValueError, match="confidence must be a number in"):
         result.global_importance(confidence=95)
+
+
+def test_importance_figure_draws_an_empty_table():
+    # a report on a few short texts can leave no word seen MIN_COUNT times
+    from explain.attribution.figures import importance_figure
+
+    empty = pd.DataFrame(columns=["predicted_label", "label", "count", "mean_score",
+                                  "mean_abs_score", "ci_low", "ci_high"])
+    figure = importance_figure(empty, title="nothing to show")
+    assert figure.axes and figure.axes[0].get_title() == "predicted (none)"

@@ -196,9 +196,9 @@ def importance_figure(frame, *, title: str, ax=None, top_k: int = 10):
         for a, label in zip(axes, labels, strict=False):
             part = frame[frame["predicted_label"] == label].head(top_k).iloc[::-1]
             ys = np.arange(len(part))
-            means = part["mean_score"].to_numpy()
-            low = np.where(np.isnan(part["ci_low"]), means, part["ci_low"])
-            high = np.where(np.isnan(part["ci_high"]), means, part["ci_high"])
+            means = part["mean_score"].to_numpy(dtype=float)  # float also when empty
+            low, high = (part[c].to_numpy(dtype=float) for c in ("ci_low", "ci_high"))
+            low, high = np.where(np.isnan(low), means, low), np.where(np.isnan(high), means, high)
             a.barh(ys, means, color=[_POS if m > 0 else _NEG for m in means])
             a.errorbar(means, ys, xerr=[means - low, high - means], fmt="none", ecolor="0.2",
                        elinewidth=0.8, capsize=2)
