@@ -394,3 +394,27 @@ def test_predict_tabular_model(tiny_mlp):
     assert fig.axes
     with pytest.raises(ValueError, match="feature column 'x4' is not in the data"):
         predict(tiny_mlp, data.drop(columns="x4"))
+
+
+def test_staged_directory_replaces_only_when_complete(tmp_path):
+    from explain.staging import staged_directory
+
+    target = tmp_path / "out"
+    with staged_directory(target, overwrite=False) as staging:
+        assert staging.parent == tmp_path and staging.name.startswith(".out.tmp-")
+        assert list(staging.iterdir()) == [] and not target.exists()
+        (staging / "a.txt").write_text("first")
+    assert (target / "a.txt").read_text() == "first"
+    with (pytest.raises(FileExistsError, match="already exists; pass overwrite=True"),
+          staged_directory(target, overwrite=False)):
+        pass
+    with (pytest.raises(RuntimeError, match="on purpose"),
+          staged_directory(target, overwrite=True) as staging):
+        (staging / "a.txt").write_text("second")
+        raise RuntimeError("on purpose")
+    assert (target / "a.txt").read_text() == "first"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    with staged_directory(target, overwrite=True) as staging:
+        (staging / "b.txt").write_text("second")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]

@@ -25,8 +25,6 @@ import json
 import math
 import os
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +36,7 @@ import pandas as pd
 
 from .. import plotting
 from ..provenance import versions
+from ..staging import staged_directory
 from . import render
 
 __all__ = ["FORMATS", "SECTIONS", "Report"]
@@ -532,38 +531,9 @@ class Report:
             raise ValueError(f"unknown figure format(s) {', '.join(map(repr, unknown))}; valid: "
                              f"{', '.join(FORMATS)}")
         formats = ("png", *sorted(set(formats) - {"png"}, key=list(FORMATS).index))
-        parent = Path("reports" if directory is None else directory).expanduser()
-        target = parent / self.name
-        if parent.exists() and not parent.is_dir():
-            raise NotADirectoryError(f"report output directory {str(parent)!r} is a file; pass "
-                                     f"a directory")
-        if target.exists() and not overwrite:
-            raise FileExistsError(f"report {str(target)!r} already exists; pass overwrite=True "
-                                  f"(--overwrite on the command line) to replace it, or choose "
-                                  f"another name")
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=f".{self.name}.tmp-", dir=parent))
-        except PermissionError:
-            raise PermissionError(f"cannot write the report: no permission to create files in "
-                                  f"{str(parent.resolve())!r}; pass a writable directory "
-                                  f"(--out DIR on the command line)") from None
-        try:
+        target = Path("reports" if directory is None else directory).expanduser() / self.name
+        with staged_directory(target, overwrite=overwrite, what="report") as staging:
             self._write(staging, formats)
-            os.chmod(staging, 0o755)
-            if target.exists():
-                if not overwrite:  # appeared while we were writing
-                    raise FileExistsError(f"report {str(target)!r} appeared while writing; pass "
-                                          f"overwrite=True to replace it")
-                trash = Path(tempfile.mkdtemp(prefix=f".{self.name}.old-", dir=parent))
-                target.rename(trash / "old")
-                staging.rename(target)
-                shutil.rmtree(trash, ignore_errors=True)
-            else:
-                staging.rename(target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         return target
 
     def _write(self, staging: Path, formats: tuple[str, ...]) -> None:
