@@ -1,0 +1,112 @@
+"""The argument checks of `explain`, in one place.
+
+Every public function and CLI subcommand checks its arguments through these, so that a bad
+value always gets the same kind of message: the argument's name, the value given, and what to
+pass instead. Each check returns the value converted to its plain type (``int``, ``float``,
+``str``, ``list[str]``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+__all__ = ["check_columns", "non_negative_float", "one_of", "positive_int", "probability"]
+
+_SHOWN_COLUMNS = 20
+
+
+def _with_fix(message: str, fix: str | None) -> str:
+    return f"{message}; {fix}" if fix else message
+
+
+def positive_int(value: Any, name: str, *, minimum: int = 1, fix: str | None = None) -> int:
+    """``value`` as an ``int`` if it is an integer ``>= minimum``, else ``ValueError`` naming
+    ``name``, the value and ``fix`` (bools, floats and strings are refused, even ``2.0``)."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+            or value < minimum):
+        bound = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(_with_fix(f"{name} must be {bound}, got {value!r}", fix))
+    return int(value)
+
+
+def _real(value: Any) -> bool:
+    return (not isinstance(value, bool) and isinstance(value, numbers.Real)
+            and not math.isnan(value))
+
+
+def non_negative_float(value: Any, name: str, *, fix: str | None = None) -> float:
+    """``value`` as a ``float`` if it is a real number ``>= 0`` (not NaN, not a bool), else
+    ``ValueError`` naming ``name``, the value and ``fix``."""
+    if not _real(value) or value < 0:
+        raise ValueError(_with_fix(f"{name} must be a non-negative number, got {value!r}", fix))
+    return float(value)
+
+
+def probability(value: Any, name: str, *, open_interval: bool = True,
+                fix: str | None = None) -> float:
+    """``value`` as a ``float`` if it lies in ``(0, 1)`` (``[0, 1]`` when not
+    ``open_interval``), else ``ValueError`` naming ``name``, the value and ``fix``."""
+    inside = _real(value) and (0 < value < 1 if open_interval else 0 <= value <= 1)
+    if not inside:
+        interval = "(0, 1)" if open_interval else "[0, 1]"
+        raise ValueError(_with_fix(f"{name} must be a number in {interval}, got {value!r}", fix))
+    return float(value)
+
+
+def _suggestion(value: str, choices: Sequence[str], *, cutoff: float) -> str:
+    close = difflib.get_close_matches(value, list(choices), n=3, cutoff=cutoff)
+    return f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+
+
+def one_of(value: Any, choices: Iterable[str], name: str) -> str:
+    """``value`` if it is one of ``choices`` (a sequence or the keys of a mapping), else
+    ``ValueError`` naming ``name``, the value, close matches and every valid choice."""
+    valid = [str(choice) for choice in choices]
+    if isinstance(value, str) and value in valid:
+        return value
+    hint = _suggestion(value, valid, cutoff=0.6) if isinstance(value, str) else ""
+    raise ValueError(f"unknown {name} {value!r}; {hint}valid: {', '.join(valid)}")
+
+
+def check_columns(frame: Any, columns: Sequence[str] | Mapping[str, str | Sequence[str] | None],
+                  *, where: str) -> list[str]:
+    """Check that ``frame`` (a ``pandas.DataFrame``) has the named columns; return their names.
+
+    ``columns``: a sequence of column names, or a mapping role -> name, names or ``None`` (no
+    column for that role), e.g. ``{"label": "y", "sensitive": ["race", "sex"], "text": None}``.
+    ``where`` names the table in messages (``"the data"``, ``"'audit.csv'"``). A missing column
+    raises ``KeyError`` naming it, its role, ``where``, close matches and the columns there are;
+    a name that is not a ``str`` raises ``TypeError``.
+    """
+    import pandas as pd
+
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"data must be a pandas.DataFrame, got {type(frame).__name__}")
+    roles = columns.items() if isinstance(columns, Mapping) else [(None, columns)]
+    available = [str(c) for c in frame.columns]
+    checked: list[str] = []
+    missing: list[str] = []
+    for role, names in roles:
+        if names is None:
+            continue
+        single = isinstance(names, str) or not isinstance(names, Iterable)
+        for name in [names] if single else names:
+            if not isinstance(name, str):
+                what = f"the {role} column" if role else "a column"
+                raise TypeError(f"{what} is named by a str, got {name!r}")
+            if name in frame.columns:
+                checked.append(name)
+                continue
+            column = f"the {role} column" if role else "column"
+            hint = _suggestion(name, available, cutoff=0.5).strip()
+            missing.append(f"{column} {name!r} is not in {where}" + (f"; {hint}" if hint else ""))
+    if missing:
+        shown = ", ".join(map(repr, available[:_SHOWN_COLUMNS]))
+        extra = len(available) - _SHOWN_COLUMNS
+        more = f" and {extra} more" if extra > 0 else ""
+        raise KeyError(f"{'; '.join(missing)} (columns: {shown or 'none'}{more})")
+    return checked
