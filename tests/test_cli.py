@@ -87,3 +87,25 @@ def test_text_commands_refuse_an_empty_text_cell(tiny_bert, tmp_path, capsys):
         assert main(command) == 1
         assert "the text column 'text' is empty or missing in 1 row(s)" in capsys.readouterr().err
     assert not any(p.name in {"attr", "cf", "rep"} for p in tmp_path.iterdir())
+
+
+def test_resolve_model_takes_reference_names_paths_and_loaded_models(tiny_bert, tmp_path):
+    import explain
+    from explain.cli._resolve import reference_names, resolve_model
+
+    assert reference_names() == ("sentiment", "compas", "adult", "digits")
+    digits = resolve_model("digits")
+    assert isinstance(digits, explain.LoadedModel) and digits.task == "image-classification"
+    assert resolve_model(digits) is digits
+    checkpoint = explain.save_model(tiny_bert, tmp_path / "bert")
+    assert resolve_model(str(checkpoint)).task == tiny_bert.task
+
+
+def test_resolve_model_lists_the_reference_names_for_an_unknown_name():
+    from explain.cli._resolve import resolve_model
+
+    with pytest.raises(OSError, match=r"did you mean 'sentiment'\? reference models: "
+                                      r"sentiment, compas, adult, digits, minilm$"):
+        resolve_model("sentimnt")
+    with pytest.raises(FileNotFoundError, match="no such checkpoint directory.*reference models"):
+        resolve_model("./nowhere")

@@ -1,0 +1,74 @@
+"""Model names of the command line -> ``LoadedModel``: the one place that knows the recipes.
+
+The library takes ``LoadedModel`` objects (or what ``explain.load_model`` reads); only the edge
+(this module, used by every subcommand, and the demo) turns a reference-model name into a model,
+training it on first use through the recipe package ``explain_models``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MINILM", "reference_names", "resolve_heldout", "resolve_model"]
+
+#: The name of the offline MiniLM sentence encoder (``explain.datasets.minilm_path()``).
+MINILM = "minilm"
+
+
+def reference_names() -> tuple[str, ...]:
+    """The reference-model names a subcommand accepts: the recipes of ``explain_models``."""
+    import explain_models
+
+    return tuple(explain_models.RECIPES)
+
+
+def _is_reference(spec: Any) -> bool:
+    return isinstance(spec, str) and spec in reference_names() and not Path(spec).exists()
+
+
+def resolve_model(spec: Any, *, progress: bool = False):
+    """``spec`` -> ``LoadedModel``.
+
+    ``spec``: a ``LoadedModel`` (returned as it is); a reference-model name (a key of
+    ``explain_models.RECIPES``, trained on first use, with progress bars when ``progress``)
+    that is not also an existing path; ``"minilm"`` (the offline MiniLM encoder); or anything
+    ``explain.load_model`` reads (a checkpoint directory, a Hub id, an ``nn.Module``). A name that
+    loads as none of these gets the loader's error with the reference names (and a close match).
+    """
+    from ..loading import LoadedModel, load_model
+
+    if isinstance(spec, LoadedModel):
+        return spec
+    if _is_reference(spec):
+        import explain_models
+
+        return load_model(explain_models.ensure(spec, progress=progress))
+    if spec == MINILM and not Path(spec).exists():
+        from ..datasets import minilm_path
+
+        return load_model(minilm_path(), name="all-MiniLM-L6-v2")
+    if not isinstance(spec, (str, os.PathLike)):
+        return load_model(spec)
+    try:
+        return load_model(spec)
+    except OSError as error:
+        names = [*reference_names(), MINILM]
+        close = difflib.get_close_matches(os.fspath(spec), names, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise type(error)(f"{error}; {hint}reference models: {', '.join(names)}") from error
+
+
+def resolve_heldout(name: str | None) -> Path:
+    """The held-out rows (``heldout.csv``) of reference model ``name``, trained on first use;
+    ``ValueError`` for anything else (a checkpoint has no held-out rows: pass a data file)."""
+    if not _is_reference(name):
+        raise ValueError(f"{name!r} has no held-out rows; pass --data FILE")
+    import explain_models
+
+    path = explain_models.ensure(name, progress=False) / "heldout.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(path)!r} is missing; pass --data FILE")
+    return path
