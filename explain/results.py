@@ -1,23 +1,33 @@
-"""The surface every analysis result shares.
+"""The surface and the behaviour every analysis result shares.
 
 Each result type of `explain` (attention maps, attributions, fairness audits, probes) exposes:
 
 * ``to_frame()``: a tidy ``pandas.DataFrame``, one row per observation, snake_case columns
-  (each result's docstring lists them);
-* ``plot(kind=..., ax=None)``: a ``matplotlib.figure.Figure`` (``PLOTS`` names the kinds);
-* ``meta``: provenance (model, method, parameters, seed, library versions);
+  (each result's docstring lists them); ``tables()``: every table it holds, by name;
+* ``plot(kind=None, *, ax=None, **options)``: a ``matplotlib.figure.Figure`` (``PLOTS`` names
+  the kinds, the first is the default; ``PLOT_OPTIONS`` the options of each kind; an unknown
+  kind or option raises); ``applicable_plots()``: the kinds this result can draw;
+* ``meta``: provenance (model, method, parameters, seed, library versions), read-only;
+* ``export(directory)``: tables as CSV, each applicable plot, and ``meta.json``, atomically;
 * ``_repr_html_()``: the notebook display (self-contained HTML, no network).
+
+A subclass defines ``PLOTS``, ``PLOT_OPTIONS``, ``to_frame()`` and ``_plot(kind, *, ax,
+**options)``, and calls ``self._freeze()`` at the end of ``__init__``: afterwards its
+attributes cannot be set and ``meta`` is a read-only mapping.
 """
 
 from __future__ import annotations
 
 import html
+import json
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from .provenance import versions
 
-__all__ = ["Result", "TableResult", "make_meta"]
+__all__ = ["FrozenMeta", "Result", "TableResult", "make_meta", "meta_json"]
 
 
 def make_meta(loaded: Any, *, method: str, parameters: Mapping[str, Any],
@@ -28,18 +38,53 @@ def make_meta(loaded: Any, *, method: str, parameters: Mapping[str, Any],
             "versions": versions()}
 
 
-class Result:
-    """Base class of every analysis result. Subclasses define ``to_frame`` and ``plot``."""
+class FrozenMeta(dict):
+    """A read-only ``dict`` (nested dicts are frozen too): a result's ``meta`` after
+    construction. It is still a ``dict`` for ``json`` and ``pandas``; ``dict(meta)`` is a
+    mutable copy."""
 
-    #: Plot kinds this result draws, name -> description. Subclasses override.
+    def __init__(self, mapping: Mapping[str, Any] = ()) -> None:
+        super().__init__((key, FrozenMeta(value) if isinstance(value, Mapping) else value)
+                         for key, value in dict(mapping).items())
+
+    def _refuse(self, *_args, **_kwargs):
+        raise TypeError("a result's meta is read-only after construction; copy it first "
+                        "(dict(result.meta)) to change it")
+
+    __setitem__ = __delitem__ = _refuse
+    clear = pop = popitem = setdefault = update = __ior__ = _refuse  # type: ignore[assignment]
+
+    def __reduce__(self):
+        return (FrozenMeta, (dict(self),))
+
+
+class Result:
+    """Base class of every analysis result (see the module docstring for the protocol)."""
+
+    #: Plot kinds this result draws, name -> description; the first is the default.
     PLOTS: Mapping[str, str] = {}
-    meta: dict[str, Any]
+    #: Plot kind -> the keyword options it accepts besides ``ax``.
+    PLOT_OPTIONS: Mapping[str, tuple[str, ...]] = {}
+    meta: Mapping[str, Any]
 
     def to_frame(self):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def plot(self, kind: str | None = None, *, ax=None, **options):  # pragma: no cover
-        raise NotImplementedError
+    def _plot(self, kind: str, *, ax=None, **options):  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} defines no _plot")
+
+    def plot(self, kind: str | None = None, *, ax=None, **options):
+        """Draw ``kind`` (default: the first of ``PLOTS``) and return its ``Figure``; into
+        ``ax`` when given. An unknown kind is a ``ValueError``, an option that ``kind`` does not
+        take (``PLOT_OPTIONS``) a ``TypeError`` naming it and the valid ones."""
+        kind = self._check_kind(kind)
+        valid = tuple(self.PLOT_OPTIONS.get(kind, ()))
+        unknown = [name for name in options if name not in valid]
+        if unknown:
+            raise TypeError(f"{type(self).__name__}.plot({kind!r}) got unknown option(s) "
+                            f"{', '.join(map(repr, unknown))}; valid: "
+                            f"{', '.join(('ax', *valid))}")
+        return self._plot(kind, ax=ax, **options)
 
     def _check_kind(self, kind: str | None) -> str:
         if kind is None:
@@ -48,6 +93,56 @@ class Result:
             raise ValueError(f"unknown plot kind {kind!r} for {type(self).__name__}; valid: "
                              f"{', '.join(self.PLOTS)}")
         return kind
+
+    def tables(self) -> dict[str, Any]:
+        """Every table of this result, name -> ``DataFrame`` (default: ``to_frame()`` as
+        ``"results"``); ``export`` writes each as ``<name>.csv``."""
+        return {"results": self.to_frame()}
+
+    def applicable_plots(self) -> tuple[str, ...]:
+        """The plot kinds this result can draw (default: all of ``PLOTS``), in order."""
+        return tuple(self.PLOTS)
+
+    def export(self, directory: str | os.PathLike, *, formats: tuple[str, ...] = ("png",),
+               overwrite: bool = False) -> Path:
+        """Write ``<table>.csv`` for each of ``tables()``, ``<kind>.<format>`` for each of
+        ``applicable_plots()`` and ``meta.json`` into ``directory``, atomically (through
+        ``explain.staging.staged_directory``: an error leaves no half-written directory; an
+        existing one is a ``FileExistsError`` unless ``overwrite``). Returns the directory."""
+        from .plotting import FORMATS, save_figure
+        from .staging import staged_directory
+
+        formats = tuple(formats)
+        unknown = [fmt for fmt in formats if fmt not in FORMATS]
+        if not formats or unknown:
+            raise ValueError(f"unknown figure format(s) {', '.join(map(repr, unknown)) or '()'};"
+                             f" valid: {', '.join(FORMATS)}")
+        target = Path(directory).expanduser()
+        with staged_directory(target, overwrite=overwrite, what="result") as staging:
+            for name, table in self.tables().items():
+                table.to_csv(staging / f"{name}.csv", index=False)
+            for kind in self.applicable_plots():
+                save_figure(self.plot(kind), staging / kind, formats=formats)
+            (staging / "meta.json").write_text(meta_json(self.meta), encoding="utf-8")
+        return target
+
+    def _freeze(self) -> None:
+        """End of construction: ``meta`` becomes read-only and attributes can no longer be set."""
+        if hasattr(self, "meta"):
+            object.__setattr__(self, "meta", FrozenMeta(self.meta))
+        object.__setattr__(self, "_frozen", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if getattr(self, "_frozen", False):
+            raise AttributeError(f"{type(self).__name__} is immutable after construction; "
+                                 f"cannot set {name!r} (build a new result instead)")
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if getattr(self, "_frozen", False):
+            raise AttributeError(f"{type(self).__name__} is immutable after construction; "
+                                 f"cannot delete {name!r}")
+        object.__delattr__(self, name)
 
     def summary(self) -> str:
         """One line saying what this result holds (overridden by results that know better)."""
@@ -70,12 +165,22 @@ class Result:
         )
 
 
-class TableResult(Result):
-    """A result that is one tidy table (``table``) plus its provenance (``meta``)."""
+def meta_json(meta: Mapping[str, Any]) -> str:
+    """``meta`` as the text of ``meta.json`` (sorted keys, indented; other values as ``str``)."""
+    return json.dumps(meta, indent=2, sort_keys=True, default=str)
 
-    def __init__(self, table, *, meta: dict[str, Any]) -> None:
+
+class TableResult(Result):
+    """A result that is one tidy table (``table``) plus its provenance (``meta``).
+
+    A subclass without its own ``__init__`` is frozen by this one; a subclass with one calls
+    ``self._freeze()`` at its end."""
+
+    def __init__(self, table, *, meta: Mapping[str, Any]) -> None:
         self.table = table
         self.meta = meta
+        if type(self).__init__ is TableResult.__init__:
+            self._freeze()
 
     def to_frame(self):
         return self.table.copy()
