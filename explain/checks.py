@@ -14,7 +14,8 @@ import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["check_columns", "non_negative_float", "one_of", "positive_int", "probability"]
+__all__ = ["as_names", "check_columns", "non_negative_float", "one_of", "positive_int",
+           "probability"]
 
 _SHOWN_COLUMNS = 20
 
@@ -70,6 +71,20 @@ def one_of(value: Any, choices: Iterable[str], name: str) -> str:
         return value
     hint = _suggestion(value, valid, cutoff=0.6) if isinstance(value, str) else ""
     raise ValueError(f"unknown {name} {value!r}; {hint}valid: {', '.join(valid)}")
+
+
+def as_names(value: str | Sequence[str], name: str) -> list[str]:
+    """A column name or a sequence of them (``"a,b"`` is split on commas) -> list of names;
+    ``ValueError`` naming ``name`` when there is none or one is given twice."""
+    if isinstance(value, str):
+        names = [v.strip() for v in value.split(",") if v.strip()]
+    else:
+        names = list(value)
+    if not names:
+        raise ValueError(f"no {name} given; pass a column name or a list of column names")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{name} lists a column twice: {names}")
+    return names
 
 
 def check_columns(frame: Any, columns: Sequence[str] | Mapping[str, str | Sequence[str] | None],

@@ -98,3 +98,14 @@ def test_check_columns_refuses_what_is_not_a_frame_or_a_name():
         check_columns([], ["a"], where="the data")
     with pytest.raises(TypeError, match="the label column is named by a str, got 3"):
         check_columns(pd.DataFrame({"a": [1]}), {"label": 3}, where="the data")
+
+
+def test_as_names_splits_commas_and_refuses_none_or_repeats():
+    from explain.checks import as_names
+
+    assert as_names("race, sex", "sensitive") == ["race", "sex"]
+    assert as_names(("race",), "sensitive") == ["race"]
+    with pytest.raises(ValueError, match="^no sensitive given; pass a column name or a list"):
+        as_names(" , ", "sensitive")
+    with pytest.raises(ValueError, match=r"^layers lists a column twice: \['a', 'a'\]$"):
+        as_names("a,a", "layers")
