@@ -18,11 +18,11 @@ from explain.attention import (
     FLOW_MAX_TOKENS,
     HEAD_STATISTICS,
     AttentionResult,
-    _head_statistics,
     attention_flow,
     attention_rollout,
     head_importance,
 )
+from explain.attention.graph import head_statistics
 from explain.errors import ExplainWarning
 
 TEXTS = ["The film's unbelievably charming cast, sadly, cannot save it.", "a dull mess",
@@ -392,7 +392,7 @@ def test_head_statistics_on_hand_made_maps():
     previous = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0]], dtype=float)
     uniform = np.full((3, 3), 1 / 3)
     maps = np.stack([identity, previous, uniform])[None]   # (1 layer, 3 heads, 3, 3)
-    stats = _head_statistics(maps, [True, False, False])
+    stats = head_statistics(maps, [True, False, False])
     np.testing.assert_allclose(stats["entropy"][0], [0, 0, math.log(3)])
     np.testing.assert_allclose(stats["mean_distance"][0], [0, 2 / 3, 8 / 9])
     np.testing.assert_allclose(stats["special_share"][0], [1 / 3, 2 / 3, 1 / 3])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import explain
-from explain.attention_view import render_view
+from explain.attention.view import render_view
 
 CHROMIUM = "/usr/bin/chromium"
 HOSTILE = ['<script>window.__pwned = 1</script> bad film',

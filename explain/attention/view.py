@@ -31,6 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from ..plotting import figure_data_uri
+from ..text import fold_matrix
+
 __all__ = ["render_page", "render_view"]
 
 _ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
@@ -55,16 +58,13 @@ def _bytes(block: np.ndarray) -> str:
 
 
 def _view_data(result, *, max_tokens: int, max_texts: int) -> dict[str, Any]:
-    from .attention import _model_name
-    from .text import fold_matrix
-
     n_texts = min(len(result.texts), max_texts)
     texts = []
     for i in range(n_texts):
         maps: dict[str, Any] = {}
         cropped = []
         for kind in result.maps:
-            query_side, key_side = result._sides(kind)
+            query_side, key_side = result.sides(kind)
             full = np.asarray(result.maps[kind][i], dtype=np.float64)
             n_q, n_k = full.shape[-2:]
             q_keep, k_keep = min(n_q, max_tokens), min(n_k, max_tokens)
@@ -94,7 +94,7 @@ def _view_data(result, *, max_tokens: int, max_texts: int) -> dict[str, Any]:
                       "cropped": "; ".join(cropped), "maps": maps})
     note = (f"showing the first {n_texts} of {len(result.texts)} texts"
             if n_texts < len(result.texts) else "")
-    title = (f"Attention of {_model_name(result)}: "
+    title = (f"Attention of {result.model_name}: "
              f"{len(result.texts)} text{'s' if len(result.texts) != 1 else ''}")
     return {"title": title, "note": note, "kinds": list(result.maps),
             "maxLength": result.meta.get("parameters", {}).get("max_length"),
@@ -102,8 +102,6 @@ def _view_data(result, *, max_tokens: int, max_texts: int) -> dict[str, Any]:
 
 
 def _fallback(result) -> str:
-    from .plotting import figure_data_uri
-
     figure = result.plot("grid")
     return (f"<div class='ea-fallback'><p>Static picture of every head of text 0 (the "
             f"interactive view needs JavaScript; in Jupyter, trust the notebook or re-run the "
@@ -141,7 +139,7 @@ def render_view(result, *, element_id: str | None = None, max_tokens: int = 128,
 
 def render_page(result, *, max_tokens: int = 128, max_texts: int = 16) -> str:
     """One standalone, offline HTML document with the view (deterministic for a given result)."""
-    element_id = f"explain-attn-{result._content_hash()}"
+    element_id = f"explain-attn-{result.content_hash()}"
     title = html.escape(result.summary())
     body = render_view(result, element_id=element_id, max_tokens=max_tokens, max_texts=max_texts)
     return (

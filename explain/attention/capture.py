@@ -1,0 +1,263 @@
+"""Capture: one forward pass that returns every attention map of a batch of texts.
+
+Hugging Face models run one forward with ``output_attentions=True``; this needs eager attention
+(``sdpa`` returns no weights, so any other implementation raises a ``ValueError`` that says how to
+load the model instead). Encoder-decoder models give three kinds of maps (``ATTENTIONS``):
+encoder self-attention (``"self"``), decoder self-attention (``"decoder"``) and cross attention
+(``"cross"``, decoder queries x encoder keys); the decoder reads ``targets`` (default: the texts
+themselves) exactly as tokenised, no shift. A plain ``nn.Module`` is captured through
+``explain.hooks``: every ``nn.MultiheadAttention`` is asked for per-head weights
+(``need_weights=True, average_attn_weights=False`` via ``edit_inputs``) and its output recorded.
+Padding is removed: text ``i`` is stored as an array of shape ``(n_layers, n_heads, T_i, T_i)``
+(``T_i`` real tokens, special tokens included and flagged so views can hide them), in float32 or
+float16.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+
+import numpy as np
+import torch
+
+from .. import hooks
+from ..results import make_meta
+from ..text import encode_texts
+from .importance import head_importance
+from .inputs import (
+    batch_rows,
+    check_model,
+    check_selection,
+    force_weights,
+    forward_inputs,
+    max_length_of,
+    mha_modules,
+)
+from .result import AttentionResult, Side
+
+__all__ = ["DTYPES", "attention"]
+
+#: Storage precisions.
+DTYPES: Mapping[str, torch.dtype] = MappingProxyType({"float32": torch.float32,
+                                                      "float16": torch.float16})
+
+
+def _check_dtype(dtype) -> torch.dtype:
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    if dtype in DTYPES.values():
+        return dtype
+    raise ValueError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)} (or torch.float32, "
+                     f"torch.float16)")
+
+
+def _is_causal(model) -> bool:
+    config = model.config
+    if model.task == "causal-lm":
+        return True
+    return bool(getattr(config, "is_decoder", False)) and not \
+        getattr(config, "is_encoder_decoder", False)
+
+
+def _require_eager(model) -> None:
+    implementation = getattr(model.config, "_attn_implementation", None)
+    if implementation != "eager":
+        raise ValueError(
+            f"{model.name} ({type(model.model).__name__}) uses {implementation!r} attention, which "
+            f"returns no attention weights; load it with explain.load_model(path) (eager by "
+            f"default), from_pretrained(..., attn_implementation='eager') or call "
+            f"model.set_attn_implementation('eager')")
+
+
+def _expected_layers(config, what: str) -> int | None:
+    if what == "self":
+        keys = (("encoder_layers", "num_layers") if getattr(config, "is_encoder_decoder", False)
+                else ("num_hidden_layers", "n_layer", "num_layers"))
+    else:
+        keys = ("decoder_layers", "num_decoder_layers")
+    for key in keys:
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _checked(attentions, what: str, model) -> tuple[torch.Tensor, ...]:
+    if attentions is None or len(attentions) == 0:
+        raise ValueError(f"{model.name} ({type(model.model).__name__}) returned no {what} "
+                         f"attention weights; load it with attn_implementation='eager'")
+    expected = _expected_layers(model.config, "self" if what in ("self", "encoder") else what)
+    if expected is not None and len(attentions) != expected:
+        # transformers drops the layers whose attention module returned no weights, which
+        # would shift every later layer: refuse instead.
+        raise ValueError(f"{model.name} ({type(model.model).__name__}) returned {what} attention "
+                         f"weights for {len(attentions)} of its {expected} layers: the attention "
+                         f"module of some layer gives no weights (no eager path); attention maps "
+                         f"need every layer's weights")
+    missing = [i for i, a in enumerate(attentions) if a is None or a.dim() != 4]
+    if missing:
+        raise ValueError(f"{model.name} ({type(model.model).__name__}): {what} layer(s) "
+                         f"{', '.join(map(str, missing))} returned no per-head attention weights "
+                         f"(their attention module has no eager path); attention maps need every "
+                         f"layer's weights")
+    return tuple(attentions)
+
+
+def attention(
+    model,
+    texts: Sequence[str] | str,
+    *,
+    text_pairs: Sequence[str] | str | None = None,
+    targets: Sequence[str] | str | None = None,
+    layers: Sequence[int] | int | None = None,
+    heads: Sequence[int] | int | None = None,
+    dtype: torch.dtype | str = torch.float32,
+    max_length: int | None = None,
+    batch_size: int = 16,
+    importance: bool = False,
+    target: int | str | None = None,
+) -> AttentionResult:
+    """Capture per-layer, per-head attention maps of ``texts``.
+
+    ``model``: an ``explain.LoadedModel`` text model: a Hugging Face model with eager attention,
+    or an ``nn.Module`` built on ``nn.MultiheadAttention``. ``text_pairs``: second segments.
+    ``targets``: decoder inputs of an encoder-decoder model (default: the texts). ``layers``,
+    ``heads``: indices to keep (default all; negative indices count from the end). ``dtype``:
+    storage precision (``DTYPES``). ``max_length``: tokens per text (default the model's limit;
+    longer texts are truncated, flagged in ``result.truncated`` and in figure titles, and warned
+    about). ``importance=True`` also runs ``head_importance`` for ``target`` (default: the
+    predicted class). Returns an ``AttentionResult``.
+    """
+    check_model(model)
+    storage = _check_dtype(dtype)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    module = model.model
+    config = model.config
+    is_hf = model.is_huggingface
+    encoder_decoder = is_hf and bool(getattr(config, "is_encoder_decoder", False))
+    if encoder_decoder and text_pairs is not None:
+        raise ValueError("text_pairs is for encoder models; an encoder-decoder model reads "
+                         "targets= in its decoder")
+    if targets is not None and not encoder_decoder:
+        raise ValueError(f"targets= is the decoder input of an encoder-decoder model; "
+                         f"{model.name} has no decoder")
+    mha_names: list[str] = []
+    if not is_hf:
+        mha_names = mha_modules(module)
+        if not mha_names:
+            raise TypeError(f"{model.name} ({type(module).__name__}) is not a Hugging Face model "
+                            f"and has no nn.MultiheadAttention module, so it exposes no attention "
+                            f"weights; attention() supports Hugging Face models (eager attention) "
+                            f"and modules built on nn.MultiheadAttention")
+    else:
+        _require_eager(model)
+
+    batch = model.encode_texts(texts, text_pairs=text_pairs,
+                               max_length=max_length_of(model, max_length))
+    target_batch = None
+    if encoder_decoder:
+        target_batch = encode_texts(model.tokenizer, batch.texts if targets is None else targets,
+                                    max_length=max_length, config=config)
+        if len(target_batch) != len(batch):
+            raise ValueError(f"got {len(batch)} texts but {len(target_batch)} targets; pass one "
+                             f"target per text")
+
+    kinds = ("self", "decoder", "cross") if encoder_decoder else ("self",)
+    collected: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
+    layer_sel: tuple[int, ...] | None = None
+    head_sel: tuple[int, ...] | None = None
+    n_layers = n_heads = 0
+    with hooks.preserved_state(module), torch.inference_mode():
+        module.eval()
+        for start in range(0, len(batch), batch_size):
+            stop = min(start + batch_size, len(batch))
+            inputs = batch_rows(batch, start, stop)
+            if is_hf:
+                if encoder_decoder:
+                    decoder = batch_rows(target_batch, start, stop)
+                    inputs = {"input_ids": inputs["input_ids"],
+                              "attention_mask": inputs["attention_mask"],
+                              "decoder_input_ids": decoder["input_ids"],
+                              "decoder_attention_mask": decoder["attention_mask"]}
+                output = module(**inputs, output_attentions=True, return_dict=True)
+                if encoder_decoder:
+                    found = {"self": _checked(output.encoder_attentions, "encoder", model),
+                             "decoder": _checked(output.decoder_attentions, "decoder", model),
+                             "cross": _checked(output.cross_attentions, "cross", model)}
+                else:
+                    found = {"self": _checked(output.attentions, "self", model)}
+                del output
+            else:
+                found = {"self": _capture_mha(model, mha_names, inputs)}
+            if layer_sel is None:
+                n_layers, n_heads = len(found["self"]), int(found["self"][0].shape[1])
+                layer_sel = check_selection(layers, n_layers, "layers")
+                head_sel = check_selection(heads, n_heads, "heads")
+                for kind, maps in found.items():
+                    if len(maps) != n_layers or int(maps[0].shape[1]) != n_heads:
+                        raise ValueError(f"the {kind} attention has {len(maps)} layers x "
+                                         f"{maps[0].shape[1]} heads, unlike the encoder's "
+                                         f"{n_layers} x {n_heads}; explain needs equal stacks")
+            # Fill each text's array layer by layer and drop the model's tensor for that layer
+            # at once, so the transient peak is one batch of float32 maps plus what is kept.
+            head_index = torch.tensor(head_sel)
+            numpy_dtype = np.float16 if storage == torch.float16 else np.float32
+            for kind in list(found):
+                maps = list(found.pop(kind))
+                arrays = []
+                for row in range(stop - start):
+                    i = start + row
+                    q_len = (target_batch.lengths[i] if kind in ("decoder", "cross")
+                             else batch.lengths[i])
+                    k_len = target_batch.lengths[i] if kind == "decoder" else batch.lengths[i]
+                    arrays.append(np.empty((len(layer_sel), len(head_sel), q_len, k_len),
+                                           dtype=numpy_dtype))
+                for position, layer in enumerate(layer_sel):
+                    layer_maps = maps[layer].index_select(1, head_index).to(storage)
+                    maps[layer] = None
+                    for row, array in enumerate(arrays):
+                        q_len, k_len = array.shape[-2:]
+                        array[position] = layer_maps[row, :, :q_len, :k_len].numpy()
+                    del layer_maps
+                collected[kind].extend(arrays)
+                del maps
+
+    source = Side.from_batch(batch)
+    target_side = Side.from_batch(target_batch) if target_batch is not None else None
+    importance_frame = None
+    if importance:
+        importance_frame = head_importance(model, batch.texts, text_pairs=text_pairs,
+                                           target=target, layers=layer_sel, heads=head_sel,
+                                           max_length=max_length, batch_size=batch_size)
+    meta = make_meta(model, method="attention", parameters={
+        "layers": list(layer_sel), "heads": list(head_sel), "dtype": str(storage).split(".")[-1],
+        "max_length": batch.max_length, "batch_size": batch_size,
+        "capture": "output_attentions" if is_hf else "hooks:nn.MultiheadAttention",
+        "encoder_decoder": encoder_decoder, "importance": bool(importance),
+        "target": target, "rollout_residual": 0.5})
+    return AttentionResult(maps={k: tuple(v) for k, v in collected.items()}, layers=layer_sel,
+                           heads=head_sel, source=source, target=target_side,
+                           causal=_is_causal(model), n_layers=n_layers, n_heads=n_heads,
+                           meta=meta, importance=importance_frame)
+
+
+def _capture_mha(model, names: list[str], inputs: dict) -> tuple[torch.Tensor, ...]:
+    module = model.model
+    with hooks.edit_inputs(module, dict.fromkeys(names, force_weights)), \
+            hooks.record(module, names) as recording:
+        module(**forward_inputs(module, inputs))
+    maps = []
+    for name in names:
+        output = recording.outputs.get(name)
+        if output is None:
+            raise ValueError(f"the attention module {name!r} of {model.name} did not run in the "
+                             f"forward pass, so it has no attention weights")
+        weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
+        if weights is None or weights.dim() != 4:
+            raise ValueError(f"the attention module {name!r} of {model.name} returned no per-head "
+                             f"attention weights (got {None if weights is None else tuple(weights.shape)})")
+        maps.append(weights)
+    return tuple(maps)
+

@@ -1,0 +1,213 @@
+"""The figures of attention results: one head, the layer x head grid, a head-statistic heatmap
+and the rollout / flow bars.
+
+Each function receives an already checked result and option values (``AttentionResult.plot``
+checks them) and reads the result through its public API only; figures are made, never shown.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..plotting import DIVERGING, SEQUENTIAL, axes_or_new, diverging_norm, new_figure, style
+from .graph import HEAD_STATISTICS
+
+__all__ = ["bars_figure", "grid_figure", "head_figure", "head_grid_figure",
+           "head_summary_figure"]
+
+def _tick_step(n: int, room: int = 60) -> int:
+    return max(1, math.ceil(n / room))
+
+
+def _short(label: str, limit: int = 18) -> str:
+    label = label.replace("\n", " ")
+    return label if len(label) <= limit else label[:limit - 1] + "…"
+
+
+def _truncated(result, i: int) -> str:
+    return " (truncated)" if result.truncated[i] else ""
+
+
+def _kept(labels, specials, hide_special: bool) -> np.ndarray:
+    keep = np.ones(len(labels), dtype=bool)
+    if hide_special:
+        keep = ~np.asarray(specials, dtype=bool)
+        if not keep.any():
+            keep = np.ones(len(labels), dtype=bool)
+    return keep
+
+
+def head_figure(result, *, ax, text_id: int, layer: int, head: int, level: str,
+                attention: str, hide_special: bool):
+    """One head of one layer of text ``text_id`` as a query x key heatmap."""
+    i = text_id
+    matrix = result.matrix(i, layer=layer, head=head, level=level, attention=attention)
+    query_side, key_side = result.sides(attention)
+    q_labels, k_labels = query_side.labels(i, level), key_side.labels(i, level)
+    q_keep = _kept(q_labels, query_side.specials(i, level), hide_special)
+    k_keep = _kept(k_labels, key_side.specials(i, level), hide_special)
+    matrix = matrix[np.ix_(q_keep, k_keep)]
+    q_labels = [_short(x) for x, k in zip(q_labels, q_keep, strict=True) if k]
+    k_labels = [_short(x) for x, k in zip(k_labels, k_keep, strict=True) if k]
+    n_q, n_k = matrix.shape
+    width = min(16.0, max(4.5, 0.22 * n_k + 2.2))
+    height = min(16.0, max(3.5, 0.22 * n_q + 1.6))
+    with style():
+        fig, ax = axes_or_new(ax, width, height)
+        image = ax.imshow(matrix, cmap=SEQUENTIAL, vmin=0.0, vmax=max(float(matrix.max()), 1e-9),
+                          aspect="auto")
+        step_q, step_k = _tick_step(n_q), _tick_step(n_k)
+        ax.set_yticks(range(0, n_q, step_q), q_labels[::step_q])
+        ax.set_xticks(range(0, n_k, step_k), k_labels[::step_k], rotation=90)
+        ax.set_xlabel(f"key ({level})")
+        ax.set_ylabel(f"query ({level})")
+        kind = "" if attention == "self" else f"{attention} attention, "
+        hidden = ", special tokens hidden" if hide_special else ""
+        ax.set_title(f"{result.model_name}: {kind}layer {layer}, head {head}, text {i}"
+                     f"{hidden}{_truncated(result, i)}")
+        bar = fig.colorbar(image, ax=ax, shrink=0.8)
+        bar.set_label("attention weight")
+    return fig
+
+
+def grid_figure(result, *, text_id: int, level: str, attention: str, hide_special: bool):
+    """Layer x head thumbnails of every captured map of text ``text_id`` (its own figure)."""
+    from matplotlib.colors import PowerNorm
+
+    i = text_id
+    n_l, n_h = len(result.layers), len(result.heads)
+    query_side, key_side = result.sides(attention)
+    q_keep = _kept(query_side.labels(i, level), query_side.specials(i, level), hide_special)
+    k_keep = _kept(key_side.labels(i, level), key_side.specials(i, level), hide_special)
+    size = 1.05
+    fig, axes = new_figure(min(18.0, size * n_h + 1.4), min(20.0, size * n_l + 0.9),
+                           nrows=n_l, ncols=n_h)
+    axes = np.asarray(axes, dtype=object).reshape(n_l, n_h)
+    norm = PowerNorm(gamma=0.5, vmin=0.0, vmax=1.0)
+    with style():
+        image = None
+        for row, layer in enumerate(result.layers):
+            for col, head in enumerate(result.heads):
+                ax = axes[row][col]
+                matrix = result.matrix(i, layer=layer, head=head, level=level,
+                                       attention=attention)[np.ix_(q_keep, k_keep)]
+                image = ax.imshow(matrix, cmap=SEQUENTIAL, norm=norm, aspect="auto")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for spine in ax.spines.values():
+                    spine.set_visible(True)
+                    spine.set_linewidth(0.4)
+                if row == 0:
+                    ax.set_title(f"head {head}", fontsize=8)
+                if col == 0:
+                    ax.set_ylabel(f"layer {layer}", fontsize=8)
+        kind = "" if attention == "self" else f"{attention} attention, "
+        hidden = ", special tokens hidden" if hide_special else ""
+        fig.suptitle(f"{result.model_name}: {kind}all heads, text {i} "
+                     f"({int(q_keep.sum())} x {int(k_keep.sum())} {level}s{hidden})"
+                     f"{_truncated(result, i)}", fontsize=10)
+        bar = fig.colorbar(image, ax=axes, shrink=0.6, aspect=30)
+        bar.set_label("attention weight (square-root scale)")
+    return fig
+
+
+#: Colour-bar labels of the head heatmaps: the head statistics and the head importance.
+_DESCRIPTIONS = {**HEAD_STATISTICS, "importance": "drop of the target score when the head is masked"}
+
+
+def head_summary_figure(result, *, ax, statistic: str, attention: str):
+    """Heatmap of one head statistic (or ``"importance"``) of an attention result."""
+    valid = [*HEAD_STATISTICS, "importance"]
+    if statistic not in valid:
+        raise ValueError(f"unknown statistic {statistic!r}; valid: {', '.join(valid)}")
+    frame = result.head_statistics(attention=attention)
+    if statistic not in frame.columns:
+        raise ValueError("statistic 'importance' needs attention(..., importance=True)")
+    grid = frame.pivot(index="layer", columns="head", values=statistic).to_numpy(dtype=float)
+    n_texts = len(result.texts)
+    kind = "" if attention == "self" else f" ({attention} attention)"
+    title = (f"{result.model_name}: {statistic.replace('_', ' ')}{kind}, mean over "
+             f"{n_texts} text{'s' if n_texts != 1 else ''}"
+             f"{' (some truncated)' if any(result.truncated) else ''}")
+    return head_grid_figure(grid, ax=ax, layers=result.layers, heads=result.heads,
+                            statistic=statistic, title=title)
+
+
+def head_grid_figure(grid: np.ndarray, *, ax, layers, heads, statistic: str, title: str):
+    """Layer x head heatmap of ``grid`` (``(len(layers), len(heads))``), values written in the
+    cells when there are at most 200; ``"importance"`` is drawn on a diverging scale."""
+    n_l, n_h = grid.shape
+    with style():
+        fig, ax = axes_or_new(ax, min(16.0, max(4.5, 0.55 * n_h + 2.2)),
+                              min(14.0, max(3.0, 0.45 * n_l + 1.6)))
+        if statistic == "importance":
+            image = ax.imshow(grid, cmap=DIVERGING, norm=diverging_norm(grid), aspect="auto")
+        else:
+            image = ax.imshow(grid, cmap=SEQUENTIAL, aspect="auto")
+        ax.set_xticks(range(n_h), [str(h) for h in heads])
+        ax.set_yticks(range(n_l), [str(layer) for layer in layers])
+        ax.set_xlabel("head")
+        ax.set_ylabel("layer")
+        if n_l * n_h <= 200:
+            finite = grid[np.isfinite(grid)]
+            middle = (finite.min() + finite.max()) / 2 if finite.size else 0.0
+            scale = float(np.abs(finite).max()) if finite.size else 0.0
+            for r in range(n_l):
+                for c in range(n_h):
+                    value = grid[r, c]
+                    if not np.isfinite(value):
+                        continue
+                    dark = (abs(value) > 0.6 * np.abs(finite).max()) if statistic == "importance" \
+                        else value > middle
+                    text = f"{value:.2f}" if scale >= 0.1 else f"{value:.1e}"
+                    ax.text(c, r, text, ha="center", va="center", fontsize=6.5,
+                            color="white" if dark else "black")
+        ax.set_title(title)
+        bar = fig.colorbar(image, ax=ax, shrink=0.85)
+        bar.set_label(_DESCRIPTIONS[statistic], fontsize=7)
+    return fig
+
+
+def bars_figure(result, kind: str, *, ax, text_id: int, level: str, query: int | None,
+                hide_special: bool):
+    """Rollout or flow (``kind``) of text ``text_id`` from token ``query`` as bars over units."""
+    i = text_id
+    values = result.rollout(i, query=query, level=level) if kind == "rollout" \
+        else result.flow(i, query=query, level=level)
+    side = result.sides("self")[0]
+    labels = [_short(x, 24) for x in side.labels(i, level)]
+    specials = side.specials(i, level)
+    keep = _kept(labels, specials, hide_special)
+    values = values[keep]
+    labels = [x for x, k in zip(labels, keep, strict=True) if k]
+    specials = [x for x, k in zip(specials, keep, strict=True) if k]
+    q = result.query_index(i, query)
+    q_label = side.tokens[i][q]
+    q_word = side.unit_labels[i][side.unit_index[i][q]]
+    q_text = f"{q_label!r}" + (f" of {q_word!r}" if q_word != q_label else "")
+    n = len(values)
+    with style():
+        fig, ax = axes_or_new(ax, 6.0, min(18.0, max(2.5, 0.24 * n + 1.2)))
+        colors = ["#b0b0b0" if s else "#2b6cb0" for s in specials]
+        positions = np.arange(n)
+        ax.barh(positions, values, color=colors, height=0.75)
+        ax.set_yticks(positions, labels)
+        ax.invert_yaxis()
+        ax.set_xlim(0, max(float(values.max()) * 1.12, 1e-9))
+        total = "special tokens hidden; all units sum to 1" if hide_special and not keep.all() \
+            else "sums to 1"
+        ax.set_xlabel(f"share of {kind} from query {q_label!r} ({total})")
+        ax.grid(axis="x", linewidth=0.4, alpha=0.5)
+        ax.set_axisbelow(True)
+        name = "rollout" if kind == "rollout" else "flow"
+        ax.set_title(f"{result.model_name}: attention {name}, text {i}, query token {q} "
+                     f"{q_text}{_truncated(result, i)}")
+        if any(specials):
+            from matplotlib.patches import Patch
+
+            ax.legend(handles=[Patch(color="#2b6cb0", label=level),
+                               Patch(color="#b0b0b0", label="special token")],
+                      loc="best", frameon=True, framealpha=0.9)
+    return fig

@@ -1,0 +1,206 @@
+"""Head importance: how much each attention head supports the model's score, by masking it.
+
+``head_importance(model, texts)`` zeroes one head's slice of the input of the attention output
+projection (BERT ``attention.output.dense``, GPT-2 ``attn.c_proj``, ...) through
+``explain.hooks.edit_inputs`` (for ``nn.MultiheadAttention`` the head's contribution is
+subtracted from the module's output, which is the same thing) and reports the drop of the
+model's score for a target: a class logit (default: the predicted class) for classifiers, the
+mean log-probability of the text's own tokens for language models.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import hooks
+from .inputs import (
+    batch_rows,
+    check_model,
+    check_selection,
+    force_weights,
+    forward_inputs,
+    max_length_of,
+    mha_modules,
+)
+
+__all__ = ["head_importance"]
+
+_PROJECTION_SUFFIXES = (".attention.output.dense", ".attn.c_proj", ".self_attn.out_proj",
+                        ".self_attn.o_proj", ".attention.out_lin", ".SelfAttention.o",
+                        ".attn.out_proj", ".attention.o_proj")
+
+
+
+def _projection_names(module: nn.Module, n_layers: int) -> list[str]:
+    names = [name for name, _ in module.named_modules() if name.endswith(_PROJECTION_SUFFIXES)
+             and ".encoder_attn." not in name and "EncDec" not in name]
+    if len(names) != n_layers:
+        raise ValueError(f"{type(module).__name__}: found {len(names)} attention output "
+                         f"projections ({', '.join(names) or 'none'}) for {n_layers} layers; head "
+                         f"importance knows the module names ending in "
+                         f"{', '.join(_PROJECTION_SUFFIXES)}")
+    return names
+
+
+def _scores(model, output, inputs: dict, targets: torch.Tensor | None) -> torch.Tensor:
+    logits = output.logits if hasattr(output, "logits") else output
+    if model.task == "sequence-classification":
+        return logits.gather(1, targets[:, None])[:, 0].float()
+    mask = inputs["attention_mask"].float()
+    ids = inputs["input_ids"]
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    if model.task == "causal-lm":
+        picked = logprobs[:, :-1].gather(2, ids[:, 1:, None])[..., 0]
+        weights = mask[:, 1:]
+    else:
+        picked = logprobs.gather(2, ids[..., None])[..., 0]
+        weights = mask
+    return (picked * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+
+def _mask_projection(head: int, n_heads: int):
+    def edit(_module, args, kwargs):
+        x = args[0]
+        size = x.shape[-1] // n_heads
+        x = x.clone()
+        x[..., head * size:(head + 1) * size] = 0
+        return (x, *args[1:]), kwargs
+
+    return edit
+
+
+def _mask_mha(head: int):
+    def edit(module: nn.MultiheadAttention, inputs, output):
+        attended, weights = output[0], output[1]
+        value = inputs[2]
+        if not module.batch_first:
+            value = value.transpose(0, 1)
+            attended = attended.transpose(0, 1)
+        embed, n_heads = module.embed_dim, module.num_heads
+        size = embed // n_heads
+        if module.in_proj_weight is not None:
+            w_v = module.in_proj_weight[2 * embed:][head * size:(head + 1) * size]
+        else:
+            w_v = module.v_proj_weight[head * size:(head + 1) * size]
+        b_v = (module.in_proj_bias[2 * embed:][head * size:(head + 1) * size]
+               if module.in_proj_bias is not None else None)
+        v = torch.nn.functional.linear(value, w_v, b_v)              # (B, S, d)
+        head_out = weights[:, head] @ v                                # (B, T, d)
+        contribution = head_out @ module.out_proj.weight[:, head * size:(head + 1) * size].T
+        attended = attended - contribution
+        if not module.batch_first:
+            attended = attended.transpose(0, 1)
+        return (attended, weights)
+
+    return edit
+
+
+def head_importance(
+    model,
+    texts: Sequence[str] | str,
+    *,
+    text_pairs: Sequence[str] | str | None = None,
+    target: int | str | None = None,
+    layers: Sequence[int] | int | None = None,
+    heads: Sequence[int] | int | None = None,
+    max_length: int | None = None,
+    batch_size: int = 16,
+):
+    """Importance of each attention head for the model's score, by masking it.
+
+    For each (layer, head), the head's output is zeroed (its slice of the input of the attention
+    output projection, via ``explain.hooks.edit_inputs``; for ``nn.MultiheadAttention`` its
+    contribution is subtracted from the module output) and the model's score recomputed. Score:
+    the logit of ``target`` (class name or index; default: each text's predicted class) for
+    classifiers; the mean log-probability of the text's own tokens for masked and causal LMs.
+    Returns a ``pandas.DataFrame`` with one row per (layer, head): ``layer``, ``head``,
+    ``score`` (mean unmasked score), ``masked_score``, ``importance`` (= score - masked_score,
+    mean over texts; positive: the head supports the score), ``importance_std``, ``n_texts``.
+    Cost: ``1 + layers x heads`` forward passes. Hooks are removed also when a forward raises.
+    """
+    import pandas as pd
+
+    check_model(model)
+    module = model.model
+    if model.task not in ("sequence-classification", "causal-lm", "masked-lm"):
+        raise ValueError(f"head importance needs a score: a classifier or a language model; "
+                         f"{model.name} is a {model.task!r} model")
+    if model.is_huggingface and getattr(model.config, "is_encoder_decoder", False):
+        raise ValueError("head importance does not support encoder-decoder models yet")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    batch = model.encode_texts(texts, text_pairs=text_pairs,
+                               max_length=max_length_of(model, max_length))
+    if model.is_huggingface:
+        n_layers = int(getattr(model.config, "num_hidden_layers", 0) or
+                       getattr(model.config, "n_layer", 0))
+        n_heads = int(getattr(model.config, "num_attention_heads", 0) or
+                      getattr(model.config, "n_head", 0))
+        names = _projection_names(module, n_layers)
+    else:
+        names = mha_modules(module)
+        if not names:
+            raise TypeError(f"{model.name} has no nn.MultiheadAttention module and is not a "
+                            f"Hugging Face model; no heads to mask")
+        n_layers = len(names)
+        n_heads = int(dict(module.named_modules())[names[0]].num_heads)
+    layer_sel = check_selection(layers, n_layers, "layers")
+    head_sel = check_selection(heads, n_heads, "heads")
+    target_index = None
+    if target is not None:
+        if model.task != "sequence-classification":
+            raise ValueError(f"target= selects a class of a classifier; {model.name} is a "
+                             f"{model.task!r} model scored by the log-probability of its text")
+        target_index = model.label_index(target)
+
+    def run(edits: Mapping[str, Any], chunks: list) -> torch.Tensor:
+        scores = []
+        for call, inputs, classes in chunks:
+            if model.is_huggingface:
+                with hooks.edit_inputs(module, edits):
+                    output = module(**call)
+            else:
+                with hooks.edit_inputs(module, dict.fromkeys(edits, force_weights)), \
+                        hooks.edit_outputs(module, edits):
+                    output = module(**call)
+            scores.append(_scores(model, output, inputs, classes))
+        return torch.cat(scores)
+
+    rows = []
+    with hooks.preserved_state(module), torch.inference_mode():
+        module.eval()
+        # One unmasked forward per chunk gives both the predicted classes and the baseline.
+        chunks, baseline = [], []
+        for start in range(0, len(batch), batch_size):
+            stop = min(start + batch_size, len(batch))
+            inputs = batch_rows(batch, start, stop)
+            call = forward_inputs(module, inputs) if not model.is_huggingface else inputs
+            output = module(**call)
+            classes = None
+            if model.task == "sequence-classification":
+                logits = output.logits if hasattr(output, "logits") else output
+                classes = (logits.argmax(-1) if target_index is None
+                           else torch.full((stop - start,), target_index, dtype=torch.long))
+            baseline.append(_scores(model, output, inputs, classes))
+            chunks.append((call, inputs, classes))
+        baseline = torch.cat(baseline)
+        for layer in layer_sel:
+            for head in head_sel:
+                edit = (_mask_projection(head, n_heads) if model.is_huggingface
+                        else _mask_mha(head))
+                masked = run({names[layer]: edit}, chunks)
+                change = (baseline - masked).double().numpy()
+                rows.append({"layer": layer, "head": head,
+                             "score": float(baseline.double().mean()),
+                             "masked_score": float(masked.double().mean()),
+                             "importance": float(change.mean()),
+                             "importance_std": float(change.std(ddof=1)) if len(change) > 1
+                             else math.nan,
+                             "n_texts": len(change)})
+    return pd.DataFrame(rows)
+
