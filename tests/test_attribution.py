@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import explain
-from explain.attribution import METHODS, attribute, rank_agreement
+from explain.attribution import METHODS, attribute, attribute_layer, rank_agreement
 from explain.errors import ExplainWarning
 from explain.hooks import count_hooks
 
@@ -345,7 +345,10 @@ def test_no_hooks_left_when_the_forward_raises(tiny_bert):
         try:
             options = {"n_samples": 5} if method == "lime" else {}
             with pytest.raises(RuntimeError, match="boom"):
-                attribute(tiny_bert, TEXTS[:2], method=method, n_steps=4, **options)
+                if method == "layer":
+                    attribute_layer(tiny_bert, TEXTS[:2], n_steps=4)
+                else:
+                    attribute(tiny_bert, TEXTS[:2], method=method, n_steps=4, **options)
         finally:
             del tiny_bert.model.forward
         assert count_hooks(tiny_bert) == 0, method
@@ -516,9 +519,11 @@ def test_plots_render(tiny_bert, one_feature, tiny_cnn):
     assert isinstance(table.plot(), Figure)
     image = attribute(tiny_cnn, torch.rand(2, 1, 8, 8), n_steps=4)
     assert isinstance(image.plot("image"), Figure)
-    layer = attribute(tiny_cnn, torch.rand(2, 1, 8, 8), method="layer", n_steps=4)
+    layer = attribute_layer(tiny_cnn, torch.rand(2, 1, 8, 8), n_steps=4)
     assert isinstance(layer.plot(), Figure)
-    assert "neuron" in layer.to_frame().unit.unique()
+    assert isinstance(layer.plot("layer", top_k=3), Figure)
+    with pytest.raises(TypeError, match="'input'.*valid: top_k"):
+        layer.plot("layer", input=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert "<img" in image._repr_html_()
@@ -531,8 +536,9 @@ def test_plain_torch_text_model(tiny_mha):
     assert (table.convergence_delta.abs() <= np.maximum(0.01 * (table.attribution_sum -
                                                                 table.convergence_delta).abs(),
                                                         1e-6)).all()
-    layer = attribute(tiny_mha, ["the movie was good"], method="layer", n_steps=8)
+    layer = attribute_layer(tiny_mha, ["the movie was good"], n_steps=8)
     assert layer.meta["parameters"]["layer"] == "layers.1"
+    assert set(layer.to_frame().layer) == {"layers.1"}
     assert count_hooks(tiny_mha) == 0
 
 
@@ -812,3 +818,28 @@ def test_eraser_on_language_models(tiny_mlm, tiny_gpt2):
                         "random_sufficiency"]].to_numpy()
         assert np.isfinite(values).all() and (np.abs(values) <= 1).all()
     assert count_hooks(tiny_mlm) == 0 and count_hooks(tiny_gpt2) == 0
+
+
+# ------------------------------------------------------------------- layer attribution
+
+
+def test_layer_attribution_is_a_tidy_table_with_completeness(tiny_cnn):
+    images = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    result = attribute_layer(tiny_cnn, images, n_steps=32)
+    frame = result.to_frame()
+    n_neurons = result.scores().shape[1]
+    assert len(frame) == 3 * n_neurons
+    assert list(frame.columns) == ["input_id", "step", "layer", "neuron", "label", "score",
+                                   "target", "predicted_label", "predicted_score",
+                                   "target_score", "convergence_delta", "n_steps", "truncated"]
+    assert frame.groupby("input_id").neuron.apply(list).tolist() == [list(range(n_neurons))] * 3
+    # the neurons' scores sum to f(x) - f(baseline) up to the completeness error
+    assert (result.relative_deltas() < 0.05).all()
+    assert count_hooks(tiny_cnn) == 0
+
+
+def test_layer_is_not_a_method_of_attribute(tiny_cnn):
+    with pytest.raises(ValueError, match="'layer' is not a method of attribute.*attribute_layer"):
+        attribute(tiny_cnn, torch.rand(1, 1, 8, 8), method="layer")
+    with pytest.raises(ValueError, match="layer= applies to .*gradcam.*not 'saliency'"):
+        attribute(tiny_cnn, torch.rand(1, 1, 8, 8), method="saliency", layer="conv")

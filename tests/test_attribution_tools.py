@@ -11,7 +11,8 @@ from torch import nn
 
 import explain
 from explain.attribution import attribute, global_surrogate, scorecard
-from explain.attribution.trust import PeakMemory, robustness
+from explain.attribution.robustness import robustness
+from explain.attribution.trust import PeakMemory
 from explain.hooks import count_hooks
 
 

@@ -242,9 +242,11 @@ def plot_deletion(result, *, ax=None, **_):
     return fig
 
 
-def plot_layer(result, *, ax=None, input=0, top_k=10, **_):
-    labels, _ = result.units(0)
-    matrix = np.stack([result.units(k)[1] for k in range(len(result))])
+def plot_layer(result, *, ax=None, top_k=10):
+    """The ``top_k`` neurons of a ``LayerAttributionResult`` by mean |score| over its inputs,
+    with the standard deviation over inputs."""
+    labels = result.neuron_labels()
+    matrix = result.scores()
     mean = matrix.mean(0)
     order = np.argsort(-np.abs(mean), kind="stable")[:top_k][::-1]
     fig, ax = axes_or_new(ax, 6.0, 1.0 + 0.3 * len(order))
@@ -258,5 +260,5 @@ def plot_layer(result, *, ax=None, input=0, top_k=10, **_):
         ax.set_yticks(range(len(order)), [labels[j] for j in order])
         ax.axvline(0, color="0.2", linewidth=0.8)
         ax.set_xlabel(f"mean attribution over {len(result)} inputs (± std)")
-        ax.set_title(_wrap(f"Top {len(order)} units of layer {result._run.layer_name}"))
+        ax.set_title(_wrap(f"Top {len(order)} units of layer {result.layer}"))
     return fig

@@ -14,7 +14,8 @@ import pandas as pd
 from ..plotting import diverging_norm
 from ..results import Result, make_meta
 from ..text import fold_scores
-from .core import check_count, item_offsets
+from .inputs import check_count, item_offsets
+from .methods import METHODS
 
 __all__ = ["LEVELS", "AttributionResult", "importance_table"]
 
@@ -25,7 +26,6 @@ LEVELS: Mapping[str, str] = MappingProxyType({
     "feature": "tabular: one row per raw column (a one-hot group is one feature)",
     "patch": "image: one row per patch",
     "pixel": "image: one row per pixel",
-    "neuron": "layer method: one row per neuron or channel of the layer",
 })
 
 
@@ -34,13 +34,13 @@ class AttributionResult(Result):
 
     ``to_frame(level=None)`` columns: ``input_id`` (position of the input in the call),
     ``step`` (0, or the continuation token index for causal LMs), ``unit`` (a key of ``LEVELS``),
-    ``position`` (word, token, feature, patch, pixel or neuron index within the input),
+    ``position`` (word, token, feature, patch or pixel index within the input),
     ``label`` (the word, token, feature name, patch or pixel ``"row r, col c"``), ``start``,
     ``end`` (character span in the text; -1 otherwise), ``segment`` (0/1 for text pairs, else
     0), ``score`` (signed: positive pushes the target up), ``method``, ``target`` (explained
     label, contrast ``A-B`` or token), ``predicted_label``, ``predicted_score`` (under
     ``output``, by default the probability), ``target_score``, ``convergence_delta``
-    (integrated gradients, DeepLift, GradientSHAP, layer; NaN otherwise) and ``truncated``.
+    (integrated gradients, DeepLift, GradientSHAP; NaN otherwise) and ``truncated``.
 
     ``explanations()``: one row per explanation with the per-input trust numbers and the
     plain-language ``summary``. ``global_importance()``: dataset-level importance per predicted
@@ -54,7 +54,6 @@ class AttributionResult(Result):
         "image": "attribution overlaid on the images",
         "global": "global importance per predicted label with 95% Student-t intervals",
         "deletion": "mean deletion and insertion curves vs a random ranking",
-        "layer": "top neurons/channels of the attributed layer (layer method)",
     })
 
     def __init__(self, loaded, run, *, trust, parameters: Mapping[str, Any], seed: int,
@@ -63,6 +62,7 @@ class AttributionResult(Result):
         self._trust = trust
         self.kind = run.prepared.kind
         self.method = run.method
+        self._completeness = METHODS[run.method].completeness
         self.task = loaded.task
         self.label_names = tuple(loaded.label_names or ())
         self.output = parameters.get("output", "probability")
@@ -92,12 +92,9 @@ class AttributionResult(Result):
 
     def units(self, k: int) -> tuple[list[str], np.ndarray]:
         """Labels and scores of explanation ``k`` at its natural level (words, features,
-        patches, neurons)."""
+        patches)."""
         run = self._run
         item = run.prepared.items[k]
-        if self.method == "layer":
-            scores = run.layer_scores[k]
-            return [f"{run.layer_name}[{j}]" for j in range(len(scores))], scores
         if item.kind == "text":
             return list(item.text["words"]), fold_scores(run.unit_scores[k],
                                                          item.text["word_index"])
@@ -106,8 +103,6 @@ class AttributionResult(Result):
     # ------------------------------------------------------------------- frames
 
     def _default_level(self) -> str:
-        if self.method == "layer":
-            return "neuron"
         return {"text": "word", "tabular": "feature", "image": "patch"}[self.kind]
 
     def to_frame(self, level: str | None = None) -> pd.DataFrame:
@@ -117,8 +112,6 @@ class AttributionResult(Result):
             raise ValueError(f"unknown level {level!r}; valid: {', '.join(LEVELS)}")
         valid = {"text": ("word", "token"), "tabular": ("feature",),
                  "image": ("patch", "pixel")}[self.kind]
-        if self.method == "layer":
-            valid = ("neuron",)
         if level not in valid:
             raise ValueError(f"level {level!r} does not apply to a {self.kind} {self.method} "
                              f"result; valid here: {', '.join(valid)}")
@@ -149,10 +142,6 @@ class AttributionResult(Result):
     def _unit_rows(self, k: int, item, level: str) -> list[dict]:
         run = self._run
         rows = []
-        if level == "neuron":
-            labels, scores = self.units(k)
-            return [{"position": j, "label": labels[j], "start": -1, "end": -1, "segment": 0,
-                     "score": float(s)} for j, s in enumerate(scores)]
         if level == "token":
             info = item.text
             for t, token in enumerate(info["tokens"]):
@@ -205,9 +194,7 @@ class AttributionResult(Result):
         rows = []
         steps = self._steps()
         for k, item in enumerate(run.prepared.items):
-            _, scores = self.units(k)
-            total = float(np.sum(run.unit_scores[k])) if self.method != "layer" \
-                else float(np.sum(scores))
+            total = float(np.sum(run.unit_scores[k]))
             delta = run.deltas[k]
             gap = abs(total - delta) if not math.isnan(delta) else float("nan")
             row = {"input_id": item.input_id, "step": steps[k],
@@ -266,8 +253,6 @@ class AttributionResult(Result):
         """Deterministic plain-language summary of explanation ``k``."""
         run = self._run
         noun = {"text": "words", "tabular": "features", "image": "regions"}[self.kind]
-        if self.method == "layer":
-            noun = "neurons"
         quantity = {"probability": "p", "logit": "the logit",
                     "log_probability": "the log-probability"}[self.output]
         predicted = self._predicted_label(k)
@@ -299,9 +284,8 @@ class AttributionResult(Result):
         if self._trust is not None:
             parts.append(self._faithfulness_sentence(k, noun, quantity))
         delta = run.deltas[k]
-        if self.method in ("integrated_gradients", "layer") and not math.isnan(delta):
-            total = float(np.sum(run.unit_scores[k])) if self.method != "layer" \
-                else float(np.sum(scores))
+        if self._completeness and not math.isnan(delta):
+            total = float(np.sum(run.unit_scores[k]))
             gap = abs(total - delta)
             rel = abs(delta) / gap if gap > 0 else float("nan")
             parts.append(f"Completeness error {abs(delta):.1e}"
@@ -351,15 +335,11 @@ class AttributionResult(Result):
 
     def _check_kind(self, kind: str | None) -> str:
         if kind is None:
-            if self.method == "layer":
-                return "layer"
             return {"text": "text", "tabular": "waterfall", "image": "image"}[self.kind]
         kind = super()._check_kind(kind)
         allowed = {"text": ("text", "bar", "waterfall", "global", "deletion"),
                    "tabular": ("bar", "waterfall", "global", "deletion"),
                    "image": ("image", "bar", "waterfall", "deletion")}[self.kind]
-        if self.method == "layer":
-            allowed = ("layer",)
         if kind not in allowed:
             raise ValueError(f"plot kind {kind!r} does not apply to a {self.kind} "
                              f"{self.method} result; valid here: {', '.join(allowed)}")
@@ -369,7 +349,7 @@ class AttributionResult(Result):
              max_inputs: int = 8, **options):
         """Draw ``kind`` (a key of ``PLOTS``) and return the ``Figure``. ``input``: which
         explanation (index into ``explanations()``) for per-input kinds; ``top_k`` units for bar,
-        waterfall, global and layer; ``max_inputs`` explanations for text and image."""
+        waterfall and global; ``max_inputs`` explanations for text and image."""
         kind = self._check_kind(kind)
         check_count("top_k", top_k, 10)
         check_count("max_inputs", max_inputs, 8)
@@ -384,7 +364,7 @@ class AttributionResult(Result):
     # ------------------------------------------------------------------ html
 
     def _repr_html_(self) -> str:
-        if self.kind != "text" or self.method == "layer":
+        if self.kind != "text":
             return super()._repr_html_()
         import matplotlib
 

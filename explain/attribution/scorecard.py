@@ -13,8 +13,11 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from ..plotting import new_figure, style
 from ..results import Result, make_meta
-from .core import METHODS, applicable_methods, attribute
-from .trust import PeakMemory, item_units, measure_faithfulness, rank_agreement, robustness
+from .core import attribute
+from .inputs import check_count, modality
+from .methods import METHODS, applicable_methods
+from .robustness import robustness
+from .trust import PeakMemory, check_faithfulness, item_units, measure_faithfulness, rank_agreement
 
 __all__ = ["ScorecardResult", "scorecard"]
 
@@ -114,21 +117,18 @@ def scorecard(model, inputs, *, methods: Sequence[str] | None = None, target=Non
               with_robustness: bool = False, robustness_inputs: int = 4,
               method_options: Mapping[str, Mapping] | None = None,
               **options) -> ScorecardResult:
-    """Run each of ``methods`` (default: every applicable method except GradCAM and layer) on
-    the same ``inputs`` and compare them (columns in ``ScorecardResult``).
+    """Run each of ``methods`` (default: the built-in methods that apply, except GradCAM and
+    occlusion) on the same ``inputs`` and compare them (columns in ``ScorecardResult``).
 
     Each method runs twice (``seed`` and ``seed + 1``) for stability; time and memory are those
     of the first run. ``with_robustness``: also Captum's infidelity and max-sensitivity on the
     first ``robustness_inputs`` inputs (sensitivity re-runs the method per perturbation: slow).
     ``faithfulness``: the definition of comprehensiveness and sufficiency (a key of
     ``explain.attribution.FAITHFULNESS_DEFINITIONS``). ``method_options``: method name -> the
-    options of that method (``explain.attribution.METHOD_OPTIONS``); ``options`` go to every
-    ``attribute`` call.
+    options of that method (``explain.attribution.METHODS[name].options``); ``options`` go to
+    every ``attribute`` call.
     """
-    from .core import _modality, check_count
-    from .trust import check_faithfulness
-
-    definition = check_faithfulness(faithfulness, _modality(model.task))
+    definition = check_faithfulness(faithfulness, modality(model.task))
     if definition is None:
         raise ValueError("a scorecard compares faithfulness; pass faithfulness= one of "
                          "'aopc', 'eraser'")
@@ -142,10 +142,7 @@ def scorecard(model, inputs, *, methods: Sequence[str] | None = None, target=Non
     for method in methods:
         if method not in METHODS or method not in applicable:
             raise ValueError(f"method {method!r} cannot be scored for a {model.task!r} model; "
-                             f"valid: {', '.join(m for m in applicable if m != 'layer')}")
-        if method == "layer":
-            raise ValueError("the 'layer' method attributes to neurons, not inputs; it has no "
-                             "faithfulness score")
+                             f"valid: {', '.join(applicable)}")
     method_options = dict(method_options or {})
     rows, results = [], {}
     for method in methods:

@@ -126,7 +126,7 @@ def global_surrogate(model, inputs, *, max_depth: int = 3, sparsity: float = 0.1
     from sklearn.linear_model import LogisticRegression
     from sklearn.tree import DecisionTreeClassifier
 
-    from .core import _tabular_inputs
+    from .inputs import _tabular_inputs
 
     if model.task != "tabular-classification":
         raise ValueError(f"global surrogates are for tabular models; this model's task is "

@@ -1,0 +1,419 @@
+"""``compute``: one method (a ``MethodSpec``) over every prepared input, batched within a memory
+budget, retried with smaller internal batches on out-of-memory, with adaptive integration
+steps (``adaptive_ig``), assembled into a ``Run`` of per-unit scores.
+
+Batching: deterministic methods (integrated gradients, saliency, input x gradient, DeepLift,
+GradCAM, layer integrated gradients) run many inputs at once in padded batches sorted by length
+(the original order is restored); Captum's ``internal_batch_size`` comes from ``memory_budget``
+and is halved and retried on out-of-memory. Stochastic methods (GradientSHAP, SmoothGrad,
+Shapley sampling, LIME, KernelSHAP) and the perturbation methods (``MethodSpec.per_input``) run
+one input at a time, their perturbations batched instead. Each input's seed is derived from
+``seed``, the method and a stable hash of the input's content (token ids or values, baseline,
+target), never from its position, so a sampled explanation of an input is the same whatever
+else is in the list, in whatever order, and whatever the batch size.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import hooks
+from ..errors import ExplainWarning
+from .inputs import Prepared, _slice_args, collate, content_seed
+from .methods import METHODS, MethodSpec
+from .runners import MethodCall
+from .scorer import Scorer, scorer_for
+
+__all__ = ["DEFAULT_MEMORY_BUDGET", "Run", "adaptive_ig", "compute", "parse_budget"]
+
+#: Default memory budget for one internal batch of forward + backward passes, in bytes.
+DEFAULT_MEMORY_BUDGET = 1 << 30
+
+
+@dataclass
+class Run:
+    """Raw output of ``compute``: per item, the element attributions reduced to units (for a
+    ``"layer"`` method: one score per neuron or channel of the layer)."""
+
+    prepared: Prepared
+    method: str
+    unit_scores: list[np.ndarray]          # per item: score per unit (token / group / patch)
+    pixel_scores: list[np.ndarray | None]  # image: (H, W) per item
+    deltas: list[float]
+    f_x: list[float]
+    predicted: list[int]
+    predicted_score: list[float]
+    target_score: list[float]
+    surrogate_r2: list[float]
+    elements: list[torch.Tensor] | None
+    n_steps: list[int]
+    layer_name: str | None = None
+
+
+def is_oom(error: BaseException) -> bool:
+    return isinstance(error, MemoryError) or (
+        isinstance(error, RuntimeError) and "out of memory" in str(error).lower())
+
+
+def bytes_per_row(scorer: Scorer, x: torch.Tensor, args: tuple) -> int:
+    """Estimated memory of one row of a forward + backward pass: the bytes of every leaf
+    module's output in a probe forward of one row, times 3 (activations kept for the backward
+    pass, their gradients, and temporaries)."""
+    model = scorer.model
+    leaves = [n for n, m in model.named_modules() if n and not list(m.children())]
+    if not leaves:
+        return max(1, 3 * x[:1].numel() * 4)
+    total = 0
+    with torch.no_grad(), hooks.record(model, leaves) as rec:
+        scorer(x[:1], *_slice_args(args, slice(0, 1)))
+    for calls in rec.calls.values():
+        for output in calls:
+            tensor = hooks._first_tensor(output)
+            if tensor is not None:
+                total += tensor.numel() * tensor.element_size()
+    return max(1, 3 * (total + x[:1].numel() * 4))
+
+
+def parse_budget(memory_budget) -> int:
+    if memory_budget is None:
+        return DEFAULT_MEMORY_BUDGET
+    if isinstance(memory_budget, str):
+        match = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]?)i?B?\s*", memory_budget, re.IGNORECASE)
+        if not match:
+            raise ValueError(f"memory_budget {memory_budget!r} is not a size; pass bytes (int) "
+                             f"or a string like '512MB' or '2GB'")
+        scale = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+        memory_budget = int(float(match.group(1)) * scale[match.group(2).upper()])
+    if isinstance(memory_budget, bool) or not isinstance(memory_budget, int) or memory_budget < 1:
+        raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
+    return memory_budget
+
+
+def default_layer(model: nn.Module, method: str) -> str:
+    """The layer GradCAM or layer attribution uses when ``layer=`` is not given."""
+    names = [(n, m) for n, m in model.named_modules() if n]
+    convs = [n for n, m in names if isinstance(m, nn.Conv2d)]
+    if convs:
+        return convs[-1]
+    if method == "gradcam":
+        raise ValueError(f"{type(model).__name__} has no nn.Conv2d layer for GradCAM")
+    pattern = re.compile(r"(.*\.)?layers?\.(\d+)(\.output)?$")
+    blocks = [n for n, m in names if pattern.fullmatch(n)
+              and (n.endswith(".output") or not any(k == "output" for k, _ in m.named_children()))]
+    if blocks:
+        return blocks[-1]
+    linears = [n for n, m in names if isinstance(m, nn.Linear)]
+    if len(linears) >= 2:
+        return linears[-2]
+    raise ValueError(f"cannot choose a layer of {type(model).__name__}; pass layer= a dotted "
+                     f"name from model.named_modules()")
+
+
+def _resolve_layer(loaded, spec: MethodSpec, layer: str | None
+                   ) -> tuple[str | None, nn.Module | None]:
+    if spec.layer is None:
+        if layer is not None:
+            takers = ", ".join(n for n, s in METHODS.items() if s.layer is not None)
+            raise ValueError(f"layer= applies to the methods that run on a layer ({takers}, "
+                             f"and attribute_layer), not {spec.name!r}")
+        return None, None
+    model = loaded.model
+    name = layer or default_layer(model, spec.layer)
+    module = hooks.resolve_modules(model, [name])[name]
+    if spec.layer_type is not None and not isinstance(module, spec.layer_type):
+        raise ValueError(f"{spec.name} needs a {spec.layer_type.__name__} layer (GradCAM: a "
+                         f"convolutional layer); {name!r} is a {type(module).__name__}")
+    return name, module
+
+
+def reduce_units(spec: MethodSpec, attr: torch.Tensor, units: torch.Tensor, n_units: int
+                 ) -> np.ndarray:
+    """Element attributions of one item -> one score per unit (sum for gradient methods, the
+    group value for grouped methods, whose groups carry one value per element)."""
+    flat_attr = attr.reshape(-1).double()
+    flat_units = units.reshape(-1)
+    keep = flat_units >= 0
+    if spec.grouped:
+        scores = torch.zeros(n_units, dtype=torch.float64)
+        index = flat_units[keep]
+        values = flat_attr[keep]
+        # first element of each unit (all elements of a group carry the same value)
+        order = torch.arange(index.numel() - 1, -1, -1)
+        scores[index[order]] = values[order]
+        return scores.numpy()
+    scores = torch.zeros(n_units, dtype=torch.float64)
+    scores.index_add_(0, flat_units[keep], flat_attr[keep])
+    return scores.numpy()
+
+
+def compute(loaded, prepared: Prepared, spec: MethodSpec, *, n_steps: int,
+            batch_size: int | None, memory_budget: int, seed: int, progress, output: str,
+            options: Mapping[str, Any], keep_elements: bool = False,
+            layer: str | None = None) -> Run:
+    """Attribute every prepared item with the method of ``spec``."""
+    from tqdm.auto import tqdm
+
+    model = loaded.model
+    scorer = scorer_for(loaded, prepared, output)
+    layer_name, layer_module = _resolve_layer(loaded, spec, layer)
+    items = prepared.items
+    n = len(items)
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    order = sorted(range(n), key=lambda i: (items[i].length, i))
+    # Memory per forward+backward row, probed once on the longest input; rows of a shorter
+    # batch are assumed to cost proportionally less (the x3 safety factor covers attention's
+    # quadratic part).
+    longest = max(items, key=lambda it: it.length)
+    px, _, pargs, _ = collate(prepared, [longest])
+    if longest.target < 0:
+        pargs = (*pargs[:3], torch.zeros(1, dtype=torch.long), *pargs[4:])
+    probe_bytes = bytes_per_row(scorer, px, pargs)
+    probe_width = max(1, longest.length)
+
+    def rows_budget_for(width: int) -> int:
+        scale = max(1, width) / probe_width if prepared.kind == "text" else 1.0
+        return max(1, int(memory_budget / (probe_bytes * scale)))
+
+    if spec.per_input:
+        batches = [[i] for i in order]
+    elif batch_size is not None:
+        batches = [order[s:s + batch_size] for s in range(0, n, batch_size)]
+    elif prepared.kind == "text":
+        batches = _text_batches(items, order, spec, n_steps, rows_budget_for)
+    else:
+        batches = [order[s:s + 64] for s in range(0, n, 64)]
+    show = progress if progress is not None else n >= 100
+    bar = tqdm(total=n, disable=not show, desc=f"attribute ({spec.name})", unit="input")
+    results: dict[int, tuple] = {}
+    with hooks.preserved_state(model):
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+        # e.g. DeepLift: a model copy with per-call activations, built once (not per batch)
+        attributing = spec.prepare_scorer(scorer, px, pargs) if spec.prepare_scorer \
+            else scorer
+        unfit: list[tuple[int, int]] = []  # (n, p) of surrogate fits whose R^2 is not estimable
+        try:
+            for rows in batches:
+                batch_items = [items[i] for i in rows]
+                x, b, args, units = collate(prepared, batch_items)
+                with torch.no_grad():
+                    dist = scorer.distribution(x, *args[:3], position=args[5])
+                predicted = dist.argmax(-1)
+                for r, it in enumerate(batch_items):
+                    if it.target < 0:
+                        it.target = int(predicted[r])
+                args = (*args[:3], torch.tensor([it.target for it in batch_items]), *args[4:])
+                width = x.shape[1] if prepared.kind == "text" else 0
+                rows_budget = rows_budget_for(width)
+                attr, delta, fit = _with_retry(
+                    spec, attributing, x, b, args, units, n_steps=n_steps,
+                    rows_budget=rows_budget, options=options, layer=layer_module,
+                    kind=prepared.kind,
+                    seed=content_seed(seed, spec.name, batch_items[0]) if spec.per_input
+                    else None)
+                r2 = float("nan") if fit is None else fit.r2
+                if fit is not None and math.isnan(fit.r2):
+                    unfit.append((fit.n_samples, fit.p))
+                rows_index = torch.arange(len(batch_items))
+                f_x = dist[rows_index, args[3]] - torch.where(
+                    args[4] >= 0, dist[rows_index, args[4].clamp(min=0)], torch.zeros(()))
+                if spec.completeness:
+                    with torch.no_grad():
+                        f_b = scorer(b, *args)
+                    total = attr.reshape(len(batch_items), -1).double().sum(1)
+                    delta = total - (f_x.double() - f_b.double())
+                for r, it in enumerate(batch_items):
+                    results[id(it)] = (attr[r], None if delta is None else float(delta[r]),
+                                       r2, int(predicted[r]), float(dist[r, predicted[r]]),
+                                       float(f_x[r]), float(dist[r, it.target]), units[r])
+                bar.update(len(batch_items))
+        finally:
+            bar.close()
+    if unfit:
+        p = max(p for _, p in unfit)
+        warnings.warn(f"{spec.name}: the surrogate fit quality (surrogate_r2) is not estimable "
+                      f"for {len(unfit)} of {n} explanations: n_samples="
+                      f"{max(n for n, _ in unfit)} perturbations for up to {p} features (a "
+                      f"linear fit with an intercept passes through p + 1 samples, so R^2 = 1 "
+                      f"says nothing; the attributions are underdetermined too; KernelSHAP's "
+                      f"first two samples are its constraints); surrogate_r2 is NaN there. "
+                      f"Pass n_samples={10 * (p + 1)} or more", ExplainWarning, stacklevel=3)
+    return _assemble(prepared, spec, results, keep_elements, n_steps, layer_name)
+
+
+def _text_batches(items, order, spec: MethodSpec, n_steps, rows_budget_for) -> list[list[int]]:
+    """Length-sorted batches of texts. Integrating methods put as few texts in a batch as fill
+    one internal batch with all their steps (padding costs more than small batches do); the
+    other batched methods take up to 32 texts of similar length."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        candidate = [*current, i]
+        width = max(items[j].length for j in candidate)
+        if spec.integrates:
+            fits = len(candidate) * n_steps <= rows_budget_for(width) or not current
+        else:
+            fits = len(candidate) <= min(32, rows_budget_for(width)) or not current
+        if fits:
+            current = candidate
+        else:
+            batches.append(current)
+            current = [i]
+    if current:
+        batches.append(current)
+    return batches
+
+
+def run_method(spec: MethodSpec, scorer: nn.Module, x: torch.Tensor, baseline: torch.Tensor,
+               args: tuple, units: torch.Tensor, *, n_steps: int, internal: int,
+               options: Mapping[str, Any], layer: nn.Module | None, kind: str):
+    """Run the runner of ``spec`` on one batch. Returns ``(attributions, convergence_delta or
+    None, the surrogate fit or None)``, detached."""
+    if spec.family != "perturbation":
+        x = x.detach().requires_grad_(True)
+    call = MethodCall(scorer=scorer, inputs=x, baselines=baseline, args=args, units=units,
+                      n_steps=n_steps, internal_batch_size=internal, options=dict(options),
+                      layer=layer, kind=kind)
+    with warnings.catch_warnings():
+        # Captum announces (as a UserWarning) the temporary hooks DeepLift sets on activations;
+        # they are removed when it returns (tests count them).
+        warnings.filterwarnings("ignore", message="Setting forward, backward hooks")
+        out = spec.runner(call)
+    attr, delta, fit = out.values, out.delta, out.fit
+    return attr.detach(), (delta.detach().reshape(-1) if delta is not None else None), fit
+
+
+def _with_retry(spec: MethodSpec, scorer, x, b, args, units, *, n_steps, rows_budget, options,
+                layer, seed, kind):
+    """Run the method, halving the internal batch on out-of-memory until one row fails."""
+    n = x.shape[0]
+    if spec.integrates:
+        # balanced chunks of whole steps: ceil(n_steps / chunks) steps of every input each
+        per_chunk = max(1, min(n_steps, rows_budget // n))
+        chunks = math.ceil(n_steps / per_chunk)
+        internal = max(2 * n, n * math.ceil(n_steps / chunks))
+    elif spec.family == "perturbation":
+        internal = max(1, min(rows_budget, 256))
+    else:
+        internal = max(1, rows_budget)
+    while True:
+        try:
+            if seed is not None:
+                # Captum draws from torch's and (GradientShap) numpy's global generators:
+                # both are seeded here and put back afterwards.
+                numpy_state = np.random.get_state()
+                try:
+                    with torch.random.fork_rng(devices=[]):
+                        torch.manual_seed(seed)
+                        np.random.seed(seed % (2**32))
+                        return run_method(spec, scorer, x, b, args, units, n_steps=n_steps,
+                                          internal=internal, options=options, layer=layer,
+                                          kind=kind)
+                finally:
+                    np.random.set_state(numpy_state)
+            return run_method(spec, scorer, x, b, args, units, n_steps=n_steps,
+                              internal=internal, options=options, layer=layer, kind=kind)
+        except (RuntimeError, MemoryError) as error:
+            if not is_oom(error):
+                raise
+            floor = 2 * n if spec.integrates else 1
+            if internal <= floor:
+                raise MemoryError(f"{spec.name} ran out of memory even with an internal batch "
+                                  f"of {internal} rows; lower batch_size or max_length") from None
+            internal = max(floor, internal // 2)
+            warnings.warn(f"{spec.name} ran out of memory; retrying with an internal batch of "
+                          f"{internal} rows", ExplainWarning, stacklevel=4)
+
+
+def _assemble(prepared: Prepared, spec: MethodSpec, results: dict, keep_elements: bool,
+              n_steps: int, layer_name: str | None) -> Run:
+    run = Run(prepared, spec.name, [], [], [], [], [], [], [], [], [] if keep_elements else None,
+              [], layer_name)
+    for it in prepared.items:
+        attr, delta, r2, pred, pred_p, f_x, target_p, units = results[id(it)]
+        if prepared.kind == "text":
+            attr = attr[:it.length]
+            units = units[:it.length]
+        if spec.family == "layer":
+            values = attr
+            if prepared.kind == "text":
+                values = values[:it.length].sum(0)
+            elif values.dim() == 3:
+                values = values.sum((1, 2))
+            run.unit_scores.append(values.double().numpy().reshape(-1))
+            run.pixel_scores.append(None)
+        else:
+            n_units = len(it.unit_labels)
+            if prepared.kind == "image" and attr.shape[0] < units.shape[0]:
+                units = units[:attr.shape[0]]  # a channel-less map (GradCAM): one channel
+            scores = reduce_units(spec, attr, units, n_units)
+            if prepared.kind == "image":
+                if spec.grouped:
+                    grid = it.units[0]
+                    counts = torch.bincount(grid.reshape(-1), minlength=n_units).double()
+                    pixel = (torch.from_numpy(scores)[grid] / counts[grid]).numpy()
+                else:
+                    pixel = attr.double().sum(0).numpy()
+                run.pixel_scores.append(pixel)
+            else:
+                run.pixel_scores.append(None)
+            run.unit_scores.append(scores)
+        run.deltas.append(float("nan") if delta is None else delta)
+        run.surrogate_r2.append(r2)
+        run.predicted.append(pred)
+        run.predicted_score.append(pred_p)
+        run.f_x.append(f_x)
+        run.target_score.append(target_p)
+        run.n_steps.append(n_steps if spec.integrates else 0)
+        if keep_elements:
+            run.elements.append(attr)
+    return run
+
+
+def adaptive_ig(loaded, prepared: Prepared, spec: MethodSpec, *, tolerance: float, batch_size,
+                memory_budget, seed, progress, output, options, layer,
+                start_steps: int = 8, max_steps: int = 512) -> Run:
+    """Integrated gradients with per-input step counts: inputs whose completeness error is above
+    ``tolerance`` x |f(x) - f(baseline)| are redone with twice the steps."""
+    steps = start_steps
+    todo = list(range(len(prepared.items)))
+    final: dict[int, dict] = {}
+    run = None
+    while todo:
+        sub = replace(prepared, items=[prepared.items[i] for i in todo])
+        run = compute(loaded, sub, spec, n_steps=steps, batch_size=batch_size,
+                      memory_budget=memory_budget, seed=seed, progress=progress, output=output,
+                      options=options, layer=layer)
+        remaining = []
+        for k, i in enumerate(todo):
+            total = float(np.sum(run.unit_scores[k]))
+            delta = run.deltas[k]
+            gap = abs(total - delta)  # |f(x) - f(baseline)|
+            if abs(delta) <= tolerance * max(gap, 1e-12) or steps >= max_steps:
+                final[i] = {name: getattr(run, name)[k] for name in _ROW_FIELDS}
+            else:
+                remaining.append(i)
+        todo = remaining
+        steps *= 2
+    merged = Run(prepared, spec.name, [], [], [], [], [], [], [], [], None, [],
+                 run.layer_name if run is not None else None)
+    for i in range(len(prepared.items)):
+        for key, value in final[i].items():
+            getattr(merged, key).append(value)
+    return merged
+
+
+_ROW_FIELDS = ("unit_scores", "pixel_scores", "deltas", "f_x", "predicted", "predicted_score",
+               "target_score", "surrogate_r2", "n_steps")
+

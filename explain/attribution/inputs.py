@@ -1,0 +1,553 @@
+"""Inputs of an attribution: the modality of a model, user inputs turned into ``Item``s (the
+attributed tensor, its baseline, its units and its target), and batches of items (``collate``).
+
+How each modality is attributed (one representation for every method, so methods compare):
+
+* **text** (classifiers, masked and causal LMs): the attributed tensor is the output of the
+  model's word-embedding layer, ``(N, T, D)``; the forward pass swaps it in through
+  ``explain.hooks.edit_outputs``. Integrated gradients on it *is* Captum's
+  ``LayerIntegratedGradients`` on the word embeddings. The baseline replaces every non-special
+  token by the pad token (special tokens are kept). Perturbation methods replace a token's
+  embedding by the baseline embedding, which equals replacing the token by the pad token.
+  Token score = sum over the embedding dimension (gradient methods) or the token's group value
+  (perturbation methods); word score = sum over the word's tokens (``explain.text.fold_scores``).
+* **tabular**: the encoded float matrix ``(N, F)``; baseline zeros (the training mean of a
+  standardised numeric column; "no category" for a one-hot group). One-hot groups of
+  ``model.feature_groups`` are one feature: summed for gradient methods, perturbed together
+  (a Captum feature mask) for perturbation methods.
+* **image**: pixels ``(N, C, H, W)``; baseline zeros. Gradient methods give a score per pixel
+  (summed over channels); perturbation methods perturb square patches (``patch_size``) and
+  spread a patch's score evenly over its pixels, so sums are preserved; GradCAM is upsampled to
+  the image size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import numbers
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import hooks
+
+__all__ = ["Item", "Prepared", "collate", "content_seed", "item_offsets", "modality", "prepare"]
+
+
+def check_count(name: str, value: Any, example: int) -> int:
+    """``value`` as an int if it is a positive integer (a count), else a ValueError naming
+    ``name``, the value and an example of a valid one."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer (a count), got {value!r}; pass "
+                         f"e.g. {name}={example}")
+    return int(value)
+
+
+
+def modality(task: str) -> str:
+    """The modality (``"text"``, ``"tabular"``, ``"image"``) of a model of ``task``."""
+    if task in ("sequence-classification", "masked-lm", "causal-lm"):
+        return "text"
+    if task == "tabular-classification":
+        return "tabular"
+    if task == "image-classification":
+        return "image"
+    raise ValueError(f"attributions need a model with an output to explain; task {task!r} has "
+                     f"none (load the model with a classification or language-model head)")
+
+
+
+def check_modality_options(kind: str, task: str, *, patch_size, max_length, text_pairs,
+                            continuation) -> None:
+    """Options of one modality given for a model of another are errors, not ignored."""
+    only = {"patch_size": ("image", patch_size, "the side of a square image patch in pixels"),
+            "max_length": ("text", max_length, "tokens per text"),
+            "text_pairs": ("text", text_pairs, "second texts of a pair classifier"),
+            "continuation": ("text", continuation, "a causal LM's continuation")}
+    for name, (applies, value, meaning) in only.items():
+        if value is not None and kind != applies:
+            raise ValueError(f"{name}= ({meaning}) applies to {applies} models; this is a "
+                             f"{kind} model (task {task!r}): remove {name}=")
+    if patch_size is not None:
+        check_count("patch_size", patch_size, 4)
+    if max_length is not None:
+        check_count("max_length", max_length, 128)
+
+
+
+# ------------------------------------------------------------------------------ prepared
+
+
+@dataclass
+class Item:
+    """One explained input: what the result needs to report it, independent of batching."""
+
+    input_id: int
+    kind: str
+    x: torch.Tensor                 # the attributed tensor of this input (no batch dimension)
+    baseline: torch.Tensor          # same shape
+    units: torch.Tensor             # same shape, int64: element -> unit id (-1: not a unit)
+    unit_labels: list[str]
+    target: int = -1                # class or token id explained
+    contrast: int = -1              # class subtracted for a contrast target, else -1
+    position: int = -1              # LM: the position whose logits are explained
+    target_label: str = ""
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)  # input_ids, token types
+    text: dict[str, Any] = field(default_factory=dict)            # tokens, words, offsets...
+    truncated: bool = False
+
+    @property
+    def length(self) -> int:
+        return int(self.extra["input_ids"].shape[0]) if self.kind == "text" else 0
+
+
+@dataclass
+class Prepared:
+    kind: str
+    items: list[Item]
+    embedding_name: str | None = None
+    pad_id: int = 0
+    embedding: nn.Module | None = None  # text: embeddings are looked up per batch (memory)
+
+
+def _embedding_name(model: nn.Module) -> str:
+    """Dotted path of the word-embedding module of a text model."""
+    target = None
+    getter = getattr(model, "get_input_embeddings", None)
+    if callable(getter):
+        try:
+            target = getter()
+        except (NotImplementedError, AttributeError):
+            target = None
+    if target is None:
+        embeddings = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
+        if not embeddings:
+            raise TypeError(f"{type(model).__name__} has no nn.Embedding layer to attribute "
+                            f"text through")
+        # the vocabulary embedding is the largest one (positions and token types are smaller)
+        target = max(embeddings, key=lambda nm: nm[1].num_embeddings)[1]
+    for name, module in model.named_modules():
+        if module is target:
+            return name
+    raise TypeError(f"the input embedding of {type(model).__name__} is not one of its submodules")
+
+
+
+# -------------------------------------------------------------------------------- inputs
+
+
+def _as_float_tensor(values: Any, what: str) -> torch.Tensor:
+    if isinstance(values, torch.Tensor):
+        tensor = values.detach().to(torch.float32).cpu()
+    else:
+        try:
+            tensor = torch.as_tensor(np.asarray(values, dtype=np.float32))
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"{what} must be numeric (a tensor, array or DataFrame of numbers): "
+                            f"{error}") from None
+    return tensor
+
+
+def _check_finite(tensor: torch.Tensor, what: str, names: Sequence[str] | None = None) -> None:
+    bad = ~torch.isfinite(tensor)
+    if bool(bad.any()):
+        where = bad.nonzero()[0].tolist()
+        column = ""
+        if names is not None and tensor.dim() == 2:
+            column = f" (feature {names[where[1]]!r})"
+        raise ValueError(f"{what} holds NaN or infinite values, first at index "
+                         f"{tuple(where)}{column}; drop or impute those values first")
+
+
+def _tabular_inputs(loaded, inputs) -> torch.Tensor:
+    import pandas as pd
+
+    names = list(loaded.feature_names or ())
+    if isinstance(inputs, pd.DataFrame):
+        if len(inputs) == 0:
+            raise ValueError("inputs is an empty DataFrame; pass at least one row")
+        if loaded.encoder is not None and not set(names) <= set(inputs.columns):
+            x = loaded.encode_frame(inputs)  # names the column of a bad value, and the fix
+        else:
+            missing = [n for n in names if n not in inputs.columns]
+            if missing:
+                raise KeyError(f"inputs lack the model's features {missing}")
+            x = _as_float_tensor(inputs[names].to_numpy(dtype=float), "inputs")
+    else:
+        x = _as_float_tensor(inputs, "inputs")
+        if x.dim() == 1:
+            x = x[None]
+    if x.dim() != 2 or x.shape[0] == 0 or x.shape[1] != len(names):
+        raise ValueError(f"tabular inputs must have shape (n_rows, {len(names)}) to match the "
+                         f"model's features, got {tuple(x.shape)}")
+    _check_finite(x, "inputs", names)
+    return x
+
+
+def _image_inputs(loaded, inputs) -> torch.Tensor:
+    x = _as_float_tensor(inputs, "images")
+    shape = tuple(loaded.input_shape or ())
+    if x.dim() == len(shape) and tuple(x.shape) == shape:
+        x = x[None]
+    if x.dim() != 4 or x.shape[0] == 0 or (shape and tuple(x.shape[1:]) != shape):
+        raise ValueError(f"images must have shape (N, {', '.join(map(str, shape))}) = (N, C, H, "
+                         f"W) for this model, got {tuple(x.shape)}; add a batch dimension or "
+                         f"reorder channels first")
+    _check_finite(x, "images")
+    return x
+
+
+def _groups(loaded) -> list[tuple[str, list[int]]]:
+    names = list(loaded.feature_names or ())
+    covered: set[int] = set()
+    groups = []
+    for column, indices in (loaded.feature_groups or {}).items():
+        groups.append((column, [int(i) for i in indices]))
+        covered.update(int(i) for i in indices)
+    for i, name in enumerate(names):
+        if i not in covered:
+            groups.append((name, [i]))
+    groups.sort(key=lambda g: min(g[1]))
+    return groups
+
+
+def _broadcast_baseline(baseline, x: torch.Tensor, what: str) -> torch.Tensor:
+    if baseline is None:
+        return torch.zeros_like(x)
+    b = _as_float_tensor(baseline, "baseline")
+    try:
+        b = torch.broadcast_to(b, x.shape).clone()
+    except RuntimeError:
+        raise ValueError(f"baseline of shape {tuple(b.shape)} does not broadcast to the {what} "
+                         f"of shape {tuple(x.shape)}") from None
+    _check_finite(b, "baseline")
+    return b
+
+
+def _resolve_class_target(loaded, target) -> tuple[int, int] | None:
+    """``None`` (predicted) or (class, contrast class or -1)."""
+    names = list(loaded.label_names or ())
+    if target is None:
+        return None
+    if isinstance(target, tuple):
+        if len(target) != 2:
+            raise ValueError(f"a contrast target is a pair (class A, class B), got {target!r}")
+        a, b = (loaded.label_index(t) for t in target)
+        return a, b
+    if isinstance(target, str) and target not in names and "-" in target:
+        for cut in [m.start() for m in re.finditer("-", target)]:
+            first, second = target[:cut], target[cut + 1:]
+            if first in names and second in names:
+                return names.index(first), names.index(second)
+        raise ValueError(f"unknown target {target!r}: not a label and not a contrast 'A-B' of "
+                         f"two labels; valid labels: {', '.join(map(repr, names))}")
+    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+        target = int(target)
+        if not names:
+            raise ValueError("this model has no label names; pass a class index")
+    return loaded.label_index(target), -1
+
+
+def _token_id(loaded, token) -> int:
+    tokenizer = loaded.tokenizer
+    if isinstance(token, (int, np.integer)) and not isinstance(token, bool):
+        if not 0 <= int(token) < len(tokenizer):
+            raise ValueError(f"token id {token} is outside the vocabulary (0..{len(tokenizer) - 1})")
+        return int(token)
+    if not isinstance(token, str) or not token:
+        raise TypeError(f"a language-model target is a token string or id, got {token!r}")
+    ids = tokenizer(token, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        pieces = tokenizer.convert_ids_to_tokens(ids)
+        raise ValueError(f"target {token!r} is {len(ids)} tokens {pieces}, not one; pass a "
+                         f"single token (e.g. {pieces[0]!r}) or use continuation= to explain "
+                         f"each token of a longer continuation")
+    return int(ids[0])
+
+
+def prepare(loaded, inputs, *, target=None, text_pairs=None, baseline=None,
+            max_length=None, patch_size=None, continuation=None) -> Prepared:
+    """Turn user inputs into ``Item``s (one per explained output)."""
+    kind = modality(loaded.task)
+    if isinstance(inputs, (str, bytes)) and kind != "text":
+        raise TypeError(f"a {loaded.task!r} model takes numeric inputs, not a string")
+    if kind == "text":
+        return _prepare_text(loaded, inputs, target=target, text_pairs=text_pairs,
+                             baseline=baseline, max_length=max_length, continuation=continuation)
+    if kind == "tabular":
+        x = _tabular_inputs(loaded, inputs)
+        base = _broadcast_baseline(baseline, x, "inputs")
+        groups = _groups(loaded)
+        units = torch.full((x.shape[1],), -1, dtype=torch.long)
+        for g, (_, indices) in enumerate(groups):
+            units[indices] = g
+        labels = [name for name, _ in groups]
+        items = [Item(i, kind, x[i], base[i], units, labels) for i in range(x.shape[0])]
+    else:
+        x = _image_inputs(loaded, inputs)
+        base = _broadcast_baseline(baseline, x, "images")
+        _, channels, height, width = x.shape
+        patch = _patch_size(patch_size, height, width)
+        rows = torch.arange(height)[:, None] // patch
+        cols = torch.arange(width)[None, :] // patch
+        n_cols = math.ceil(width / patch)
+        grid = (rows * n_cols + cols).expand(channels, height, width).contiguous()
+        labels = []
+        for r in range(math.ceil(height / patch)):
+            for c in range(n_cols):
+                labels.append(f"rows {r * patch}-{min(height, (r + 1) * patch) - 1}, "
+                              f"cols {c * patch}-{min(width, (c + 1) * patch) - 1}")
+        items = [Item(i, kind, x[i], base[i], grid, labels) for i in range(x.shape[0])]
+    _assign_class_targets(loaded, items, target)
+    return Prepared(kind, items)
+
+
+def _patch_size(patch_size, height: int, width: int) -> int:
+    if patch_size is None:
+        return max(1, min(height, width) // 8)
+    if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
+        raise ValueError(f"patch_size must be a positive int (pixels), got {patch_size!r}")
+    if patch_size > min(height, width):
+        raise ValueError(f"patch_size={patch_size} is larger than the image ({height}x{width})")
+    return patch_size
+
+
+def _assign_class_targets(loaded, items: list[Item], target) -> None:
+    if isinstance(target, list):
+        if len(target) != len(items):
+            raise ValueError(f"got {len(target)} targets for {len(items)} inputs; pass one "
+                             f"target, or one per input")
+        specs = [_resolve_class_target(loaded, t) for t in target]
+    else:
+        specs = [_resolve_class_target(loaded, target)] * len(items)
+    for item, spec in zip(items, specs, strict=True):
+        if spec is not None:
+            item.target, item.contrast = spec
+
+
+def _prepare_text(loaded, inputs, *, target, text_pairs, baseline, max_length,
+                  continuation) -> Prepared:
+    tokenizer = loaded.tokenizer
+    task = loaded.task
+    if text_pairs is not None and task != "sequence-classification":
+        raise ValueError("text_pairs applies to sequence classifiers only")
+    if continuation is not None and task != "causal-lm":
+        raise ValueError("continuation= applies to causal language models only (task "
+                         f"{task!r}); for a classifier pass target=")
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if not isinstance(inputs, Sequence) or isinstance(inputs, (bytes, bytearray)):
+        try:
+            inputs = list(inputs)
+        except TypeError:
+            raise TypeError(f"text inputs are a string or a list of strings, got "
+                            f"{type(inputs).__name__}") from None
+    texts = list(inputs)
+    if not texts:
+        raise ValueError("no inputs given; pass one string or a non-empty list of strings")
+    if continuation is not None:
+        if isinstance(continuation, str):
+            continuation = [continuation] * len(texts)
+        continuation = list(continuation)
+        if len(continuation) != len(texts):
+            raise ValueError(f"got {len(continuation)} continuations for {len(texts)} texts")
+        for i, c in enumerate(continuation):
+            if not isinstance(c, str) or not c:
+                raise ValueError(f"continuation[{i}] is empty: {c!r}")
+        full = [t + c for t, c in zip(texts, continuation, strict=True)]
+        batch = loaded.encode_texts(full, max_length=max_length)
+    else:
+        batch = loaded.encode_texts(texts, text_pairs=text_pairs, max_length=max_length)
+
+    model = loaded.model
+    name = _embedding_name(model)
+    embedding = hooks.resolve_modules(model, [name])[name]
+    dim = _embedding_dim(embedding)
+    pad_id = _baseline_token(loaded, baseline)
+    mask_id = tokenizer.mask_token_id
+    items: list[Item] = []
+    targets = target if isinstance(target, list) else None
+    if targets is not None and len(targets) != len(texts):
+        raise ValueError(f"got {len(targets)} targets for {len(texts)} inputs; pass one target, "
+                         f"or one per input")
+    with torch.no_grad():
+        for i in range(len(batch)):
+            length = batch.lengths[i]
+            ids = batch.input_ids[i, :length]
+            types = batch.token_type_ids[i, :length] if batch.token_type_ids is not None else None
+            special = torch.tensor(batch.special[i], dtype=torch.bool)
+            base_ids = torch.where(special, ids, torch.full_like(ids, pad_id))
+            text_info = {"text": texts[i], "text_pair": text_pairs[i] if text_pairs else None,
+                         "tokens": batch.tokens[i], "offsets": batch.offsets[i],
+                         "word_index": batch.word_index[i], "words": batch.words[i],
+                         "word_spans": batch.word_spans[i], "segment": batch.segment[i],
+                         "special": batch.special[i]}
+            spec = targets[i] if targets is not None else target
+            cuts = [length]
+            if continuation is not None:
+                start = len(texts[i])
+                cuts = [t for t in range(1, length)
+                        if batch.offsets[i][t][1] > start and not batch.special[i][t]]
+                if not cuts:
+                    raise ValueError(f"continuation[{i}] {continuation[i]!r} adds no token "
+                                     f"within max_length")
+            for cut in cuts:
+                keep = cut if continuation is not None else length
+                # embeddings are looked up per batch (collate), so a large dataset holds token
+                # ids only; units are a broadcast view (no copy)
+                units = torch.arange(keep)[:, None].expand(keep, dim)
+                extra = {"input_ids": ids[:keep], "baseline_ids": base_ids[:keep]}
+                if types is not None:
+                    extra["token_type_ids"] = types[:keep]
+                info = dict(text_info)
+                if continuation is not None:
+                    info = _slice_text(info, keep)
+                item = Item(i, "text", None, None, units, list(info["tokens"]), extra=extra,
+                            text=info, truncated=batch.truncated[i])
+                if task == "masked-lm":
+                    where = (ids == mask_id).nonzero().flatten().tolist() if mask_id is not None \
+                        else []
+                    if not where:
+                        raise ValueError(f"texts[{i}] has no {tokenizer.mask_token!r} token; a "
+                                         f"masked LM explains the token predicted at the mask: "
+                                         f"{texts[i]!r}")
+                    item.position = where[0]
+                    if spec is not None:
+                        item.target = _token_id(loaded, spec)
+                elif task == "causal-lm":
+                    item.position = keep - 1
+                    if continuation is not None:
+                        item.target = int(ids[keep])
+                    elif spec is not None:
+                        item.target = _token_id(loaded, spec)
+                else:
+                    resolved = _resolve_class_target(loaded, spec)
+                    if resolved is not None:
+                        item.target, item.contrast = resolved
+                items.append(item)
+    return Prepared("text", items, embedding_name=name, pad_id=pad_id, embedding=embedding)
+
+
+def _embedding_dim(embedding: nn.Module) -> int:
+    weight = getattr(embedding, "weight", None)
+    if isinstance(weight, torch.Tensor) and weight.dim() == 2:
+        return int(weight.shape[1])
+    with torch.no_grad():
+        return int(embedding(torch.zeros(1, 1, dtype=torch.long)).shape[-1])
+
+
+def _slice_text(info: dict, keep: int) -> dict:
+    out = dict(info)
+    for key in ("tokens", "offsets", "word_index", "segment", "special"):
+        out[key] = tuple(info[key][:keep])
+    used = [w for w in out["word_index"] if w >= 0]
+    n_words = max(used) + 1 if used else 0
+    out["words"] = tuple(info["words"][:n_words])
+    out["word_spans"] = tuple(info["word_spans"][:n_words])
+    end = max((e for s, e in out["offsets"]), default=0)
+    out["text"] = info["text"][:end] if end else info["text"]
+    return out
+
+
+def _baseline_token(loaded, baseline) -> int:
+    tokenizer = loaded.tokenizer
+    if baseline is None:
+        if tokenizer.pad_token_id is None:
+            raise ValueError("the tokenizer has no pad token to build the baseline from; pass "
+                             "baseline= a token string or id (e.g. the mask token)")
+        return int(tokenizer.pad_token_id)
+    if isinstance(baseline, (str, int, np.integer)) and not isinstance(baseline, bool):
+        if isinstance(baseline, str):
+            found = tokenizer.convert_tokens_to_ids(baseline)
+            if found is None or (found == tokenizer.unk_token_id and baseline != tokenizer.unk_token):
+                raise ValueError(f"baseline token {baseline!r} is not in the vocabulary; pass "
+                                 f"a token such as {tokenizer.pad_token!r}")
+            return int(found)
+        return _token_id(loaded, int(baseline))
+    raise TypeError(f"a text baseline is a token string or id (every non-special token is "
+                    f"replaced by it), got {type(baseline).__name__}")
+
+
+# ------------------------------------------------------------------------------ batching
+
+
+def collate(prepared: Prepared, items: Sequence[Item]) -> tuple[torch.Tensor, torch.Tensor,
+                                                                  tuple, torch.Tensor]:
+    """Stack items into ``(x, baseline, extra_args, units)``. Text is right-padded with the pad
+    token (input == baseline on padding, attention-masked) and embedded here."""
+    target = torch.tensor([it.target for it in items], dtype=torch.long)
+    contrast = torch.tensor([it.contrast for it in items], dtype=torch.long)
+    position = torch.tensor([it.position for it in items], dtype=torch.long)
+    if prepared.kind != "text":
+        x = torch.stack([it.x for it in items])
+        b = torch.stack([it.baseline for it in items])
+        units = torch.stack([it.units for it in items])
+        return x, b, (None, None, None, target, contrast, position), units
+    width = max(it.length for it in items)
+    ids = torch.full((len(items), width), prepared.pad_id, dtype=torch.long)
+    base_ids = torch.full((len(items), width), prepared.pad_id, dtype=torch.long)
+    mask = torch.zeros(len(items), width, dtype=torch.long)
+    has_types = "token_type_ids" in items[0].extra
+    types = torch.zeros(len(items), width, dtype=torch.long) if has_types else None
+    for r, it in enumerate(items):
+        n = it.length
+        ids[r, :n] = it.extra["input_ids"]
+        base_ids[r, :n] = it.extra["baseline_ids"]
+        mask[r, :n] = 1
+        if has_types:
+            types[r, :n] = it.extra["token_type_ids"]
+    with torch.no_grad():
+        # padding: input == baseline == the pad token's embedding (and attention-masked)
+        x = prepared.embedding(ids).detach().float()
+        b = prepared.embedding(base_ids).detach().float()
+    dim = x.shape[2]
+    units = torch.full((len(items), width, dim), -1, dtype=torch.long)
+    for r, it in enumerate(items):
+        n = it.length
+        if it.x is not None:  # an explicit (e.g. perturbed) embedding tensor
+            x[r, :n] = it.x
+        units[r, :n] = it.units
+    return x, b, (ids, mask, types, target, contrast, position), units
+
+
+def _slice_args(args: tuple, rows) -> tuple:
+    return tuple(a[rows] if isinstance(a, torch.Tensor) else a for a in args)
+
+
+
+def item_offsets(items: Sequence[Item]) -> list[int]:
+    """Per item, its index among the items of its input (several for LM continuations)."""
+    seen: dict[int, int] = {}
+    offsets = []
+    for item in items:
+        offsets.append(seen.get(item.input_id, 0))
+        seen[item.input_id] = offsets[-1] + 1
+    return offsets
+
+
+
+def content_seed(seed: int, purpose: str, item: Item) -> int:
+    """A 63-bit seed from ``seed``, ``purpose`` (the method, or the faithfulness random
+    ranking) and a stable hash (BLAKE2b) of what ``item`` is: its token ids and token types
+    (text) or values (tabular, image), its baseline, unit layout, target, contrast and
+    position. Not its index in the list: the same input gets the same seed wherever it is."""
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(f"{int(seed)}|{purpose}|{item.kind}|{item.target}|{item.contrast}|"
+                  f"{item.position}".encode())
+    tensors = [item.extra[k] for k in sorted(item.extra)]
+    if item.kind != "text":
+        tensors += [item.x, item.baseline, item.units]
+    elif item.x is not None:  # an explicit (perturbed) embedding tensor
+        tensors.append(item.x)
+    for tensor in tensors:
+        array = tensor.detach().cpu().contiguous().numpy()
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return int.from_bytes(digest.digest(), "little") % (2**63 - 1)
+
