@@ -37,6 +37,7 @@ from torch import nn
 
 from . import nets
 from .errors import ExplainWarning
+from .families import Family, family_of
 from .provenance import sha256_files, sha256_state_dict
 
 __all__ = ["TASKS", "LoadedModel", "load_model", "save_model"]
@@ -74,7 +75,9 @@ class LoadedModel:
     model. ``label_names``: class names by index (``None`` for LMs and encoders).
     ``provenance``: name, source, revision, weights hash, attention implementation, class.
     ``card``: the model card (data, split, seed, metrics, training time) when the checkpoint has
-    one.
+    one. ``family``: the ``explain.families.Family`` that describes the architecture (embedding,
+    blocks, attention modules, layer and head counts), resolved once from the model when not
+    given; a text model whose family finds no token embedding is refused.
     """
 
     model: nn.Module
@@ -87,6 +90,19 @@ class LoadedModel:
     label_names: tuple[str, ...] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     card: dict[str, Any] = field(default_factory=dict)
+    family: Family | None = None
+
+    def __post_init__(self) -> None:
+        if self.family is None:
+            self.family = family_of(self.model)
+        if self.is_text and self.family.embedding_name(self.model) is None:
+            raise ValueError(
+                f"{type(self.model).__name__} is loaded as a {self.task!r} model but its family "
+                f"{self.family.name!r} ({self.family.description}) finds no token embedding "
+                f"(nn.Embedding) to read text through. Give it one, or describe its layout: "
+                f"explain.families.register_family(Family(name='my-net', description='...', "
+                f"matches=..., embedding_name=lambda model: '<dotted name of the embedding>', "
+                f"...))")
 
     @property
     def name(self) -> str:
