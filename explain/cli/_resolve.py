@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MINILM", "reference_names", "resolve_heldout", "resolve_model"]
+__all__ = ["MINILM", "reference_checkpoint", "reference_names", "resolve_heldout",
+           "resolve_model"]
 
 #: The name of the offline MiniLM sentence encoder (``explain.datasets.minilm_path()``).
 MINILM = "minilm"
@@ -23,6 +24,17 @@ def reference_names() -> tuple[str, ...]:
     import explain_models
 
     return tuple(explain_models.RECIPES)
+
+
+def reference_checkpoint(name: str, *, retrain: bool = False, progress: bool = False) -> Path:
+    """The checkpoint directory of reference model ``name``, trained first when it is missing
+    (or ``retrain``); ``ValueError`` listing the reference names for any other name."""
+    import explain_models
+
+    if name not in explain_models.RECIPES:
+        raise ValueError(f"unknown reference model {name!r}; valid: "
+                         f"{', '.join(explain_models.RECIPES)}")
+    return explain_models.ensure(name, retrain=retrain, progress=progress)
 
 
 def _is_reference(spec: Any) -> bool:
@@ -43,9 +55,7 @@ def resolve_model(spec: Any, *, progress: bool = False):
     if isinstance(spec, LoadedModel):
         return spec
     if _is_reference(spec):
-        import explain_models
-
-        return load_model(explain_models.ensure(spec, progress=progress))
+        return load_model(reference_checkpoint(spec, progress=progress))
     if spec == MINILM and not Path(spec).exists():
         from ..datasets import minilm_path
 
@@ -66,9 +76,7 @@ def resolve_heldout(name: str | None) -> Path:
     ``ValueError`` for anything else (a checkpoint has no held-out rows: pass a data file)."""
     if not _is_reference(name):
         raise ValueError(f"{name!r} has no held-out rows; pass --data FILE")
-    import explain_models
-
-    path = explain_models.ensure(name, progress=False) / "heldout.csv"
+    path = reference_checkpoint(name) / "heldout.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{str(path)!r} is missing; pass --data FILE")
     return path

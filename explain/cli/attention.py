@@ -4,15 +4,13 @@ Writes into ``--out`` (default ``attention``), for each text ``i``: ``text{i}_he
 ``text{i}_grid`` (every layer and head), ``text{i}_rollout`` and ``text{i}_flow`` (flow only for
 texts of at most ``FLOW_MAX_TOKENS`` tokens), then ``head_summary`` and ``attention.html`` (the
 interactive view, one offline file). Figures are PNG unless ``--format`` says otherwise. Files
-are first written to a temporary folder beside ``--out`` and moved in at the end, so an error
-never leaves a half-written set.
+are first written to a staging folder beside ``--out`` and moved in at the end (``_output.
+files_into``), so an error never leaves a half-written set.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 from pathlib import Path
 
 NAME = "attention"
@@ -50,17 +48,15 @@ def _formats(text: str) -> tuple[str, ...]:
 def run(args: argparse.Namespace) -> int:
     from .. import attention
     from ..attention import FLOW_MAX_TOKENS, HEAD_STATISTICS, LEVELS
+    from ..checks import one_of
     from ..plotting import save_figure
+    from ._output import files_into
+    from ._resolve import resolve_model
 
     formats = _formats(args.format)
-    if args.level not in LEVELS:
-        raise ValueError(f"unknown level {args.level!r}; valid: {', '.join(LEVELS)}")
-    if args.statistic not in HEAD_STATISTICS:
-        raise ValueError(f"unknown statistic {args.statistic!r}; valid: "
-                         f"{', '.join(HEAD_STATISTICS)}")
-    import explain_models
-
-    loaded = explain_models.load(args.model)
+    one_of(args.level, LEVELS, "level")
+    one_of(args.statistic, HEAD_STATISTICS, "statistic")
+    loaded = resolve_model(args.model, progress=True)
     result = attention(loaded, args.texts, max_length=args.max_length)
     layer = result.layers[-1] if args.layer is None else args.layer
     for option, value, valid in (("--layer", layer, result.layers),
@@ -70,10 +66,8 @@ def run(args: argparse.Namespace) -> int:
                              f"{option[2:]}s (valid: 0..{len(valid) - 1})")
 
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
-        written: list[str] = []
+    written: list[str] = []
+    with files_into(out) as staging:
 
         def save(figure, name: str) -> None:
             written.extend(p.name for p in save_figure(figure, staging / name, formats=formats))
@@ -91,11 +85,6 @@ def run(args: argparse.Namespace) -> int:
         save(result.plot("head_summary", statistic=args.statistic), "head_summary")
         result.save_html(staging / "attention.html")
         written.append("attention.html")
-        out.mkdir(parents=True, exist_ok=True)
-        for name in written:
-            (staging / name).replace(out / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     for i, truncated in enumerate(result.truncated):
         if truncated:
             print(f"text {i} was truncated to {result.meta['parameters']['max_length']} tokens "

@@ -10,15 +10,13 @@ Writes into ``--out`` (default ``attributions``): ``scores.<format>`` (``to_fram
 per word, feature or patch), ``explanations.<format>`` (one row per input: prediction, trust
 numbers, summary sentence), ``global_importance.<format>`` (text and tabular), and the figures
 (``text``/``waterfall``/``image``, ``bar``, ``deletion``, ``global``) as PNG. Everything is
-written to a temporary folder beside ``--out`` and moved in at the end, so an error never
-leaves a half-written set.
+written to a staging folder beside ``--out`` and moved in at the end (``_output.files_into``),
+so an error never leaves a half-written set.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 from pathlib import Path
 
 NAME = "attribute"
@@ -93,15 +91,13 @@ def _read(path: Path, loaded, args):
     if frame.empty:
         raise ValueError(f"{str(path)!r} holds no rows")
     if loaded.is_text:
+        from ..checks import check_columns
         from ..text import read_texts
 
-        if args.text_column not in frame.columns:
-            raise KeyError(f"{str(path)!r} has no column {args.text_column!r} (columns: "
-                           f"{', '.join(map(str, frame.columns))}); pass --text-column")
+        check_columns(frame, {"--text-column": args.text_column,
+                              "--pair-column": args.pair_column}, where=repr(str(path)))
         pairs = None
         if args.pair_column is not None:
-            if args.pair_column not in frame.columns:
-                raise KeyError(f"{str(path)!r} has no column {args.pair_column!r}")
             pairs = read_texts(frame, args.pair_column)
         return read_texts(frame, args.text_column), pairs
     return frame, None
@@ -116,10 +112,12 @@ def _write_table(frame, path: Path, fmt: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..attribution import METHODS, attribute
+    from ..checks import one_of, positive_int
     from ..plotting import save_figure
+    from ._output import files_into
+    from ._resolve import resolve_model
 
-    if args.method not in METHODS:
-        raise ValueError(f"unknown method {args.method!r}; valid: {', '.join(METHODS)}")
+    one_of(args.method, METHODS, "method")
     n_steps: int | str = args.n_steps
     if n_steps != "auto":
         try:
@@ -127,11 +125,9 @@ def run(args: argparse.Namespace) -> int:
         except ValueError:
             raise ValueError(f"--n-steps must be an integer or 'auto', got {args.n_steps!r}"
                              ) from None
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be at least 1, got {args.limit}")
-    import explain_models
-
-    loaded = explain_models.load(args.model)
+    if args.limit is not None:
+        positive_int(args.limit, "--limit", fix="pass the number of rows to explain")
+    loaded = resolve_model(args.model, progress=True)
     inputs, pairs = _read(Path(args.data), loaded, args)
     kwargs = {"text_pairs": pairs} if pairs is not None else {}
     result = attribute(loaded, inputs, method=args.method, target=args.target, n_steps=n_steps,
@@ -140,10 +136,8 @@ def run(args: argparse.Namespace) -> int:
                        progress=None, **kwargs)
 
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
-        written: list[str] = []
+    written: list[str] = []
+    with files_into(out) as staging:
         suffix = "csv" if args.format == "csv" else "parquet"
         tables = {"scores": result.to_frame(), "explanations": result.explanations()}
         if result.kind != "image" and args.method != "layer":
@@ -162,11 +156,6 @@ def run(args: argparse.Namespace) -> int:
             figure = result.plot(kind)
             name = kind or result._check_kind(None)
             written.extend(p.name for p in save_figure(figure, staging / name))
-        out.mkdir(parents=True, exist_ok=True)
-        for name in written:
-            (staging / name).replace(out / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     print(result.summary())
     for sentence in result.sentences()[:3]:
         print(f"  {sentence}")

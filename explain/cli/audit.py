@@ -9,18 +9,13 @@
 Writes ``by_group.csv``, ``disparities.csv``, ``contrasts.csv``, ``calibration.csv``,
 ``threshold_sweep.csv``
 (when there are scores), ``meta.json`` and one PNG per figure into ``--out`` (written to a
-temporary directory and moved into place, so a failure never leaves half the files).
+staging directory and moved into place, ``_output.Outputs``, so a failure never leaves half the
+files).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import re
-import shutil
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 NAME = "audit"
@@ -73,27 +68,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
 
-def read_table(spec: str | None, model_name: str | None = None):
-    """A data file or a built-in dataset name (``explain.report.build.load_data``), or
-    (``None``) a reference model's held-out rows."""
-    import pandas as pd
-
-    if spec is None:
-        if model_name is None:
-            raise ValueError("pass --data FILE (the table to audit)")
-        import explain_models
-
-        if model_name not in explain_models.RECIPES:
-            raise ValueError(f"{model_name!r} has no held-out rows; pass --data FILE")
-        path = explain_models.ensure(model_name, progress=False) / "heldout.csv"
-        if not path.is_file():
-            raise FileNotFoundError(f"{str(path)!r} is missing; pass --data FILE")
-        return pd.read_csv(path)
-    from ..report.build import load_data
-
-    return load_data(spec).frame
-
-
 def reference_groups(specs: list[str]) -> dict[str, str]:
     """``["race=Caucasian", "sex=Female"]`` -> ``{"race": "Caucasian", "sex": "Female"}``."""
     out = {}
@@ -106,57 +80,14 @@ def reference_groups(specs: list[str]) -> dict[str, str]:
     return out
 
 
-def slug(text: str) -> str:
-    """A file-name-safe version of a feature name ("race & sex" -> "race_x_sex")."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text.replace(" & ", "_x_")).strip("_") or "x"
-
-
-class Outputs:
-    """Collects tables, figures and JSON, then writes them all into ``out`` at once."""
-
-    def __init__(self, out: str, *, overwrite: bool) -> None:
-        self.out = Path(out)
-        if self.out.exists() and not overwrite and (not self.out.is_dir() or
-                                                    any(self.out.iterdir())):
-            raise FileExistsError(f"{str(self.out)!r} exists and is not empty; pass --overwrite "
-                                  f"or another --out")
-        self.files: dict[str, Callable[[Path], None]] = {}
-
-    def table(self, name: str, frame) -> None:
-        self.files[f"{name}.csv"] = lambda p, f=frame: f.to_csv(p, index=False)
-
-    def figure(self, name: str, fig) -> None:
-        from ..plotting import figure_bytes
-
-        data = figure_bytes(fig, "png")
-        self.files[f"{name}.png"] = lambda p, d=data: p.write_bytes(d)
-
-    def json(self, name: str, value: Any) -> None:
-        text = json.dumps(value, indent=2, sort_keys=True, default=str)
-        self.files[f"{name}.json"] = lambda p, t=text: p.write_text(t)
-
-    def write(self) -> list[Path]:
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}-", dir=self.out.parent))
-        try:
-            for name, writer in self.files.items():
-                writer(tmp / name)
-            if self.out.exists():
-                shutil.rmtree(self.out) if self.out.is_dir() else self.out.unlink()
-            tmp.rename(self.out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return [self.out / name for name in self.files]
-
-
 def run(args: argparse.Namespace) -> int:
     import warnings
 
+    from ..checks import as_names
     from ..errors import ExplainWarning
-    from ..fairness import audit
-    from ..fairness._common import as_names, resolve_model
-    from ..fairness.proxies import proxies
+    from ..fairness import audit, proxies
+    from ._output import Outputs, read_table, slug
+    from ._resolve import resolve_model
 
     outputs = Outputs(args.out, overwrite=args.overwrite)
     data = read_table(args.data, args.model)
@@ -168,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
             positive = int(positive)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ExplainWarning)
-        loaded = resolve_model(args.model) if args.model else None  # once: audit and proxies
+        # once: audit and proxies
+        loaded = resolve_model(args.model, progress=True) if args.model else None
         result = audit(loaded, data, sensitive_features=args.sensitive, label=args.label,
                        prediction=args.prediction, score=args.score, text=args.text,
                        positive_label=positive, threshold=args.threshold,

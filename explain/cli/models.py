@@ -69,17 +69,16 @@ def format_card(card: Mapping[str, Any], *, path: str, weights_sha256: str | Non
 
 
 def run(args: argparse.Namespace) -> int:
-    import explain_models
-
     from .. import load_model
+    from ._resolve import reference_checkpoint, reference_names
 
-    names = list(args.names) or list(explain_models.RECIPES)
-    unknown = [n for n in names if n not in explain_models.RECIPES]
+    names = list(args.names) or list(reference_names())
+    unknown = [n for n in names if n not in reference_names()]
     if unknown:
         raise ValueError(f"unknown reference model(s) {', '.join(map(repr, unknown))}; valid: "
-                         f"{', '.join(explain_models.RECIPES)}")
+                         f"{', '.join(reference_names())}")
     for index, name in enumerate(dict.fromkeys(names)):
-        path = explain_models.ensure(name, retrain=args.retrain, progress=not args.quiet)
+        path = reference_checkpoint(name, retrain=args.retrain, progress=not args.quiet)
         loaded = load_model(path)
         if index:
             print()

@@ -133,9 +133,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from .. import fairness
-    from ..fairness._common import as_names
+    from ..checks import as_names, check_columns
     from ..text import read_texts
-    from .audit import Outputs, read_table
+    from ._output import Outputs, read_table
+    from ._resolve import resolve_model
 
     outputs = Outputs(args.out, overwrite=args.overwrite)
     tests = as_names(args.tests, "tests") if getattr(args, "tests", None) else None
@@ -147,8 +148,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.probe == "weat":
             result = fairness.weat(fold_case=args.fold_case, **options)
         else:
-            result = fairness.seat(args.model, layer=args.layer, pooling=args.pooling,
-                                   **options)
+            result = fairness.seat(resolve_model(args.model, progress=True), layer=args.layer,
+                                   pooling=args.pooling, **options)
         outputs.table(args.probe, result.to_frame())
         outputs.table("excluded_words", result.excluded)
         outputs.figure(args.probe, result.plot())
@@ -156,21 +157,20 @@ def _run(args: argparse.Namespace) -> int:
         texts = None
         if args.data is not None:
             texts = read_texts(read_table(args.data), args.text)
-        result = fairness.counterfactual(args.model, texts, axis=args.axis, swaps=args.swaps,
-                                         target=args.target, test=args.test)
+        result = fairness.counterfactual(resolve_model(args.model, progress=True), texts,
+                                         axis=args.axis, swaps=args.swaps, target=args.target,
+                                         test=args.test)
         outputs.table("scores", result.to_frame())
         outputs.table("comparisons", result.comparisons)
         outputs.table("groups", result.groups)
         if result.baseline is not None:
             outputs.table("baseline", result.baseline)
-        for kind in result.PLOTS:
+        for kind in result.applicable_plots():
             outputs.figure(kind, result.plot(kind))
     elif args.probe == "representation":
         frame = read_table(args.data)
-        from ..fairness._common import check_columns, resolve_model
-
-        check_columns(frame, [args.attribute], "attribute")
-        model = resolve_model(args.model)
+        check_columns(frame, {"attribute": args.attribute}, where="the data")
+        model = resolve_model(args.model, progress=True)
         if model.is_text:
             if args.text is None:
                 raise ValueError("a text model needs --text COL (the column of texts)")
@@ -184,12 +184,12 @@ def _run(args: argparse.Namespace) -> int:
         outputs.table("probe_accuracy", result.to_frame())
         outputs.figure("probe_accuracy", result.plot())
     elif args.probe == "crows-pairs":
-        result = fairness.crows_pairs(args.model, args.data)
+        result = fairness.crows_pairs(resolve_model(args.model, progress=True), args.data)
         outputs.table("pairs", result.to_frame())
         outputs.table("summary", result.summary_table)
         outputs.figure("crows_pairs", result.plot())
     else:
-        result = fairness.stereoset(args.model, args.data)
+        result = fairness.stereoset(resolve_model(args.model, progress=True), args.data)
         outputs.table("examples", result.to_frame())
         outputs.table("summary", result.summary_table)
         outputs.figure("stereoset", result.plot())

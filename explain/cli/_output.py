@@ -1,0 +1,97 @@
+"""How subcommands write their files: always atomically, through ``explain.staging``.
+
+Two conventions, kept from before the staging module existed (issue 14 may unify them):
+
+* ``Outputs`` (``audit``, ``probe``): ``--out`` is the subcommand's own directory; an existing,
+  non-empty one is kept unless ``--overwrite`` (then replaced as a whole);
+* ``files_into`` (``attention``, ``attribute``): the files are moved into ``--out`` beside what
+  is already there (same names replaced), once every one of them is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ..staging import staged_directory
+
+__all__ = ["Outputs", "files_into", "read_table", "slug"]
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of a feature name ("race & sex" -> "race_x_sex")."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text.replace(" & ", "_x_")).strip("_") or "x"
+
+
+def read_table(spec: str | None, model_name: str | None = None):
+    """A data file or a built-in dataset name (``explain.report.build.load_data``), or
+    (``None``) a reference model's held-out rows."""
+    import pandas as pd
+
+    if spec is None:
+        if model_name is None:
+            raise ValueError("pass --data FILE (the table to audit)")
+        from ._resolve import resolve_heldout
+
+        return pd.read_csv(resolve_heldout(model_name))
+    from ..report.build import load_data
+
+    return load_data(spec).frame
+
+
+class Outputs:
+    """Collects tables, figures and JSON, then writes them all into ``out`` at once."""
+
+    def __init__(self, out: str, *, overwrite: bool) -> None:
+        self.out = Path(out)
+        if self.out.exists() and not overwrite and (not self.out.is_dir() or
+                                                    any(self.out.iterdir())):
+            raise FileExistsError(f"{str(self.out)!r} exists and is not empty; pass --overwrite "
+                                  f"or another --out")
+        self.overwrite = overwrite
+        self.files: dict[str, Callable[[Path], None]] = {}
+
+    def table(self, name: str, frame) -> None:
+        self.files[f"{name}.csv"] = lambda p, f=frame: f.to_csv(p, index=False)
+
+    def figure(self, name: str, fig) -> None:
+        from ..plotting import figure_bytes
+
+        data = figure_bytes(fig, "png")
+        self.files[f"{name}.png"] = lambda p, d=data: p.write_bytes(d)
+
+    def json(self, name: str, value: Any) -> None:
+        text = json.dumps(value, indent=2, sort_keys=True, default=str)
+        self.files[f"{name}.json"] = lambda p, t=text: p.write_text(t)
+
+    def write(self) -> list[Path]:
+        # an empty directory (e.g. made by the caller) is replaced as if it were absent
+        empty = self.out.is_dir() and not any(self.out.iterdir())
+        with staged_directory(self.out, overwrite=self.overwrite or empty,
+                              what="output directory") as staging:
+            for name, writer in self.files.items():
+                writer(staging / name)
+        return [self.out / name for name in self.files]
+
+
+@contextlib.contextmanager
+def files_into(out: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty staging directory beside ``out``; on normal exit move each of its files
+    into ``out`` (created if needed; files already there under other names are kept). On an
+    exception nothing reaches ``out`` and the staging directory is removed."""
+    out = Path(out).expanduser().absolute()
+    staged = out.parent / f".{out.name}.files-{os.getpid()}"
+    with staged_directory(staged, overwrite=False, what="output directory") as staging:
+        yield staging
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for path in sorted(staged.iterdir()):
+            path.replace(out / path.name)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
