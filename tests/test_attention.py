@@ -421,7 +421,7 @@ def test_masking_a_head_that_is_already_zero_changes_nothing(tiny_bert):
     dense = tiny_bert.model.bert.encoder.layer[0].attention.output.dense
     with torch.no_grad():
         dense.weight[:, 8:16] = 0        # head 1 of 4 (hidden 32): its output never arrives
-    frame = head_importance(tiny_bert, TEXTS).set_index(["layer", "head"])
+    frame = head_importance(tiny_bert, TEXTS).to_frame().set_index(["layer", "head"])
     assert frame.loc[(0, 1), "importance"] == 0.0
     assert frame.loc[(0, 1), "masked_score"] == frame.loc[(0, 1), "score"]
     others = frame.drop(index=(0, 1))["importance"].abs()
@@ -433,14 +433,14 @@ def test_masking_a_zero_head_of_gpt2_and_multihead_attention(tiny_gpt2, tiny_mha
     projection = tiny_gpt2.model.transformer.h[1].attn.c_proj   # Conv1D: weight (in, out)
     with torch.no_grad():
         projection.weight[16:24, :] = 0     # head 2
-    frame = head_importance(tiny_gpt2, TEXTS).set_index(["layer", "head"])
+    frame = head_importance(tiny_gpt2, TEXTS).to_frame().set_index(["layer", "head"])
     assert frame.loc[(1, 2), "importance"] == 0.0
     assert (frame.drop(index=(1, 2))["importance"].abs() > 0).all()
 
     out_proj = tiny_mha.model.layers[0].attn.out_proj
     with torch.no_grad():
         out_proj.weight[:, 0:8] = 0          # head 0
-    frame = head_importance(tiny_mha, TEXTS).set_index(["layer", "head"])
+    frame = head_importance(tiny_mha, TEXTS).to_frame().set_index(["layer", "head"])
     np.testing.assert_allclose(frame.loc[(0, 0), "importance"], 0.0, atol=1e-6)
     assert (frame.drop(index=(0, 0))["importance"].abs() > 1e-4).all()
     assert hooks.count_hooks(tiny_gpt2) == 0 and hooks.count_hooks(tiny_mha) == 0
@@ -448,7 +448,7 @@ def test_masking_a_zero_head_of_gpt2_and_multihead_attention(tiny_gpt2, tiny_mha
 
 def test_mha_masking_equals_removing_the_head(tiny_mha):
     """Subtracting a head's contribution is the same as zeroing its output-projection columns."""
-    masked = head_importance(tiny_mha, TEXTS, layers=[1], heads=[3], target="pos")
+    masked = head_importance(tiny_mha, TEXTS, layers=[1], heads=[3], target="pos").to_frame()
     batch = tiny_mha.encode_texts(TEXTS)
     out_proj = tiny_mha.model.layers[1].attn.out_proj
     with torch.no_grad():
@@ -461,11 +461,38 @@ def test_mha_masking_equals_removing_the_head(tiny_mha):
 def test_importance_targets_and_result(tiny_bert):
     result = explain.attention(tiny_bert, TEXTS, importance=True, target="pos")
     assert list(result.head_statistics().columns)[-1] == "importance"
-    direct = head_importance(tiny_bert, TEXTS, target=1)
-    np.testing.assert_allclose(result.importance["importance"], direct["importance"])
+    direct = head_importance(tiny_bert, TEXTS, target=1).to_frame()
+    np.testing.assert_allclose(result.importance.to_frame()["importance"], direct["importance"])
     with pytest.raises(ValueError, match="unknown label 'neutral'"):
         head_importance(tiny_bert, TEXTS, target="neutral")
     assert isinstance(result.plot("head_summary", statistic="importance"), Figure)
+
+
+def test_head_importance_result(tiny_bert, tmp_path):
+    importance = head_importance(tiny_bert, TEXTS, target="pos")
+    frame = importance.to_frame()
+    assert list(frame.columns) == ["layer", "head", "score", "masked_score", "importance",
+                                   "importance_std", "n_texts"]
+    assert len(frame) == 2 * 4 and (frame["n_texts"] == len(TEXTS)).all()
+    assert importance.meta["method"] == "head_importance"
+    assert importance.meta["parameters"]["score"] == "logit of class 1"
+    cells = importance.plot().axes[0].images[0].get_array()
+    np.testing.assert_array_equal(cells, frame.pivot(index="layer", columns="head",
+                                                     values="importance").to_numpy())
+    # The same layer x head heatmap as the head summary of attention(..., importance=True).
+    result = explain.attention(tiny_bert, TEXTS, importance=True, target="pos")
+    summary = result.plot("head_summary", statistic="importance").axes[0]
+    np.testing.assert_array_equal(summary.images[0].get_array(), cells)
+    with pytest.raises(AttributeError, match="immutable"):
+        importance.table = frame
+    with pytest.raises(TypeError, match="read-only"):
+        importance.meta["parameters"]["target"] = 0
+    with pytest.raises(TypeError, match=r"unknown option\(s\) 'statistic'; valid: ax$"):
+        importance.plot("heatmap", statistic="entropy")
+    top = frame.loc[frame["importance"].idxmax()]
+    assert f"layer {int(top['layer'])}, head {int(top['head'])}" in importance.summary()
+    out = importance.export(tmp_path / "importance")
+    assert sorted(p.name for p in out.iterdir()) == ["heatmap.png", "meta.json", "results.csv"]
 
 
 def test_hooks_are_removed_when_the_forward_raises(tiny_bert, tiny_mha, monkeypatch):
@@ -532,6 +559,46 @@ def test_every_plot_kind_draws(tiny_bert, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         result.plot("head_summary", statistic="previous_share")
+
+
+def test_result_is_immutable_and_checks_plot_options(tiny_bert, tmp_path):
+    result = explain.attention(tiny_bert, TEXTS, layers=[1])
+    with pytest.raises(AttributeError, match="immutable"):
+        result.causal = True
+    with pytest.raises(TypeError, match="read-only"):
+        result.meta["method"] = "rollout"
+    with pytest.raises(TypeError, match=r"plot\('head_summary'\) got unknown option\(s\) "
+                                        r"'text_id'; valid: ax, statistic, attention"):
+        result.plot("head_summary", text_id=1)
+    with pytest.raises(TypeError, match="'heads'"):
+        result.plot("head", heads=[0])
+    # Rollout and flow need every layer; this result holds only layer 1.
+    assert result.applicable_plots() == ("head", "grid", "head_summary")
+    out = result.export(tmp_path / "attention")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "attention.csv", "grid.png", "head.png", "head_statistics.csv", "head_summary.png",
+        "meta.json"]
+    full = explain.attention(tiny_bert, TEXTS)
+    assert full.applicable_plots() == tuple(full.PLOTS)
+    assert set(full.tables()) == {"attention", "head_statistics"}
+
+
+def test_plot_into_an_ax_draws_the_same(tiny_bert):
+    from explain.plotting import new_figure
+
+    result = explain.attention(tiny_bert, TEXTS)
+    for kind in ("head", "head_summary", "rollout", "flow"):
+        alone = result.plot(kind, text_id=1) if kind != "head_summary" else result.plot(kind)
+        _, ax = new_figure(6, 4)
+        into = result.plot(kind, ax=ax, **({"text_id": 1} if kind != "head_summary" else {}))
+        assert into is ax.figure
+        assert alone.axes[0].get_title() == ax.get_title()
+        if kind in ("rollout", "flow"):
+            assert [p.get_width() for p in alone.axes[0].patches] == \
+                [p.get_width() for p in ax.patches]
+        else:
+            np.testing.assert_array_equal(alone.axes[0].images[0].get_array(),
+                                          ax.images[0].get_array())
 
 
 def test_t5_encoder_decoder():

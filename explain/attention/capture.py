@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .. import hooks
+from ..checks import positive_int
 from ..results import make_meta
 from ..text import encode_texts
 from .importance import head_importance
@@ -131,8 +132,7 @@ def attention(
     """
     check_model(model)
     storage = _check_dtype(dtype)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    batch_size = positive_int(batch_size, "batch_size")
     module = model.model
     config = model.config
     is_hf = model.is_huggingface

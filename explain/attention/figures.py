@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from ..checks import one_of
 from ..plotting import DIVERGING, SEQUENTIAL, axes_or_new, diverging_norm, new_figure, style
 from .graph import HEAD_STATISTICS
 
@@ -119,9 +120,7 @@ _DESCRIPTIONS = {**HEAD_STATISTICS, "importance": "drop of the target score when
 
 def head_summary_figure(result, *, ax, statistic: str, attention: str):
     """Heatmap of one head statistic (or ``"importance"``) of an attention result."""
-    valid = [*HEAD_STATISTICS, "importance"]
-    if statistic not in valid:
-        raise ValueError(f"unknown statistic {statistic!r}; valid: {', '.join(valid)}")
+    one_of(statistic, [*HEAD_STATISTICS, "importance"], "statistic")
     frame = result.head_statistics(attention=attention)
     if statistic not in frame.columns:
         raise ValueError("statistic 'importance' needs attention(..., importance=True)")

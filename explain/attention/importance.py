@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import torch
 from torch import nn
 
 from .. import hooks
+from ..checks import positive_int
+from ..results import TableResult, make_meta
+from .figures import head_grid_figure
 from .inputs import (
     batch_rows,
     check_model,
@@ -28,7 +32,52 @@ from .inputs import (
     mha_modules,
 )
 
-__all__ = ["head_importance"]
+__all__ = ["HeadImportanceResult", "head_importance"]
+
+
+class HeadImportanceResult(TableResult):
+    """The importance of each masked attention head (``head_importance``).
+
+    ``to_frame()``: one row per (layer, head): ``layer``, ``head``, ``score`` (mean unmasked
+    score), ``masked_score``, ``importance`` (= score - masked_score, mean over texts; positive:
+    the head supports the score), ``importance_std``, ``n_texts``. ``texts``, ``truncated`` (per
+    text), ``meta``. Immutable after construction.
+    """
+
+    PLOTS: Mapping[str, str] = MappingProxyType({
+        "heatmap": "layer x head heatmap of the importance (drop of the score when the head is "
+                   "masked), diverging around 0",
+    })
+    PLOT_OPTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({"heatmap": ()})
+
+    def __init__(self, table, *, texts: Sequence[str], truncated: Sequence[bool],
+                 meta: Mapping[str, Any]) -> None:
+        super().__init__(table, meta=meta)
+        self.texts = tuple(texts)
+        self.truncated = tuple(bool(x) for x in truncated)
+        self._freeze()
+
+    @property
+    def model_name(self) -> str:
+        """The model's name from the provenance (``"model"`` when it has none)."""
+        return str(self.meta.get("model", {}).get("name", "model"))
+
+    def _plot(self, kind: str, *, ax=None):
+        frame = self.table
+        grid = frame.pivot(index="layer", columns="head", values="importance")
+        n_texts = len(self.texts)
+        title = (f"{self.model_name}: importance, mean over {n_texts} "
+                 f"text{'s' if n_texts != 1 else ''}"
+                 f"{' (some truncated)' if any(self.truncated) else ''}")
+        return head_grid_figure(grid.to_numpy(dtype=float), ax=ax, layers=tuple(grid.index),
+                                heads=tuple(grid.columns), statistic="importance", title=title)
+
+    def summary(self) -> str:
+        frame = self.table
+        top = frame.loc[frame["importance"].idxmax()]
+        return (f"HeadImportanceResult: {len(frame)} heads of {self.model_name} over "
+                f"{len(self.texts)} text(s); most important: layer {int(top['layer'])}, head "
+                f"{int(top['head'])} (importance {top['importance']:.3g})")
 
 _PROJECTION_SUFFIXES = (".attention.output.dense", ".attn.c_proj", ".self_attn.out_proj",
                         ".self_attn.o_proj", ".attention.out_lin", ".SelfAttention.o",
@@ -110,7 +159,7 @@ def head_importance(
     heads: Sequence[int] | int | None = None,
     max_length: int | None = None,
     batch_size: int = 16,
-):
+) -> HeadImportanceResult:
     """Importance of each attention head for the model's score, by masking it.
 
     For each (layer, head), the head's output is zeroed (its slice of the input of the attention
@@ -118,9 +167,7 @@ def head_importance(
     contribution is subtracted from the module output) and the model's score recomputed. Score:
     the logit of ``target`` (class name or index; default: each text's predicted class) for
     classifiers; the mean log-probability of the text's own tokens for masked and causal LMs.
-    Returns a ``pandas.DataFrame`` with one row per (layer, head): ``layer``, ``head``,
-    ``score`` (mean unmasked score), ``masked_score``, ``importance`` (= score - masked_score,
-    mean over texts; positive: the head supports the score), ``importance_std``, ``n_texts``.
+    Returns a ``HeadImportanceResult`` (its ``to_frame()``: one row per (layer, head)).
     Cost: ``1 + layers x heads`` forward passes. Hooks are removed also when a forward raises.
     """
     import pandas as pd
@@ -132,8 +179,7 @@ def head_importance(
                          f"{model.name} is a {model.task!r} model")
     if model.is_huggingface and getattr(model.config, "is_encoder_decoder", False):
         raise ValueError("head importance does not support encoder-decoder models yet")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    batch_size = positive_int(batch_size, "batch_size")
     batch = model.encode_texts(texts, text_pairs=text_pairs,
                                max_length=max_length_of(model, max_length))
     if model.is_huggingface:
@@ -202,5 +248,17 @@ def head_importance(
                              "importance_std": float(change.std(ddof=1)) if len(change) > 1
                              else math.nan,
                              "n_texts": len(change)})
-    return pd.DataFrame(rows)
+    if model.task != "sequence-classification":
+        score = "mean log-probability of the text's own tokens"
+    elif target_index is None:
+        score = "logit of the predicted class"
+    else:
+        score = f"logit of class {target_index}"
+    meta = make_meta(model, method="head_importance", parameters={
+        "layers": list(layer_sel), "heads": list(head_sel), "target": target, "score": score,
+        "max_length": batch.max_length, "batch_size": batch_size,
+        "masking": "output projection input" if model.is_huggingface
+        else "nn.MultiheadAttention contribution"})
+    return HeadImportanceResult(pd.DataFrame(rows), texts=batch.texts, truncated=batch.truncated,
+                                meta=meta)
 

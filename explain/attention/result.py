@@ -18,10 +18,17 @@ from typing import Any
 
 import numpy as np
 
+from ..checks import one_of
 from ..results import Result
 from ..text import TextBatch, fold_matrix, fold_scores, word_units
 from . import figures
-from .graph import HEAD_STATISTICS, attention_flow, attention_rollout, head_statistics
+from .graph import (
+    FLOW_MAX_TOKENS,
+    HEAD_STATISTICS,
+    attention_flow,
+    attention_rollout,
+    head_statistics,
+)
 from .view import render_page, render_view
 
 __all__ = ["ATTENTIONS", "LEVELS", "SIDES", "AttentionResult", "Side"]
@@ -84,8 +91,17 @@ class AttentionResult(Result):
     (``attention`` a key of ``ATTENTIONS``; padding removed, special tokens kept), dtype float32
     or float16; ``layers`` and ``heads`` are the model's layer and head numbers that the first two
     axes hold. ``texts``, ``tokens(i)``, ``words(i)``, ``truncated``; ``importance``: the
-    ``head_importance`` table when ``attention(..., importance=True)``. ``causal``: True for
-    decoder-only models (rollout/flow then read from the last token by default).
+    ``HeadImportanceResult`` when ``attention(..., importance=True)``, else None. ``causal``: True
+    for decoder-only models (rollout/flow then read from the last token by default). Immutable
+    after construction.
+
+    Plot options (``PLOT_OPTIONS``): ``text_id``; ``layer`` (default: the last captured);
+    ``head`` (default: the first captured); ``level`` (default: tokens for heatmaps, words for
+    ``"rollout"``/``"flow"``); ``attention`` (a key of ``maps``); ``hide_special`` (leave special
+    tokens out; the remaining values are not renormalised, so rows then sum to less than 1);
+    ``statistic`` (``"head_summary"``: a ``HEAD_STATISTICS`` key or ``"importance"``); ``query``
+    (``"rollout"``/``"flow"``). Titles say when a text was truncated. ``"grid"`` draws its own
+    figure and refuses ``ax``.
     """
 
     PLOTS: Mapping[str, str] = MappingProxyType({
@@ -95,6 +111,13 @@ class AttentionResult(Result):
                         "over layers and heads",
         "rollout": "attention rollout from one query token, bars over the words",
         "flow": "attention flow from one query token, bars over the words",
+    })
+    PLOT_OPTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+        "head": ("text_id", "layer", "head", "level", "attention", "hide_special"),
+        "grid": ("text_id", "level", "attention", "hide_special"),
+        "head_summary": ("statistic", "attention"),
+        "rollout": ("text_id", "level", "query", "hide_special"),
+        "flow": ("text_id", "level", "query", "hide_special"),
     })
 
     def __init__(self, *, maps: Mapping[str, tuple[np.ndarray, ...]], layers: Sequence[int],
@@ -111,6 +134,7 @@ class AttentionResult(Result):
         self.n_heads = int(n_heads)
         self.meta = meta
         self.importance = importance
+        self._freeze()
 
     # ---- bookkeeping
 
@@ -147,14 +171,12 @@ class AttentionResult(Result):
         return self._side(side).unit_labels[self._check_text(text_id)]
 
     def _side(self, side: str) -> Side:
-        if side == "source":
+        if one_of(side, SIDES, "side") == "source":
             return self._source
-        if side == "target" and self._target is not None:
-            return self._target
-        if side == "target":
+        if self._target is None:
             raise ValueError("side='target' needs an encoder-decoder model; this result has only "
                              "side='source'")
-        raise ValueError(f"unknown side {side!r}; valid: {', '.join(SIDES)}")
+        return self._target
 
     def sides(self, attention: str = "self") -> tuple[Side, Side]:
         """The (query, key) token bookkeeping of one kind of map (a key of ``maps``)."""
@@ -166,10 +188,7 @@ class AttentionResult(Result):
         return self._target, self._source
 
     def _check_attention(self, attention: str) -> str:
-        if attention not in self.maps:
-            raise ValueError(f"unknown attention {attention!r}; this result holds "
-                             f"{', '.join(map(repr, self.maps))}")
-        return attention
+        return one_of(attention, self.maps, "attention")
 
     def _check_text(self, text_id: int) -> int:
         if isinstance(text_id, bool) or not isinstance(text_id, (int, np.integer)) or \
@@ -178,9 +197,7 @@ class AttentionResult(Result):
         return int(text_id)
 
     def _check_level(self, level: str) -> str:
-        if level not in LEVELS:
-            raise ValueError(f"unknown level {level!r}; valid: {', '.join(LEVELS)}")
-        return level
+        return one_of(level, LEVELS, "level")
 
     def _layer_position(self, layer: int | None) -> int:
         if layer is None:
@@ -286,7 +303,7 @@ class AttentionResult(Result):
         for key in HEAD_STATISTICS:
             frame[key] = np.mean([s[key] for s in per_text], axis=0).ravel()
         if self.importance is not None and attention == "self":
-            frame = frame.merge(self.importance[["layer", "head", "importance"]],
+            frame = frame.merge(self.importance.to_frame()[["layer", "head", "importance"]],
                                 on=["layer", "head"], how="left")
         return frame
 
@@ -337,21 +354,28 @@ class AttentionResult(Result):
 
     # ---- figures
 
-    def plot(self, kind: str | None = None, *, ax=None, text_id: int = 0,
-             layer: int | None = None, head: int | None = None, level: str | None = None,
-             attention: str = "self", hide_special: bool = False,
-             statistic: str = "entropy", query: int | None = None):
-        """Draw one of ``PLOTS`` and return the ``matplotlib.figure.Figure``.
+    def tables(self) -> dict[str, Any]:
+        """``"attention"``: ``to_frame()``; ``"head_statistics"``: ``head_statistics()`` (and
+        ``"head_statistics_<kind>"`` for the decoder and cross maps of an encoder-decoder)."""
+        tables = {"attention": self.to_frame()}
+        for kind in self.maps:
+            name = "head_statistics" if kind == "self" else f"head_statistics_{kind}"
+            tables[name] = self.head_statistics(attention=kind)
+        return tables
 
-        ``text_id``, ``layer`` (default: last captured), ``head`` (default: the first captured
-        head; ``"head"`` kind), ``level`` (default: tokens for heatmaps, words for
-        ``"rollout"``/``"flow"``), ``attention``, ``hide_special`` (leave special tokens out;
-        the remaining values are not renormalised, so rows then sum to less than 1),
-        ``statistic`` (``"head_summary"``: a ``HEAD_STATISTICS`` key or ``"importance"``),
-        ``query`` (``"rollout"``/``"flow"``). Titles say when a text was truncated. ``"grid"``
-        draws its own figure (no ``ax``).
-        """
-        kind = self._check_kind(kind)
+    def applicable_plots(self) -> tuple[str, ...]:
+        """Every kind, except rollout and flow unless every layer and head was captured, and
+        flow when text 0 is longer than ``FLOW_MAX_TOKENS`` tokens."""
+        full = self.layers == tuple(range(self.n_layers)) and \
+            self.heads == tuple(range(self.n_heads))
+        short = len(self._source.tokens[0]) <= FLOW_MAX_TOKENS
+        return tuple(kind for kind in self.PLOTS
+                     if (kind not in ("rollout", "flow") or full) and (kind != "flow" or short))
+
+    def _plot(self, kind: str, *, ax=None, text_id: int = 0, layer: int | None = None,
+              head: int | None = None, level: str | None = None, attention: str = "self",
+              hide_special: bool = False, statistic: str = "entropy",
+              query: int | None = None):
         if level is None:
             level = "word" if kind in ("rollout", "flow") else "token"
         self._check_level(level)

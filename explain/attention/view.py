@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ..checks import positive_int
 from ..plotting import figure_data_uri
 from ..text import fold_matrix
 
@@ -122,9 +123,8 @@ def render_view(result, *, element_id: str | None = None, max_tokens: int = 128,
     if not isinstance(element_id, str) or not _ID.match(element_id):
         raise ValueError(f"element_id {element_id!r} is not a valid id: use a letter followed by "
                          f"up to 63 letters, digits, '-' or '_'")
-    for name, value in (("max_tokens", max_tokens), ("max_texts", max_texts)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    positive_int(max_tokens, "max_tokens")
+    positive_int(max_texts, "max_texts")
     data = _view_data(result, max_tokens=max_tokens, max_texts=max_texts)
     summary = html.escape(result.summary())
     return (
