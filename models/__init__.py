@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
-__all__ = ["RECIPES", "cache_dir", "ensure", "load", "path"]
+__all__ = ["RECIPES", "cache_dir", "ensure", "path"]
 
 #: Recipe name -> module of this package that defines ``train(directory) -> dict`` (the card).
 RECIPES: Mapping[str, str] = MappingProxyType({
@@ -56,14 +56,3 @@ def ensure(name: str, *, retrain: bool = False, progress: bool = True) -> Path:
     module = importlib.import_module(f"{__name__}.{RECIPES[name]}")
     module.train(name, target, progress=progress)
     return target
-
-
-def load(source, *, progress: bool = True):
-    """``explain.load_model`` that also takes a reference-model name: a name of ``RECIPES``
-    (and not an existing path) is trained on first use, then loaded; anything else (a checkpoint
-    directory, a Hub id, a module) goes to ``explain.load_model`` as it is."""
-    import explain
-
-    if isinstance(source, str) and source in RECIPES and not Path(source).exists():
-        return explain.load_model(ensure(source, progress=progress))
-    return explain.load_model(source)
