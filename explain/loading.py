@@ -19,13 +19,11 @@ without tokenizer files, or a tokenizer with far fewer tokens than the model's e
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import shutil
 import tempfile
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import nets
-from .errors import ExplainWarning
+from . import _hf, nets
 from .families import Family, family_of
 from .provenance import sha256_files, sha256_state_dict
 
@@ -51,16 +48,9 @@ TASKS: Mapping[str, str] = MappingProxyType({
     "image-classification": "image tensor (C, H, W) -> class logits",
 })
 
-_TEXT_TASKS = ("sequence-classification", "masked-lm", "causal-lm", "encoder")
+_TEXT_TASKS = _hf.TEXT_TASKS
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
-#: Files that hold a tokenizer's vocabulary (fast, WordPiece, BPE, SentencePiece, tiktoken);
-#: a checkpoint directory with none of them has no tokenizer.
-_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "*.model", "*.spm", "*.tiktoken")
-#: A tokenizer with fewer tokens than this share of the model's embedding rows is not the
-#: model's (checkpoints pad their embeddings by a few percent at most; a tokenizer built without
-#: its files has a handful of special tokens).
-_MIN_VOCABULARY_SHARE = 0.5
 
 
 @dataclass
@@ -161,15 +151,6 @@ class LoadedModel:
         return f"<table class='explain-model'><caption>LoadedModel</caption>{rows}</table>"
 
 
-def _offline_error(source: str, error: BaseException) -> OSError:
-    return OSError(
-        f"could not fetch {source!r} from the Hugging Face Hub ({type(error).__name__}: "
-        f"{str(error).splitlines()[0] if str(error) else 'no detail'}). This machine may be "
-        f"offline. Download the checkpoint where you have network access "
-        f"(model.save_pretrained(dir)) and pass the local directory: load_model('/path/to/dir')"
-    )
-
-
 def _looks_like_path(source: str) -> bool:
     return (source.startswith((".", "/", "~")) or os.sep in source.strip("/").replace("/", "", 1)
             or not _HUB_ID.match(source))
@@ -181,58 +162,9 @@ def _weights_files(directory: Path) -> tuple[list[Path], list[Path]]:
     return safe, pickled
 
 
-def _task_from_architectures(architectures: Sequence[str] | None) -> str:
-    for arch in architectures or ():
-        if arch.endswith(("ForSequenceClassification",)):
-            return "sequence-classification"
-        if arch.endswith(("ForMaskedLM",)):
-            return "masked-lm"
-        if arch.endswith(("ForCausalLM", "LMHeadModel")):
-            return "causal-lm"
-    return "encoder"
-
-
-def _auto_class(task: str):
-    import transformers
-
-    return {
-        "sequence-classification": transformers.AutoModelForSequenceClassification,
-        "masked-lm": transformers.AutoModelForMaskedLM,
-        "causal-lm": transformers.AutoModelForCausalLM,
-        "encoder": transformers.AutoModel,
-    }[task]
-
-
 def _check_task(task: str | None) -> None:
     if task is not None and task not in TASKS:
         raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
-
-
-def _label_names_from_config(config, given: Sequence[str] | None) -> tuple[str, ...] | None:
-    if given is not None:
-        return tuple(str(x) for x in given)
-    id2label = getattr(config, "id2label", None)
-    if id2label:
-        return tuple(str(id2label[i]) for i in sorted(int(k) for k in id2label))
-    return None
-
-
-def _ensure_eager(model: nn.Module, attn_implementation: str | None, stacklevel: int = 3) -> str:
-    config = getattr(model, "config", None)
-    current = getattr(config, "_attn_implementation", None)
-    if attn_implementation is None or current in (None, attn_implementation):
-        return str(current)
-    if not hasattr(model, "set_attn_implementation"):
-        raise TypeError(f"{type(model).__name__} uses {current!r} attention and cannot switch to "
-                        f"{attn_implementation!r}; load it with attn_implementation="
-                        f"{attn_implementation!r}")
-    warnings.warn(
-        f"switched the attention implementation of {type(model).__name__} from {current!r} to "
-        f"{attn_implementation!r}: with {current!r}, output_attentions returns no weights. Pass "
-        f"attn_implementation=None to keep {current!r} (attention analyses will then refuse it)",
-        ExplainWarning, stacklevel=stacklevel)
-    model.set_attn_implementation(attn_implementation)
-    return attn_implementation
 
 
 def load_model(
@@ -319,13 +251,12 @@ def _from_directory(path: Path, *, task, tokenizer, label_names, allow_pickle,
         return _native_from_directory(path, config, card, provenance, task, label_names,
                                       tokenizer)
 
-    loaded = _load_hf(str(path), task=task, tokenizer=tokenizer, label_names=label_names,
-                      revision=None, allow_pickle=allow_pickle,
-                      attn_implementation=attn_implementation, local=True)
-    loaded.provenance = {**provenance, **loaded.provenance, "name": provenance["name"],
-                         "revision": None}
-    loaded.card = card
-    return loaded
+    parts = _hf.load(str(path), task=task, tokenizer=tokenizer, label_names=label_names,
+                     revision=None, allow_pickle=allow_pickle,
+                     attn_implementation=attn_implementation, local=True)
+    parts["provenance"] = {**provenance, **parts["provenance"], "name": provenance["name"],
+                           "revision": None}
+    return LoadedModel(**parts, card=card)
 
 
 def _native_from_directory(path, config, card, provenance, task, label_names,
@@ -342,16 +273,17 @@ def _native_from_directory(path, config, card, provenance, task, label_names,
     encoder = nets.TabularEncoder.from_dict(config["encoder"]) if config.get("encoder") else None
     features = config.get("feature_names")
     task = saved_task or task or "tabular-classification"
+    family = family_of(model)
     if task in _TEXT_TASKS:
         if tokenizer is None:
             from transformers import AutoTokenizer
 
-            _check_tokenizer_files(path)
+            _hf.check_tokenizer_files(path)
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        _prepare_tokenizer(tokenizer)
-        _check_vocabulary(tokenizer, model, path)
+        _hf.prepare_tokenizer(tokenizer)
+        _hf.check_vocabulary(tokenizer, model, family, path)
     return LoadedModel(
-        model=model, task=task, tokenizer=tokenizer,
+        model=model, task=task, tokenizer=tokenizer, family=family,
         feature_names=tuple(features) if features else None,
         feature_groups={k: list(v) for k, v in config["feature_groups"].items()}
         if config.get("feature_groups") else None,
@@ -367,133 +299,11 @@ def _native_from_directory(path, config, card, provenance, task, label_names,
 
 def _from_hub(hub_id, *, task, tokenizer, label_names, revision, allow_pickle,
               attn_implementation, name) -> LoadedModel:
-    loaded = _load_hf(hub_id, task=task, tokenizer=tokenizer, label_names=label_names,
-                      revision=revision, allow_pickle=allow_pickle,
-                      attn_implementation=attn_implementation, local=False)
-    loaded.provenance["name"] = name or hub_id
-    loaded.provenance["source"] = f"hub:{hub_id}"
-    return loaded
-
-
-@contextlib.contextmanager
-def _no_weight_loading_bar():
-    """transformers draws a progress bar per checkpoint load; a load of seconds needs none, and
-    it would break the CLI's --quiet. Its previous setting is put back."""
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
-
-
-def _load_hf(source, *, task, tokenizer, label_names, revision, allow_pickle,
-             attn_implementation, local) -> LoadedModel:
-    import transformers
-
-    common = {"revision": revision, "trust_remote_code": False}
-    if local:
-        common["local_files_only"] = True
-    try:
-        config = transformers.AutoConfig.from_pretrained(source, **common)
-    except OSError as error:
-        if local:
-            raise ValueError(f"{source!r} is not a Hugging Face checkpoint: {error}") from None
-        raise _offline_error(source, error) from None
-    except Exception as error:  # hub client errors (HTTP, connection) surface as many types
-        if local:
-            raise
-        raise _offline_error(source, error) from None
-    if getattr(config, "auto_map", None):
-        raise ValueError(f"{source!r} needs custom model code (auto_map); explain never runs "
-                         f"remote or custom code")
-    inferred = _task_from_architectures(getattr(config, "architectures", None))
-    task = task or inferred
-    if task not in _TEXT_TASKS:
-        raise ValueError(f"{source!r} is a Hugging Face text model; task must be one of "
-                         f"{', '.join(_TEXT_TASKS)}, got {task!r}")
-    kwargs = dict(common, use_safetensors=not allow_pickle)
-    if attn_implementation is not None:
-        kwargs["attn_implementation"] = attn_implementation
-    if task == "sequence-classification" and label_names is not None:
-        kwargs["num_labels"] = len(label_names)
-        kwargs["id2label"] = dict(enumerate(label_names))
-        kwargs["label2id"] = {n: i for i, n in enumerate(label_names)}
-    try:
-        with warnings.catch_warnings(), _no_weight_loading_bar():
-            warnings.simplefilter("ignore", FutureWarning)
-            model = _auto_class(task).from_pretrained(source, **kwargs)
-    except OSError as error:
-        if local:
-            raise ValueError(f"could not load weights from {source!r}: {error}") from None
-        raise _offline_error(source, error) from None
-    model.eval()
-    if tokenizer is None:
-        if local:
-            _check_tokenizer_files(Path(source))
-        try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(source, **common)
-        except (OSError, ValueError) as error:  # every task here is a text task
-            raise ValueError(f"{source!r} has no usable tokenizer ({error}); pass "
-                             f"load_model(..., tokenizer=AutoTokenizer.from_pretrained(...))"
-                             ) from None
-    _prepare_tokenizer(tokenizer)
-    _check_vocabulary(tokenizer, model, source)
-    implementation = _ensure_eager(model, attn_implementation)
-    return LoadedModel(
-        model=model, task=task, tokenizer=tokenizer,
-        label_names=_label_names_from_config(model.config, label_names)
-        if task == "sequence-classification" else None,
-        provenance={"name": str(source), "source": str(source),
-                    "revision": getattr(config, "_commit_hash", None) or revision,
-                    "class": type(model).__name__, "attn_implementation": implementation,
-                    "n_parameters": sum(p.numel() for p in model.parameters())},
-    )
-
-
-def _check_tokenizer_files(directory: Path) -> None:
-    if not any(any(directory.glob(pattern)) for pattern in _TOKENIZER_FILES):
-        raise ValueError(
-            f"{str(directory)!r} has no tokenizer files (none of {', '.join(_TOKENIZER_FILES)}), "
-            f"so its tokenizer would know no words. Pass the tokenizer the model was trained "
-            f"with: load_model({str(directory)!r}, tokenizer=AutoTokenizer.from_pretrained(...)), "
-            f"or save it beside the weights (tokenizer.save_pretrained({str(directory)!r}))")
-
-
-def _embedding_rows(model: nn.Module) -> int | None:
-    """Number of token ids the model can embed, when it says (``None`` for other modules)."""
-    if isinstance(model, nets.MHATransformer):
-        return model.embed.num_embeddings
-    getter = getattr(model, "get_input_embeddings", None)
-    try:
-        embedding = getter() if callable(getter) else None
-    except (NotImplementedError, AttributeError):
-        return None
-    return embedding.num_embeddings if isinstance(embedding, nn.Embedding) else None
-
-
-def _check_vocabulary(tokenizer, model: nn.Module, source) -> None:
-    rows = _embedding_rows(model)
-    if rows is None or len(tokenizer) >= _MIN_VOCABULARY_SHARE * rows:
-        return
-    raise ValueError(
-        f"the tokenizer for {str(source)!r} ({type(tokenizer).__name__}) has {len(tokenizer)} "
-        f"tokens but the model embeds {rows} token ids: it is not the model's tokenizer (most "
-        f"words would read as unknown tokens). Pass the tokenizer the model was trained with: "
-        f"load_model(..., tokenizer=AutoTokenizer.from_pretrained(...))")
-
-
-def _prepare_tokenizer(tokenizer) -> None:
-    """Right padding (TextBatch relies on it) and a pad token for GPT-2 style tokenizers, which
-    have none (padding positions are masked anyway)."""
-    if tokenizer is None:
-        return
-    tokenizer.padding_side = "right"
-    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
-        tokenizer.pad_token = tokenizer.eos_token
+    parts = _hf.load(hub_id, task=task, tokenizer=tokenizer, label_names=label_names,
+                     revision=revision, allow_pickle=allow_pickle,
+                     attn_implementation=attn_implementation, local=False)
+    parts["provenance"].update(name=name or hub_id, source=f"hub:{hub_id}")
+    return LoadedModel(**parts)
 
 
 def _from_module(module, *, task, tokenizer, feature_names, label_names, input_shape,
@@ -502,7 +312,7 @@ def _from_module(module, *, task, tokenizer, feature_names, label_names, input_s
 
     if task is None:
         if isinstance(module, PreTrainedModel):
-            task = _task_from_architectures([type(module).__name__])
+            task = _hf.task_from_architectures([type(module).__name__])
         elif feature_names is not None:
             task = "tabular-classification"
         elif input_shape is not None:
@@ -522,15 +332,16 @@ def _from_module(module, *, task, tokenizer, feature_names, label_names, input_s
         raise ValueError("an image model needs input_shape=(channels, height, width)")
     implementation = None
     if isinstance(module, PreTrainedModel):
-        implementation = _ensure_eager(module, attn_implementation, stacklevel=4)
+        implementation = _hf.ensure_eager(module, attn_implementation, stacklevel=4)
         if label_names is None and task == "sequence-classification":
-            label_names = _label_names_from_config(module.config, None)
-    _prepare_tokenizer(tokenizer)
+            label_names = _hf.label_names_from_config(module.config, None)
+    _hf.prepare_tokenizer(tokenizer)
+    family = family_of(module)
     if tokenizer is not None:
-        _check_vocabulary(tokenizer, module, name or type(module).__name__)
+        _hf.check_vocabulary(tokenizer, module, family, name or type(module).__name__)
     module.eval()
     return LoadedModel(
-        model=module, task=task, tokenizer=tokenizer,
+        model=module, task=task, tokenizer=tokenizer, family=family,
         feature_names=tuple(feature_names) if feature_names is not None else None,
         input_shape=tuple(input_shape) if input_shape is not None else None,
         label_names=tuple(label_names) if label_names is not None else None,
