@@ -446,6 +446,29 @@ def test_masking_a_zero_head_of_gpt2_and_multihead_attention(tiny_gpt2, tiny_mha
     assert hooks.count_hooks(tiny_gpt2) == 0 and hooks.count_hooks(tiny_mha) == 0
 
 
+def test_head_importance_of_an_encoder_decoder_classifier():
+    """The family names T5's encoder output projections, so its encoder heads can be masked."""
+    from explain_models import tiny
+    from transformers import T5Config, T5ForSequenceClassification
+
+    tokenizer = tiny.minilm_tokenizer()
+    config = T5Config(vocab_size=tokenizer.vocab_size, d_model=16, d_kv=8, d_ff=32, num_layers=2,
+                      num_decoder_layers=2, num_heads=2, pad_token_id=tokenizer.pad_token_id,
+                      eos_token_id=tokenizer.sep_token_id, num_labels=2,
+                      decoder_start_token_id=tokenizer.pad_token_id, attn_implementation="eager")
+    torch.manual_seed(0)
+    module = T5ForSequenceClassification(config)
+    with torch.no_grad():     # head 1 (d_kv 8) of encoder layer 1: its output never arrives
+        module.transformer.encoder.block[1].layer[0].SelfAttention.o.weight[:, 8:16] = 0
+    model = explain.load_model(module, tokenizer=tokenizer, name="tiny-t5-classifier")
+    assert model.family.encoder_decoder
+    frame = head_importance(model, TEXTS).to_frame().set_index(["layer", "head"])
+    assert list(frame.index) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert frame.loc[(1, 1), "importance"] == 0.0
+    assert (frame.drop(index=(1, 1))["importance"].abs() > 0).all()
+    assert hooks.count_hooks(model) == 0
+
+
 def test_mha_masking_equals_removing_the_head(tiny_mha):
     """Subtracting a head's contribution is the same as zeroing its output-projection columns."""
     masked = head_importance(tiny_mha, TEXTS, layers=[1], heads=[3], target="pos").to_frame()

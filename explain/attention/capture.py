@@ -53,14 +53,6 @@ def _check_dtype(dtype) -> torch.dtype:
                      f"torch.float16)")
 
 
-def _is_causal(model) -> bool:
-    config = model.config
-    if model.task == "causal-lm":
-        return True
-    return bool(getattr(config, "is_decoder", False)) and not \
-        getattr(config, "is_encoder_decoder", False)
-
-
 def _require_eager(model) -> None:
     implementation = getattr(model.config, "_attn_implementation", None)
     if implementation != "eager":
@@ -71,25 +63,13 @@ def _require_eager(model) -> None:
             f"model.set_attn_implementation('eager')")
 
 
-def _expected_layers(config, what: str) -> int | None:
-    if what == "self":
-        keys = (("encoder_layers", "num_layers") if getattr(config, "is_encoder_decoder", False)
-                else ("num_hidden_layers", "n_layer", "num_layers"))
-    else:
-        keys = ("decoder_layers", "num_decoder_layers")
-    for key in keys:
-        value = getattr(config, key, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
 def _checked(attentions, what: str, model) -> tuple[torch.Tensor, ...]:
     if attentions is None or len(attentions) == 0:
         raise ValueError(f"{model.name} ({type(model.model).__name__}) returned no {what} "
                          f"attention weights; load it with attn_implementation='eager'")
-    expected = _expected_layers(model.config, "self" if what in ("self", "encoder") else what)
-    if expected is not None and len(attentions) != expected:
+    kind = "self" if what in ("self", "encoder") else what
+    expected = len(model.family.attention_names(model.model, kind))
+    if expected and len(attentions) != expected:
         # transformers drops the layers whose attention module returned no weights, which
         # would shift every later layer: refuse instead.
         raise ValueError(f"{model.name} ({type(model.model).__name__}) returned {what} attention "
@@ -136,7 +116,7 @@ def attention(
     module = model.model
     config = model.config
     is_hf = model.is_huggingface
-    encoder_decoder = is_hf and bool(getattr(config, "is_encoder_decoder", False))
+    encoder_decoder = model.family.encoder_decoder
     if encoder_decoder and text_pairs is not None:
         raise ValueError("text_pairs is for encoder models; an encoder-decoder model reads "
                          "targets= in its decoder")
@@ -145,12 +125,13 @@ def attention(
                          f"{model.name} has no decoder")
     mha_names: list[str] = []
     if not is_hf:
-        mha_names = mha_modules(module)
+        mha_names = mha_modules(model)
         if not mha_names:
             raise TypeError(f"{model.name} ({type(module).__name__}) is not a Hugging Face model "
-                            f"and has no nn.MultiheadAttention module, so it exposes no attention "
-                            f"weights; attention() supports Hugging Face models (eager attention) "
-                            f"and modules built on nn.MultiheadAttention")
+                            f"and has no nn.MultiheadAttention module (its family "
+                            f"{model.family.name!r} names no attention module), so it exposes no "
+                            f"attention weights; attention() supports Hugging Face models (eager "
+                            f"attention) and modules built on nn.MultiheadAttention")
     else:
         _require_eager(model)
 
@@ -169,7 +150,7 @@ def attention(
     layer_sel: tuple[int, ...] | None = None
     head_sel: tuple[int, ...] | None = None
     n_layers = n_heads = 0
-    with hooks.preserved_state(module), torch.inference_mode():
+    with hooks.preserved_state(model), torch.inference_mode():
         module.eval()
         for start in range(0, len(batch), batch_size):
             stop = min(start + batch_size, len(batch))
@@ -239,14 +220,15 @@ def attention(
         "target": target, "rollout_residual": 0.5})
     return AttentionResult(maps={k: tuple(v) for k, v in collected.items()}, layers=layer_sel,
                            heads=head_sel, source=source, target=target_side,
-                           causal=_is_causal(model), n_layers=n_layers, n_heads=n_heads,
+                           causal=model.family.causal or model.task == "causal-lm",
+                           n_layers=n_layers, n_heads=n_heads,
                            meta=meta, importance=importance_frame)
 
 
 def _capture_mha(model, names: list[str], inputs: dict) -> tuple[torch.Tensor, ...]:
     module = model.model
-    with hooks.edit_inputs(module, dict.fromkeys(names, force_weights)), \
-            hooks.record(module, names) as recording:
+    with hooks.edit_inputs(model, dict.fromkeys(names, force_weights)), \
+            hooks.record(model, names) as recording:
         module(**forward_inputs(module, inputs))
     maps = []
     for name in names:

@@ -1,11 +1,13 @@
 """Head importance: how much each attention head supports the model's score, by masking it.
 
 ``head_importance(model, texts)`` zeroes one head's slice of the input of the attention output
-projection (BERT ``attention.output.dense``, GPT-2 ``attn.c_proj``, ...) through
+projection that the model's family names (``Family.head_projection_names``: BERT
+``attention.output.dense``, GPT-2 ``attn.c_proj``, T5 ``SelfAttention.o``, ...) through
 ``explain.hooks.edit_inputs`` (for ``nn.MultiheadAttention`` the head's contribution is
 subtracted from the module's output, which is the same thing) and reports the drop of the
 model's score for a target: a class logit (default: the predicted class) for classifiers, the
-mean log-probability of the text's own tokens for language models.
+mean log-probability of the text's own tokens for language models. The heads are those of the
+``"self"`` stack: the encoder's, for an encoder-decoder.
 """
 
 from __future__ import annotations
@@ -79,21 +81,25 @@ class HeadImportanceResult(TableResult):
                 f"{len(self.texts)} text(s); most important: layer {int(top['layer'])}, head "
                 f"{int(top['head'])} (importance {top['importance']:.3g})")
 
-_PROJECTION_SUFFIXES = (".attention.output.dense", ".attn.c_proj", ".self_attn.out_proj",
-                        ".self_attn.o_proj", ".attention.out_lin", ".SelfAttention.o",
-                        ".attn.out_proj", ".attention.o_proj")
-
-
-
-def _projection_names(module: nn.Module, n_layers: int) -> list[str]:
-    names = [name for name, _ in module.named_modules() if name.endswith(_PROJECTION_SUFFIXES)
-             and ".encoder_attn." not in name and "EncDec" not in name]
-    if len(names) != n_layers:
-        raise ValueError(f"{type(module).__name__}: found {len(names)} attention output "
-                         f"projections ({', '.join(names) or 'none'}) for {n_layers} layers; head "
-                         f"importance knows the module names ending in "
-                         f"{', '.join(_PROJECTION_SUFFIXES)}")
-    return names
+def _masked_modules(model) -> tuple[list[str], int, int, bool]:
+    """Per layer, the module a head is masked at, the layer and head counts, and whether those
+    are output projections (``True``) or ``nn.MultiheadAttention`` modules, from the family."""
+    module, family = model.model, model.family
+    projections = list(family.head_projection_names(module, "self"))
+    names = projections or mha_modules(model)
+    if not names:
+        raise TypeError(f"{model.name} ({type(module).__name__}): its family {family.name!r} names "
+                        f"no attention output projections (head_projection_names) and it has no "
+                        f"nn.MultiheadAttention module; no heads to mask")
+    n_layers, n_heads = family.n_layers(module), family.n_heads(module)
+    if not n_layers or not n_heads or len(names) != n_layers:
+        raise ValueError(f"{type(module).__name__}: its family {family.name!r} names "
+                         f"{len(names)} attention {'output projections' if projections else 'modules'}"
+                         f" ({', '.join(names)}) for {n_layers} layers of {n_heads} heads; head "
+                         f"importance needs one per layer and both counts (fix the family's "
+                         f"head_projection_names, n_layers and n_heads, or register one with "
+                         f"explain.families.register_family)")
+    return names, int(n_layers), int(n_heads), bool(projections)
 
 
 def _scores(model, output, inputs: dict, targets: torch.Tensor | None) -> torch.Tensor:
@@ -162,8 +168,8 @@ def head_importance(
 ) -> HeadImportanceResult:
     """Importance of each attention head for the model's score, by masking it.
 
-    For each (layer, head), the head's output is zeroed (its slice of the input of the attention
-    output projection, via ``explain.hooks.edit_inputs``; for ``nn.MultiheadAttention`` its
+    For each (layer, head) of the ``"self"`` stack (the encoder of an encoder-decoder), the head's
+    output is zeroed (its slice of the input of the family's attention output projection, via ``explain.hooks.edit_inputs``; for ``nn.MultiheadAttention`` its
     contribution is subtracted from the module output) and the model's score recomputed. Score:
     the logit of ``target`` (class name or index; default: each text's predicted class) for
     classifiers; the mean log-probability of the text's own tokens for masked and causal LMs.
@@ -177,24 +183,10 @@ def head_importance(
     if model.task not in ("sequence-classification", "causal-lm", "masked-lm"):
         raise ValueError(f"head importance needs a score: a classifier or a language model; "
                          f"{model.name} is a {model.task!r} model")
-    if model.is_huggingface and getattr(model.config, "is_encoder_decoder", False):
-        raise ValueError("head importance does not support encoder-decoder models yet")
     batch_size = positive_int(batch_size, "batch_size")
     batch = model.encode_texts(texts, text_pairs=text_pairs,
                                max_length=max_length_of(model, max_length))
-    if model.is_huggingface:
-        n_layers = int(getattr(model.config, "num_hidden_layers", 0) or
-                       getattr(model.config, "n_layer", 0))
-        n_heads = int(getattr(model.config, "num_attention_heads", 0) or
-                      getattr(model.config, "n_head", 0))
-        names = _projection_names(module, n_layers)
-    else:
-        names = mha_modules(module)
-        if not names:
-            raise TypeError(f"{model.name} has no nn.MultiheadAttention module and is not a "
-                            f"Hugging Face model; no heads to mask")
-        n_layers = len(names)
-        n_heads = int(dict(module.named_modules())[names[0]].num_heads)
+    names, n_layers, n_heads, by_projection = _masked_modules(model)
     layer_sel = check_selection(layers, n_layers, "layers")
     head_sel = check_selection(heads, n_heads, "heads")
     target_index = None
@@ -207,18 +199,18 @@ def head_importance(
     def run(edits: Mapping[str, Any], chunks: list) -> torch.Tensor:
         scores = []
         for call, inputs, classes in chunks:
-            if model.is_huggingface:
-                with hooks.edit_inputs(module, edits):
+            if by_projection:
+                with hooks.edit_inputs(model, edits):
                     output = module(**call)
             else:
-                with hooks.edit_inputs(module, dict.fromkeys(edits, force_weights)), \
-                        hooks.edit_outputs(module, edits):
+                with hooks.edit_inputs(model, dict.fromkeys(edits, force_weights)), \
+                        hooks.edit_outputs(model, edits):
                     output = module(**call)
             scores.append(_scores(model, output, inputs, classes))
         return torch.cat(scores)
 
     rows = []
-    with hooks.preserved_state(module), torch.inference_mode():
+    with hooks.preserved_state(model), torch.inference_mode():
         module.eval()
         # One unmasked forward per chunk gives both the predicted classes and the baseline.
         chunks, baseline = [], []
@@ -237,8 +229,7 @@ def head_importance(
         baseline = torch.cat(baseline)
         for layer in layer_sel:
             for head in head_sel:
-                edit = (_mask_projection(head, n_heads) if model.is_huggingface
-                        else _mask_mha(head))
+                edit = _mask_projection(head, n_heads) if by_projection else _mask_mha(head)
                 masked = run({names[layer]: edit}, chunks)
                 change = (baseline - masked).double().numpy()
                 rows.append({"layer": layer, "head": head,
@@ -257,7 +248,7 @@ def head_importance(
     meta = make_meta(model, method="head_importance", parameters={
         "layers": list(layer_sel), "heads": list(head_sel), "target": target, "score": score,
         "max_length": batch.max_length, "batch_size": batch_size,
-        "masking": "output projection input" if model.is_huggingface
+        "masking": "output projection input" if by_projection
         else "nn.MultiheadAttention contribution"})
     return HeadImportanceResult(pd.DataFrame(rows), texts=batch.texts, truncated=batch.truncated,
                                 meta=meta)

@@ -1,9 +1,12 @@
-"""Input checks and batch plumbing shared by the attention capture and head importance."""
+"""Input checks and batch plumbing shared by the attention capture and head importance.
+
+What a model's layout is (its attention modules, output projections, layer and head counts,
+position limit) comes from its family (``loaded.family``, ``explain.families``), never from
+module names guessed here."""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -26,7 +29,6 @@ def check_model(model) -> None:
                         f"model with a tokenizer")
 
 
-
 def check_selection(values, n: int, what: str) -> tuple[int, ...]:
     if values is None:
         return tuple(range(n))
@@ -43,19 +45,34 @@ def check_selection(values, n: int, what: str) -> tuple[int, ...]:
     return tuple(resolved)
 
 
-def mha_modules(module: nn.Module) -> list[str]:
-    return [name for name, sub in module.named_modules() if isinstance(sub, nn.MultiheadAttention)]
+def mha_modules(model) -> list[str]:
+    """The ``"self"`` attention modules the family of a model (not a Hugging Face one) names,
+    each checked to be an ``nn.MultiheadAttention``: explain asks those for their per-head
+    weights and masks heads inside them. ``[]`` when the family names none."""
+    module = model.model
+    names = list(model.family.attention_names(module, "self"))
+    others = [name for name in names
+              if not isinstance(module.get_submodule(name), nn.MultiheadAttention)]
+    if others:
+        raise TypeError(f"the attention module(s) {', '.join(map(repr, others))} that the family "
+                        f"{model.family.name!r} names for {model.name} are not "
+                        f"nn.MultiheadAttention; a model that is not a Hugging Face one has its "
+                        f"weights captured through nn.MultiheadAttention(need_weights=True)")
+    return names
 
 
 def max_length_of(model, max_length: int | None) -> int | None:
-    config = model.config
-    if isinstance(config, Mapping):
-        limit = min(model_max_length(model.tokenizer),
-                    int(config.get("max_positions", 10**9)))
-        if max_length is None:
-            return limit
-        if max_length > limit:
-            raise ValueError(f"max_length={max_length} exceeds the model's limit of {limit} tokens")
+    """``max_length`` checked against the position limit of a model that is not a Hugging Face
+    one (its family's ``max_positions`` and its tokenizer's; the default is that limit);
+    ``encode_texts`` reads a Hugging Face config's limit itself."""
+    positions = None if model.is_huggingface else model.family.max_positions(model.model)
+    if positions is None:
+        return max_length
+    limit = min(model_max_length(model.tokenizer), positions)
+    if max_length is None:
+        return limit
+    if max_length > limit:
+        raise ValueError(f"max_length={max_length} exceeds the model's limit of {limit} tokens")
     return max_length
 
 
