@@ -200,8 +200,8 @@ def means_calibration(reps: int, seed: int) -> dict:
     from scipy import stats
 
     from explain.attribution.result import AttributionResult
-    from explain.fairness.counterfactual import _paired_test, mean_interval
-    from explain.fairness.groups import wilson_interval
+    from explain.fairness.counterfactual import _paired_test
+    from explain.fairness.intervals import mean_interval, wilson_interval
 
     rng = np.random.default_rng(seed)
     started = time.perf_counter()

@@ -15,12 +15,9 @@ import pytest
 
 from explain.fairness import audit
 from explain.fairness._common import holm
-from explain.fairness.groups import (
-    DISPARITIES,
-    _p_values,
-    newcombe_interval,
-    wilson_interval,
-)
+from explain.fairness.groups import DISPARITIES
+from explain.fairness.groups.permutation import _p_values
+from explain.fairness.intervals import newcombe_interval, wilson_interval
 
 SIZES = [(20, 60), (20, 200), (20, 40, 300), (50, 500)]
 NOMINAL = 0.95

@@ -13,7 +13,8 @@ from torch import nn
 import explain
 from explain.fairness import counterfactual, fill_template, identity_terms, swap_terms
 from explain.fairness._common import holm
-from explain.fairness.counterfactual import _paired_test, mean_interval
+from explain.fairness.counterfactual import _paired_test
+from explain.fairness.intervals import mean_interval
 from explain.plotting import figure_bytes
 
 
@@ -171,7 +172,8 @@ def test_bad_input():
         counterfactual(model, axis="age", test="anova")
     with pytest.raises(ValueError, match="alpha must be a number in"):
         counterfactual(model, axis="age", alpha=5)
-    with pytest.raises(ValueError, match="negligible_change is a change of probability"):
+    with pytest.raises(ValueError, match=r"negligible_change must be a number in \[0, 1\], "
+                                         r"got -0.1; it is a change of probability"):
         counterfactual(model, axis="age", negligible_change=-0.1)
     with pytest.raises(ValueError, match="two different neutral terms"):
         counterfactual(model, axis="age", baseline_terms="someone")

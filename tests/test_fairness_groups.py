@@ -12,12 +12,8 @@ from _fairness_models import linear_tabular
 import explain
 from explain.fairness import audit
 from explain.fairness._common import holm
-from explain.fairness.groups import (
-    CONCLUSIONS,
-    newcombe_interval,
-    permutation_tables,
-    wilson_interval,
-)
+from explain.fairness.groups import CONCLUSIONS, permutation_tables
+from explain.fairness.intervals import newcombe_interval, wilson_interval
 from explain.plotting import figure_bytes
 
 
@@ -375,6 +371,38 @@ def test_bad_input_messages():
         audit(data=frame, sensitive_features="sex", prediction="pred", n_permutations=-1)
 
 
+def test_a_reference_model_name_is_refused_with_the_way_to_load_it(tmp_path, monkeypatch,
+                                                                   tiny_mlm):
+    """The library never builds a reference model: every analysis refuses its name (before any
+    work) and shows how to load it; a checkpoint directory is still loaded."""
+    from explain import fairness
+
+    monkeypatch.chdir(tmp_path)  # no directory called "compas" or "sentiment" here
+    frame = _frame(n=60)
+    calls = {
+        "audit": lambda: audit("compas", frame, sensitive_features="sex", label="y"),
+        "counterfactual": lambda: fairness.counterfactual("sentiment", axis="gender"),
+        "seat": lambda: fairness.seat("minilm"),
+        "representation_probe": lambda: fairness.representation_probe(
+            "sentiment", ["a b"] * 10, ["x", "y"] * 5),
+        "a likelihood probe": lambda: fairness.crows_pairs("sentiment", tmp_path / "no.csv"),
+        "proxies": lambda: fairness.proxies(frame, "sex", model="compas"),
+        "attribution_by_group": lambda: fairness.attribution_by_group(
+            "compas", frame, sensitive_feature="sex", features=["x"]),
+    }
+    for analysis, call in calls.items():
+        with pytest.raises(ValueError, match=rf"^{analysis}.*is not a checkpoint directory.*"
+                                             r"explain\.load_model\(explain_models\.ensure\('"):
+            call()
+    pairs = pd.DataFrame({"sent_more": ["He is a nurse.", "She can fix cars."],
+                          "sent_less": ["She is a nurse.", "He can fix cars."],
+                          "stereo_antistereo": ["stereo", "antistereo"],
+                          "bias_type": ["gender", "gender"]})
+    directory = explain.save_model(tiny_mlm, tmp_path / "mlm")
+    by_path = fairness.crows_pairs(str(directory), pairs).to_frame()
+    pd.testing.assert_frame_equal(by_path, fairness.crows_pairs(tiny_mlm, pairs).to_frame())
+
+
 def test_scores_outside_zero_one_need_a_threshold_and_a_threshold_must_split_the_rows():
     frame = _frame(n=300)
     frame["decile"] = np.random.default_rng(0).integers(1, 11, len(frame))
@@ -470,6 +498,64 @@ def test_every_result_renders_offline_html():
         page = result._repr_html_()
         assert "<img" in page and "data:image/png;base64," in page
         assert not re.search(r"(src|href)=['\"]https?://", page)
+
+
+def test_every_fairness_result_follows_the_result_protocol(tmp_path, tiny_mlm, tiny_mlp):
+    """One behaviour for every result: unknown options raise, plot(kind, ax=ax) draws the same
+    figure as plot(kind) (or refuses ax), results are immutable, export writes what applies."""
+    from explain import fairness
+    from explain.plotting import new_figure
+
+    frame = _frame(n=300)
+    words = ("a", "b", "c", "d", "e", "f", "g", "h")
+    vectors = (words, np.random.default_rng(0).normal(size=(8, 4)))
+    pairs = pd.DataFrame({"sent_more": ["He is a nurse.", "She can fix cars."],
+                          "sent_less": ["She is a nurse.", "He can fix cars."],
+                          "stereo_antistereo": ["stereo", "antistereo"],
+                          "bias_type": ["gender", "gender"]})
+    rng = np.random.default_rng(1)
+    inputs = rng.normal(size=(60, 5)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", explain.ExplainWarning)
+        results = {
+            "scores": audit(data=frame, sensitive_features="sex", label="y", score="score",
+                            n_permutations=199),
+            "decisions": audit(data=frame, sensitive_features="sex", prediction="pred",
+                               n_permutations=199),
+            "weat": fairness.weat(vectors, tests={"t": {
+                "first_target": ["a", "b"], "second_target": ["c", "d"],
+                "first_attribute": ["e", "f"], "second_attribute": ["g", "h"]}},
+                min_words=2, n_permutations=10),
+            "crows_pairs": fairness.crows_pairs(tiny_mlm, pairs),
+            "proxies": fairness.proxies(frame, "sex", features=["x", "race"]),
+            "probe": fairness.representation_probe(tiny_mlp, inputs, ["u", "v"] * 30,
+                                                   n_splits=3),
+        }
+    assert results["decisions"].applicable_plots() == ("metrics", "disparities", "contrasts")
+    assert set(results["decisions"].tables()) == {"by_group", "disparities", "contrasts"}
+    for name, result in results.items():
+        with pytest.raises(TypeError, match=r"unknown option\(s\) 'colour'; valid: ax"):
+            result.plot(colour="red")
+        for kind in result.applicable_plots():
+            alone = result.plot(kind)
+            fig, ax = new_figure(*alone.get_size_inches())
+            if kind == "thresholds":
+                with pytest.raises(TypeError, match="takes no ax"):
+                    result.plot(kind, ax=ax)
+                continue
+            assert result.plot(kind, ax=ax) is fig
+            assert figure_bytes(fig) == figure_bytes(alone), (name, kind)
+        with pytest.raises(AttributeError, match="immutable"):
+            result.meta = {}
+        with pytest.raises(TypeError, match="read-only"):
+            result.meta["method"] = "changed"
+        directory = result.export(tmp_path / name)
+        written = sorted(path.name for path in directory.iterdir())
+        assert written == sorted([*(f"{table}.csv" for table in result.tables()),
+                                  *(f"{kind}.png" for kind in result.applicable_plots()),
+                                  "meta.json"]), name
+        for table, content in result.tables().items():
+            assert (directory / f"{table}.csv").read_text() == content.to_csv(index=False)
 
 
 def test_holm_matches_the_step_down_definition_and_keeps_nan():

@@ -179,7 +179,7 @@ def test_the_crows_pairs_interval_covers_the_true_share_at_nominal():
     over the 25 cells (measured 0.951; 20,000 runs) and at least 0.90 in every cell (measured
     0.911-0.979: a count is discrete); the percentile bootstrap the summary printed before
     covers 0.88 at 20 pairs and p = 0.9, and a Wilson interval of half the width 0.66."""
-    from explain.fairness.groups import wilson_interval
+    from explain.fairness.intervals import wilson_interval
     from explain.fairness.likelihood import _crows_summary
 
     rng = np.random.default_rng(21)

@@ -87,7 +87,7 @@ def test_the_interval_of_a_group_mean_share_covers_at_nominal():
     about 100 rows (bench: 0.84 at 10 rows, 0.90 at 20, 0.92-0.94 at 50). The percentile
     bootstrap printed before covers 0.89 at 10 rows, and the t interval of half the width fails
     the check."""
-    from explain.fairness.counterfactual import mean_interval
+    from explain.fairness.intervals import mean_interval
 
     rng = np.random.default_rng(31)
     for (a, b), sizes in (((2.0, 5.0), (10, 20, 200)), ((0.5, 0.5), (10, 50)),

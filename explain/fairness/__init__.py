@@ -1,13 +1,20 @@
 """Fairness audits and bias probes.
 
-* ``audit``: group fairness of a classifier's decisions (fairlearn metrics, bootstrap intervals,
-  calibration, threshold sweep), for a model or a column of existing decisions;
+* ``audit``: group fairness of a classifier's decisions (fairlearn metrics, Wilson and Newcombe
+  intervals, permutation tests, calibration, threshold sweep), for a model or a column of
+  existing decisions (``groups/``);
 * ``counterfactual``: swap identity terms in templates or real sentences and measure the change;
 * ``weat`` / ``seat``: word and sentence embedding association tests;
 * ``representation_probe``: where in a network a sensitive attribute is linearly decodable;
 * ``crows_pairs`` / ``stereoset``: likelihood probes for masked and causal language models;
 * ``proxies`` / ``attribution_by_group``: which inputs stand in for a sensitive feature, and how
   much of each prediction the attributions put on sensitive inputs, per group.
+
+Shared: ``intervals`` (Wilson, Newcombe, Student-t), ``terms`` (identity terms, templates and
+swaps of the counterfactual probe), ``word_sets`` (the word lists of WEAT/SEAT), ``_common``
+(the model an analysis runs on, class probabilities, Holm). Every analysis takes a
+``LoadedModel`` (or what ``explain.load_model`` reads); a reference-model name is refused with
+how to load it, since the library never imports the recipes (``explain_models``).
 """
 
 from __future__ import annotations
@@ -24,15 +31,7 @@ from .association import (
     seat,
     weat,
 )
-from .counterfactual import (
-    TESTS,
-    VERDICTS,
-    CounterfactualResult,
-    counterfactual,
-    fill_template,
-    identity_terms,
-    swap_terms,
-)
+from .counterfactual import TESTS, VERDICTS, CounterfactualResult, counterfactual
 from .groups import DISPARITIES, GROUP_METRICS, AuditResult, audit
 from .likelihood import (
     CROWS_PAIRS_COLUMNS,
@@ -46,6 +45,7 @@ from .likelihood import (
 )
 from .proxies import AttributionByGroupResult, ProxyResult, attribution_by_group, proxies
 from .representation import INPUT_BASELINES, ProbeResult, default_layers, representation_probe
+from .terms import fill_template, identity_terms, swap_terms
 
 __all__ = ["CROWS_PAIRS_COLUMNS", "DISPARITIES", "EXCLUSIONS", "GROUP_METRICS", "INPUT_BASELINES",
            "POOLINGS", "P_VALUES", "SEAT_TEMPLATES", "TESTS", "VERDICTS", "WORD_SETS", "AssociationResult", "AttributionByGroupResult", "AuditResult",

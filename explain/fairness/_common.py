@@ -1,19 +1,22 @@
-"""Input checks and model scoring shared by the fairness analyses."""
+"""What the fairness analyses share: the model they run on, class probabilities, the Holm
+adjustment, the confidence check."""
 
 from __future__ import annotations
 
-import difflib
-import warnings
+import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from ..checks import check_columns, positive_int, probability
+from ..loading import LoadedModel, load_model
 from ..text import read_texts
 
-__all__ = ["check_columns", "class_probabilities", "holm", "mean_interval", "resolve_model"]
+__all__ = ["check_confidence", "class_probabilities", "holm", "loaded_model"]
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:
@@ -27,82 +30,24 @@ def holm(p_values: np.ndarray) -> np.ndarray:
     return adjusted
 
 
-def mean_interval(values: np.ndarray, confidence: float, axis: int = -1
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Student-t interval of the mean of the finite ``values`` along ``axis``: mean +- t(n-1)
-    standard errors (NaN with fewer than 2 finite values; zero width when they are all equal).
+def loaded_model(model: Any, *, analysis: str) -> LoadedModel | None:
+    """The model an analysis runs on: a ``LoadedModel`` as it is, ``None`` as it is (the
+    analyses that can run without a model say so), anything else through
+    ``explain.load_model`` (a checkpoint directory, a Hub id ``"org/name"``, an ``nn.Module``).
 
-    Why Student-t and not a bootstrap: a mean over few units (12 templates) is what these
-    intervals are about, and there the percentile bootstrap (used before) covers 0.92 instead
-    of 0.95 for normal units (0.86 over 6), and BCa no better (0.91 in a check of 1,000 runs);
-    the t interval covers 0.955 for normal units and more than the bootstrap for skewed ones,
-    though under 0.95 for strongly skewed units over few templates (0.87-0.90 over 12)
-    (bench/bench_calibration.py, section ``means``; bench/RESULTS.md). It equals
-    ``scipy.stats.ttest_1samp(values, 0).confidence_interval(confidence)``.
+    A bare name that is not a directory (``"compas"``, ``"sentiment"``) is refused: reference
+    models are built by the recipes (``explain_models``), which the library never imports; the
+    caller loads them (the CLI does).
     """
-    from scipy import stats
-
-    values = np.asarray(values, dtype=float)
-    finite = np.isfinite(values)
-    n = finite.sum(axis=axis)
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(values, axis=axis)
-        spread = np.nanstd(values, axis=axis, ddof=1) / np.sqrt(n)
-        half = stats.t.ppf(0.5 + confidence / 2, n - 1) * spread
-        low = np.where(n >= 2, mean - half, np.nan)
-        high = np.where(n >= 2, mean + half, np.nan)
-    return low, high
-
-
-def check_columns(frame: pd.DataFrame, names: Sequence[str], what: str) -> list[str]:
-    """Return ``names`` as a list; ``KeyError`` for a column that ``frame`` lacks, with close
-    matches among its columns."""
-    if not isinstance(frame, pd.DataFrame):
-        raise TypeError(f"data must be a pandas.DataFrame, got {type(frame).__name__}")
-    columns = [str(c) for c in frame.columns]
-    out = []
-    for name in names:
-        if not isinstance(name, str):
-            raise TypeError(f"{what} names a column by its name (str), got {name!r}")
-        if name not in frame.columns:
-            close = difflib.get_close_matches(name, columns, n=3, cutoff=0.5)
-            hint = (f"did you mean {', '.join(map(repr, close))}?" if close
-                    else f"the columns are {', '.join(map(repr, columns[:20]))}"
-                    + (" ..." if len(columns) > 20 else ""))
-            raise KeyError(f"{what} column {name!r} is not in the data; {hint}")
-        out.append(name)
-    return out
-
-
-def as_names(value: str | Sequence[str], what: str) -> list[str]:
-    """A column name or a sequence of them (``"a,b"`` is split on commas) -> list of names."""
-    if isinstance(value, str):
-        names = [v.strip() for v in value.split(",") if v.strip()]
-    else:
-        names = list(value)
-    if not names:
-        raise ValueError(f"no {what} given; pass a column name or a list of column names")
-    if len(set(names)) != len(names):
-        raise ValueError(f"{what} lists a column twice: {names}")
-    return names
-
-
-def resolve_model(model: Any) -> Any:
-    """A ``LoadedModel``, a reference-model name (``"compas"``, ``"sentiment"`` ...) that
-    ``explain_models.ensure`` builds, ``"minilm"`` (the offline MiniLM encoder), or a checkpoint
-    path -> ``LoadedModel``."""
-    from ..loading import LoadedModel, load_model
-
     if model is None or isinstance(model, LoadedModel):
         return model
-    if isinstance(model, str) and model == "minilm":
-        from .. import datasets
-
-        return load_model(datasets.minilm_path(), name="all-MiniLM-L6-v2")
-    import explain_models
-
-    return explain_models.load(model)
+    if (isinstance(model, str) and re.fullmatch(r"[\w.-]+", model)
+            and not Path(model).expanduser().exists()):
+        raise ValueError(
+            f"{analysis} takes a LoadedModel; {model!r} is not a checkpoint directory. Load the "
+            f"model first: explain.load_model(explain_models.ensure({model!r})) for a reference "
+            f"model, explain.load_model(path) for a checkpoint directory")
+    return load_model(model)
 
 
 def class_probabilities(model: Any, data: pd.DataFrame | Sequence[str], *,
@@ -114,8 +59,7 @@ def class_probabilities(model: Any, data: pd.DataFrame | Sequence[str], *,
     """
     from ..hooks import preserved_state
 
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    positive_int(batch_size, "batch_size")
     if model.task == "tabular-classification":
         if not isinstance(data, pd.DataFrame):
             raise TypeError("a tabular model reads a pandas.DataFrame of its raw columns")
@@ -135,7 +79,7 @@ def class_probabilities(model: Any, data: pd.DataFrame | Sequence[str], *,
         if text is None:
             raise ValueError(f"{model.name} is a text classifier: pass text=COLUMN, the column "
                              f"of data that holds the texts")
-        check_columns(data, [text], "text")
+        check_columns(data, {"text": text}, where="the data")
         texts = read_texts(data, text)
     else:
         texts = [data] if isinstance(data, str) else list(data)
@@ -150,20 +94,6 @@ def class_probabilities(model: Any, data: pd.DataFrame | Sequence[str], *,
     return torch.cat(chunks).numpy()
 
 
-def interval_errors(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """``(2, n)`` error-bar lengths of the interval ``[low, high]`` around ``values`` for
-    matplotlib's ``xerr``/``yerr``: negative lengths clip to 0, missing bounds draw none."""
-    err = np.vstack([values - np.asarray(low, float), np.asarray(high, float) - values])
-    return np.where(np.isfinite(err), np.clip(err, 0, None), 0)
-
-
-def check_confidence(confidence: float) -> float:
-    if not isinstance(confidence, (int, float)) or not 0.0 < float(confidence) < 1.0:
-        raise ValueError(f"confidence must be a number in (0, 1), e.g. 0.95; got {confidence!r}")
-    return float(confidence)
-
-
-def check_count(value: int, what: str, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{what} must be an int >= {minimum}, got {value!r}")
-    return int(value)
+def check_confidence(confidence: Any) -> float:
+    """The level of an interval, in (0, 1)."""
+    return probability(confidence, "confidence", fix="pass e.g. confidence=0.95")

@@ -62,20 +62,21 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..checks import one_of, positive_int, probability
 from ..errors import ExplainWarning
 from ..results import TableResult, make_meta
-from ._common import check_count, resolve_model
+from ._common import holm, loaded_model
+from .word_sets import (
+    EXCLUSIONS,
+    WORD_SETS,
+    _balance,
+    _check_tests,
+    _lookup,
+    _not_computable,
+)
 
 __all__ = ["EXCLUSIONS", "POOLINGS", "P_VALUES", "SEAT_TEMPLATES", "WORD_SETS",
            "AssociationResult", "association_test", "encode_sentences", "seat", "weat"]
-
-#: The four word sets of a test, in the order of the formulas above.
-WORD_SETS: Mapping[str, str] = MappingProxyType({
-    "first_target": "X, e.g. flowers",
-    "second_target": "Y, e.g. insects",
-    "first_attribute": "A, e.g. pleasant",
-    "second_attribute": "B, e.g. unpleasant",
-})
 
 #: How the one-sided permutation p-value counts the partitions of X u Y.
 P_VALUES: Mapping[str, str] = MappingProxyType({
@@ -86,15 +87,6 @@ P_VALUES: Mapping[str, str] = MappingProxyType({
                     "observed partition included (May et al. 2019's SEAT code, "
                     "scipy.stats.permutation_test); sampled: (k + 1) / (n + 1), k of the n "
                     "drawn partitions at least the observed one",
-})
-
-#: Why a listed word was not used: the ``reason`` column of ``AssociationResult.excluded``.
-EXCLUSIONS: Mapping[str, str] = MappingProxyType({
-    "removed by Caliskan et al. 2017": "a word the paper excluded (names too rare in GloVe "
-                                       "Common Crawl, and as many of the other list at random)",
-    "no vector": "the embedding has no vector for the word (with the list's case, or also "
-                 "lower-cased when fold_case=True)",
-    "dropped to balance": "dropped at random (seeded) so both target sets have the same size",
 })
 
 #: How SEAT turns token states into one sentence vector.
@@ -126,8 +118,7 @@ def association_test(first_target: np.ndarray, second_target: np.ndarray,
     ``p_value_method`` (``"exact"`` or ``"sampled"``), ``n_partitions`` (how many partitions
     were evaluated) and ``association`` (``s(w, A, B)`` of every target word, X first).
     """
-    if p_value not in P_VALUES:
-        raise ValueError(f"unknown p_value {p_value!r}; valid: {', '.join(P_VALUES)}")
+    one_of(p_value, P_VALUES, "p_value")
     x, y, a, b = (np.asarray(m, dtype=np.float64) for m in (first_target, second_target,
                                                               first_attribute, second_attribute))
     for name, m in zip(WORD_SETS, (x, y, a, b), strict=True):
@@ -136,7 +127,7 @@ def association_test(first_target: np.ndarray, second_target: np.ndarray,
     if len(x) + len(y) < 3:
         raise ValueError("the two target sets hold fewer than 3 words together; an effect size "
                          "needs a standard deviation over at least 3 words")
-    n_permutations = check_count(n_permutations, "n_permutations", 1)
+    n_permutations = positive_int(n_permutations, "n_permutations")
     targets = _normalise(np.vstack([x, y]))
     s = (targets @ _normalise(a).T).mean(1) - (targets @ _normalise(b).T).mean(1)
     nx, n = len(x), len(s)
@@ -185,94 +176,13 @@ def _exact_sums(s: np.ndarray, k: int, block: int = 200_000) -> np.ndarray:
     return np.concatenate(out)
 
 
-def _check_tests(tests: Any) -> dict[str, dict]:
-    """Built-in names, or user-defined tests, -> name -> test dict (the weat.json layout)."""
-    from .. import datasets
-
-    if tests is None:
-        return datasets.weat_tests()
-    if isinstance(tests, str):
-        tests = [tests]
-    if isinstance(tests, Mapping):
-        if set(WORD_SETS) <= set(tests):  # a single test given directly
-            tests = {"custom": tests}
-        out = {}
-        for name, test in tests.items():
-            if not isinstance(test, Mapping):
-                raise TypeError(f"test {name!r} must be a dict with keys {', '.join(WORD_SETS)}")
-            missing = [k for k in WORD_SETS if k not in test]
-            if missing:
-                raise ValueError(f"test {name!r} lacks {missing}; a test has the word sets "
-                                 f"{', '.join(WORD_SETS)} (each a list of words or a dict with "
-                                 f"'name', 'words' and optionally 'remove')")
-            out[str(name)] = {k: _word_set(test[k], k) for k in WORD_SETS} | {
-                "name": str(test.get("name", name)),
-                "original_finding": dict(test.get("original_finding") or {})}
-        return out
-    built_in = datasets.weat_tests()
-    out = {}
-    for name in tests:
-        if name not in built_in:
-            import difflib
-
-            close = difflib.get_close_matches(str(name), list(built_in), n=3)
-            raise ValueError(f"unknown association test {name!r}; built-in: "
-                             f"{', '.join(built_in)}" + (f" (did you mean {close[0]!r}?)"
-                                                         if close else ""))
-        out[name] = built_in[name]
-    return out
-
-
-def _word_set(value: Any, key: str) -> dict:
-    if isinstance(value, Mapping):
-        words = list(value.get("words", []))
-        name = str(value.get("name", key))
-        remove = list(value.get("remove", []))
-    else:
-        words = [value] if isinstance(value, str) else list(value)
-        name, remove = key, []
-    if not words or not all(isinstance(w, str) and w.strip() for w in words):
-        raise ValueError(f"word set {key!r} must be a non-empty list of non-empty strings, got "
-                         f"{words!r}")
-    unknown = [w for w in remove if w not in words]
-    if unknown:
-        raise ValueError(f"word set {key!r}: 'remove' lists {unknown}, which are not among its "
-                         f"words; 'remove' names words of 'words' that the protocol leaves out")
-    return {"name": name, "words": words, "remove": remove}
-
-
-def _lookup(vectors: Any) -> tuple[dict[str, int], np.ndarray, str]:
-    """(word -> row, matrix, description) from ``(words, matrix)`` or a ``{word: vector}``."""
-    if vectors is None:
-        from .. import datasets
-
-        words, matrix = datasets.word2vec()
-        return ({w: i for i, w in enumerate(words)}, matrix,
-                "word2vec GoogleNews (Bolukbasi et al. subset)")
-    if isinstance(vectors, Mapping):
-        words = list(vectors)
-        matrix = np.stack([np.asarray(vectors[w], dtype=np.float64) for w in words])
-        return {w: i for i, w in enumerate(words)}, matrix, f"{len(words)} user vectors"
-    if isinstance(vectors, tuple) and len(vectors) == 2:
-        words, matrix = vectors
-        matrix = np.asarray(matrix)
-        if matrix.ndim != 2 or len(matrix) != len(words):
-            raise ValueError(f"vectors=(words, matrix) needs one matrix row per word; got "
-                             f"{len(words)} words and a matrix of shape {matrix.shape}")
-        return {w: i for i, w in enumerate(words)}, matrix, f"{len(words)} user vectors"
-    raise TypeError("vectors must be None (word2vec), a (words, matrix) pair or a "
-                    "{word: vector} mapping")
-
-
 def _check_protocol(min_words: Any, min_share: Any, p_value: str) -> tuple[int, float]:
-    min_words = check_count(min_words, "min_words", 2)
-    if isinstance(min_share, bool) or not isinstance(min_share, (int, float)) or \
-            not 0.0 <= float(min_share) <= 1.0:
-        raise ValueError(f"min_share must be a number in [0, 1] (the least share of each "
-                         f"protocol word list that must have a vector), got {min_share!r}")
-    if p_value not in P_VALUES:
-        raise ValueError(f"unknown p_value {p_value!r}; valid: {', '.join(P_VALUES)}")
-    return min_words, float(min_share)
+    min_words = positive_int(min_words, "min_words", minimum=2)
+    min_share = probability(min_share, "min_share", open_interval=False,
+                            fix="it is the least share of each protocol word list that must "
+                                "have a vector")
+    one_of(p_value, P_VALUES, "p_value")
+    return min_words, min_share
 
 
 def weat(vectors: Any = None, *, tests: Any = None, keep_removed: bool = False,
@@ -326,8 +236,7 @@ def encode_sentences(model: Any, sentences: Sequence[str], *, layer: int = -1,
     ``pooling`` (a key of ``POOLINGS``)."""
     from ..hooks import preserved_state
 
-    if pooling not in POOLINGS:
-        raise ValueError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
+    one_of(pooling, POOLINGS, "pooling")
     if not getattr(model, "is_text", False) or not model.is_huggingface:
         raise TypeError("sentence encodings need a Hugging Face text model loaded with "
                         "explain.load_model (e.g. load_model(datasets.minilm_path()))")
@@ -370,7 +279,7 @@ def seat(model: Any, *, tests: Any = None, templates: Sequence[str] = SEAT_TEMPL
     conservative count. ``layer``/``pooling`` as in ``encode_sentences``.
     """
     min_words, min_share = _check_protocol(min_words, min_share, p_value)
-    model = resolve_model(model)
+    model = loaded_model(model, analysis="seat")
     templates = list(templates)
     if not templates:
         raise ValueError("no templates given; pass e.g. templates=['This is {}.']")
@@ -432,8 +341,6 @@ def _run(parsed, embed, *, method, source, keep_removed, balance, min_words, min
                                  seed=seed)
         stats.pop("association")
         rows.append({**row, **stats, "reason": ""})
-    from ._common import holm
-
     table = pd.DataFrame(rows)
     table.insert(table.columns.get_loc("p_value_method"), "p_value_holm",
                  holm(table["p_value"].to_numpy(float)))
@@ -457,34 +364,6 @@ def _run(parsed, embed, *, method, source, keep_removed, balance, min_words, min
     return AssociationResult(table, excluded,
                              meta=make_meta(loaded, method=method, parameters=parameters,
                                             seed=seed))
-
-
-def _balance(words: dict[str, list[str]], seed: int) -> tuple[dict, list[tuple[str, str]]]:
-    """Drop words of the larger target set at random (``default_rng(seed)``, the listed order
-    kept) until both target sets have the size of the smaller one."""
-    x, y = words["first_target"], words["second_target"]
-    size = min(len(x), len(y))
-    key = "first_target" if len(x) > size else "second_target"
-    larger = words[key]
-    if len(larger) == size:
-        return words, []
-    keep = np.sort(np.random.default_rng(seed).choice(len(larger), size=size, replace=False))
-    kept = [larger[i] for i in keep]
-    return words | {key: kept}, [(key, w) for w in larger if w not in kept]
-
-
-def _not_computable(test, words, counts, min_words, min_share) -> str:
-    """Why the test cannot be run on the words with a vector (before balancing), or ''."""
-    for key in WORD_SETS:
-        have, listed = counts[key]
-        if have < min_share * listed or not have:
-            return (f"{test[key]['name']}: {have} of {listed} words have a vector "
-                    f"(min_share={min_share:g})")
-    for key in ("first_target", "second_target"):
-        if len(words[key]) < min_words:
-            return (f"{test[key]['name']}: {len(words[key])} words have a vector "
-                    f"(min_words={min_words})")
-    return ""
 
 
 def _number(value) -> float:
@@ -513,10 +392,16 @@ class AssociationResult(TableResult):
     PLOTS: Mapping[str, str] = MappingProxyType({
         "effect_sizes": "effect size per test, with word counts and the original IAT d",
     })
+    PLOT_OPTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({"effect_sizes": ()})
 
     def __init__(self, table: pd.DataFrame, excluded: pd.DataFrame, *, meta: dict) -> None:
         super().__init__(table, meta=meta)
         self.excluded = excluded
+        self._freeze()
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The tests (named ``weat`` or ``seat``, by the method) and ``excluded_words``."""
+        return {self.meta["method"]: self.table.copy(), "excluded_words": self.excluded.copy()}
 
     def summary(self) -> str:
         table = self.table
@@ -524,10 +409,9 @@ class AssociationResult(TableResult):
                 f"{int((table.reason == '').sum())} of {len(table)} tests computable, "
                 f"{int((self.excluded.reason == 'no vector').sum())} words without a vector")
 
-    def plot(self, kind: str | None = None, *, ax=None):
+    def _plot(self, kind: str, *, ax=None):
         from ..plotting import axes_or_new, style
 
-        self._check_kind(kind)
         table = self.table
         method = self.meta["method"].upper()
         fig, ax = axes_or_new(ax, 7.5, 0.5 * len(table) + 1.8)

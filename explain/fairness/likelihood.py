@@ -36,8 +36,8 @@ import pandas as pd
 import torch
 
 from ..results import Result, make_meta
-from ._common import check_confidence, interval_errors, resolve_model
-from .groups import wilson_interval
+from ._common import check_confidence, loaded_model
+from .intervals import interval_errors, wilson_interval
 
 __all__ = ["CROWS_PAIRS_COLUMNS", "CrowsPairsResult", "StereoSetResult", "crows_pairs",
            "read_crows_pairs", "read_stereoset", "sentence_scores", "stereoset"]
@@ -50,7 +50,7 @@ _GOLD = ("stereotype", "anti-stereotype", "unrelated")
 
 
 def _check_lm(model: Any) -> Any:
-    model = resolve_model(model)
+    model = loaded_model(model, analysis="a likelihood probe (crows_pairs, stereoset, sentence_scores)")
     if model is None or model.task not in ("masked-lm", "causal-lm"):
         raise TypeError(f"likelihood probes need a masked or causal language model, got "
                         f"{getattr(model, 'task', None)!r}; load one with "
@@ -325,11 +325,13 @@ class CrowsPairsResult(Result):
         "bias_types": "percentage of pairs preferring the more stereotypical sentence, per bias "
                       "type, with intervals (50 = no preference)",
     })
+    PLOT_OPTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({"bias_types": ()})
 
     def __init__(self, pairs: pd.DataFrame, summary_table: pd.DataFrame, *, meta: dict) -> None:
         self.pairs = pairs
         self.summary_table = summary_table
         self.meta = meta
+        self._freeze()
 
     @property
     def metric_score(self) -> float:
@@ -338,12 +340,14 @@ class CrowsPairsResult(Result):
     def to_frame(self) -> pd.DataFrame:
         return self.pairs.copy()
 
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"pairs": self.pairs.copy(), "summary": self.summary_table.copy()}
+
     def summary(self) -> str:
         return (f"CrowS-Pairs: {self.metric_score:.1f}% of {len(self.pairs)} pairs prefer the "
                 f"more stereotypical sentence (50 = unbiased)")
 
-    def plot(self, kind: str | None = None, *, ax=None):
-        self._check_kind(kind)
+    def _plot(self, kind: str, *, ax=None):
         return _bars(ax, self.summary_table, "metric_score", "n_pairs",
                      "% of pairs preferring sent_more",
                      "CrowS-Pairs metric score (50 = no preference)")
@@ -361,23 +365,27 @@ class StereoSetResult(Result):
     PLOTS: Mapping[str, str] = MappingProxyType({
         "bias_types": "stereotype score per bias type (50 = unbiased), with the LM score",
     })
+    PLOT_OPTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({"bias_types": ()})
 
     def __init__(self, examples: pd.DataFrame, summary_table: pd.DataFrame, *,
                  meta: dict) -> None:
         self.examples = examples
         self.summary_table = summary_table
         self.meta = meta
+        self._freeze()
 
     def to_frame(self) -> pd.DataFrame:
         return self.examples.copy()
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"examples": self.examples.copy(), "summary": self.summary_table.copy()}
 
     def summary(self) -> str:
         row = self.summary_table.iloc[0]
         return (f"StereoSet intrasentence: lm_score {row.lm_score:.1f}, ss_score "
                 f"{row.ss_score:.1f}, icat {row.icat:.1f} ({row.n_examples} examples)")
 
-    def plot(self, kind: str | None = None, *, ax=None):
-        self._check_kind(kind)
+    def _plot(self, kind: str, *, ax=None):
         return _bars(ax, self.summary_table, "ss_score", "n_examples",
                      "score (%)", "StereoSet intrasentence (ss 50 = unbiased)",
                      extra="lm_score")

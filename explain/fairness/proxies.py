@@ -21,16 +21,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..checks import as_names, check_columns
 from ..results import Result, TableResult, make_meta
 from ..text import read_texts
-from ._common import (
-    as_names,
-    check_columns,
-    check_confidence,
-    interval_errors,
-    mean_interval,
-    resolve_model,
-)
+from ._common import check_confidence, loaded_model
+from .intervals import interval_errors, mean_interval
 
 __all__ = ["AttributionByGroupResult", "ProxyResult", "attribution_by_group", "proxies"]
 
@@ -52,8 +47,8 @@ def proxies(data: pd.DataFrame, sensitive_feature: str, *, model: Any = None,
     """
     from sklearn.feature_selection import mutual_info_classif
 
-    check_columns(data, [sensitive_feature], "sensitive")
-    model = resolve_model(model)
+    check_columns(data, {"sensitive": sensitive_feature}, where="the data")
+    model = loaded_model(model, analysis="proxies")
     target = data[sensitive_feature]
     if target.isna().any():
         raise ValueError(f"sensitive column {sensitive_feature!r} has missing values")
@@ -71,7 +66,8 @@ def proxies(data: pd.DataFrame, sensitive_feature: str, *, model: Any = None,
         if features is None:
             features = (model.encoder.columns if model is not None and model.encoder is not None
                         else [c for c in data.columns if c != sensitive_feature])
-        names = check_columns(data, as_names(features, "features"), "feature")
+        names = check_columns(data, {"feature": as_names(features, "features")},
+                              where="the data")
         if sensitive_feature in names:
             raise ValueError(f"{sensitive_feature!r} is the sensitive column itself; leave it "
                              f"out of features")
@@ -115,16 +111,19 @@ class ProxyResult(TableResult):
         "top_proxies": "normalised mutual information of the top features with the sensitive "
                        "column",
     })
+    PLOT_OPTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({"top_proxies": ("top",)})
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"proxies": self.table.copy()}
 
     def summary(self) -> str:
         top = self.table.iloc[0]
         return (f"Top proxy of {self.meta['parameters']['sensitive_feature']!r}: "
                 f"{top.feature} (normalised MI {top.normalized_mutual_information:.3f})")
 
-    def plot(self, kind: str | None = None, *, ax=None, top: int = 15):
+    def _plot(self, kind: str, *, ax=None, top: int = 15):
         from ..plotting import axes_or_new, style
 
-        self._check_kind(kind)
         table = self.table.head(top)
         fig, ax = axes_or_new(ax, 6.0, 0.35 * len(table) + 1.5)
         with style():
@@ -145,7 +144,7 @@ def attribution_by_group(model: Any, data: pd.DataFrame, *, sensitive_feature: s
     column), with its mean per group of ``sensitive_feature``.
 
     The interval of a group's mean share is Student-t over its rows at ``confidence``
-    (``explain.fairness._common.mean_interval``), clipped to [0, 1] where a share
+    (``explain.fairness.intervals.mean_interval``), clipped to [0, 1] where a share
     lives: the percentile bootstrap used before covers less than 95% for small groups and
     skewed shares, the t interval less so (bench/RESULTS.md).
 
@@ -154,12 +153,12 @@ def attribution_by_group(model: Any, data: pd.DataFrame, *, sensitive_feature: s
     from ..attribution import attribute
 
     confidence = check_confidence(confidence)
-    model = resolve_model(model)
-    check_columns(data, [sensitive_feature], "sensitive")
+    model = loaded_model(model, analysis="attribution_by_group")
+    check_columns(data, {"sensitive": sensitive_feature}, where="the data")
     if model.is_text:
         if text is None or not terms:
             raise ValueError("a text model needs text=COLUMN and terms=[identity words]")
-        check_columns(data, [text], "text")
+        check_columns(data, {"text": text}, where="the data")
         result = attribute(model, read_texts(data, text), method=method, target=target,
                            batch_size=batch_size, faithfulness=False, progress=False)
         wanted = {t.lower() for t in terms}
@@ -214,19 +213,23 @@ class AttributionByGroupResult(Result):
     PLOTS: Mapping[str, str] = MappingProxyType({
         "by_group": "mean share of attribution on the sensitive inputs per group, with intervals",
     })
+    PLOT_OPTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({"by_group": ()})
 
     def __init__(self, shares: pd.DataFrame, by_group: pd.DataFrame, *, meta: dict) -> None:
         self.shares = shares
         self.by_group = by_group
         self.meta = meta
+        self._freeze()
 
     def to_frame(self) -> pd.DataFrame:
         return self.shares.copy()
 
-    def plot(self, kind: str | None = None, *, ax=None):
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"shares": self.shares.copy(), "by_group": self.by_group.copy()}
+
+    def _plot(self, kind: str, *, ax=None):
         from ..plotting import axes_or_new, style
 
-        self._check_kind(kind)
         table = self.by_group
         fig, ax = axes_or_new(ax, 6.0, 0.4 * len(table) + 1.5)
         with style():

@@ -32,7 +32,6 @@ trivially, and ``summary()`` says so instead of reporting it as something the ne
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
@@ -41,16 +40,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
+from ..checks import check_columns, positive_int
+from ..loading import LoadedModel
 from ..results import TableResult, make_meta
-from ._common import (
-    check_columns,
-    check_confidence,
-    check_count,
-    interval_errors,
-    resolve_model,
-)
+from ._common import check_confidence, loaded_model
+from .intervals import interval_errors
 
 __all__ = ["INPUT_BASELINES", "ProbeResult", "default_layers", "representation_probe"]
 
@@ -61,26 +56,22 @@ INPUT_BASELINES: Mapping[str, str] = MappingProxyType({
 })
 
 
-_BLOCK = re.compile(r"(^|\.)(layer|layers|h|blocks|block|hidden)\.\d+$")
-
-
 def default_layers(model: Any) -> list[str]:
-    """The module paths probed by default: the embedding module of a Hugging Face model, then
-    every block of the model's (outermost) list of layers, in order."""
-    module = getattr(model, "model", model)
-    names = []
-    for name, sub in module.named_modules():
-        if name.endswith("embeddings") and list(sub.children()) and name.count(".") <= 1:
-            names.append(name)
-            break
-    blocks = [name for name, _ in module.named_modules() if _BLOCK.search(name)]
-    outer = [b for b in blocks if not any(b != o and b.startswith(o + ".") for o in blocks)]
-    names += outer
-    if not outer:
-        names += [name for name, sub in module.named_modules() if isinstance(sub, nn.Linear)]
+    """The module paths probed by default: what the model's family reads as its
+    representations (``Family.representation_names``; for the built-in families the embedding
+    module of a Hugging Face model, then every outermost block, or without blocks every
+    ``nn.Linear``). ``model``: a ``LoadedModel`` (its ``family``) or an ``nn.Module``."""
+    from ..families import family_of
+
+    if isinstance(model, LoadedModel):
+        family, module = model.family, model.model
+    else:
+        module = model
+        family = family_of(module)
+    names = list(family.representation_names(module))
     if not names:
-        raise ValueError(f"could not find layers in {type(module).__name__}; pass layers=[...] "
-                         f"(dotted names from model.named_modules())")
+        raise ValueError(f"family {family.name!r} finds no layers in {type(module).__name__}; "
+                         f"pass layers=[...] (dotted names from model.named_modules())")
     return names
 
 
@@ -225,15 +216,15 @@ def representation_probe(
     """
     from sklearn.model_selection import StratifiedKFold
 
-    model = resolve_model(model)
-    n_splits = check_count(n_splits, "n_splits", 2)
+    model = loaded_model(model, analysis="representation_probe")
+    n_splits = positive_int(n_splits, "n_splits", minimum=2)
     confidence = check_confidence(confidence)
     name = None
     if isinstance(attribute, str):
         if not isinstance(inputs, pd.DataFrame):
             raise TypeError(f"attribute={attribute!r} names a column, which needs inputs to be "
                             f"a pandas.DataFrame; pass the attribute's values instead")
-        name = check_columns(inputs, [attribute], "attribute")[0]
+        name = check_columns(inputs, {"attribute": attribute}, where="the data")[0]
         attribute = inputs[attribute]
     elif isinstance(attribute, pd.Series) and isinstance(attribute.name, str):
         name = attribute.name
@@ -304,6 +295,10 @@ class ProbeResult(TableResult):
         "accuracy_by_layer": "held-out probe accuracy per layer against the raw-input probe, "
                              "the control task and the majority baseline",
     })
+    PLOT_OPTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({"accuracy_by_layer": ()})
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"probe_accuracy": self.table.copy()}
 
     def summary(self) -> str:
         table = self.table
@@ -334,10 +329,9 @@ class ProbeResult(TableResult):
                      "checked: pass a named pandas.Series or a column name.)")
         return text
 
-    def plot(self, kind: str | None = None, *, ax=None):
+    def _plot(self, kind: str, *, ax=None):
         from ..plotting import axes_or_new, style
 
-        self._check_kind(kind)
         table = self.table
         parameters = self.meta["parameters"]
         fig, ax = axes_or_new(ax, max(5.0, 0.6 * len(table) + 3.1), 4.0)
