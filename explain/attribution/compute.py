@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .. import hooks
+from ..checks import positive_int
 from ..errors import ExplainWarning
 from .inputs import Prepared, _slice_args, collate, content_seed
 from .methods import METHODS, MethodSpec
@@ -98,26 +99,6 @@ def parse_budget(memory_budget) -> int:
     return memory_budget
 
 
-def default_layer(model: nn.Module, method: str) -> str:
-    """The layer GradCAM or layer attribution uses when ``layer=`` is not given."""
-    names = [(n, m) for n, m in model.named_modules() if n]
-    convs = [n for n, m in names if isinstance(m, nn.Conv2d)]
-    if convs:
-        return convs[-1]
-    if method == "gradcam":
-        raise ValueError(f"{type(model).__name__} has no nn.Conv2d layer for GradCAM")
-    pattern = re.compile(r"(.*\.)?layers?\.(\d+)(\.output)?$")
-    blocks = [n for n, m in names if pattern.fullmatch(n)
-              and (n.endswith(".output") or not any(k == "output" for k, _ in m.named_children()))]
-    if blocks:
-        return blocks[-1]
-    linears = [n for n, m in names if isinstance(m, nn.Linear)]
-    if len(linears) >= 2:
-        return linears[-2]
-    raise ValueError(f"cannot choose a layer of {type(model).__name__}; pass layer= a dotted "
-                     f"name from model.named_modules()")
-
-
 def _resolve_layer(loaded, spec: MethodSpec, layer: str | None
                    ) -> tuple[str | None, nn.Module | None]:
     if spec.layer is None:
@@ -127,7 +108,12 @@ def _resolve_layer(loaded, spec: MethodSpec, layer: str | None
                              f"and attribute_layer), not {spec.name!r}")
         return None, None
     model = loaded.model
-    name = layer or default_layer(model, spec.layer)
+    name = layer or loaded.family.default_layer(model, spec.layer)
+    if name is None:
+        need = f" (it needs an nn.{spec.layer_type.__name__})" if spec.layer_type else ""
+        raise ValueError(f"the {loaded.family.name!r} model family chooses no layer of "
+                         f"{type(model).__name__} for {spec.name}{need}; pass layer= a dotted "
+                         f"name from model.named_modules()")
     module = hooks.resolve_modules(model, [name])[name]
     if spec.layer_type is not None and not isinstance(module, spec.layer_type):
         raise ValueError(f"{spec.name} needs a {spec.layer_type.__name__} layer (GradCAM: a "
@@ -167,9 +153,8 @@ def compute(loaded, prepared: Prepared, spec: MethodSpec, *, n_steps: int,
     layer_name, layer_module = _resolve_layer(loaded, spec, layer)
     items = prepared.items
     n = len(items)
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                   or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if batch_size is not None:
+        positive_int(batch_size, "batch_size", fix="pass e.g. batch_size=8")
     order = sorted(range(n), key=lambda i: (items[i].length, i))
     # Memory per forward+backward row, probed once on the longest input; rows of a shorter
     # batch are assumed to cost proportionally less (the x3 safety factor covers attention's

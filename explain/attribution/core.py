@@ -13,8 +13,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ..checks import positive_int
 from .compute import DEFAULT_MEMORY_BUDGET, adaptive_ig, compute, parse_budget
-from .inputs import check_count, check_modality_options, modality, prepare
+from .inputs import check_modality_options, modality, prepare
 from .layer import LayerAttributionResult
 from .methods import LAYER_METHOD, MethodSpec, check_method, check_method_options
 from .result import AttributionResult
@@ -40,9 +41,9 @@ def _check_run(spec: MethodSpec, *, n_steps, tolerance, batch_size, output, seed
     if not adaptive:
         if isinstance(n_steps, str):
             raise ValueError(f"n_steps must be a positive integer or 'auto', got {n_steps!r}")
-        n_steps = check_count("n_steps", n_steps, 50)
+        n_steps = positive_int(n_steps, "n_steps", fix="pass e.g. n_steps=50")
     if batch_size is not None:
-        batch_size = check_count("batch_size", batch_size, 8)
+        batch_size = positive_int(batch_size, "batch_size", fix="pass e.g. batch_size=8")
     if adaptive and not spec.integrates:
         raise ValueError(f"n_steps='auto' applies to the integrating methods (integrated_"
                          f"gradients, attribute_layer), not {spec.name!r}")

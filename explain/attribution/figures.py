@@ -25,7 +25,7 @@ def _short(label: str, width: int = 28) -> str:
     return label if len(label) <= width else label[:width - 1] + "…"
 
 
-def plot_text(result, *, ax=None, input=0, top_k=10, max_inputs=8, **_):
+def plot_text(result, *, ax=None, input=0, max_inputs=8):
     """Words coloured by score, one block per explanation, one shared colour bar."""
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -75,7 +75,7 @@ def plot_text(result, *, ax=None, input=0, top_k=10, max_inputs=8, **_):
     return fig
 
 
-def plot_bar(result, *, ax=None, input=0, top_k=10, **_):
+def plot_bar(result, *, ax=None, input=0, top_k=10):
     labels, scores = result.units(input)
     order = np.argsort(-np.abs(scores), kind="stable")[:top_k][::-1]
     fig, ax = axes_or_new(ax, 6.0, 1.0 + 0.3 * len(order))
@@ -95,7 +95,7 @@ def _wrap(text: str, width: int = 70) -> str:
     return "\n".join(textwrap.wrap(text, width))
 
 
-def plot_waterfall(result, *, ax=None, input=0, top_k=10, **_):
+def plot_waterfall(result, *, ax=None, input=0, top_k=10):
     """From f(baseline) (= f(x) - sum of scores, exact up to the completeness error) to f(x):
     the top units by |score| as steps, the rest summed in one step."""
     labels, scores = result.units(input)
@@ -132,7 +132,7 @@ def plot_waterfall(result, *, ax=None, input=0, top_k=10, **_):
     return fig
 
 
-def plot_image(result, *, ax=None, input=0, max_inputs=8, **_):
+def plot_image(result, *, ax=None, input=0, max_inputs=8):
     """Each image's attribution map (diverging, centred at zero, its own symmetric scale and
     colour bar) with the image drawn over it as contour lines (greyscale) or faintly (RGB)."""
     run = result._run
@@ -174,8 +174,14 @@ def plot_image(result, *, ax=None, input=0, max_inputs=8, **_):
     return fig
 
 
-def plot_global(result, *, ax=None, top_k=10, **options):
-    frame = result.global_importance(min_count=options.get("min_count", 1))
+def plot_global(result, *, ax=None, top_k=10, min_count=1):
+    """``importance_figure`` of ``result.global_importance(min_count=)``: one panel per
+    predicted label (into ``ax`` only when there is one label)."""
+    frame = result.global_importance(min_count=min_count)
+    labels = frame["predicted_label"].nunique()
+    if ax is not None and labels > 1:
+        raise ValueError(f"plot('global') draws one panel per predicted label ({labels} here) "
+                         f"in a figure of its own; call it without ax")
     return importance_figure(frame, ax=ax, top_k=top_k, title=f"Global importance, top {top_k} "
                              f"by mean |score| ({result.method})")
 
@@ -211,7 +217,7 @@ def importance_figure(frame, *, title: str, ax=None, top_k: int = 10):
     return fig
 
 
-def plot_deletion(result, *, ax=None, **_):
+def plot_deletion(result, *, ax=None):
     from .trust import CURVE_FRACTIONS
 
     trust = result._trust

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import numbers
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,18 +35,9 @@ import torch
 from torch import nn
 
 from .. import hooks
+from ..checks import positive_int
 
 __all__ = ["Item", "Prepared", "collate", "content_seed", "item_offsets", "modality", "prepare"]
-
-
-def check_count(name: str, value: Any, example: int) -> int:
-    """``value`` as an int if it is a positive integer (a count), else a ValueError naming
-    ``name``, the value and an example of a valid one."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer (a count), got {value!r}; pass "
-                         f"e.g. {name}={example}")
-    return int(value)
-
 
 
 def modality(task: str) -> str:
@@ -75,9 +65,9 @@ def check_modality_options(kind: str, task: str, *, patch_size, max_length, text
             raise ValueError(f"{name}= ({meaning}) applies to {applies} models; this is a "
                              f"{kind} model (task {task!r}): remove {name}=")
     if patch_size is not None:
-        check_count("patch_size", patch_size, 4)
+        positive_int(patch_size, "patch_size", fix="pass e.g. patch_size=4")
     if max_length is not None:
-        check_count("max_length", max_length, 128)
+        positive_int(max_length, "max_length", fix="pass e.g. max_length=128")
 
 
 
@@ -114,29 +104,6 @@ class Prepared:
     embedding_name: str | None = None
     pad_id: int = 0
     embedding: nn.Module | None = None  # text: embeddings are looked up per batch (memory)
-
-
-def _embedding_name(model: nn.Module) -> str:
-    """Dotted path of the word-embedding module of a text model."""
-    target = None
-    getter = getattr(model, "get_input_embeddings", None)
-    if callable(getter):
-        try:
-            target = getter()
-        except (NotImplementedError, AttributeError):
-            target = None
-    if target is None:
-        embeddings = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
-        if not embeddings:
-            raise TypeError(f"{type(model).__name__} has no nn.Embedding layer to attribute "
-                            f"text through")
-        # the vocabulary embedding is the largest one (positions and token types are smaller)
-        target = max(embeddings, key=lambda nm: nm[1].num_embeddings)[1]
-    for name, module in model.named_modules():
-        if module is target:
-            return name
-    raise TypeError(f"the input embedding of {type(model).__name__} is not one of its submodules")
-
 
 
 # -------------------------------------------------------------------------------- inputs
@@ -311,8 +278,8 @@ def prepare(loaded, inputs, *, target=None, text_pairs=None, baseline=None,
 def _patch_size(patch_size, height: int, width: int) -> int:
     if patch_size is None:
         return max(1, min(height, width) // 8)
-    if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
-        raise ValueError(f"patch_size must be a positive int (pixels), got {patch_size!r}")
+    positive_int(patch_size, "patch_size", fix="pass the side of a square patch in pixels, "
+                                                "e.g. patch_size=4")
     if patch_size > min(height, width):
         raise ValueError(f"patch_size={patch_size} is larger than the image ({height}x{width})")
     return patch_size
@@ -366,7 +333,11 @@ def _prepare_text(loaded, inputs, *, target, text_pairs, baseline, max_length,
         batch = loaded.encode_texts(texts, text_pairs=text_pairs, max_length=max_length)
 
     model = loaded.model
-    name = _embedding_name(model)
+    name = loaded.family.embedding_name(model)
+    if name is None:  # load_model refuses such a text model; a hand-made LoadedModel may not
+        raise TypeError(f"the model family {loaded.family.name!r} finds no token embedding in "
+                        f"{type(model).__name__} to attribute text through; register a family "
+                        f"whose embedding_name names it (explain.families.register_family)")
     embedding = hooks.resolve_modules(model, [name])[name]
     dim = _embedding_dim(embedding)
     pad_id = _baseline_token(loaded, baseline)

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..checks import positive_int
 from ..results import Result, make_meta
-from .inputs import check_count, item_offsets
+from .inputs import item_offsets
 from .result import _labeler
 
 __all__ = ["LayerAttributionResult"]
@@ -36,6 +37,8 @@ class LayerAttributionResult(Result):
     PLOTS: Mapping[str, str] = MappingProxyType({
         "layer": "top neurons/channels of the attributed layer, mean over inputs (± std)",
     })
+    #: ``top_k``: the neurons shown.
+    PLOT_OPTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({"layer": ("top_k",)})
 
     def __init__(self, loaded, run, *, parameters: Mapping[str, Any], seconds: float) -> None:
         self._run = run
@@ -48,6 +51,7 @@ class LayerAttributionResult(Result):
         self.meta["seconds"] = self.seconds
         self.meta["n_explanations"] = len(run.prepared.items)
         self.meta["modality"] = run.prepared.kind
+        self._freeze()
 
     def __len__(self) -> int:
         return len(self._run.prepared.items)
@@ -100,13 +104,12 @@ class LayerAttributionResult(Result):
             out.append(abs(delta) / gap if gap > 0 else math.nan)
         return np.asarray(out)
 
-    def plot(self, kind: str | None = None, *, ax=None, top_k: int = 10, **options):
-        """Draw ``kind`` (a key of ``PLOTS``) and return the ``Figure``; ``top_k`` neurons."""
-        kind = self._check_kind(kind)
-        if options:
-            raise TypeError(f"unknown plot option(s) {', '.join(map(repr, options))} for "
-                            f"LayerAttributionResult.plot({kind!r}); valid: top_k, ax")
-        check_count("top_k", top_k, 10)
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``scores`` (``to_frame()``)."""
+        return {"scores": self.to_frame()}
+
+    def _plot(self, kind: str, *, ax=None, top_k: int = 10):
+        positive_int(top_k, "top_k", fix="pass e.g. top_k=10")
         from .figures import plot_layer
 
         return plot_layer(self, ax=ax, top_k=top_k)

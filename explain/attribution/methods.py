@@ -18,8 +18,9 @@ from typing import Any
 
 from torch import nn
 
+from ..checks import positive_int
 from . import runners
-from .inputs import check_count, modality
+from .inputs import modality
 from .runners import Attributions, MethodCall
 
 __all__ = ["FAMILIES", "LAYER_METHOD", "METHODS", "MODALITIES", "MethodSpec",
@@ -240,7 +241,8 @@ def check_method_options(spec: MethodSpec, options: Mapping[str, Any]) -> dict[s
                                 if takers else ""))
         if name == "n_samples":
             example = re.search(r"\(default (\d+)\)", valid[name])
-            value = check_count(name, value, int(example.group(1)) if example else 25)
+            value = positive_int(value, name, fix=f"pass e.g. {name}="
+                                 f"{example.group(1) if example else 25}")
         elif name in ("stdevs", "alpha"):
             if isinstance(value, bool) or not isinstance(value, numbers.Real) \
                     or not math.isfinite(value) or value < 0:

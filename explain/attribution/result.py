@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..checks import positive_int, probability
 from ..plotting import diverging_norm
 from ..results import Result, make_meta
 from ..text import fold_scores
-from .inputs import check_count, item_offsets
+from .inputs import item_offsets
 from .methods import METHODS
 
 __all__ = ["LEVELS", "AttributionResult", "importance_table"]
@@ -55,9 +56,21 @@ class AttributionResult(Result):
         "global": "global importance per predicted label with 95% Student-t intervals",
         "deletion": "mean deletion and insertion curves vs a random ranking",
     })
+    #: Plot kind -> its options: ``input`` (which explanation, an index into
+    #: ``explanations()``), ``top_k`` (units shown), ``max_inputs`` (explanations shown),
+    #: ``min_count`` (occurrences of a word or feature, as in ``global_importance``).
+    PLOT_OPTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+        "text": ("input", "max_inputs"),
+        "bar": ("input", "top_k"),
+        "waterfall": ("input", "top_k"),
+        "image": ("input", "max_inputs"),
+        "global": ("top_k", "min_count"),
+        "deletion": (),
+    })
 
     def __init__(self, loaded, run, *, trust, parameters: Mapping[str, Any], seed: int,
                  seconds: float) -> None:
+        self._loaded = loaded
         self._run = run
         self._trust = trust
         self.kind = run.prepared.kind
@@ -74,6 +87,14 @@ class AttributionResult(Result):
         self.meta["seconds"] = self.seconds
         self.meta["n_explanations"] = len(run.prepared.items)
         self.meta["modality"] = self.kind
+        self._freeze()
+
+    def with_faithfulness(self, trust) -> AttributionResult:
+        """A copy of this result with the faithfulness ``trust`` (``trust.measure_faithfulness``
+        of its run), its definition recorded in ``meta["parameters"]["faithfulness"]``."""
+        parameters = {**self.meta["parameters"], "faithfulness": trust.definition}
+        return AttributionResult(self._loaded, self._run, trust=trust, parameters=parameters,
+                                 seed=self.meta["seed"], seconds=self.seconds)
 
     # ---------------------------------------------------------------- bookkeeping
 
@@ -237,11 +258,8 @@ class AttributionResult(Result):
         if self.kind == "image":
             raise ValueError("global importance is for words and features; image patches do not "
                              "mean the same thing across images")
-        check_count("min_count", min_count, 1)
-        if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) \
-                or not 0 < confidence < 1:
-            raise ValueError(f"confidence must be a number in (0, 1), e.g. 0.95; got "
-                             f"{confidence!r}")
+        positive_int(min_count, "min_count", fix="pass e.g. min_count=1")
+        probability(confidence, "confidence", fix="pass e.g. confidence=0.95")
         frame = self.to_frame()
         if lowercase and self.kind == "text":
             frame["label"] = frame["label"].str.lower()
@@ -337,29 +355,51 @@ class AttributionResult(Result):
         if kind is None:
             return {"text": "text", "tabular": "waterfall", "image": "image"}[self.kind]
         kind = super()._check_kind(kind)
-        allowed = {"text": ("text", "bar", "waterfall", "global", "deletion"),
-                   "tabular": ("bar", "waterfall", "global", "deletion"),
-                   "image": ("image", "bar", "waterfall", "deletion")}[self.kind]
-        if kind not in allowed:
+        if kind not in self._allowed():
             raise ValueError(f"plot kind {kind!r} does not apply to a {self.kind} "
-                             f"{self.method} result; valid here: {', '.join(allowed)}")
+                             f"{self.method} result; valid here: {', '.join(self._allowed())}")
         return kind
 
-    def plot(self, kind: str | None = None, *, ax=None, input: int = 0, top_k: int = 10,
-             max_inputs: int = 8, **options):
-        """Draw ``kind`` (a key of ``PLOTS``) and return the ``Figure``. ``input``: which
-        explanation (index into ``explanations()``) for per-input kinds; ``top_k`` units for bar,
-        waterfall and global; ``max_inputs`` explanations for text and image."""
-        kind = self._check_kind(kind)
-        check_count("top_k", top_k, 10)
-        check_count("max_inputs", max_inputs, 8)
-        if not 0 <= input < len(self):
-            raise IndexError(f"input={input} is out of range; this result holds {len(self)} "
-                             f"explanations")
+    def _allowed(self) -> tuple[str, ...]:
+        return {"text": ("text", "bar", "waterfall", "global", "deletion"),
+                "tabular": ("bar", "waterfall", "global", "deletion"),
+                "image": ("image", "bar", "waterfall", "deletion")}[self.kind]
+
+    def applicable_plots(self) -> tuple[str, ...]:
+        """The kinds this result draws: those of its modality (the default first), without
+        ``deletion`` when faithfulness was skipped."""
+        default = self._check_kind(None)
+        kinds = [default] + [k for k in self._allowed() if k != default]
+        return tuple(k for k in kinds if k != "deletion" or self._trust is not None)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``scores`` (``to_frame()``), ``explanations`` and, for text and tabular results,
+        ``global_importance``."""
+        tables = {"scores": self.to_frame(), "explanations": self.explanations()}
+        if self.kind != "image":
+            tables["global_importance"] = self.global_importance()
+        return tables
+
+    def _plot(self, kind: str, *, ax=None, **options):
+        """Draw ``kind`` (a key of ``PLOTS``; options in ``PLOT_OPTIONS``: ``input`` default 0,
+        ``top_k`` default 10, ``max_inputs`` default 8, ``min_count`` default 1). Into ``ax``,
+        ``image`` draws one image (pass ``max_inputs=1``) and ``global`` one predicted label;
+        more are refused there (they need a figure of their own)."""
+        for name, example in (("top_k", 10), ("max_inputs", 8), ("min_count", 1)):
+            if name in options:
+                positive_int(options[name], name, fix=f"pass e.g. {name}={example}")
+        position = options.get("input", 0)
+        if isinstance(position, bool) or not isinstance(position, int) \
+                or not 0 <= position < len(self):
+            raise IndexError(f"input={position!r} is out of range; this result holds "
+                             f"{len(self)} explanations")
+        if ax is not None and kind == "image" \
+                and min(len(self) - position, options.get("max_inputs", 8)) > 1:
+            raise ValueError("plot('image', ax=...) draws one image into the axes; pass "
+                             "max_inputs=1 (and input=), or no ax for several images")
         from . import figures
 
-        return getattr(figures, f"plot_{kind}")(self, ax=ax, input=input, top_k=top_k,
-                                                 max_inputs=max_inputs, **options)
+        return getattr(figures, f"plot_{kind}")(self, ax=ax, **options)
 
     # ------------------------------------------------------------------ html
 

@@ -8,8 +8,9 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from ..checks import positive_int
 from .compute import compute
-from .inputs import check_count, collate
+from .inputs import collate
 from .methods import METHODS
 from .scorer import scorer_for
 
@@ -25,8 +26,8 @@ def robustness(loaded, result, *, n_perturb_samples: int = 8, max_inputs: int = 
     ``perturb_radius = noise`` x that std for sensitivity; both seeded."""
     from captum.metrics import infidelity, sensitivity_max
 
-    check_count("n_perturb_samples", n_perturb_samples, 8)
-    check_count("max_inputs", max_inputs, 8)
+    positive_int(n_perturb_samples, "n_perturb_samples", fix="pass e.g. n_perturb_samples=8")
+    positive_int(max_inputs, "max_inputs", fix="pass e.g. max_inputs=8")
     run = result._run
     prepared = run.prepared
     spec = METHODS[run.method]

@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from ..plotting import new_figure, style
+from ..checks import positive_int
+from ..plotting import axes_or_new, new_figure, style
 from ..results import Result, make_meta
 from .core import attribute
-from .inputs import check_count, modality
+from .inputs import modality
 from .methods import METHODS, applicable_methods
 from .robustness import robustness
 from .trust import PeakMemory, check_faithfulness, item_units, measure_faithfulness, rank_agreement
@@ -44,18 +45,27 @@ class ScorecardResult(Result):
     call), ``n_inputs``. ``agreement_table``: every pair of methods (``rank_agreement``)."""
 
     PLOTS: Mapping[str, str] = MappingProxyType({
-        "scorecard": "faithfulness vs random, stability, time and memory per method",
+        "scorecard": "faithfulness vs random, stability, time and memory per method (four "
+                     "panels, a figure of its own)",
+        "faithfulness": "comprehensiveness per method next to a random ranking's (one panel)",
     })
+    PLOT_OPTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+        "scorecard": (), "faithfulness": ()})
 
     def __init__(self, loaded, frame: pd.DataFrame, agreement: pd.DataFrame,
                  parameters: Mapping[str, Any], seed: int, results: Mapping[str, Any]) -> None:
         self._frame = frame
         self.agreement_table = agreement
-        self.results = dict(results)
+        self.results = MappingProxyType(dict(results))
         self.meta = make_meta(loaded, method="scorecard", parameters=parameters, seed=seed)
+        self._freeze()
 
     def to_frame(self) -> pd.DataFrame:
         return self._frame.copy()
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``scorecard`` (``to_frame()``) and ``agreement`` (every pair of methods)."""
+        return {"scorecard": self.to_frame(), "agreement": self.agreement_table.copy()}
 
     def summary(self) -> str:
         frame = self._frame
@@ -67,15 +77,20 @@ class ScorecardResult(Result):
                 f"{best.random_comprehensiveness:.3f}); no better than a random ranking: "
                 f"{', '.join(worse) if worse else 'none'}")
 
-    def plot(self, kind: str | None = None, *, ax=None, **_):
-        self._check_kind(kind)
+    def _plot(self, kind: str, *, ax=None):
         frame = self._frame
         methods = frame.method.tolist()
         y = np.arange(len(methods))[::-1]
-        if ax is not None:
-            fig, axes = ax.figure, [ax]
-        else:
+        panels = kind == "scorecard"
+        if panels:
+            if ax is not None:
+                raise ValueError("plot('scorecard') draws four panels in a figure of its own "
+                                 "and takes no ax; draw into an axes with "
+                                 "plot('faithfulness', ax=ax), or call plot() without ax")
             fig, axes = new_figure(11.0, 1.2 + 0.35 * len(methods), ncols=4, sharey=True)
+        else:
+            fig, ax = axes_or_new(ax, 6.0, 1.4 + 0.4 * len(methods))
+            axes = [ax]
         with style():
             a = axes[0]
             a.barh(y + 0.2, frame.comprehensiveness, height=0.4, color="#b2182b",
@@ -86,14 +101,14 @@ class ScorecardResult(Result):
             a.set_xlabel("comprehensiveness (higher = better)")
             # plain tick labels: an offset/multiplier ("1e-6") would sit on the x label
             a.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.2g}"))
-            if ax is None:  # a legend of the figure, below everything, never on a bar or label
+            if panels:  # a legend of the figure, below everything, never on a bar or label
                 fig.legend(*a.get_legend_handles_labels(), loc="outside lower center", ncols=2,
                            frameon=False, fontsize=8)
             else:  # beside the axes: inside, it covered the longest bar
                 a.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7,
                          frameon=False)
             a.set_title("Faithfulness")
-            if len(axes) > 1:
+            if panels:
                 axes[1].barh(y, frame.stability, color="#4393c3")
                 axes[1].set_xlim(min(0.0, float(np.nanmin(frame.stability)) - 0.05), 1.05)
                 axes[1].set_xlabel("Spearman, seed vs seed+1")
@@ -106,7 +121,6 @@ class ScorecardResult(Result):
                 axes[3].barh(y, frame.peak_memory_mb, color="0.55")
                 axes[3].set_xlabel("peak memory above start (MB)")
                 axes[3].set_title("Memory")
-            if ax is None:
                 fig.suptitle(f"Explanation scorecard, {int(frame.n_inputs.iloc[0])} inputs, "
                              f"{self.meta['model'].get('name', 'model')}")
         return fig
@@ -132,7 +146,7 @@ def scorecard(model, inputs, *, methods: Sequence[str] | None = None, target=Non
     if definition is None:
         raise ValueError("a scorecard compares faithfulness; pass faithfulness= one of "
                          "'aopc', 'eraser'")
-    robustness_inputs = check_count("robustness_inputs", robustness_inputs, 4)
+    robustness_inputs = positive_int(robustness_inputs, "robustness_inputs", fix="pass e.g. robustness_inputs=4")
     applicable = applicable_methods(model.task)
     if methods is None:
         methods = [m for m in _DEFAULT if m in applicable]
@@ -152,15 +166,14 @@ def scorecard(model, inputs, *, methods: Sequence[str] | None = None, target=Non
             result = attribute(model, inputs, method=method, target=target, n_steps=n_steps,
                                seed=seed, faithfulness=False, **extra)
             seconds = time.perf_counter() - start
-        result._trust = measure_faithfulness(model, result._run,
-                                             output=result.output, seed=seed,
-                                             memory_budget=result.meta["parameters"]
-                                             ["memory_budget"], definition=definition)
-        result.meta["parameters"]["faithfulness"] = definition
+        trust = measure_faithfulness(model, result._run, output=result.output, seed=seed,
+                                     memory_budget=result.meta["parameters"]["memory_budget"],
+                                     definition=definition)
+        result = result.with_faithfulness(trust)
         again = attribute(model, inputs, method=method, target=target, n_steps=n_steps,
                           seed=seed + 1, faithfulness=False, **extra)
         results[method] = result
-        metrics = pd.DataFrame(result._trust.metrics)
+        metrics = pd.DataFrame(trust.metrics)
         row = {"method": method, "faithfulness_definition": definition}
         for column in ("comprehensiveness", "random_comprehensiveness", "sufficiency",
                        "random_sufficiency", "deletion_auc", "insertion_auc",

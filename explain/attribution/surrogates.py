@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..checks import positive_int, probability
 from ..plotting import new_figure, style
 from ..results import Result, make_meta
 
@@ -36,6 +37,9 @@ class SurrogateResult(Result):
         "rules": "the decision-tree surrogate as a rule list, with its fidelity",
         "linear": "non-zero coefficients of the sparse linear surrogate",
     })
+    #: ``top_k``: the largest coefficients shown.
+    PLOT_OPTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+        "rules": (), "linear": ("top_k",)})
 
     def __init__(self, loaded, tree, linear, feature_names, label_names, fidelity, parameters,
                  seed) -> None:
@@ -52,6 +56,7 @@ class SurrogateResult(Result):
                                getattr(loaded, "encoder", None))
         self.meta = make_meta(loaded, method="global_surrogate", parameters=parameters,
                               seed=seed)
+        self._freeze()
 
     def to_frame(self) -> pd.DataFrame:
         rows = []
@@ -75,8 +80,12 @@ class SurrogateResult(Result):
                 f"on {100 * f.loc['tree', 'fidelity_test']:.1f}% of held-out rows, sparse "
                 f"linear model on {100 * f.loc['linear', 'fidelity_test']:.1f}%")
 
-    def plot(self, kind: str | None = None, *, ax=None, top_k: int = 15, **_):
-        kind = self._check_kind(kind)
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``terms`` (``to_frame()``) and ``fidelity``."""
+        return {"terms": self.to_frame(), "fidelity": self.fidelity.copy()}
+
+    def _plot(self, kind: str, *, ax=None, top_k: int = 15):
+        positive_int(top_k, "top_k", fix="pass e.g. top_k=15")
         if kind == "rules":
             lines = self.rules.rstrip().splitlines()
             if ax is None:
@@ -131,10 +140,8 @@ def global_surrogate(model, inputs, *, max_depth: int = 3, sparsity: float = 0.1
     if model.task != "tabular-classification":
         raise ValueError(f"global surrogates are for tabular models; this model's task is "
                          f"{model.task!r}")
-    if not isinstance(max_depth, int) or isinstance(max_depth, bool) or max_depth < 1:
-        raise ValueError(f"max_depth must be a positive int, got {max_depth!r}")
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    positive_int(max_depth, "max_depth", fix="pass e.g. max_depth=3")
+    probability(test_fraction, "test_fraction", fix="pass e.g. test_fraction=0.3")
     if not sparsity > 0:
         raise ValueError(f"sparsity (the L1 C) must be positive, got {sparsity!r}")
     x = _tabular_inputs(model, inputs)
