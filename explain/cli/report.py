@@ -154,8 +154,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(config: dict[str, Any]) -> int:
-    from ..report.build import build_demo, build_report
+    from ..checks import one_of
+    from ..report import ANALYSES, build_report
+    from ._demo import build_demo
+    from ._resolve import resolve_model
 
+    for analysis in config.get("analyses") or ():  # before a model is loaded (or trained)
+        one_of(analysis, ANALYSES, "analysis")
     demo = config.get("model") is None
     if demo:
         extra = [k for k in ("data", "text_column", "label", "sensitive", "decisions", "analyses",
@@ -179,7 +184,8 @@ def _run(config: dict[str, Any]) -> int:
         if config.get("title"):
             report.title = config["title"]
     else:
-        report = build_report(config["model"], config.get("data"),
+        report = build_report(resolve_model(config["model"], progress=not config["quiet"]),
+                              config.get("data"),
                               text_column=config.get("text_column"), label=config.get("label"),
                               sensitive=config["sensitive"], decisions=config["decisions"],
                               name=name, title=config.get("title"),

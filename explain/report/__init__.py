@@ -7,18 +7,27 @@ figures and provenance.
     report.skip("fairness", "the data has no sensitive column")
     path = report.save()        # reports/my-model/{index.html, figures/, data/, manifest.json}
 
-``build_report(model, data, ...)`` runs every analysis of ``ANALYSES`` that applies and
-collects the results; ``build_demo()`` is the demo. ``explain report`` (``explain.cli.report``)
-wraps both: flags or a TOML file, the demo with no arguments.
+``build_report(loaded, data, ...)`` runs every analysis of ``ANALYSES`` that applies and
+collects the results. An analysis is an ``Analysis`` spec (name, ``Section``, ``applies``,
+``run`` on a frozen ``Context``); ``register_analysis`` adds one from outside the package.
+``explain report`` (``explain.cli.report``) wraps ``build_report``; with no arguments it builds
+the demo (``explain.cli._demo``).
 """
 
 from __future__ import annotations
 
+from ..datasets import DATASETS
 from ..text import read_texts
-from .build import ANALYSES, DATASETS, build_demo, build_report
-from .core import FORMATS, SECTIONS, Report
+from .analyses import ANALYSES, register_analysis
+from .build import build_report, finish_sections
+from .core import FORMATS, Report
+from .data import DataSource, load_data
 from .examples import SELECTION_REASONS, select_examples
 from .predictions import PredictionResult, predict
+from .protocol import Analysis, Context
+from .sections import SECTIONS, Section, register_section
 
-__all__ = ["ANALYSES", "DATASETS", "FORMATS", "SECTIONS", "SELECTION_REASONS", "PredictionResult",
-           "Report", "build_demo", "build_report", "predict", "read_texts", "select_examples"]
+__all__ = ["ANALYSES", "DATASETS", "FORMATS", "SECTIONS", "SELECTION_REASONS", "Analysis",
+           "Context", "DataSource", "PredictionResult", "Report", "Section", "build_report",
+           "finish_sections", "load_data", "predict", "read_texts", "register_analysis",
+           "register_section", "select_examples"]

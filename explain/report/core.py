@@ -19,10 +19,8 @@ the one ``<time>`` element of the HTML (the creation time).
 from __future__ import annotations
 
 import contextlib
-import datetime
-import hashlib
+import copy
 import json
-import math
 import os
 import re
 import time
@@ -35,22 +33,14 @@ from typing import Any
 import pandas as pd
 
 from .. import plotting
+from ..checks import positive_int
 from ..provenance import versions
 from ..staging import staged_directory
 from . import render
+from .manifest import created_time, frame_sha256, jsonable
+from .sections import SECTIONS
 
-__all__ = ["FORMATS", "SECTIONS", "Report"]
-
-#: Sections of a report, in order: key -> heading.
-SECTIONS: Mapping[str, str] = MappingProxyType({
-    "summary": "Summary",
-    "predictions": "Predictions",
-    "attention": "Attention",
-    "attributions": "Attributions",
-    "fairness": "Bias and fairness",
-    "caveats": "Caveats",
-    "provenance": "Provenance",
-})
+__all__ = ["FORMATS", "Report"]
 
 #: Figure formats ``Report.save`` can write (PNG is always written: the HTML inlines it).
 FORMATS: Mapping[str, str] = MappingProxyType({
@@ -58,38 +48,6 @@ FORMATS: Mapping[str, str] = MappingProxyType({
     "svg": "vector, for the web",
     "pdf": "vector, for papers",
 })
-
-#: Caveats every report carries, by the section they qualify (shown when that section has
-#: content).
-CAVEATS: Mapping[str, str] = MappingProxyType({
-    "predictions": (
-        "Accuracy and the confusion matrix describe this sample only: a held-out sample of a "
-        "few hundred rows has a sampling error of several points, and a model that is accurate "
-        "on average can still be wrong systematically for a subgroup."),
-    "attention": (
-        "Attention is not explanation. Attention weights say where a head reads from, not why "
-        "the model decided; different attention patterns can give the same prediction (Jain & "
-        "Wallace, 2019; Wiegreffe & Pinter, 2019). Rollout and flow assume that attention mixes "
-        "linearly through the residual stream, which is an approximation. Read the attention "
-        "figures as a description of the computation, and the attributions as the test of "
-        "what mattered."),
-    "attributions": (
-        "Attributions depend on the method and on its baseline (integrated gradients and "
-        "DeepLift measure change relative to a reference input; the choice of reference is a "
-        "modelling decision). Faithfulness scores (deletion, comprehensiveness, sufficiency) "
-        "remove features, which produces inputs unlike the training data; agreement between "
-        "methods is evidence, not proof. Word-level scores sum sub-word scores."),
-    "fairness": (
-        "Group metrics are only as good as the group labels: COMPAS's race and sex columns are "
-        "administrative records, and small groups have wide intervals (read the interval, not "
-        "the point). Common fairness criteria (calibration within groups, equal error rates, "
-        "demographic parity) cannot all hold when base rates differ (Kleinberg et al., 2016; "
-        "Chouldechova, 2017): a report can show which ones fail, not which one to choose. "
-        "Association tests (WEAT/SEAT) measure associations in representations, which do not "
-        "reliably predict biased behaviour downstream (May et al., 2019; Goldfarb-Tarrant et "
-        "al., 2021); counterfactual probes depend on their word lists and templates."),
-})
-
 
 @dataclass
 class _Item:
@@ -119,6 +77,7 @@ class _Dataset:
     source: str | None
     licence: str | None
     description: str | None
+    caveat: str | None = None  # what the data's collection means for its analyses
 
 
 @dataclass
@@ -154,50 +113,6 @@ def _check_section(section: str) -> str:
 
 def _is_result(item: Any) -> bool:
     return all(hasattr(item, name) for name in ("to_frame", "plot", "PLOTS"))
-
-
-def _jsonable(value: Any) -> Any:
-    """A JSON-ready copy of ``value`` with deterministic content (no memory addresses)."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = sorted(value, key=str) if isinstance(value, (set, frozenset)) else value
-        return [_jsonable(v) for v in items]
-    if isinstance(value, Path):
-        return str(value)
-    item = getattr(value, "item", None)
-    if callable(item) and getattr(value, "ndim", None) == 0:  # numpy / torch scalars
-        return _jsonable(item())
-    tolist = getattr(value, "tolist", None)
-    if callable(tolist):
-        data = tolist()
-        if not isinstance(data, list) or len(data) <= 64:
-            return _jsonable(data)
-        return f"<{type(value).__name__} of {len(data)} items>"
-    text = repr(value)
-    if " at 0x" in text or len(text) > 200:
-        return f"<{type(value).__module__}.{type(value).__qualname__}>"
-    return text
-
-
-def frame_sha256(frame: pd.DataFrame) -> str:
-    """SHA-256 of a table's CSV text (columns, index and values): a stable dataset hash."""
-    return hashlib.sha256(frame.to_csv(lineterminator="\n").encode()).hexdigest()
-
-
-def _created() -> str:
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    if epoch and epoch.isdigit():
-        moment = datetime.datetime.fromtimestamp(int(epoch), tz=datetime.UTC)
-    else:
-        moment = datetime.datetime.now(tz=datetime.UTC)
-    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 class Report:
@@ -272,8 +187,7 @@ class Report:
         if section == "provenance":
             raise ValueError("the provenance section is generated from the manifest; add "
                              "models with add_model() and datasets with add_dataset()")
-        if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
-            raise ValueError(f"max_rows must be a positive int, got {max_rows!r}")
+        positive_int(max_rows, "max_rows")
         from matplotlib.figure import Figure
 
         if _is_result(item):
@@ -358,19 +272,22 @@ class Report:
             "role": role,
             "task": getattr(loaded, "task", None),
             "label_names": list(getattr(loaded, "label_names", None) or []),
-            "provenance": _jsonable(provenance),
-            "card": _jsonable(dict(getattr(loaded, "card", {}) or {})),
+            "provenance": jsonable(provenance),
+            "card": jsonable(dict(getattr(loaded, "card", {}) or {})),
         }
         self._models.append(record)
         return self
 
     def add_dataset(self, name: str, frame: pd.DataFrame, *, source: str | None = None,
-                    licence: str | None = None, description: str | None = None) -> Report:
-        """Record a dataset: rows, columns, SHA-256 of its content, source and licence."""
+                    licence: str | None = None, description: str | None = None,
+                    caveat: str | None = None) -> Report:
+        """Record a dataset: rows, columns, SHA-256 of its content, source and licence.
+        ``caveat``: what the way the data was collected means for its analyses (shown with its
+        licence among the caveats)."""
         if not isinstance(frame, pd.DataFrame):
             raise TypeError(f"add_dataset takes a pandas DataFrame, got {type(frame).__name__}")
         self._datasets.append(_Dataset(str(name), len(frame), [str(c) for c in frame.columns],
-                                       frame_sha256(frame), source, licence, description))
+                                       frame_sha256(frame), source, licence, description, caveat))
         return self
 
     @property
@@ -412,7 +329,7 @@ class Report:
         a percentage with ``percent=True``, and kept exactly in the manifest and in the page's
         ``data-value``; a ``str`` such as ``"6 of 6"`` is shown as is). ``sources``, ``kind``
         and ``part``: as for ``add_finding``."""
-        self._metrics.append({"name": str(name), "value": _jsonable(value), "note": note,
+        self._metrics.append({"name": str(name), "value": jsonable(value), "note": note,
                               "percent": bool(percent), "kind": kind, "part": part,
                               "sources": self._check_sources(sources)})
         return self
@@ -459,15 +376,15 @@ class Report:
                 meta = getattr(item.payload, "meta", {}) or {}
                 record.update({
                     "type": type(item.payload).__name__,
-                    "method": _jsonable(meta.get("method")),
-                    "parameters": _jsonable(meta.get("parameters", {})),
-                    "seed": _jsonable(meta.get("seed")),
-                    "model": _jsonable((meta.get("model") or {}).get("name")),
-                    "model_weights_sha256": _jsonable(
+                    "method": jsonable(meta.get("method")),
+                    "parameters": jsonable(meta.get("parameters", {})),
+                    "seed": jsonable(meta.get("seed")),
+                    "model": jsonable((meta.get("model") or {}).get("name")),
+                    "model_weights_sha256": jsonable(
                         (meta.get("model") or {}).get("weights_sha256")),
                     "plots": list(item.plots),
-                    "plot_options": _jsonable(item.plot_options),
-                    "frame_options": _jsonable(item.frame_options),
+                    "plot_options": jsonable(item.plot_options),
+                    "frame_options": jsonable(item.frame_options),
                 })
             analyses.append(record)
         models = list(self._models)
@@ -480,14 +397,14 @@ class Report:
             if model and key not in known:
                 known.add(key)
                 models.append({"name": str(model.get("name")), "role": None, "task": None,
-                               "label_names": [], "provenance": _jsonable(model), "card": {}})
+                               "label_names": [], "provenance": jsonable(model), "card": {}})
         return {
             "report": {"name": self.name, "title": self.title, "format_version": 1},
             "seed": self.seed,
-            "config": _jsonable(self.config),
+            "config": jsonable(self.config),
             "versions": versions(),
             "models": models,
-            "datasets": [_jsonable(d.__dict__) for d in self._datasets],
+            "datasets": [jsonable(d.__dict__) for d in self._datasets],
             "analyses": analyses,
             "skipped": dict(self._skipped),
             "findings": [dict(f) for f in self._findings],
@@ -496,20 +413,32 @@ class Report:
         }
 
     def _caveats(self) -> list[tuple[str, str]]:
-        notes = [(SECTIONS[s], text) for s, text in CAVEATS.items()
-                 if any(i.section == s for i in self._items)]
+        notes = [(section.title, section.caveat) for section in SECTIONS.values()
+                 if section.caveat and any(i.section == section.key for i in self._items)]
         for dataset in self._datasets:
             notes.append((f"Data: {dataset.name}",
                           f"Licence: {dataset.licence or 'not stated by the source'}. "
-                          f"Source: {dataset.source or 'not recorded'}."))
+                          f"Source: {dataset.source or 'not recorded'}."
+                          + (f" {dataset.caveat}" if dataset.caveat else "")))
         return notes
+
+    def view(self) -> render.ReportView:
+        """A frozen snapshot of what the page shows besides the items (what ``render`` reads)."""
+        def frozen(entries):
+            return tuple(MappingProxyType(copy.deepcopy(dict(e))) for e in entries)
+
+        return render.ReportView(
+            name=self.name, title=self.title, seed=self.seed, description=self.description,
+            metrics=frozen(self._metrics), findings=frozen(self._findings),
+            models=frozen(self._models), datasets=frozen(d.__dict__ for d in self._datasets),
+            skipped=MappingProxyType(dict(self._skipped)), caveats=tuple(self._caveats()))
 
     def to_html(self, *, created: str | None = None, standalone: bool = True,
                 _rendered: _Rendered | None = None, _manifest: dict | None = None) -> str:
         """The report as HTML: a full document (``standalone``) or a fragment for notebooks."""
         rendered = _rendered if _rendered is not None else self._render()
         manifest = _manifest if _manifest is not None else self.manifest()
-        return render.document(self, rendered, manifest, created=created, standalone=standalone)
+        return render.document(self.view(), rendered, manifest, created=created, standalone=standalone)
 
     def _repr_html_(self) -> str:
         return self.to_html(standalone=False)
@@ -559,7 +488,7 @@ class Report:
             frame.to_csv(staging / "data" / f"{stem}.csv", index=False, lineterminator="\n")
         timings["write_data"] = time.perf_counter() - start
 
-        created = _created()
+        created = created_time()
         manifest = self.manifest()
         start = time.perf_counter()
         page = self.to_html(created=created, _rendered=rendered, _manifest=manifest)

@@ -15,11 +15,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..checks import check_columns, positive_int
 from ..plotting import SEQUENTIAL, axes_or_new
 from ..results import Result, make_meta
 from ..text import read_texts
+from .examples import select_examples
+from .protocol import Analysis, Context
+from .sections import Section
 
-__all__ = ["PredictionResult", "predict"]
+__all__ = ["PREDICTIONS", "PredictionResult", "predict"]
 
 _CLASSIFIERS = ("sequence-classification", "tabular-classification", "image-classification")
 
@@ -40,6 +44,8 @@ class PredictionResult(Result):
         "confusion": "confusion matrix: rows are true classes, columns predicted classes",
         "confidence": "distribution of the predicted-class probability, correct vs wrong",
     })
+    PLOT_OPTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({"confusion": (),
+                                                                    "confidence": ()})
 
     def __init__(self, probabilities, *, label_names: Sequence[str], labels=None, groups=None,
                  rows=None, meta: Mapping[str, Any] | None = None):
@@ -58,6 +64,7 @@ class PredictionResult(Result):
             if values is not None and len(values) != n:
                 raise ValueError(f"{name} has {len(values)} values for {n} predictions")
         self.meta = dict(meta or {})
+        self._freeze()
 
     @property
     def predicted(self) -> np.ndarray:
@@ -112,8 +119,11 @@ class PredictionResult(Result):
             return f"{n:,} predictions (no labels)"
         return f"accuracy {self.accuracy:.3f} on {n:,} labelled rows"
 
-    def plot(self, kind: str | None = None, *, ax=None, **options):
-        kind = self._check_kind(kind)
+    def applicable_plots(self) -> tuple[str, ...]:
+        """The confusion matrix needs labels; the confidence histogram is always drawn."""
+        return tuple(self.PLOTS) if self.labels is not None else ("confidence",)
+
+    def _plot(self, kind: str, *, ax=None):
         if kind == "confusion":
             return self._plot_confusion(ax)
         return self._plot_confidence(ax)
@@ -170,21 +180,6 @@ def _label_indices(values: pd.Series, label_names: Sequence[str], column: str) -
     return out
 
 
-def check_columns(data: pd.DataFrame, columns: Mapping[str, str | Sequence[str] | None]) -> None:
-    """``KeyError``-free check that the named columns exist: ``ValueError`` with close matches."""
-    import difflib
-
-    for role, names in columns.items():
-        if names is None:
-            continue
-        for name in [names] if isinstance(names, str) else names:
-            if name not in data.columns:
-                close = difflib.get_close_matches(str(name), [str(c) for c in data.columns], n=3)
-                hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-                raise ValueError(f"the {role} column {name!r} is not in the data{hint} "
-                                 f"(columns: {', '.join(map(str, data.columns))})")
-
-
 def predict(loaded, data: pd.DataFrame, *, text_column: str | None = None,
             label: str | None = None, sensitive: str | None = None, batch_size: int = 32,
             max_length: int | None = None) -> PredictionResult:
@@ -203,16 +198,16 @@ def predict(loaded, data: pd.DataFrame, *, text_column: str | None = None,
         raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
     if len(data) == 0:
         raise ValueError("the dataset is empty: there is nothing to predict")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    positive_int(batch_size, "batch_size")
     label_names = loaded.label_names
     if not label_names:
         raise ValueError(f"{loaded.name!r} has no label names; load it with label_names=[...]")
     if loaded.is_text:
         text_column = text_column or "text"
-        check_columns(data, {"text": text_column, "label": label, "sensitive": sensitive})
+        check_columns(data, {"text": text_column, "label": label, "sensitive": sensitive},
+                      where="the data")
     else:
-        check_columns(data, {"label": label, "sensitive": sensitive})
+        check_columns(data, {"label": label, "sensitive": sensitive}, where="the data")
         if loaded.task == "image-classification":
             raise ValueError("predict() reads tables; image models are not supported by the "
                              "report's predictions section")
@@ -220,7 +215,7 @@ def predict(loaded, data: pd.DataFrame, *, text_column: str | None = None,
             if not loaded.feature_names:
                 raise ValueError(f"{loaded.name!r} has neither a tabular encoder nor feature "
                                  f"names, so the columns it reads are unknown")
-            check_columns(data, {"feature": list(loaded.feature_names)})
+            check_columns(data, {"feature": list(loaded.feature_names)}, where="the data")
     # every row checked before any is predicted: the error lists all bad rows at once
     texts = read_texts(data, text_column) if loaded.is_text else None
     chunks = []
@@ -250,3 +245,76 @@ def predict(loaded, data: pd.DataFrame, *, text_column: str | None = None,
                                  "n_rows": len(data)})
     return PredictionResult(probabilities, label_names=label_names, labels=labels, groups=groups,
                             rows=data.index.to_numpy(), meta=meta)
+
+
+# ------------------------------------------------------------------ the report analysis
+
+SECTION = Section("predictions", "Predictions", caveat=(
+    "Accuracy and the confusion matrix describe this sample only: a held-out sample of a few "
+    "hundred rows has a sampling error of several points, and a model that is accurate on "
+    "average can still be wrong systematically for a subgroup."))
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def _findings(report, part: str, predictions: PredictionResult, source: str) -> None:
+    accuracy = predictions.accuracy
+    if accuracy is None:
+        return
+    counts = np.bincount(predictions.labels, minlength=len(predictions.label_names))
+    majority = counts.max() / counts.sum()
+    report.add_metric(f"{part}: accuracy", accuracy, percent=True,
+                      note=f"{len(predictions.labels):,} rows; majority class "
+                           f"{_percent(majority)}", sources=source, kind="accuracy", part=part)
+    confusion = predictions.confusion()
+    wrong = confusion[confusion["true_label"] != confusion["predicted_label"]]
+    worst = wrong.sort_values(["share", "true_label"], ascending=[False, True], kind="stable")
+    sentence = (f"{part}: the model is right on {_percent(accuracy)} of "
+                f"{len(predictions.labels):,} labelled rows (always predicting the majority "
+                f"class would give {_percent(majority)}).")
+    if len(worst):
+        top = worst.iloc[0]
+        sentence += (f" Its most common error: {_percent(top['share'])} of "
+                     f"'{top['true_label']}' rows are predicted '{top['predicted_label']}'.")
+    report.add_finding(sentence, sources=source, kind="predictions", part=part)
+
+
+def _applies(context: Context) -> str | None:
+    if not context.is_classifier:
+        return f"predictions apply to classifiers; this is a {context.model.task!r} model"
+    return None
+
+
+def _run(context: Context) -> dict[str, Any]:
+    report, part, label, frame = context.report, context.part, context.label, context.data
+    sensitive = context.sensitive
+    predictions = predict(context.model, frame, text_column=context.text_column, label=label,
+                          sensitive=sensitive[0] if sensitive else None)
+    if label is None:
+        context.not_run("accuracy and the confusion matrix need a label column (--label)",
+                        section=SECTION.key)
+    report.add(predictions, section=SECTION.key, title=f"{part}: predictions",
+               plots=predictions.applicable_plots())
+    _findings(report, part, predictions, report.last_id)
+    chosen = select_examples(predictions.confidence, predicted=predictions.predicted,
+                             labels=predictions.labels, groups=predictions.groups,
+                             n_examples=context.n_examples)
+    rows = chosen["row"].tolist()
+    table = chosen.assign(
+        predicted=[predictions.label_names[predictions.predicted[r]] for r in rows],
+        label=[predictions.label_names[predictions.labels[r]] for r in rows]
+        if predictions.labels is not None else None)
+    if context.is_text:
+        table.insert(1, "text", read_texts(frame, context.text_column, rows))
+    report.add(table, section=SECTION.key, title=f"{part}: selected examples",
+               caption="Chosen deterministically: most confident, least confident, "
+                       "misclassified, and per group; the attention and attribution "
+                       "sections explain these rows.")
+    return {"predictions": predictions, "rows": tuple(rows)}
+
+
+PREDICTIONS = Analysis(
+    "predictions", "accuracy, confusion matrix and confidence on labelled rows (classifiers); "
+    "selects the examples the other analyses explain", SECTION, _run, _applies)

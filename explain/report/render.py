@@ -15,12 +15,34 @@ import math
 import re
 import struct
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .. import plotting
+from .sections import SECTIONS
+
+
+@dataclass(frozen=True)
+class ReportView:
+    """What the page shows besides the items: a frozen snapshot of a ``Report``
+    (``Report.view()``). Metrics, findings, models and datasets are read-only mappings with the
+    keys of their manifest entries (metrics also ``percent``); ``caveats``: (heading, text)."""
+
+    name: str
+    title: str
+    seed: int | None
+    description: str | None
+    metrics: tuple[Mapping[str, Any], ...]
+    findings: tuple[Mapping[str, Any], ...]
+    models: tuple[Mapping[str, Any], ...]
+    datasets: tuple[Mapping[str, Any], ...]
+    skipped: Mapping[str, str]
+    caveats: tuple[tuple[str, str], ...]
+
 
 #: Pixel density of the PNG figures; the page shows them at 100 dpi-equivalent size.
 DPI = 150
@@ -333,11 +355,11 @@ def _links(entry) -> str:
 
 def _summary_section(report, rendered) -> str:
     parts = []
-    parts_seen = list(dict.fromkeys([e.get("part") for e in report._metrics]
-                                    + [e.get("part") for e in report._findings]))
+    parts_seen = list(dict.fromkeys([e.get("part") for e in report.metrics]
+                                    + [e.get("part") for e in report.findings]))
     for part in parts_seen:
-        metrics = [m for m in report._metrics if m.get("part") == part]
-        found = [f for f in report._findings if f.get("part") == part]
+        metrics = [m for m in report.metrics if m.get("part") == part]
+        found = [f for f in report.findings if f.get("part") == part]
         if part is not None:
             parts.append(f"<h3 class=part>{esc(part)}</h3>")
         if metrics:
@@ -356,7 +378,7 @@ def _summary_section(report, rendered) -> str:
                             for f in found)
             heading = "<h4>Findings</h4>" if part is not None else "<h3>Findings</h3>"
             parts.append(f"{heading}<ul class=findings>{items}</ul>")
-    for model in report._models:
+    for model in report.models:
         card = model["card"] or {}
         provenance = model["provenance"] or {}
         heading = f"Model: {model['name']}" + (f" ({model['role']})" if model["role"] else "")
@@ -376,10 +398,11 @@ def _summary_section(report, rendered) -> str:
                 pairs.append((key.replace("_", " "), _flat(value)))
         pairs.append(("weights sha256", provenance.get("weights_sha256")))
         parts.append(f"<h3>{esc(heading)}</h3>{_kv(pairs)}")
-    if report._datasets:
-        rows = pd.DataFrame([{"dataset": d.name, "rows": d.n_rows, "columns": len(d.columns),
-                              "licence": d.licence or "not stated", "source": d.source or ""}
-                             for d in report._datasets])
+    if report.datasets:
+        rows = pd.DataFrame([{"dataset": d["name"], "rows": d["n_rows"],
+                              "columns": len(d["columns"]), "licence": d["licence"] or "not stated",
+                              "source": d["source"] or ""}
+                             for d in report.datasets])
         parts.append("<h3>Data</h3>" + table_html(rows, max_rows=50, source=None))
     parts.extend(rendered.blocks["summary"])
     return "".join(parts)
@@ -397,7 +420,7 @@ def _flat(value: Any) -> str:
 
 def _caveats_section(report, rendered) -> str:
     notes = "".join(f"<p class=caveat><strong>{esc(head)}.</strong> {esc(text)}</p>"
-                    for head, text in report._caveats())
+                    for head, text in report.caveats)
     return notes + "".join(rendered.blocks["caveats"])
 
 
@@ -433,12 +456,11 @@ def _provenance_section(report, manifest, created) -> str:
     return "".join(parts)
 
 
-def document(report, rendered, manifest, *, created: str | None, standalone: bool) -> str:
+def document(report: ReportView, rendered, manifest, *, created: str | None, standalone: bool) -> str:
     """The whole report page (``standalone``: a full HTML document; else a fragment)."""
-    from .core import SECTIONS
-
     sections, nav = [], []
-    for key, heading in SECTIONS.items():
+    for key, section in SECTIONS.items():
+        heading = section.title
         if key == "summary":
             body = _summary_section(report, rendered)
         elif key == "caveats":
@@ -447,7 +469,7 @@ def document(report, rendered, manifest, *, created: str | None, standalone: boo
             body = _provenance_section(report, manifest, created)
         else:
             body = "".join(rendered.blocks[key])
-        reason = report._skipped.get(key)
+        reason = report.skipped.get(key)
         if not body and reason is None:
             reason = "nothing of this kind was added to the report"
         skipped = not body

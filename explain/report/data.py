@@ -1,0 +1,87 @@
+"""The rows a report analyses: a DataFrame, a built-in dataset, a file, or a model's held-out
+rows, with where they came from."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .. import datasets
+
+__all__ = ["DataSource", "load_data"]
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A table with where it came from: ``source``, ``licence`` and ``caveat`` (what its
+    collection means for an analysis; from ``explain.datasets.DATASETS``) when known."""
+
+    frame: pd.DataFrame
+    name: str
+    source: str
+    licence: str | None = None
+    caveat: str | None = None
+
+
+def _catalogued(loader: str) -> datasets.Dataset | None:
+    """The ``explain.datasets`` entry of a loader named ``explain.datasets.<name>``."""
+    module, _, name = loader.rpartition(".")
+    return datasets.DATASETS.get(name) if module == "explain.datasets" else None
+
+
+def load_data(spec: Any = None, *, model=None) -> DataSource:
+    """The rows to analyse: a DataFrame, a built-in dataset name (``explain.datasets.DATASETS``),
+    a ``.csv`` / ``.tsv`` / ``.parquet`` / ``.jsonl`` file, or ``None`` for the held-out rows that
+    ship with a model (``heldout.csv`` next to its weights; licence from its model card)."""
+    if isinstance(spec, pd.DataFrame):
+        return DataSource(spec, "data", "DataFrame passed in")
+    if spec is None:
+        source = (getattr(model, "provenance", {}) or {}).get("source")
+        heldout = Path(source) / "heldout.csv" if source else None
+        if heldout is None or not heldout.is_file():
+            raise ValueError("no data given and the model has no held-out rows (heldout.csv); "
+                             "pass --data FILE.csv or a built-in dataset: "
+                             f"{', '.join(datasets.DATASETS)}")
+        card_data = (getattr(model, "card", {}) or {}).get("data")
+        if not isinstance(card_data, dict):
+            card_data = {}
+        loader = card_data.get("loader", "")
+        known = _catalogued(loader)
+        licence = card_data.get("licence")
+        if licence is None and known is not None:
+            licence = known.licence
+        return DataSource(pd.read_csv(heldout), f"{model.name} held-out rows",
+                          f"{heldout.name} of the {model.name} checkpoint"
+                          + (f" ({loader})" if loader else ""), licence,
+                          known.caveat if known else None)
+    if not isinstance(spec, (str, os.PathLike)):
+        raise TypeError(f"data must be a DataFrame, a dataset name or a file, got "
+                        f"{type(spec).__name__}")
+    text = os.fspath(spec)
+    if text in datasets.DATASETS and not Path(text).exists():
+        known = datasets.DATASETS[text]
+        return DataSource(known.load(), text, f"explain.datasets.{text}()", known.licence,
+                          known.caveat)
+    path = Path(text).expanduser()
+    if not path.exists():
+        import difflib
+
+        close = difflib.get_close_matches(text, list(datasets.DATASETS), n=2)
+        hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+        raise FileNotFoundError(f"no such data file {text!r}{hint}; pass a .csv, .tsv, .parquet "
+                                f"or .jsonl file or a built-in dataset: "
+                                f"{', '.join(datasets.DATASETS)}")
+    readers: dict[str, Callable[[Path], pd.DataFrame]] = {
+        ".csv": pd.read_csv, ".tsv": lambda p: pd.read_csv(p, sep="\t"),
+        ".parquet": pd.read_parquet, ".jsonl": lambda p: pd.read_json(p, lines=True),
+    }
+    reader = readers.get(path.suffix.lower())
+    if reader is None:
+        raise ValueError(f"cannot read {path.name!r}: unknown file type {path.suffix!r}; use one "
+                         f"of {', '.join(readers)}")
+    return DataSource(reader(path), path.stem, str(path))
