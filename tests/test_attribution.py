@@ -843,3 +843,26 @@ def test_layer_is_not_a_method_of_attribute(tiny_cnn):
         attribute(tiny_cnn, torch.rand(1, 1, 8, 8), method="layer")
     with pytest.raises(ValueError, match="layer= applies to .*gradcam.*not 'saliency'"):
         attribute(tiny_cnn, torch.rand(1, 1, 8, 8), method="saliency", layer="conv")
+
+
+def test_results_are_immutable_and_plot_options_are_checked(one_feature, tiny_cnn):
+    from matplotlib.figure import Figure
+
+    from explain.plotting import new_figure
+
+    result = attribute(one_feature, _features(), n_steps=4)
+    with pytest.raises(AttributeError, match="immutable"):
+        result.method = "saliency"
+    with pytest.raises(TypeError, match="read-only"):
+        result.meta["method"] = "saliency"
+    with pytest.raises(TypeError, match="unknown option.*'max_inputs'.*valid: ax, input, top_k"):
+        result.plot("bar", max_inputs=2)
+    assert result.applicable_plots() == ("waterfall", "bar", "global", "deletion")
+    assert set(result.tables()) == {"scores", "explanations", "global_importance"}
+    quiet = attribute(one_feature, _features(), n_steps=4, faithfulness=False)
+    assert "deletion" not in quiet.applicable_plots()
+    images = attribute(tiny_cnn, torch.rand(2, 1, 8, 8), n_steps=4, faithfulness=False)
+    _, ax = new_figure()
+    with pytest.raises(ValueError, match="max_inputs=1"):
+        images.plot("image", ax=ax)
+    assert isinstance(images.plot("image", ax=ax, max_inputs=1), Figure)

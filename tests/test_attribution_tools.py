@@ -59,6 +59,23 @@ def test_scorecard_columns_and_values(tiny_mlp):
     from matplotlib.figure import Figure
 
     assert isinstance(card.plot(), Figure)
+    assert len(card.plot().axes) == 4
+    # one panel, the same with or without ax; the four panels refuse an ax
+    from explain.plotting import new_figure
+
+    _, ax = new_figure()
+    alone = card.plot("faithfulness").axes[0]
+    into = card.plot("faithfulness", ax=ax).axes[0]
+    assert into is ax
+    for panel in (alone, into):
+        assert [t.get_text() for t in panel.get_yticklabels()] == \
+            ["integrated_gradients", "saliency", "lime"]
+        assert [t.get_text() for t in panel.get_legend().get_texts()] == \
+            ["method", "random ranking"]
+        assert len(panel.patches) == 6
+    with pytest.raises(ValueError, match="plot\\('faithfulness', ax=ax\\)"):
+        card.plot("scorecard", ax=ax)
+    assert all(r.meta["parameters"]["faithfulness"] == "aopc" for r in card.results.values())
     with pytest.raises(ValueError, match="cannot be scored.*valid"):
         scorecard(tiny_mlp, x, methods=["gradcam"])
     with pytest.raises(ValueError, match="faithfulness='eraser' deletes tokens"):
