@@ -18,6 +18,7 @@ from explain.attention import (
     FLOW_MAX_TOKENS,
     HEAD_STATISTICS,
     AttentionResult,
+    HeadImportanceResult,
     attention_flow,
     attention_rollout,
     head_importance,
@@ -250,6 +251,10 @@ def test_model_without_attention_is_refused_by_name(tiny_bert):
         explain.attention(loaded, TEXTS)
     with pytest.raises(TypeError, match="LoadedModel"):
         explain.attention(tiny_bert.model, TEXTS)
+    for analysis in (explain.attention, head_importance):
+        with pytest.raises(TypeError, match=r"got the string 'sentiment'.*explain.load_model\("
+                                            r"explain_models.ensure\('sentiment'\)\)"):
+            analysis("sentiment", TEXTS)
 
 
 class _WeightlessAttention(nn.MultiheadAttention):
@@ -493,6 +498,7 @@ def test_importance_targets_and_result(tiny_bert):
 
 def test_head_importance_result(tiny_bert, tmp_path):
     importance = head_importance(tiny_bert, TEXTS, target="pos")
+    assert isinstance(importance, HeadImportanceResult)
     frame = importance.to_frame()
     assert list(frame.columns) == ["layer", "head", "score", "masked_score", "importance",
                                    "importance_std", "n_texts"]

@@ -18,11 +18,16 @@ __all__ = ["batch_rows", "check_model", "check_selection", "force_weights", "for
            "max_length_of", "mha_modules"]
 
 
-def check_model(model) -> None:
+def check_model(model, what: str) -> None:
+    """``model`` must be a text ``LoadedModel`` with a tokenizer (``what``: the caller's name)."""
     from ..loading import LoadedModel
 
+    if isinstance(model, str):
+        raise TypeError(f"{what} takes an explain.LoadedModel, got the string {model!r}; load it "
+                        f"first: explain.load_model(path), or for a reference model "
+                        f"explain.load_model(explain_models.ensure({model!r}))")
     if not isinstance(model, LoadedModel):
-        raise TypeError(f"attention() takes an explain.LoadedModel (explain.load_model(...)), got "
+        raise TypeError(f"{what} takes an explain.LoadedModel (explain.load_model(...)), got "
                         f"{type(model).__name__}")
     if not model.is_text or model.tokenizer is None:
         raise TypeError(f"{model.name} is a {model.task!r} model; attention maps need a text "
