@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from . import _hf, nets
+from .checks import one_of
 from .families import Family, family_of
 from .provenance import sha256_files, sha256_state_dict
 
@@ -162,11 +163,6 @@ def _weights_files(directory: Path) -> tuple[list[Path], list[Path]]:
     return safe, pickled
 
 
-def _check_task(task: str | None) -> None:
-    if task is not None and task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
-
-
 def load_model(
     source: str | os.PathLike | nn.Module,
     /,
@@ -190,7 +186,8 @@ def load_model(
     can run code: only for sources you trust). ``attn_implementation``: ``"eager"`` (default) so
     attention weights exist; ``None`` keeps what the model has.
     """
-    _check_task(task)
+    if task is not None:
+        one_of(task, TASKS, "task")
     if isinstance(source, nn.Module):
         return _from_module(source, task=task, tokenizer=tokenizer, feature_names=feature_names,
                             label_names=label_names, input_shape=input_shape,

@@ -22,6 +22,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .checks import check_columns
+
 __all__ = ["ARCHITECTURES", "MLP", "MHATransformer", "SmallCNN", "TabularEncoder", "build"]
 
 
@@ -292,7 +294,4 @@ def _check_columns(frame: Any, columns: Sequence[str], what: str) -> None:
         raise TypeError(f"a tabular encoder reads a pandas DataFrame with the columns "
                         f"{list(columns)}, got {type(frame).__name__}; pass already encoded "
                         f"features as a tensor instead")
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise KeyError(f"columns {missing} are missing from the table; {what} "
-                       f"{list(columns)}")
+    check_columns(frame, columns, where=f"the table ({what} {list(columns)})")
