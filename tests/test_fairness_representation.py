@@ -171,3 +171,28 @@ def test_no_hook_left_when_the_forward_raises():
         representation_probe(model, wrong_width, [0, 1] * 10, n_splits=2)
     assert explain.hooks.count_hooks(model) == 0
     assert not model.model.training
+
+
+def test_default_layers_are_the_families_representation_names():
+    """The probe reads what the model's family names, so a family registered from outside
+    chooses the probed layers (here the odd blocks only)."""
+    from explain.families import Family, register_family
+
+    class OddProbe(Planted):
+        pass
+
+    register_family(Family(
+        name="test-fairness-odd-blocks", description="test: a Planted network probed at its odd "
+        "blocks", matches=lambda module: isinstance(module, OddProbe),
+        representation_names=lambda module: ("blocks.1", "blocks.3")))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        module = OddProbe(1)
+    model = explain.load_model(module, feature_names=[f"x{i}" for i in range(11)],
+                               label_names=["a", "b"], name="odd")
+    assert model.family.name == "test-fairness-odd-blocks"
+    assert default_layers(model) == default_layers(module) == ["blocks.1", "blocks.3"]
+    x, attribute = _planted_data(100)
+    result = representation_probe(model, x, attribute, n_splits=3, control=False)
+    assert list(result.to_frame()["layer"]) == ["blocks.1", "blocks.3"]
+    assert default_layers(_planted(1)) == ["blocks.0", "blocks.1", "blocks.2", "blocks.3"]

@@ -14,7 +14,7 @@ Shared: ``intervals`` (Wilson, Newcombe, Student-t), ``terms`` (identity terms, 
 swaps of the counterfactual probe), ``word_sets`` (the word lists of WEAT/SEAT), ``_common``
 (the model an analysis runs on, class probabilities, Holm). Every analysis takes a
 ``LoadedModel`` (or what ``explain.load_model`` reads); a reference-model name is refused with
-how to load it, since the library never imports the recipes (``explain_models``).
+how to load it, since the library never imports the recipes of the reference models.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ def loaded_model(model: Any, *, analysis: str) -> LoadedModel | None:
     ``explain.load_model`` (a checkpoint directory, a Hub id ``"org/name"``, an ``nn.Module``).
 
     A bare name that is not a directory (``"compas"``, ``"sentiment"``) is refused: reference
-    models are built by the recipes (``explain_models``), which the library never imports; the
+    models are built by their recipes, which the library never imports; the
     caller loads them (the CLI does).
     """
     if model is None or isinstance(model, LoadedModel):
