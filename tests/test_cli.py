@@ -109,3 +109,32 @@ def test_resolve_model_lists_the_reference_names_for_an_unknown_name():
         resolve_model("sentimnt")
     with pytest.raises(FileNotFoundError, match="no such checkpoint directory.*reference models"):
         resolve_model("./nowhere")
+
+
+def test_attribute_writes_what_the_result_says_applies(tiny_mlp, tmp_path, capsys):
+    import numpy as np
+    import pandas as pd
+
+    import explain
+
+    checkpoint = explain.save_model(tiny_mlp, tmp_path / "mlp")
+    data = pd.DataFrame(np.random.default_rng(0).standard_normal((4, 5)),
+                        columns=[f"x{i}" for i in range(5)])
+    data.to_csv(tmp_path / "rows.csv", index=False)
+    out = tmp_path / "skip"
+    assert main(["attribute", str(checkpoint), "--data", str(tmp_path / "rows.csv"),
+                 "--out", str(out), "--format", "csv", "--n-steps", "4",
+                 "--no-faithfulness"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "bar.png", "explanations.csv", "global.png", "global_importance.csv", "scores.csv",
+        "waterfall.png"]
+    out = tmp_path / "layer"
+    assert main(["attribute", str(checkpoint), "--data", str(tmp_path / "rows.csv"),
+                 "--out", str(out), "--format", "csv", "--n-steps", "4",
+                 "--method", "layer"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["layer.png", "scores.csv"]
+    assert set(pd.read_csv(out / "scores.csv").columns) >= {"input_id", "layer", "neuron"}
+    assert "wrote 2 files" in capsys.readouterr().out
+    assert main(["attribute", str(checkpoint), "--data", str(tmp_path / "rows.csv"),
+                 "--out", str(tmp_path / "bad"), "--method", "salency"]) == 1
+    assert "unknown method 'salency'; did you mean 'saliency'?" in capsys.readouterr().err

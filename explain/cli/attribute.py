@@ -6,12 +6,15 @@ or ``.txt`` (one text per line) file; text models read ``--text-column`` (and
 ``--pair-column``), tabular models every column the model needs; an image model reads a
 ``.npy`` array ``(N, C, H, W)``.
 
-Writes into ``--out`` (default ``attributions``): ``scores.<format>`` (``to_frame()``, one row
-per word, feature or patch), ``explanations.<format>`` (one row per input: prediction, trust
-numbers, summary sentence), ``global_importance.<format>`` (text and tabular), and the figures
-(``text``/``waterfall``/``image``, ``bar``, ``deletion``, ``global``) as PNG. Everything is
-written to a staging folder beside ``--out`` and moved in at the end (``_output.files_into``),
-so an error never leaves a half-written set.
+Writes into ``--out`` (default ``attributions``) the result's ``tables()``: ``scores.<format>``
+(``to_frame()``, one row per word, feature or patch), ``explanations.<format>`` (one row per
+input: prediction, trust numbers, summary sentence), ``global_importance.<format>`` (text and
+tabular); and each of its ``applicable_plots()`` as PNG (text: ``text``, ``bar``,
+``waterfall``, ``global``; tabular: ``waterfall``, ``bar``, ``global``; image: ``image``,
+``bar``, ``waterfall``; and ``deletion`` unless ``--no-faithfulness``). ``--method layer`` runs
+``attribute_layer`` and writes ``scores`` and the ``layer`` figure. Everything is written to a
+staging folder beside ``--out`` and moved in at the end (``_output.files_into``), so an error
+never leaves a half-written set.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ NAME = "attribute"
 HELP = "attribution scores (CSV/Parquet), trust numbers, summaries and figures for a dataset"
 
 _TABLE_FORMATS = ("parquet", "csv")
+#: ``--method layer``: ``explain.attribution.attribute_layer`` (neurons of a layer, not inputs).
+LAYER = "layer"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="inputs: .csv, .parquet, .jsonl, .txt (one text per line) or .npy "
                              "(images)")
     parser.add_argument("--method", default="integrated_gradients",
-                        help=f"one of: {', '.join(METHODS)} (default: integrated_gradients)")
+                        help=f"one of: {', '.join(METHODS)}, or {LAYER} (the neurons of a "
+                             f"layer: attribute_layer) (default: integrated_gradients)")
     parser.add_argument("--target", default=None,
                         help="label to explain, or a contrast 'A-B' (default: the prediction)")
     parser.add_argument("--text-column", default="text", help="text column (default: text)")
@@ -111,13 +117,13 @@ def _write_table(frame, path: Path, fmt: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..attribution import METHODS, attribute
+    from ..attribution import METHODS, attribute, attribute_layer
     from ..checks import one_of, positive_int
     from ..plotting import save_figure
     from ._output import files_into
     from ._resolve import resolve_model
 
-    one_of(args.method, METHODS, "method")
+    one_of(args.method, (*METHODS, LAYER), "method")
     n_steps: int | str = args.n_steps
     if n_steps != "auto":
         try:
@@ -129,35 +135,29 @@ def run(args: argparse.Namespace) -> int:
         positive_int(args.limit, "--limit", fix="pass the number of rows to explain")
     loaded = resolve_model(args.model, progress=True)
     inputs, pairs = _read(Path(args.data), loaded, args)
-    kwargs = {"text_pairs": pairs} if pairs is not None else {}
-    result = attribute(loaded, inputs, method=args.method, target=args.target, n_steps=n_steps,
-                       batch_size=args.batch_size, max_length=args.max_length, seed=args.seed,
-                       faithfulness=False if args.no_faithfulness else args.faithfulness,
-                       progress=None, **kwargs)
+    common = {"target": args.target, "n_steps": n_steps, "batch_size": args.batch_size,
+              "max_length": args.max_length, "progress": None}
+    if pairs is not None:
+        common["text_pairs"] = pairs
+    if args.method == LAYER:
+        result = attribute_layer(loaded, inputs, **common)
+    else:
+        result = attribute(loaded, inputs, method=args.method, seed=args.seed,
+                           faithfulness=False if args.no_faithfulness else args.faithfulness,
+                           **common)
 
     out = Path(args.out)
     written: list[str] = []
     with files_into(out) as staging:
         suffix = "csv" if args.format == "csv" else "parquet"
-        tables = {"scores": result.to_frame(), "explanations": result.explanations()}
-        if result.kind != "image" and args.method != "layer":
-            tables["global_importance"] = result.global_importance()
-        for name, table in tables.items():
+        for name, table in result.tables().items():
             _write_table(table, staging / f"{name}.{suffix}", args.format)
             written.append(f"{name}.{suffix}")
-        kinds = [None]
-        if args.method != "layer":
-            kinds += ["bar"]
-            if not args.no_faithfulness:
-                kinds.append("deletion")
-            if result.kind != "image":
-                kinds.append("global")
-        for kind in kinds:
-            figure = result.plot(kind)
-            name = kind or result._check_kind(None)
-            written.extend(p.name for p in save_figure(figure, staging / name))
+        for kind in result.applicable_plots():
+            written.extend(p.name for p in save_figure(result.plot(kind), staging / kind))
     print(result.summary())
-    for sentence in result.sentences()[:3]:
-        print(f"  {sentence}")
+    if args.method != LAYER:
+        for sentence in result.sentences()[:3]:
+            print(f"  {sentence}")
     print(f"wrote {len(written)} files to {out}/: {', '.join(written)}")
     return 0
