@@ -42,7 +42,11 @@ __all__ = [
 ]
 
 def _unwrap(model: Any) -> nn.Module:
-    """Accept a ``LoadedModel`` (anything with ``.model``) or a plain ``nn.Module``."""
+    """Accept a ``LoadedModel`` (anything with ``.model``) or a plain ``nn.Module``. A module is
+    taken as it is: Hugging Face models such as ``BartFor*`` or ``LlamaFor*`` have a ``.model``
+    submodule that must not be mistaken for a ``LoadedModel``'s model."""
+    if isinstance(model, nn.Module):
+        return model
     module = getattr(model, "model", model)
     if not isinstance(module, nn.Module):
         raise TypeError(

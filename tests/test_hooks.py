@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from explain import hooks
 
@@ -125,3 +126,23 @@ def test_count_hooks_sees_foreign_hooks(tiny_mlp):
 def test_wrong_object_is_a_clear_type_error():
     with pytest.raises(TypeError, match="torch.nn.Module"):
         hooks.count_hooks("bert")
+
+
+def test_a_module_with_a_model_submodule_is_hooked_itself():
+    """BartFor* / LlamaFor* have a ``.model`` submodule; names resolve against the outer module."""
+
+    class Wrapper(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = nn.Sequential(nn.Linear(3, 4), nn.ReLU())
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.head(self.model(x))
+
+    wrapper = Wrapper()
+    resolved = hooks.resolve_modules(wrapper, ["model.0", "head"])
+    assert resolved["model.0"] is wrapper.model[0] and resolved["head"] is wrapper.head
+    with hooks.record(wrapper, ["head"]) as rec:
+        out = wrapper(torch.ones(1, 3))
+    torch.testing.assert_close(rec.outputs["head"], out)
