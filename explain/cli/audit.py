@@ -111,13 +111,8 @@ def run(args: argparse.Namespace) -> int:
                        exclude_small_groups=args.exclude_small_groups, seed=args.seed)
     for warning in caught:
         print(f"warning: {warning.message}")
-    outputs.table("by_group", result.by_group)
-    outputs.table("disparities", result.disparities)
-    outputs.table("contrasts", result.contrasts)
-    if len(result.calibration):
-        outputs.table("calibration", result.calibration)
-    if len(result.threshold_sweep):
-        outputs.table("threshold_sweep", result.threshold_sweep)
+    for name, table in result.tables().items():
+        outputs.table(name, table)
     outputs.json("meta", result.meta)
     outputs.figure("disparities", result.plot("disparities"))
     for feature in result.sensitive_features:

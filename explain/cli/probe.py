@@ -9,7 +9,8 @@
     explain probe crows-pairs MODEL --data crows_pairs_anonymized.csv --out crows/
     explain probe stereoset MODEL --data dev.json --out stereoset/
 
-Each writes its tables (CSV), figure (PNG) and ``meta.json`` into ``--out``, all at once.
+Each writes its result's ``tables()`` (CSV), its figure (PNG; ``FIGURES`` names the file) and
+``meta.json`` into ``--out``, all at once.
 """
 
 from __future__ import annotations
@@ -131,6 +132,13 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
+#: Probe -> the file name of its one figure (counterfactual: one file per plot kind).
+FIGURES: Mapping[str, str] = MappingProxyType({
+    "weat": "weat", "seat": "seat", "representation": "probe_accuracy",
+    "crows-pairs": "crows_pairs", "stereoset": "stereoset",
+})
+
+
 def _run(args: argparse.Namespace) -> int:
     from .. import fairness
     from ..checks import as_names, check_columns
@@ -150,9 +158,6 @@ def _run(args: argparse.Namespace) -> int:
         else:
             result = fairness.seat(resolve_model(args.model, progress=True), layer=args.layer,
                                    pooling=args.pooling, **options)
-        outputs.table(args.probe, result.to_frame())
-        outputs.table("excluded_words", result.excluded)
-        outputs.figure(args.probe, result.plot())
     elif args.probe == "counterfactual":
         texts = None
         if args.data is not None:
@@ -160,13 +165,6 @@ def _run(args: argparse.Namespace) -> int:
         result = fairness.counterfactual(resolve_model(args.model, progress=True), texts,
                                          axis=args.axis, swaps=args.swaps, target=args.target,
                                          test=args.test)
-        outputs.table("scores", result.to_frame())
-        outputs.table("comparisons", result.comparisons)
-        outputs.table("groups", result.groups)
-        if result.baseline is not None:
-            outputs.table("baseline", result.baseline)
-        for kind in result.applicable_plots():
-            outputs.figure(kind, result.plot(kind))
     elif args.probe == "representation":
         frame = read_table(args.data)
         check_columns(frame, {"attribute": args.attribute}, where="the data")
@@ -181,18 +179,17 @@ def _run(args: argparse.Namespace) -> int:
         result = fairness.representation_probe(model, inputs, frame[args.attribute],
                                                layers=layers, n_splits=args.n_splits,
                                                seed=args.seed)
-        outputs.table("probe_accuracy", result.to_frame())
-        outputs.figure("probe_accuracy", result.plot())
     elif args.probe == "crows-pairs":
         result = fairness.crows_pairs(resolve_model(args.model, progress=True), args.data)
-        outputs.table("pairs", result.to_frame())
-        outputs.table("summary", result.summary_table)
-        outputs.figure("crows_pairs", result.plot())
     else:
         result = fairness.stereoset(resolve_model(args.model, progress=True), args.data)
-        outputs.table("examples", result.to_frame())
-        outputs.table("summary", result.summary_table)
-        outputs.figure("stereoset", result.plot())
+    for name, table in result.tables().items():
+        outputs.table(name, table)
+    if args.probe == "counterfactual":
+        for kind in result.applicable_plots():
+            outputs.figure(kind, result.plot(kind))
+    else:
+        outputs.figure(FIGURES[args.probe], result.plot())
     outputs.json("meta", result.meta)
     written = outputs.write()
     print(result.summary())
