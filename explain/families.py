@@ -37,6 +37,8 @@ from typing import Any
 
 from torch import nn
 
+from .checks import one_of
+
 __all__ = ["ATTENTION_KINDS", "FAMILIES", "LAYER_PURPOSES", "Family", "family_of",
            "register_family"]
 
@@ -121,7 +123,9 @@ _LAYER = re.compile(r"(.*\.)?layers?\.(\d+)(\.output)?$")
 def _generic_default_layer(model: nn.Module, purpose: str) -> str | None:
     """The last ``nn.Conv2d``; else (not for GradCAM) the output of the last ``layer.N`` /
     ``layers.N`` block; else the last-but-one ``nn.Linear``; else ``None``. For
-    ``"representation"``: the last of ``representation_names``."""
+    ``"representation"``: the last of ``representation_names``. ``ValueError`` for a purpose
+    that is not in ``LAYER_PURPOSES``."""
+    one_of(purpose, LAYER_PURPOSES, "layer purpose")
     if purpose == "representation":
         names = _generic_representation_names(model)
         return names[-1] if names else None

@@ -220,6 +220,9 @@ def test_default_layers_follow_the_rules_of_today(tiny_bert, tiny_mha, tiny_mlp,
         "bert.embeddings", "bert.encoder.layer.0", "bert.encoder.layer.1")
     assert bert.default_layer(tiny_bert.model, "representation") == "bert.encoder.layer.1"
     assert tiny_cnn.family.representation_names(tiny_cnn.model) == ("fc",)
+    with pytest.raises(ValueError, match="unknown layer purpose 'gradcm'; did you mean "
+                                         "'gradcam'.*valid: layer, gradcam, representation"):
+        bert.default_layer(tiny_bert.model, "gradcm")
 
 
 # ------------------------------------------------------------------ registering a family
