@@ -258,7 +258,11 @@ def _ints(*keys: str) -> Callable[[nn.Module], int | None]:
     return lambda model: _config_int(model, *keys)
 
 
-_HF_POSITIONS = _ints("max_position_embeddings", "n_positions", "max_positions")
+def _hf_positions(model: nn.Module) -> int | None:
+    """The smallest of the config's position limits (as ``explain.text.model_max_length``)."""
+    limits = [_config_int(model, key) for key in ("max_position_embeddings", "n_positions",
+                                                   "max_positions")]
+    return min((limit for limit in limits if limit is not None), default=None)
 
 _BERT = Family(
     name="bert", description="BERT-like encoders (BERT, RoBERTa, XLM-R, ELECTRA; MiniLM is BERT): "
@@ -269,7 +273,7 @@ _BERT = Family(
     attention_names=_by_kind({"self": r"encoder\.layer\.\d+\.attention\.self"}),
     head_projection_names=_by_kind({"self": r"encoder\.layer\.\d+\.attention\.output\.dense"}),
     n_layers=_ints("num_hidden_layers"), n_heads=_ints("num_attention_heads"),
-    max_positions=_HF_POSITIONS)
+    max_positions=_hf_positions)
 
 _DISTILBERT = Family(
     name="distilbert", description="DistilBERT: transformer.layer.N.attention, output projection "
@@ -279,7 +283,7 @@ _DISTILBERT = Family(
     block_names=_blocks(r"transformer\.layer\.\d+"),
     attention_names=_by_kind({"self": r"transformer\.layer\.\d+\.attention"}),
     head_projection_names=_by_kind({"self": r"transformer\.layer\.\d+\.attention\.out_lin"}),
-    n_layers=_ints("n_layers"), n_heads=_ints("n_heads"), max_positions=_HF_POSITIONS)
+    n_layers=_ints("n_layers"), n_heads=_ints("n_heads"), max_positions=_hf_positions)
 
 _GPT2 = Family(
     name="gpt2", description="GPT-2 decoders: h.N.attn, output projection attn.c_proj (Conv1D)",
@@ -288,7 +292,7 @@ _GPT2 = Family(
     block_names=_blocks(r"h\.\d+"),
     attention_names=_by_kind({"self": r"h\.\d+\.attn"}),
     head_projection_names=_by_kind({"self": r"h\.\d+\.attn\.c_proj"}),
-    n_layers=_ints("n_layer"), n_heads=_ints("n_head"), max_positions=_HF_POSITIONS,
+    n_layers=_ints("n_layer"), n_heads=_ints("n_head"), max_positions=_hf_positions,
     causal=True)
 
 _LLAMA = Family(
@@ -300,7 +304,7 @@ _LLAMA = Family(
     attention_names=_by_kind({"self": r"layers\.\d+\.self_attn"}),
     head_projection_names=_by_kind({"self": r"layers\.\d+\.self_attn\.o_proj"}),
     n_layers=_ints("num_hidden_layers"), n_heads=_ints("num_attention_heads"),
-    max_positions=_HF_POSITIONS, causal=True)
+    max_positions=_hf_positions, causal=True)
 
 _T5 = Family(
     name="t5", description="T5 encoder-decoders: (encoder|decoder).block.N.layer.0.SelfAttention, "
@@ -317,7 +321,7 @@ _T5 = Family(
         "self": r"encoder\.block\.\d+\.layer\.0\.SelfAttention\.o",
         "decoder": r"decoder\.block\.\d+\.layer\.0\.SelfAttention\.o",
         "cross": r"decoder\.block\.\d+\.layer\.1\.EncDecAttention\.o"}),
-    n_layers=_ints("num_layers"), n_heads=_ints("num_heads"), max_positions=_HF_POSITIONS,
+    n_layers=_ints("num_layers"), n_heads=_ints("num_heads"), max_positions=_hf_positions,
     encoder_decoder=True)
 
 _BART = Family(
@@ -335,7 +339,7 @@ _BART = Family(
         "decoder": r"decoder\.layers\.\d+\.self_attn\.out_proj",
         "cross": r"decoder\.layers\.\d+\.encoder_attn\.out_proj"}),
     n_layers=_ints("encoder_layers"), n_heads=_ints("encoder_attention_heads"),
-    max_positions=_HF_POSITIONS, encoder_decoder=True)
+    max_positions=_hf_positions, encoder_decoder=True)
 
 _VIT = Family(
     name="vit", description="Vision transformers (ViT): layers.N.attention, output projection "
