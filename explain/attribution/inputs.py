@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +35,7 @@ from torch import nn
 
 from .. import hooks
 from ..checks import positive_int
+from .targets import assign_class_targets, baseline_token, resolve_class_target, token_id
 
 __all__ = ["Item", "Prepared", "collate", "content_seed", "item_offsets", "modality", "prepare"]
 
@@ -50,7 +50,6 @@ def modality(task: str) -> str:
         return "image"
     raise ValueError(f"attributions need a model with an output to explain; task {task!r} has "
                      f"none (load the model with a classification or language-model head)")
-
 
 
 def check_modality_options(kind: str, task: str, *, patch_size, max_length, text_pairs,
@@ -68,7 +67,6 @@ def check_modality_options(kind: str, task: str, *, patch_size, max_length, text
         positive_int(patch_size, "patch_size", fix="pass e.g. patch_size=4")
     if max_length is not None:
         positive_int(max_length, "max_length", fix="pass e.g. max_length=128")
-
 
 
 # ------------------------------------------------------------------------------ prepared
@@ -197,47 +195,6 @@ def _broadcast_baseline(baseline, x: torch.Tensor, what: str) -> torch.Tensor:
     return b
 
 
-def _resolve_class_target(loaded, target) -> tuple[int, int] | None:
-    """``None`` (predicted) or (class, contrast class or -1)."""
-    names = list(loaded.label_names or ())
-    if target is None:
-        return None
-    if isinstance(target, tuple):
-        if len(target) != 2:
-            raise ValueError(f"a contrast target is a pair (class A, class B), got {target!r}")
-        a, b = (loaded.label_index(t) for t in target)
-        return a, b
-    if isinstance(target, str) and target not in names and "-" in target:
-        for cut in [m.start() for m in re.finditer("-", target)]:
-            first, second = target[:cut], target[cut + 1:]
-            if first in names and second in names:
-                return names.index(first), names.index(second)
-        raise ValueError(f"unknown target {target!r}: not a label and not a contrast 'A-B' of "
-                         f"two labels; valid labels: {', '.join(map(repr, names))}")
-    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
-        target = int(target)
-        if not names:
-            raise ValueError("this model has no label names; pass a class index")
-    return loaded.label_index(target), -1
-
-
-def _token_id(loaded, token) -> int:
-    tokenizer = loaded.tokenizer
-    if isinstance(token, (int, np.integer)) and not isinstance(token, bool):
-        if not 0 <= int(token) < len(tokenizer):
-            raise ValueError(f"token id {token} is outside the vocabulary (0..{len(tokenizer) - 1})")
-        return int(token)
-    if not isinstance(token, str) or not token:
-        raise TypeError(f"a language-model target is a token string or id, got {token!r}")
-    ids = tokenizer(token, add_special_tokens=False)["input_ids"]
-    if len(ids) != 1:
-        pieces = tokenizer.convert_ids_to_tokens(ids)
-        raise ValueError(f"target {token!r} is {len(ids)} tokens {pieces}, not one; pass a "
-                         f"single token (e.g. {pieces[0]!r}) or use continuation= to explain "
-                         f"each token of a longer continuation")
-    return int(ids[0])
-
-
 def prepare(loaded, inputs, *, target=None, text_pairs=None, baseline=None,
             max_length=None, patch_size=None, continuation=None) -> Prepared:
     """Turn user inputs into ``Item``s (one per explained output)."""
@@ -271,7 +228,7 @@ def prepare(loaded, inputs, *, target=None, text_pairs=None, baseline=None,
                 labels.append(f"rows {r * patch}-{min(height, (r + 1) * patch) - 1}, "
                               f"cols {c * patch}-{min(width, (c + 1) * patch) - 1}")
         items = [Item(i, kind, x[i], base[i], grid, labels) for i in range(x.shape[0])]
-    _assign_class_targets(loaded, items, target)
+    assign_class_targets(loaded, items, target)
     return Prepared(kind, items)
 
 
@@ -283,19 +240,6 @@ def _patch_size(patch_size, height: int, width: int) -> int:
     if patch_size > min(height, width):
         raise ValueError(f"patch_size={patch_size} is larger than the image ({height}x{width})")
     return patch_size
-
-
-def _assign_class_targets(loaded, items: list[Item], target) -> None:
-    if isinstance(target, list):
-        if len(target) != len(items):
-            raise ValueError(f"got {len(target)} targets for {len(items)} inputs; pass one "
-                             f"target, or one per input")
-        specs = [_resolve_class_target(loaded, t) for t in target]
-    else:
-        specs = [_resolve_class_target(loaded, target)] * len(items)
-    for item, spec in zip(items, specs, strict=True):
-        if spec is not None:
-            item.target, item.contrast = spec
 
 
 def _prepare_text(loaded, inputs, *, target, text_pairs, baseline, max_length,
@@ -340,7 +284,7 @@ def _prepare_text(loaded, inputs, *, target, text_pairs, baseline, max_length,
                         f"whose embedding_name names it (explain.families.register_family)")
     embedding = hooks.resolve_modules(model, [name])[name]
     dim = _embedding_dim(embedding)
-    pad_id = _baseline_token(loaded, baseline)
+    pad_id = baseline_token(loaded, baseline)
     mask_id = tokenizer.mask_token_id
     items: list[Item] = []
     targets = target if isinstance(target, list) else None
@@ -390,15 +334,15 @@ def _prepare_text(loaded, inputs, *, target, text_pairs, baseline, max_length,
                                          f"{texts[i]!r}")
                     item.position = where[0]
                     if spec is not None:
-                        item.target = _token_id(loaded, spec)
+                        item.target = token_id(loaded, spec)
                 elif task == "causal-lm":
                     item.position = keep - 1
                     if continuation is not None:
                         item.target = int(ids[keep])
                     elif spec is not None:
-                        item.target = _token_id(loaded, spec)
+                        item.target = token_id(loaded, spec)
                 else:
-                    resolved = _resolve_class_target(loaded, spec)
+                    resolved = resolve_class_target(loaded, spec)
                     if resolved is not None:
                         item.target, item.contrast = resolved
                 items.append(item)
@@ -424,25 +368,6 @@ def _slice_text(info: dict, keep: int) -> dict:
     end = max((e for s, e in out["offsets"]), default=0)
     out["text"] = info["text"][:end] if end else info["text"]
     return out
-
-
-def _baseline_token(loaded, baseline) -> int:
-    tokenizer = loaded.tokenizer
-    if baseline is None:
-        if tokenizer.pad_token_id is None:
-            raise ValueError("the tokenizer has no pad token to build the baseline from; pass "
-                             "baseline= a token string or id (e.g. the mask token)")
-        return int(tokenizer.pad_token_id)
-    if isinstance(baseline, (str, int, np.integer)) and not isinstance(baseline, bool):
-        if isinstance(baseline, str):
-            found = tokenizer.convert_tokens_to_ids(baseline)
-            if found is None or (found == tokenizer.unk_token_id and baseline != tokenizer.unk_token):
-                raise ValueError(f"baseline token {baseline!r} is not in the vocabulary; pass "
-                                 f"a token such as {tokenizer.pad_token!r}")
-            return int(found)
-        return _token_id(loaded, int(baseline))
-    raise TypeError(f"a text baseline is a token string or id (every non-special token is "
-                    f"replaced by it), got {type(baseline).__name__}")
 
 
 # ------------------------------------------------------------------------------ batching
@@ -491,7 +416,6 @@ def _slice_args(args: tuple, rows) -> tuple:
     return tuple(a[rows] if isinstance(a, torch.Tensor) else a for a in args)
 
 
-
 def item_offsets(items: Sequence[Item]) -> list[int]:
     """Per item, its index among the items of its input (several for LM continuations)."""
     seen: dict[int, int] = {}
@@ -500,7 +424,6 @@ def item_offsets(items: Sequence[Item]) -> list[int]:
         offsets.append(seen.get(item.input_id, 0))
         seen[item.input_id] = offsets[-1] + 1
     return offsets
-
 
 
 def content_seed(seed: int, purpose: str, item: Item) -> int:
