@@ -9,7 +9,7 @@ plain-language summaries, figures). ``attribute_layer`` scores the neurons of a 
 seeds, time, memory); ``rank_agreement`` compares their rankings; ``global_surrogate`` fits a
 readable tree and a sparse linear model to a tabular model's own predictions.
 
-Modules, by concept: ``inputs`` (items, targets, baselines, batches), ``scorer`` (the explained
+Modules, by concept: ``inputs`` (items, baselines, batches), ``targets``, ``scorer`` (the explained
 output), ``methods`` (the specs and their registry), ``runners`` (the Captum calls),
 ``compute`` (batching, memory budget, retries, adaptive steps), ``core`` (``attribute``,
 ``attribute_layer``), ``result`` and ``layer`` (the results), ``trust`` (faithfulness,
