@@ -159,7 +159,7 @@ def _run_scorecard(report, part, loaded, data, text_column, rows, *, seed, is_te
     definition = ", ".join(dict.fromkeys(table.pop("faithfulness_definition").astype(str))) \
         if "faithfulness_definition" in table else None
     fig, ax = new_figure(6.0, 1.4 + 0.4 * len(table))
-    result.plot(ax=ax)  # with an ax, the scorecard draws its faithfulness panel
+    result.plot("faithfulness", ax=ax)
     ax.set_title(f"Faithfulness of each method on {len(rows)} examples ({part})")
     report.add(fig, section="attributions", title=f"{part}: explanation scorecard",
                caption="Comprehensiveness of each method's ranking (drop of the predicted "
