@@ -38,7 +38,7 @@ from .checks import one_of
 from .families import Family, family_of
 from .provenance import sha256_files, sha256_state_dict
 
-__all__ = ["TASKS", "LoadedModel", "load_model", "save_model"]
+__all__ = ["TASKS", "LoadedModel", "as_loaded", "load_model", "save_model"]
 
 TASKS: Mapping[str, str] = MappingProxyType({
     "sequence-classification": "text (or text pair) -> class logits",
@@ -397,4 +397,24 @@ def save_model(loaded: LoadedModel, directory: str | os.PathLike, *,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def as_loaded(model: Any, *, analysis: str) -> LoadedModel:
+    """The model an analysis runs on: a ``LoadedModel`` as it is, anything else through
+    ``load_model`` (a checkpoint directory, a Hub id ``"org/name"``, an ``nn.Module``).
+
+    A bare name that is not a directory (``"compas"``, ``"sentiment"``) is refused with how to
+    load it: reference models are built by their recipes, which the library never imports (the
+    command line resolves their names). ``analysis`` names the caller in the message.
+    """
+    if isinstance(model, LoadedModel):
+        return model
+    if (isinstance(model, str) and re.fullmatch(r"[\w.-]+", model)
+            and not Path(model).expanduser().exists()):
+        raise ValueError(
+            f"{analysis} takes a LoadedModel; {model!r} is not a checkpoint directory. Load the "
+            f"model first: explain.load_model(path) for a checkpoint directory; for a reference "
+            f"model explain.load_model(explain_models.ensure({model!r})) (the recipes; on the "
+            f"command line, explain models {model} builds it and prints its directory)")
+    return load_model(model)
 

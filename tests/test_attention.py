@@ -252,8 +252,9 @@ def test_model_without_attention_is_refused_by_name(tiny_bert):
     with pytest.raises(TypeError, match="LoadedModel"):
         explain.attention(tiny_bert.model, TEXTS)
     for analysis in (explain.attention, head_importance):
-        with pytest.raises(TypeError, match=r"got the string 'sentiment'.*explain.load_model\("
-                                            r"explain_models.ensure\('sentiment'\)\)"):
+        with pytest.raises(ValueError, match=r"takes a LoadedModel; 'sentiment' is not a checkpoint"
+                                             r".*explain.load_model\(explain_models.ensure\("
+                                             r"'sentiment'\)\)"):
             analysis("sentiment", TEXTS)
 
 

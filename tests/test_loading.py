@@ -415,3 +415,17 @@ def test_bad_rows_fail_every_public_path_not_just_the_encoder(tmp_path, capsys):
     assert not out.exists()
     # the same rows with the categories of training encode as before
     assert model.encode_frame(bad.assign(sex=frame.sex)).shape == (200, 5)
+
+
+def test_as_loaded_refuses_a_reference_name_and_loads_a_directory(tmp_path, tiny_mlp):
+    from explain.loading import as_loaded
+
+    assert as_loaded(tiny_mlp, analysis="audit") is tiny_mlp
+    with pytest.raises(ValueError, match=r"^audit takes a LoadedModel; 'compas' is not a checkpoint "
+                                         r"directory.*explain\.load_model\(explain_models\.ensure"
+                                         r"\('compas'\)\).*explain models compas"):
+        as_loaded("compas", analysis="audit")
+    path = explain.save_model(tiny_mlp, tmp_path / "m")
+    again = as_loaded(str(path), analysis="audit")
+    x = torch.zeros(2, len(tiny_mlp.feature_names))
+    torch.testing.assert_close(again.model(x), tiny_mlp.model(x))

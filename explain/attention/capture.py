@@ -110,7 +110,7 @@ def attention(
     about). ``importance=True`` also runs ``head_importance`` for ``target`` (default: the
     predicted class). Returns an ``AttentionResult``.
     """
-    check_model(model, "attention()")
+    model = check_model(model, "attention()")
     storage = _check_dtype(dtype)
     batch_size = positive_int(batch_size, "batch_size")
     module = model.model

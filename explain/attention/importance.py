@@ -178,7 +178,7 @@ def head_importance(
     """
     import pandas as pd
 
-    check_model(model, "head_importance()")
+    model = check_model(model, "head_importance()")
     module = model.model
     if model.task not in ("sequence-classification", "causal-lm", "masked-lm"):
         raise ValueError(f"head importance needs a score: a classifier or a language model; "

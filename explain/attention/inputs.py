@@ -7,6 +7,7 @@ module names guessed here."""
 from __future__ import annotations
 
 import inspect
+import os
 
 import numpy as np
 import torch
@@ -18,20 +19,21 @@ __all__ = ["batch_rows", "check_model", "check_selection", "force_weights", "for
            "max_length_of", "mha_modules"]
 
 
-def check_model(model, what: str) -> None:
-    """``model`` must be a text ``LoadedModel`` with a tokenizer (``what``: the caller's name)."""
-    from ..loading import LoadedModel
+def check_model(model, what: str):
+    """``model`` as a text ``LoadedModel`` with a tokenizer (``what``: the caller's name); a
+    string goes through ``explain.loading.as_loaded`` (a checkpoint directory loads, a
+    reference-model name is refused with how to load it)."""
+    from ..loading import LoadedModel, as_loaded
 
-    if isinstance(model, str):
-        raise TypeError(f"{what} takes an explain.LoadedModel, got the string {model!r}; load it "
-                        f"first: explain.load_model(path), or for a reference model "
-                        f"explain.load_model(explain_models.ensure({model!r}))")
+    if isinstance(model, (str, os.PathLike)):
+        model = as_loaded(model, analysis=what)
     if not isinstance(model, LoadedModel):
         raise TypeError(f"{what} takes an explain.LoadedModel (explain.load_model(...)), got "
                         f"{type(model).__name__}")
     if not model.is_text or model.tokenizer is None:
         raise TypeError(f"{model.name} is a {model.task!r} model; attention maps need a text "
                         f"model with a tokenizer")
+    return model
 
 
 def check_selection(values, n: int, what: str) -> tuple[int, ...]:

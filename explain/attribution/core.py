@@ -9,11 +9,13 @@ and seeded in ``compute.py``.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from ..checks import positive_int
+from ..loading import as_loaded
 from .compute import DEFAULT_MEMORY_BUDGET, adaptive_ig, compute, parse_budget
 from .inputs import check_modality_options, modality, prepare
 from .layer import LayerAttributionResult
@@ -26,6 +28,8 @@ __all__ = ["attribute", "attribute_layer"]
 
 
 def _loaded(model, function: str):
+    if isinstance(model, (str, os.PathLike)):  # a checkpoint directory; a reference name is refused
+        return as_loaded(model, analysis=f"{function}()")
     if not hasattr(model, "task") or not hasattr(model, "model"):
         raise TypeError(f"{function}() takes an explain.LoadedModel (explain.load_model(...)), "
                         f"got {type(model).__name__}")

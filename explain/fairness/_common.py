@@ -3,9 +3,7 @@ adjustment, the confidence check."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +11,7 @@ import pandas as pd
 import torch
 
 from ..checks import check_columns, positive_int, probability
-from ..loading import LoadedModel, load_model
+from ..loading import LoadedModel, as_loaded
 from ..text import read_texts
 
 __all__ = ["check_confidence", "class_probabilities", "holm", "loaded_model"]
@@ -31,23 +29,9 @@ def holm(p_values: np.ndarray) -> np.ndarray:
 
 
 def loaded_model(model: Any, *, analysis: str) -> LoadedModel | None:
-    """The model an analysis runs on: a ``LoadedModel`` as it is, ``None`` as it is (the
-    analyses that can run without a model say so), anything else through
-    ``explain.load_model`` (a checkpoint directory, a Hub id ``"org/name"``, an ``nn.Module``).
-
-    A bare name that is not a directory (``"compas"``, ``"sentiment"``) is refused: reference
-    models are built by their recipes, which the library never imports; the
-    caller loads them (the CLI does).
-    """
-    if model is None or isinstance(model, LoadedModel):
-        return model
-    if (isinstance(model, str) and re.fullmatch(r"[\w.-]+", model)
-            and not Path(model).expanduser().exists()):
-        raise ValueError(
-            f"{analysis} takes a LoadedModel; {model!r} is not a checkpoint directory. Load the "
-            f"model first: explain.load_model(explain_models.ensure({model!r})) for a reference "
-            f"model, explain.load_model(path) for a checkpoint directory")
-    return load_model(model)
+    """The model an analysis runs on (``explain.loading.as_loaded``); ``None`` as it is (the
+    analyses that can run without a model say so)."""
+    return None if model is None else as_loaded(model, analysis=analysis)
 
 
 def class_probabilities(model: Any, data: pd.DataFrame | Sequence[str], *,

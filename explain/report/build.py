@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sys
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..checks import check_columns, positive_int
 from ..errors import ExplainWarning
-from ..loading import LoadedModel, load_model
+from ..loading import LoadedModel, as_loaded
 from ..text import read_texts
 from .analyses import ANALYSES
 from .core import Report
@@ -32,23 +30,13 @@ __all__ = ["build_report", "finish_sections", "load_data"]
 
 
 def _loaded(model: Any) -> LoadedModel:
-    """``model`` as a ``LoadedModel``: as it is, or through ``explain.load_model`` (a checkpoint
-    directory, a Hub id ``"org/name"``, an ``nn.Module``). A bare name that is not a directory is
-    refused: reference models are built by their recipes, which the library never imports."""
-    if isinstance(model, LoadedModel):
-        return model
-    if (isinstance(model, str) and re.fullmatch(r"[\w.-]+", model)
-            and not Path(model).expanduser().exists()):
-        raise ValueError(
-            f"build_report takes a LoadedModel; {model!r} is not a checkpoint directory. Load "
-            f"the model first: explain.load_model(explain_models.ensure({model!r})) for a "
-            f"reference model, explain.load_model(path) for a checkpoint directory (the command "
-            f"line, explain report --model {model}, does this for you)")
-    if not isinstance(model, (str, os.PathLike)) and not hasattr(model, "forward"):
+    """``model`` as a ``LoadedModel`` (``explain.loading.as_loaded``: a reference-model name is
+    refused with how to load it; ``explain report --model NAME`` does that for you)."""
+    if not isinstance(model, (str, os.PathLike, LoadedModel)) and not hasattr(model, "forward"):
         raise TypeError(f"model must be a LoadedModel or what explain.load_model reads (a "
                         f"checkpoint directory, a Hub id, an nn.Module), got "
                         f"{type(model).__name__}")
-    return load_model(model)
+    return as_loaded(model, analysis="build_report")
 
 
 # ------------------------------------------------------------------------ progress
