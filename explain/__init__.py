@@ -6,15 +6,26 @@ Concepts, each with one home:
   feature names, labels and provenance;
 * ``explain.hooks``: every hook, inside context managers that always clean up;
 * ``explain.datasets``: the offline datasets;
-* one module per analysis, each with one function and one result type;
+* ``explain.families``: what the code knows about each architecture (``register_family``);
+* one package per analysis (``attention``, ``attribution``, ``fairness``), each function with
+  its result type; attribution methods are specs (``register_method``);
+* ``explain.report``: the report, its analyses as specs (``register_analysis``);
 * ``explain.plotting``: figure helpers; ``explain.cli``: the command line over the public API.
 """
 
 from __future__ import annotations
 
-from . import hooks
+from . import families, hooks
 from .attention import AttentionResult, attention
-from .attribution import METHODS, AttributionResult, attribute, scorecard
+from .attribution import (
+    METHODS,
+    AttributionResult,
+    MethodSpec,
+    attribute,
+    attribute_layer,
+    register_method,
+    scorecard,
+)
 from .errors import ExplainWarning
 from .fairness import (
     audit,
@@ -25,6 +36,7 @@ from .fairness import (
     stereoset,
     weat,
 )
+from .families import Family, register_family
 from .loading import TASKS, LoadedModel, load_model, save_model
 from .report import Report
 
@@ -33,10 +45,13 @@ __version__ = "0.1.0"
 __all__ = [  # noqa: RUF022 - grouped by concept, in the order of the docs
     # loading and hooks
     "TASKS", "ExplainWarning", "LoadedModel", "hooks", "load_model", "save_model",
+    # model families
+    "Family", "families", "register_family",
     # attention
     "AttentionResult", "attention",
     # attributions
-    "METHODS", "AttributionResult", "attribute", "scorecard",
+    "METHODS", "AttributionResult", "MethodSpec", "attribute", "attribute_layer",
+    "register_method", "scorecard",
     # fairness and bias probes
     "audit", "counterfactual", "crows_pairs", "representation_probe", "seat", "stereoset", "weat",
     # reports
