@@ -50,7 +50,7 @@ ATTENTION_KINDS: Mapping[str, str] = MappingProxyType({
 })
 #: What ``Family.default_layer`` chooses a layer for.
 LAYER_PURPOSES: Mapping[str, str] = MappingProxyType({
-    "layer": "layer attribution (method='layer') when no layer= is given",
+    "layer": "layer attribution (explain.attribute_layer) when no layer= is given",
     "gradcam": "GradCAM (a convolution) when no layer= is given",
     "representation": "the last layer a representation probe reads by default",
 })
