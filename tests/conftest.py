@@ -13,6 +13,20 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 
 @pytest.fixture
+def family_registry():
+    """The registered model families, put back as they were after the test (the registry is
+    global on purpose: a user registers once per session), so a test's family never leaks
+    into the next."""
+    from explain import families
+
+    saved = dict(families._REGISTERED)
+    yield families
+    families._REGISTERED.clear()
+    families._REGISTERED.update(saved)
+    families._rebuild()
+
+
+@pytest.fixture
 def tiny_bert():
     from explain_models import tiny
 

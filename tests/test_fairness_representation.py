@@ -173,7 +173,7 @@ def test_no_hook_left_when_the_forward_raises():
     assert not model.model.training
 
 
-def test_default_layers_are_the_families_representation_names():
+def test_default_layers_are_the_families_representation_names(family_registry):
     """The probe reads what the model's family names, so a family registered from outside
     chooses the probed layers (here the odd blocks only)."""
     from explain.families import Family, register_family

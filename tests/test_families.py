@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import explain
-from explain import families, hooks
+from explain import hooks
 from explain.families import FAMILIES, Family, family_of, register_family
 
 # model_type -> (config class, model class, config arguments, family, head_dim, causal,
@@ -271,17 +271,7 @@ def _toy_family() -> Family:
         n_layers=lambda model: len(model.stack), n_heads=lambda model: model.stack[0].n_heads)
 
 
-@pytest.fixture
-def registry():
-    """The registered families, put back as they were after the test."""
-    saved = dict(families._REGISTERED)
-    yield families
-    families._REGISTERED.clear()
-    families._REGISTERED.update(saved)
-    families._rebuild()
-
-
-def test_a_registered_family_is_tried_first_and_carried_by_load_model(registry):
+def test_a_registered_family_is_tried_first_and_carried_by_load_model(family_registry):
     from explain_models import tiny
 
     tokenizer = tiny.minilm_tokenizer()
@@ -303,7 +293,7 @@ def test_a_registered_family_is_tried_first_and_carried_by_load_model(registry):
     assert family_of(tiny.mha_transformer().model).name == "multihead-attention"
 
 
-def test_register_family_checks_its_argument(registry):
+def test_register_family_checks_its_argument(family_registry):
     with pytest.raises(TypeError, match="takes an explain.families.Family, got dict"):
         register_family({"name": "x"})
     with pytest.raises(ValueError, match="'bert' is already registered"):
