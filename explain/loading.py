@@ -135,7 +135,7 @@ class LoadedModel:
             raise TypeError(f"{self.name} has no tokenizer (task {self.task!r}); text analyses "
                             f"need load_model(..., tokenizer=...)")
         return encode_texts(self.tokenizer, texts, text_pairs=text_pairs, max_length=max_length,
-                            config=self.config)
+                            max_positions=self.family.max_positions(self.model))
 
     def encode_frame(self, frame) -> torch.Tensor:
         """Raw table -> ``(N, n_features)`` float32 tensor through the model's ``encoder``;

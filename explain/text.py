@@ -84,16 +84,15 @@ def _check_texts(texts: Sequence[str] | str, what: str) -> list[str]:
     return texts
 
 
-def model_max_length(tokenizer, config=None) -> int:
-    """Largest sequence the model accepts: the smaller of the tokenizer's and the config's."""
+def model_max_length(tokenizer, max_positions: int | None = None) -> int:
+    """Largest sequence the model accepts: the smaller of the tokenizer's limit and
+    ``max_positions`` (the model family's position limit, ``Family.max_positions``)."""
     limits = []
     tokenizer_limit = getattr(tokenizer, "model_max_length", None)
     if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 1_000_000:
         limits.append(tokenizer_limit)
-    for key in ("max_position_embeddings", "n_positions", "max_positions"):
-        value = getattr(config, key, None) if config is not None else None
-        if isinstance(value, int) and value > 0:
-            limits.append(value)
+    if isinstance(max_positions, int) and max_positions > 0:
+        limits.append(max_positions)
     return min(limits) if limits else 512
 
 
@@ -103,7 +102,7 @@ def encode_texts(
     *,
     text_pairs: Sequence[str] | str | None = None,
     max_length: int | None = None,
-    config=None,
+    max_positions: int | None = None,
 ) -> TextBatch:
     """Tokenise ``texts`` (optionally paired with ``text_pairs``) into a ``TextBatch``.
 
@@ -122,7 +121,7 @@ def encode_texts(
     if not getattr(tokenizer, "is_fast", False):
         raise TypeError(f"{type(tokenizer).__name__} is a slow tokenizer; explain needs a fast "
                         f"tokenizer (offsets and word ids): load it with use_fast=True")
-    limit = model_max_length(tokenizer, config)
+    limit = model_max_length(tokenizer, max_positions)
     if max_length is None:
         max_length = limit
     elif not isinstance(max_length, int) or max_length < 2:

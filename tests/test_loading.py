@@ -429,3 +429,16 @@ def test_as_loaded_refuses_a_reference_name_and_loads_a_directory(tmp_path, tiny
     again = as_loaded(str(path), analysis="audit")
     x = torch.zeros(2, len(tiny_mlp.feature_names))
     torch.testing.assert_close(again.model(x), tiny_mlp.model(x))
+
+
+def test_texts_are_cut_at_the_familys_position_limit(tiny_mha):
+    """The position limit comes from the model family, also for a model that is not a Hugging
+    Face one (the nn.MultiheadAttention transformer has 64 positions)."""
+    limit = tiny_mha.family.max_positions(tiny_mha.model)
+    assert limit == tiny_mha.model.pos.num_embeddings == 64
+    with pytest.warns(ExplainWarning, match="truncated"):
+        batch = tiny_mha.encode_texts(["word " * 100, "a short one"])
+    assert batch.truncated == (True, False)
+    assert batch.input_ids.shape[1] == limit
+    with torch.no_grad():
+        tiny_mha.model(batch.input_ids, batch.attention_mask)   # fits the position embedding

@@ -32,7 +32,6 @@ from .inputs import (
     check_selection,
     force_weights,
     forward_inputs,
-    max_length_of,
     mha_modules,
 )
 from .result import AttentionResult, Side
@@ -114,7 +113,6 @@ def attention(
     storage = _check_dtype(dtype)
     batch_size = positive_int(batch_size, "batch_size")
     module = model.model
-    config = model.config
     is_hf = model.is_huggingface
     encoder_decoder = model.family.encoder_decoder
     if encoder_decoder and text_pairs is not None:
@@ -136,11 +134,12 @@ def attention(
         _require_eager(model)
 
     batch = model.encode_texts(texts, text_pairs=text_pairs,
-                               max_length=max_length_of(model, max_length))
+                               max_length=max_length)
     target_batch = None
     if encoder_decoder:
         target_batch = encode_texts(model.tokenizer, batch.texts if targets is None else targets,
-                                    max_length=max_length, config=config)
+                                    max_length=max_length,
+                                    max_positions=model.family.max_positions(model.model))
         if len(target_batch) != len(batch):
             raise ValueError(f"got {len(batch)} texts but {len(target_batch)} targets; pass one "
                              f"target per text")

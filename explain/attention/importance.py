@@ -30,7 +30,6 @@ from .inputs import (
     check_selection,
     force_weights,
     forward_inputs,
-    max_length_of,
     mha_modules,
 )
 
@@ -185,7 +184,7 @@ def head_importance(
                          f"{model.name} is a {model.task!r} model")
     batch_size = positive_int(batch_size, "batch_size")
     batch = model.encode_texts(texts, text_pairs=text_pairs,
-                               max_length=max_length_of(model, max_length))
+                               max_length=max_length)
     names, n_layers, n_heads, by_projection = _masked_modules(model)
     layer_sel = check_selection(layers, n_layers, "layers")
     head_sel = check_selection(heads, n_heads, "heads")

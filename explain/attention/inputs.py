@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..text import TextBatch, model_max_length
+from ..text import TextBatch
 
 __all__ = ["batch_rows", "check_model", "check_selection", "force_weights", "forward_inputs",
-           "max_length_of", "mha_modules"]
+           "mha_modules"]
 
 
 def check_model(model, what: str):
@@ -66,21 +66,6 @@ def mha_modules(model) -> list[str]:
                         f"nn.MultiheadAttention; a model that is not a Hugging Face one has its "
                         f"weights captured through nn.MultiheadAttention(need_weights=True)")
     return names
-
-
-def max_length_of(model, max_length: int | None) -> int | None:
-    """``max_length`` checked against the position limit of a model that is not a Hugging Face
-    one (its family's ``max_positions`` and its tokenizer's; the default is that limit);
-    ``encode_texts`` reads a Hugging Face config's limit itself."""
-    positions = None if model.is_huggingface else model.family.max_positions(model.model)
-    if positions is None:
-        return max_length
-    limit = min(model_max_length(model.tokenizer), positions)
-    if max_length is None:
-        return limit
-    if max_length > limit:
-        raise ValueError(f"max_length={max_length} exceeds the model's limit of {limit} tokens")
-    return max_length
 
 
 def forward_inputs(module: nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
