@@ -14,10 +14,11 @@ from types import MappingProxyType
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import explain
 from explain.plotting import axes_or_new
-from explain.report import PredictionResult, Report, predict, select_examples
+from explain.report import PredictionResult, Report, build_report, predict, select_examples
 from explain.results import Result
 
 XSS_SCRIPT = "<script>alert(1)</script>"
@@ -433,3 +434,25 @@ def test_staged_directory_replaces_only_when_complete(tmp_path):
         (staging / "b.txt").write_text("second")
     assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_attention_does_not_apply_to_a_text_model_whose_family_has_no_attention(tiny_bert,
+                                                                             tmp_path):
+    class BagOfWords(torch.nn.Module):
+        def __init__(self, vocabulary: int):
+            super().__init__()
+            self.embed = torch.nn.Embedding(vocabulary, 8)
+            self.out = torch.nn.Linear(8, 2)
+
+        def forward(self, input_ids, attention_mask=None, **_):
+            return self.out(self.embed(input_ids).mean(1))
+
+    loaded = explain.load_model(BagOfWords(tiny_bert.tokenizer.vocab_size),
+                                tokenizer=tiny_bert.tokenizer, name="bag-of-words",
+                                task="sequence-classification", label_names=["a", "b"])
+    assert loaded.family.name == "embedding"
+    table = pd.DataFrame({"text": ["a good film", "a dull film", "fine", "bad"]})
+    path = build_report(loaded, table, quiet=True, analyses=("attention",)).save(tmp_path)
+    page = (path / "index.html").read_text()
+    assert ("Skipped because bag-of-words: the model has no attention layers (family "
+            "&#x27;embedding&#x27;)." in page)

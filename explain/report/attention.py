@@ -25,9 +25,8 @@ def _applies(context: Context) -> str | None:
     loaded = context.model
     if not context.is_text:
         return f"a {loaded.task} model has no attention over words"
-    if not (loaded.is_huggingface or any(type(m).__name__ == "MultiheadAttention"
-                                         for m in loaded.model.modules())):
-        return "the model has no attention layers"
+    if not loaded.family.attention_names(loaded.model, "self"):
+        return f"the model has no attention layers (family {loaded.family.name!r})"
     return None
 
 
