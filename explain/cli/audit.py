@@ -116,17 +116,10 @@ def run(args: argparse.Namespace) -> int:
     outputs.json("meta", result.meta)
     outputs.figure("disparities", result.plot("disparities"))
     for feature in result.sensitive_features:
-        outputs.figure(f"metrics_{slug(feature)}", result.plot("metrics",
-                                                               sensitive_feature=feature))
-        if len(result.contrasts[result.contrasts["sensitive_feature"] == feature]):
-            outputs.figure(f"contrasts_{slug(feature)}",
-                           result.plot("contrasts", sensitive_feature=feature))
-        if len(result.calibration):
-            outputs.figure(f"calibration_{slug(feature)}",
-                           result.plot("calibration", sensitive_feature=feature))
-        if len(result.threshold_sweep):
-            outputs.figure(f"thresholds_{slug(feature)}",
-                           result.plot("thresholds", sensitive_feature=feature))
+        for kind in result.applicable_plots(sensitive_feature=feature):
+            if kind != "disparities":  # one figure over every feature, above
+                outputs.figure(f"{kind}_{slug(feature)}",
+                               result.plot(kind, sensitive_feature=feature))
     if args.proxies:
         for column in as_names(args.sensitive, "sensitive"):
             exclude = {column, args.label, args.prediction, args.score, args.text}

@@ -102,13 +102,13 @@ class AuditResult(Result):
         return {name: table.copy() for name, table in tables.items()
                 if name not in ("calibration", "threshold_sweep") or len(table)}
 
-    def applicable_plots(self) -> tuple[str, ...]:
-        """The kinds drawn for the first sensitive feature and class: contrasts need two compared
-        groups, calibration scores and labels, thresholds scores."""
+    def applicable_plots(self, sensitive_feature: str | None = None) -> tuple[str, ...]:
+        """The kinds drawn for ``sensitive_feature`` (default: the first) and the first class:
+        contrasts need two compared groups, calibration scores and labels, thresholds scores."""
         frames = {"contrasts": self.contrasts, "calibration": self.calibration,
                   "thresholds": self.threshold_sweep}
-        return tuple(kind for kind in self.PLOTS
-                     if kind not in frames or len(self._pick(frames[kind], None, None)[0]))
+        return tuple(kind for kind in self.PLOTS if kind not in frames
+                     or len(self._pick(frames[kind], sensitive_feature, None)[0]))
 
     def _pick(self, frame: pd.DataFrame, sensitive_feature: str | None,
               class_label: str | None) -> tuple[pd.DataFrame, str, str]:
