@@ -73,7 +73,7 @@ def test_cli_on_the_reference_sentiment_model(tmp_path, sentiment_model):
 def test_cli_skips_flow_over_the_length_limit(checkpoint, tmp_path, capsys, monkeypatch):
     import sys
 
-    monkeypatch.setattr(sys.modules["explain.attention"], "FLOW_MAX_TOKENS", 4)
+    monkeypatch.setattr(sys.modules["explain.attention.result"], "FLOW_MAX_TOKENS", 4)
     out = tmp_path / "out"
     assert main(["attention", str(checkpoint), "a film", "a much longer film", "--out",
                  str(out)]) == 0

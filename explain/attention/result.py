@@ -363,12 +363,13 @@ class AttentionResult(Result):
             tables[name] = self.head_statistics(attention=kind)
         return tables
 
-    def applicable_plots(self) -> tuple[str, ...]:
-        """Every kind, except rollout and flow unless every layer and head was captured, and
-        flow when text 0 is longer than ``FLOW_MAX_TOKENS`` tokens."""
+    def applicable_plots(self, text_id: int = 0) -> tuple[str, ...]:
+        """Every kind for text ``text_id``, except rollout and flow unless every layer and head
+        was captured, and flow when the text is longer than ``FLOW_MAX_TOKENS`` tokens."""
+        i = self._check_text(text_id)
         full = self.layers == tuple(range(self.n_layers)) and \
             self.heads == tuple(range(self.n_heads))
-        short = len(self._source.tokens[0]) <= FLOW_MAX_TOKENS
+        short = len(self._source.tokens[i]) <= FLOW_MAX_TOKENS
         return tuple(kind for kind in self.PLOTS
                      if (kind not in ("rollout", "flow") or full) and (kind != "flow" or short))
 

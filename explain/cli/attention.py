@@ -47,7 +47,8 @@ def _formats(text: str) -> tuple[str, ...]:
 
 def run(args: argparse.Namespace) -> int:
     from .. import attention
-    from ..attention import FLOW_MAX_TOKENS, HEAD_STATISTICS, LEVELS
+    from ..attention import HEAD_STATISTICS, LEVELS
+    from ..attention.result import FLOW_MAX_TOKENS  # where applicable_plots reads it
     from ..checks import one_of
     from ..plotting import save_figure
     from ._output import files_into
@@ -73,13 +74,13 @@ def run(args: argparse.Namespace) -> int:
             written.extend(p.name for p in save_figure(figure, staging / name, formats=formats))
 
         for i in range(len(result.texts)):
+            kinds = result.applicable_plots(text_id=i)
             save(result.plot("head", text_id=i, layer=layer, head=args.head, level=args.level),
                  f"text{i}_head")
-            save(result.plot("grid", text_id=i, level=args.level), f"text{i}_grid")
-            save(result.plot("rollout", text_id=i, level=args.level), f"text{i}_rollout")
-            if len(result.tokens(i)) <= FLOW_MAX_TOKENS:
-                save(result.plot("flow", text_id=i, level=args.level), f"text{i}_flow")
-            else:
+            for kind in ("grid", "rollout", "flow"):
+                if kind in kinds:
+                    save(result.plot(kind, text_id=i, level=args.level), f"text{i}_{kind}")
+            if "flow" not in kinds:
                 print(f"text {i}: {len(result.tokens(i))} tokens, over the attention-flow limit "
                       f"of {FLOW_MAX_TOKENS}; no flow figure")
         save(result.plot("head_summary", statistic=args.statistic), "head_summary")
