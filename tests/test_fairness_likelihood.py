@@ -212,3 +212,40 @@ def test_the_crows_pairs_interval_covers_the_true_share_at_nominal():
 def test_crows_pairs_records_its_interval(tiny_gpt2, tmp_path):
     result = crows_pairs(tiny_gpt2, _crows_csv(tmp_path))
     assert result.meta["parameters"]["interval"] == "wilson"
+
+
+def _words(model, n_tokens: int) -> str:
+    """A sentence the probe feeds ``model`` as exactly ``n_tokens`` tokens."""
+    from explain.fairness.likelihood import _scored_ids
+
+    overhead = len(_scored_ids(model, "doctor")) - 1  # [CLS]/[SEP] or BOS
+    text = " ".join(["doctor"] * (n_tokens - overhead))
+    assert len(_scored_ids(model, text)) == n_tokens
+    return text
+
+
+@pytest.mark.parametrize("fixture", ["tiny_mlm", "tiny_gpt2"])
+def test_a_sentence_longer_than_the_context_names_its_pair_and_the_limit(fixture, request,
+                                                                           tmp_path):
+    model = request.getfixturevalue(fixture)
+    config = model.model.config
+    limit = getattr(config, "n_positions", None) or config.max_position_embeddings
+    columns = ["sent_more", "sent_less", "stereo_antistereo", "bias_type"]
+    fits = _words(model, limit)
+    # exactly the context: scored whole (the position embedding would fail past it)
+    result = crows_pairs(model, pd.DataFrame([(fits, fits, "stereo", "gender")],
+                                             columns=columns))
+    assert np.isfinite(result.to_frame()[["score_more", "score_less"]].to_numpy()).all()
+    too_long = pd.DataFrame([("he is a doctor", "she is a doctor", "stereo", "gender"),
+                             ("he is a doctor", _words(model, limit + 1), "stereo", "gender")],
+                            columns=columns)
+    with pytest.raises(ValueError, match=f"pair 1's sent_less has {limit + 1} tokens, more than "
+                                         f"the {limit} of {model.name}'s context"):
+        crows_pairs(model, too_long)
+    with pytest.raises(ValueError, match=f"texts\\[0\\] has {limit + 1} tokens"):
+        sentence_scores(model, [_words(model, limit + 1)])
+    examples = read_stereoset(_stereoset_json(tmp_path))
+    examples.loc[1, "unrelated"] = _words(model, limit + 1)
+    with pytest.raises(ValueError, match=f"example 'ex1''s unrelated sentence has {limit + 1}"):
+        stereoset(model, examples)
+    assert explain.hooks.count_hooks(model) == 0

@@ -19,6 +19,10 @@ Both read the published file formats from a path you give (nothing is downloaded
   (stereotype, unrelated) and (anti-stereotype, unrelated) comparisons won by the meaningful
   sentence; ``ss_score`` = percentage of examples where the stereotype beats the
   anti-stereotype; ``icat = lm_score * min(ss_score, 100 - ss_score) / 50``.
+
+Both protocols score whole sentences, so a sentence longer than the model's context raises
+``ValueError`` naming it (before anything is scored) instead of being truncated: a cut sentence
+would be scored on other tokens than its pair, or lose the words that differ.
 """
 
 from __future__ import annotations
@@ -115,6 +119,34 @@ def read_stereoset(path: str | os.PathLike) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _context_limit(model) -> int:
+    from ..text import model_max_length
+
+    return model_max_length(model.tokenizer, model.family.max_positions(model.model))
+
+
+def _scored_ids(model, text: str) -> list[int]:
+    """The token ids the probe feeds the model for ``text``."""
+    tokenizer = model.tokenizer
+    if model.task == "masked-lm":
+        return list(tokenizer(text, add_special_tokens=True)["input_ids"])
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return [tokenizer.bos_token_id, *ids] if tokenizer.bos_token_id is not None else list(ids)
+
+
+def _check_context(model, texts: list[str], names: list[str]) -> None:
+    """``ValueError`` naming the first text longer than the model's context (``names[i]`` says
+    which text it is); it runs before any scoring, so a long file fails at once."""
+    limit = _context_limit(model)
+    for text, name in zip(texts, names, strict=True):
+        n_tokens = len(_scored_ids(model, text))
+        if n_tokens > limit:
+            raise ValueError(f"{name} has {n_tokens} tokens, more than the {limit} of "
+                             f"{model.name}'s context (it starts {text[:60]!r}); the probe scores "
+                             f"whole sentences (a truncated one would be compared on other tokens "
+                             f"than its pair), so shorten or drop it")
+
+
 def _token_spans(model, text: str) -> tuple[list[int], list[tuple[int, int]]]:
     encoding = model.tokenizer(text, return_offsets_mapping=True, add_special_tokens=True)
     return list(encoding["input_ids"]), [tuple(o) for o in encoding["offset_mapping"]]
@@ -141,10 +173,7 @@ def _masked_log_probs(model, ids: list[int], positions: list[int],
 
 def _causal_log_probs(model, text: str) -> np.ndarray:
     """log p(x_t | x_<t) for every token of ``text`` (after BOS when the tokenizer has one)."""
-    tokenizer = model.tokenizer
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    if tokenizer.bos_token_id is not None:
-        ids = [tokenizer.bos_token_id, *ids]
+    ids = _scored_ids(model, text)
     if len(ids) < 2:
         raise ValueError(f"{text!r} is too short to score with a causal LM (one token and no "
                          f"BOS token)")
@@ -158,10 +187,12 @@ def sentence_scores(model: Any, texts: list[str], *, spans: list[tuple[int, int]
                     = None, reduce: str = "sum", batch_size: int = 64) -> np.ndarray:
     """Log-likelihood score of each text: pseudo-log-likelihood for a masked LM (over the
     tokens overlapping ``spans[i]`` when given, else every non-special token), log-probability
-    for a causal LM (every token). ``reduce``: ``"sum"`` or ``"mean"`` over the tokens."""
+    for a causal LM (every token). ``reduce``: ``"sum"`` or ``"mean"`` over the tokens.
+    A text longer than the model's context raises ``ValueError`` naming it."""
     from ..hooks import preserved_state
 
     model = _check_lm(model)
+    _check_context(model, list(texts), [f"texts[{i}]" for i in range(len(texts))])
     scores = []
     with preserved_state(model), torch.no_grad():
         model.model.eval()
@@ -198,7 +229,8 @@ def crows_pairs(model: Any, data: str | os.PathLike | pd.DataFrame, *,
     """CrowS-Pairs pair preference of a masked or causal LM (see the module docstring).
 
     ``data``: the path of a CrowS-Pairs CSV, or a frame with its columns. ``confidence``: the
-    level of the Wilson interval of each metric score.
+    level of the Wilson interval of each metric score. A sentence longer than the model's
+    context raises ``ValueError`` naming its pair (see the module docstring).
     """
     from ..hooks import preserved_state
 
@@ -208,6 +240,10 @@ def crows_pairs(model: Any, data: str | os.PathLike | pd.DataFrame, *,
     if missing:
         raise ValueError(f"the frame lacks CrowS-Pairs column(s) {missing}")
     confidence = check_confidence(confidence)
+    sentences = frame[["sent_more", "sent_less"]].astype(str)
+    _check_context(model, [s for pair in sentences.itertuples(index=False) for s in pair],
+                   [f"pair {i}'s {column}" for i in range(len(frame))
+                    for column in ("sent_more", "sent_less")])
     rows = []
     with preserved_state(model), torch.no_grad():
         model.model.eval()
@@ -286,6 +322,8 @@ def stereoset(model: Any, data: str | os.PathLike | pd.DataFrame, *, batch_size:
             sentence = example[gold]
             texts.append(sentence)
             spans.append(_blank_span(example["context"], sentence))
+    _check_context(model, texts, [f"example {example['id']!r}'s {gold} sentence"
+                                  for example in frame.to_dict("records") for gold in _GOLD])
     # a masked LM scores the blank's tokens (spans); a causal LM every token
     scores = sentence_scores(model, texts, spans=spans, reduce="mean", batch_size=batch_size)
     table = scores.reshape(len(frame), len(_GOLD))
