@@ -41,10 +41,16 @@ def sha256_files(paths: Iterable[Path], *, root: Path | None = None) -> str:
 
 
 def sha256_state_dict(module: torch.nn.Module) -> str:
-    """SHA-256 over the names, dtypes, shapes and values of a module's state dict."""
+    """SHA-256 over the names, dtypes, shapes and values of a module's state dict.
+
+    Zero-dimensional entries (a BatchNorm's ``num_batches_tracked``) are hashed like any other:
+    their bytes are read through a flat view, which leaves the hash of every other entry as it was.
+    """
     digest = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
         tensor = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        # reshape(-1): torch cannot reinterpret a 0-d tensor as bytes of another element size.
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes()
+                      if tensor.numel() else b"")
     return digest.hexdigest()
