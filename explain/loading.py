@@ -7,7 +7,8 @@
   ``explain.nets.ARCHITECTURES`` + ``model.safetensors``), used for tabular and image models;
 * a Hugging Face Hub id such as ``"bert-base-uncased"`` (real Hub code; offline it fails with a
   message that says how to pass a local directory instead);
-* an in-memory ``torch.nn.Module`` with its tokenizer, feature names or input shape.
+* an in-memory ``torch.nn.Module`` with its tokenizer, feature names (and one-hot feature
+  groups) or input shape.
 
 Weights are read from safetensors only unless ``allow_pickle=True``; remote code never runs; the
 model is put in eval mode; Hugging Face models are loaded with eager attention so attention
@@ -19,6 +20,7 @@ without tokenizer files, or a tokenizer with far fewer tokens than the model's e
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -30,11 +32,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from . import _hf, nets
-from .checks import one_of
+from .checks import check_columns, one_of
 from .families import Family, family_of
 from .provenance import sha256_files, sha256_state_dict
 
@@ -61,9 +64,11 @@ class LoadedModel:
     ``model``: the ``torch.nn.Module`` in eval mode. ``task``: a key of ``TASKS``.
     ``tokenizer``: a fast Hugging Face tokenizer for text tasks, else ``None``.
     ``feature_names``: encoded feature names of a tabular model; ``feature_groups`` maps a raw
-    column to the indices of its encoded features (one-hot groups); ``encoder`` turns a raw
-    ``pandas.DataFrame`` into the model's float matrix. ``input_shape``: ``(C, H, W)`` of an image
-    model. ``label_names``: class names by index (``None`` for LMs and encoders).
+    column (or the group name given to ``load_model``) to the indices of its encoded features
+    (one-hot groups); ``encoder`` turns a raw ``pandas.DataFrame`` into the model's float matrix
+    (without one, ``encode_frame`` reads the ``feature_names`` columns). ``input_shape``:
+    ``(C, H, W)`` of an image model. ``label_names``: class names by index (``None`` for LMs and
+    encoders).
     ``provenance``: name, source, revision, weights hash, attention implementation, class.
     ``card``: the model card (data, split, seed, metrics, training time) when the checkpoint has
     one. ``family``: the ``explain.families.Family`` that describes the architecture (embedding,
@@ -138,11 +143,20 @@ class LoadedModel:
                             max_positions=self.family.max_positions(self.model))
 
     def encode_frame(self, frame) -> torch.Tensor:
-        """Raw table -> ``(N, n_features)`` float32 tensor through the model's ``encoder``;
-        unseen categories, missing values and non-numbers raise (``TabularEncoder.transform``)."""
-        if self.encoder is None:
-            raise TypeError(f"{self.name} has no tabular encoder; pass encoded features directly")
-        return torch.from_numpy(self.encoder.transform(frame))
+        """Table -> ``(N, n_features)`` float32 tensor: through the model's ``encoder`` when it
+        has one (unseen categories, missing values and non-numbers raise, as in
+        ``TabularEncoder.transform``), else the columns named by ``feature_names``, in that
+        order, read as numbers (``KeyError`` names missing columns; ``ValueError`` names a
+        column that holds text, NaN or infinity, and its rows)."""
+        if self.encoder is not None:
+            return torch.from_numpy(self.encoder.transform(frame))
+        if not self.feature_names:
+            raise TypeError(f"{self.name} has no tabular encoder and no feature names; pass "
+                            f"encoded features directly, or load it with "
+                            f"load_model(module, feature_names=[...])")
+        names = check_columns(frame, {"feature": list(self.feature_names)}, where="the data")
+        columns = [nets._numeric_values(frame, name) for name in names]
+        return torch.from_numpy(np.stack(columns, axis=1).astype(np.float32))
 
     def _repr_html_(self) -> str:
         from html import escape
@@ -170,6 +184,7 @@ def load_model(
     task: str | None = None,
     tokenizer: Any = None,
     feature_names: Sequence[str] | None = None,
+    feature_groups: Mapping[str, Sequence[str]] | Sequence[Sequence[str]] | None = None,
     label_names: Sequence[str] | None = None,
     input_shape: Sequence[int] | None = None,
     revision: str | None = None,
@@ -185,13 +200,23 @@ def load_model(
     head on it). ``allow_pickle``: also read ``pytorch_model.bin``-style pickle weights (pickle
     can run code: only for sources you trust). ``attn_implementation``: ``"eager"`` (default) so
     attention weights exist; ``None`` keeps what the model has.
+
+    ``feature_names`` (in-memory tabular module): the name of each input column, in order.
+    ``feature_groups``: its one-hot groups, attributed as one feature each: a mapping group
+    name -> member feature names (``{"sex": ["sex=F", "sex=M"]}``), or a list of member lists
+    named by their shared ``column=`` prefix (``[["sex=F", "sex=M"]]``). Stored as
+    ``LoadedModel.feature_groups`` (group name -> feature indices).
     """
     if task is not None:
         one_of(task, TASKS, "task")
+    if feature_groups is not None and not isinstance(source, nn.Module):
+        raise ValueError("feature_groups= is for an in-memory torch.nn.Module; a checkpoint "
+                         "directory or Hub model brings its own (drop feature_groups=)")
     if isinstance(source, nn.Module):
         return _from_module(source, task=task, tokenizer=tokenizer, feature_names=feature_names,
-                            label_names=label_names, input_shape=input_shape,
-                            attn_implementation=attn_implementation, name=name)
+                            feature_groups=feature_groups, label_names=label_names,
+                            input_shape=input_shape, attn_implementation=attn_implementation,
+                            name=name)
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"load_model takes a directory, a Hub id or a torch.nn.Module, got "
                         f"{type(source).__name__}")
@@ -303,8 +328,62 @@ def _from_hub(hub_id, *, task, tokenizer, label_names, revision, allow_pickle,
     return LoadedModel(**parts)
 
 
-def _from_module(module, *, task, tokenizer, feature_names, label_names, input_shape,
-                 attn_implementation, name) -> LoadedModel:
+def _group_name(members: Sequence[str]) -> str:
+    prefixes = {str(m).partition("=")[0] for m in members}
+    if len(prefixes) != 1 or not all("=" in str(m) for m in members):
+        raise ValueError(f"feature group {list(members)!r} has no shared 'column=' prefix to "
+                         f"name it; pass a mapping instead: feature_groups={{'name': "
+                         f"{list(members)!r}}}")
+    return prefixes.pop()
+
+
+def _feature_groups(groups, feature_names) -> dict[str, list[int]] | None:
+    """``load_model``'s ``feature_groups`` -> group name -> feature indices, checked."""
+    if groups is None:
+        return None
+    if feature_names is None:
+        raise ValueError("feature_groups= needs feature_names=[...] (the groups name features)")
+    if isinstance(groups, str) or not isinstance(groups, (Mapping, Sequence)):
+        raise TypeError(f"feature_groups is a mapping name -> feature names or a list of "
+                        f"feature-name lists, got {groups!r}")
+    if not isinstance(groups, Mapping):
+        groups = {_group_name(members): members for members in groups}
+    names = list(feature_names)
+    index = {feature: i for i, feature in enumerate(names)}
+    owner: dict[str, str] = {}
+    result: dict[str, list[int]] = {}
+    for group, members in groups.items():
+        if not isinstance(group, str):
+            raise TypeError(f"a feature group is named by a str, got {group!r}")
+        if isinstance(members, str) or not isinstance(members, Sequence) or not members:
+            raise ValueError(f"feature group {group!r} must list its member feature names, got "
+                             f"{members!r}")
+        if group in index and list(members) != [group]:
+            raise ValueError(f"feature group {group!r} has the name of a feature outside it; "
+                             f"name the group by its column (e.g. {group.partition('=')[0]!r}) "
+                             f"or another name that is not a feature")
+        for member in members:
+            if member not in index:
+                hint = _feature_hint(member, names)
+                raise ValueError(f"feature group {group!r} lists {member!r}, which is not a "
+                                 f"feature name; {hint}")
+            if member in owner:
+                raise ValueError(f"feature {member!r} is in two feature groups, {owner[member]!r} "
+                                 f"and {group!r}; a feature belongs to one group at most")
+            owner[member] = group
+        result[group] = [index[m] for m in members]
+    return result
+
+
+def _feature_hint(value: Any, names: Sequence[str]) -> str:
+    close = difflib.get_close_matches(str(value), names, n=3, cutoff=0.6)
+    more = f" and {len(names) - 20} more" if len(names) > 20 else ""
+    return ((f"did you mean {' or '.join(map(repr, close))}? " if close else "")
+            + f"feature names: {', '.join(map(repr, names[:20]))}{more}")
+
+
+def _from_module(module, *, task, tokenizer, feature_names, feature_groups, label_names,
+                 input_shape, attn_implementation, name) -> LoadedModel:
     from transformers import PreTrainedModel
 
     if task is None:
@@ -325,6 +404,7 @@ def _from_module(module, *, task, tokenizer, feature_names, label_names, input_s
                          f"tokenizer=AutoTokenizer.from_pretrained(...))")
     if task == "tabular-classification" and feature_names is None:
         raise ValueError("a tabular model needs feature_names=[...] (one per input column)")
+    groups = _feature_groups(feature_groups, feature_names)
     if task == "image-classification" and input_shape is None:
         raise ValueError("an image model needs input_shape=(channels, height, width)")
     implementation = None
@@ -340,6 +420,7 @@ def _from_module(module, *, task, tokenizer, feature_names, label_names, input_s
     return LoadedModel(
         model=module, task=task, tokenizer=tokenizer, family=family,
         feature_names=tuple(feature_names) if feature_names is not None else None,
+        feature_groups=groups,
         input_shape=tuple(input_shape) if input_shape is not None else None,
         label_names=tuple(label_names) if label_names is not None else None,
         provenance={"name": name or type(module).__name__, "source": "in-memory",

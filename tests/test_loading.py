@@ -442,3 +442,65 @@ def test_texts_are_cut_at_the_familys_position_limit(tiny_mha):
     assert batch.input_ids.shape[1] == limit
     with torch.no_grad():
         tiny_mha.model(batch.input_ids, batch.attention_mask)   # fits the position embedding
+
+
+def test_feature_groups_of_an_own_module_are_checked_and_stored_as_indices():
+    names = ["age", "sex=F", "sex=M", "job=a", "job=b"]
+    net = torch.nn.Linear(5, 2)
+    by_list = explain.load_model(net, feature_names=names,
+                                 feature_groups=[["sex=F", "sex=M"], ["job=a", "job=b"]])
+    assert by_list.feature_groups == {"sex": [1, 2], "job": [3, 4]}
+    by_name = explain.load_model(net, feature_names=names, feature_groups={"gender": ["sex=M",
+                                                                                      "sex=F"]})
+    assert by_name.feature_groups == {"gender": [2, 1]}
+    assert explain.load_model(net, feature_names=names).feature_groups is None
+    with pytest.raises(ValueError, match=r"group 'sex' lists 'sex=X', which is not a feature "
+                                         r"name; did you mean .*'sex=F'.*feature names: 'age'"):
+        explain.load_model(net, feature_names=names, feature_groups={"sex": ["sex=F", "sex=X"]})
+    with pytest.raises(ValueError, match=r"feature 'sex=M' is in two feature groups, 'sex' and "
+                                         r"'male'"):
+        explain.load_model(net, feature_names=names,
+                           feature_groups={"sex": ["sex=F", "sex=M"], "male": ["sex=M"]})
+    with pytest.raises(ValueError, match=r"no shared 'column=' prefix.*feature_groups=\{'name'"):
+        explain.load_model(net, feature_names=names, feature_groups=[["age", "sex=F"]])
+    with pytest.raises(ValueError, match="group 'age' has the name of a feature outside it"):
+        explain.load_model(net, feature_names=names, feature_groups={"age": ["sex=F", "sex=M"]})
+    with pytest.raises(ValueError, match="group 'sex' must list its member feature names"):
+        explain.load_model(net, feature_names=names, feature_groups={"sex": "sex=F"})
+    with pytest.raises(ValueError, match="feature_groups= needs feature_names="):
+        explain.load_model(net, task="image-classification", input_shape=(5,),
+                           feature_groups={"a": ["b"]})
+
+
+def test_feature_groups_are_refused_for_a_checkpoint(tmp_path, tiny_mlp):
+    path = explain.save_model(tiny_mlp, tmp_path / "m")
+    with pytest.raises(ValueError, match="feature_groups= is for an in-memory torch.nn.Module"):
+        explain.load_model(path, feature_groups={"a": ["f0"]})
+
+
+def test_own_module_reads_its_feature_columns_from_a_table():
+    import numpy as np
+    import pandas as pd
+
+    loaded = explain.load_model(torch.nn.Linear(3, 2), feature_names=["b", "a", "c"])
+    frame = pd.DataFrame({"a": [1, 2, 3], "b": [0.5, 1.5, 2.5], "c": [True, False, True],
+                          "other": ["x", "y", "z"]})
+    encoded = loaded.encode_frame(frame)
+    assert encoded.dtype == torch.float32
+    assert torch.equal(encoded, torch.tensor([[0.5, 1, 1], [1.5, 2, 0], [2.5, 3, 1]]))
+    with pytest.raises(KeyError, match=r"feature column 'c' is not in the data.*columns: 'a', "
+                                       r"'b'"):
+        loaded.encode_frame(frame[["a", "b"]])
+    text = frame.astype({"a": object})
+    text.loc[[0, 2], "a"] = "two"
+    with pytest.raises(ValueError, match=r"column 'a' holds values that are not numbers: 'two' "
+                                         r"\(2 rows\)"):
+        loaded.encode_frame(text)
+    holes = frame.assign(b=[0.5, np.inf, np.nan])
+    with pytest.raises(ValueError, match=r"column 'b' is missing \(NaN\) or infinite in 2 of 3 "
+                                         r"rows \(index 1, 2\)"):
+        loaded.encode_frame(holes)
+    bare = explain.load_model(torch.nn.Linear(3, 2), task="image-classification",
+                              input_shape=(3,))
+    with pytest.raises(TypeError, match="no tabular encoder and no feature names"):
+        bare.encode_frame(frame)
