@@ -20,7 +20,6 @@ without tokenizer files, or a tokenizer with far fewer tokens than the model's e
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -37,7 +36,7 @@ import torch
 from torch import nn
 
 from . import _hf, nets
-from .checks import check_columns, one_of
+from .checks import check_columns, check_feature_groups, one_of
 from .families import Family, family_of
 from .provenance import sha256_files, sha256_state_dict
 
@@ -328,60 +327,6 @@ def _from_hub(hub_id, *, task, tokenizer, label_names, revision, allow_pickle,
     return LoadedModel(**parts)
 
 
-def _group_name(members: Sequence[str]) -> str:
-    prefixes = {str(m).partition("=")[0] for m in members}
-    if len(prefixes) != 1 or not all("=" in str(m) for m in members):
-        raise ValueError(f"feature group {list(members)!r} has no shared 'column=' prefix to "
-                         f"name it; pass a mapping instead: feature_groups={{'name': "
-                         f"{list(members)!r}}}")
-    return prefixes.pop()
-
-
-def _feature_groups(groups, feature_names) -> dict[str, list[int]] | None:
-    """``load_model``'s ``feature_groups`` -> group name -> feature indices, checked."""
-    if groups is None:
-        return None
-    if feature_names is None:
-        raise ValueError("feature_groups= needs feature_names=[...] (the groups name features)")
-    if isinstance(groups, str) or not isinstance(groups, (Mapping, Sequence)):
-        raise TypeError(f"feature_groups is a mapping name -> feature names or a list of "
-                        f"feature-name lists, got {groups!r}")
-    if not isinstance(groups, Mapping):
-        groups = {_group_name(members): members for members in groups}
-    names = list(feature_names)
-    index = {feature: i for i, feature in enumerate(names)}
-    owner: dict[str, str] = {}
-    result: dict[str, list[int]] = {}
-    for group, members in groups.items():
-        if not isinstance(group, str):
-            raise TypeError(f"a feature group is named by a str, got {group!r}")
-        if isinstance(members, str) or not isinstance(members, Sequence) or not members:
-            raise ValueError(f"feature group {group!r} must list its member feature names, got "
-                             f"{members!r}")
-        if group in index and list(members) != [group]:
-            raise ValueError(f"feature group {group!r} has the name of a feature outside it; "
-                             f"name the group by its column (e.g. {group.partition('=')[0]!r}) "
-                             f"or another name that is not a feature")
-        for member in members:
-            if member not in index:
-                hint = _feature_hint(member, names)
-                raise ValueError(f"feature group {group!r} lists {member!r}, which is not a "
-                                 f"feature name; {hint}")
-            if member in owner:
-                raise ValueError(f"feature {member!r} is in two feature groups, {owner[member]!r} "
-                                 f"and {group!r}; a feature belongs to one group at most")
-            owner[member] = group
-        result[group] = [index[m] for m in members]
-    return result
-
-
-def _feature_hint(value: Any, names: Sequence[str]) -> str:
-    close = difflib.get_close_matches(str(value), names, n=3, cutoff=0.6)
-    more = f" and {len(names) - 20} more" if len(names) > 20 else ""
-    return ((f"did you mean {' or '.join(map(repr, close))}? " if close else "")
-            + f"feature names: {', '.join(map(repr, names[:20]))}{more}")
-
-
 def _from_module(module, *, task, tokenizer, feature_names, feature_groups, label_names,
                  input_shape, attn_implementation, name) -> LoadedModel:
     from transformers import PreTrainedModel
@@ -404,7 +349,7 @@ def _from_module(module, *, task, tokenizer, feature_names, feature_groups, labe
                          f"tokenizer=AutoTokenizer.from_pretrained(...))")
     if task == "tabular-classification" and feature_names is None:
         raise ValueError("a tabular model needs feature_names=[...] (one per input column)")
-    groups = _feature_groups(feature_groups, feature_names)
+    groups = check_feature_groups(feature_groups, feature_names)
     if task == "image-classification" and input_shape is None:
         raise ValueError("an image model needs input_shape=(channels, height, width)")
     implementation = None
