@@ -456,3 +456,13 @@ def test_attention_does_not_apply_to_a_text_model_whose_family_has_no_attention(
     page = (path / "index.html").read_text()
     assert ("Skipped because bag-of-words: the model has no attention layers (family "
             "&#x27;embedding&#x27;)." in page)
+
+
+def test_predict_names_a_feature_column_that_holds_text(tiny_mlp):
+    """A model without an encoder reads its feature columns through encode_frame, whose errors
+    name the column and the rows (not numpy's 'could not convert string to float')."""
+    data = pd.DataFrame({name: [0.0, 1.0] for name in tiny_mlp.feature_names})
+    data["x1"] = ["x", 1.0]
+    with pytest.raises(ValueError, match=r"numeric column 'x1' holds values that are not "
+                                         r"numbers: 'x' \(1 row\)"):
+        predict(tiny_mlp, data)

@@ -226,11 +226,8 @@ def predict(loaded, data: pd.DataFrame, *, text_column: str | None = None,
                 batch = loaded.encode_texts(texts[start:start + batch_size],
                                             max_length=max_length)
                 output = loaded.model(**batch.model_inputs())
-            elif loaded.encoder is not None:
+            else:  # through the encoder, or the feature columns as numbers (checked)
                 output = loaded.model(loaded.encode_frame(part))
-            else:  # no encoder: the feature columns are the model's inputs, as numbers
-                features = part[list(loaded.feature_names)].to_numpy(dtype=np.float32, copy=True)
-                output = loaded.model(torch.from_numpy(features))
             logits = getattr(output, "logits", output)
             if isinstance(logits, (tuple, list)):
                 logits = logits[0]
