@@ -24,7 +24,8 @@ from torch import nn
 
 from .checks import check_columns
 
-__all__ = ["ARCHITECTURES", "MLP", "MHATransformer", "SmallCNN", "TabularEncoder", "build"]
+__all__ = ["ARCHITECTURES", "MLP", "MHATransformer", "SmallCNN", "SmallResNet", "TabularEncoder",
+           "build"]
 
 
 class MLP(nn.Module):
@@ -76,6 +77,57 @@ class SmallCNN(nn.Module):
         return self.fc(self.flatten(self.pool(x)))
 
 
+class _Residual(nn.Module):
+    """``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``; ``shortcut`` is the identity, or
+    a 1x1 convolution + BatchNorm when the stride or the channel count changes. The shortcut is
+    registered first so that ``conv2`` is the block's last ``nn.Conv2d`` in module order."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.shortcut = (nn.Identity() if stride == 1 and in_channels == out_channels else
+                         nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride,
+                                                 bias=False), nn.BatchNorm2d(out_channels)))
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act(self.bn1(self.conv1(x)))
+        return self.act(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class SmallResNet(nn.Module):
+    """Residual classifier for small images: ``(N, C, H, W) -> (N, n_classes)`` logits.
+
+    Submodules: ``stem`` (3x3 conv, BatchNorm, ReLU to ``channels[0]``), ``blocks.<i>`` (one
+    residual block per entry of ``channels``, stride 2 whenever the channel count changes, so an
+    8x8 input with ``channels=(16, 32)`` ends at 4x4), ``pool`` (global average), ``fc``.
+    ``blocks.<last>.conv2`` is the last convolution, the natural GradCAM layer.
+    """
+
+    def __init__(self, in_channels: int = 1, n_classes: int = 10,
+                 channels: Sequence[int] = (16, 32)) -> None:
+        super().__init__()
+        self.config = {"in_channels": in_channels, "n_classes": n_classes,
+                       "channels": list(channels)}
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels[0], 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(channels[0]), nn.ReLU())
+        self.blocks = nn.ModuleList(
+            _Residual(a, b, stride=1 if a == b else 2)
+            for a, b in itertools.pairwise([channels[0], *channels]))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(channels[-1], n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.fc(self.flatten(self.pool(x)))
+
+
 class _Block(nn.Module):
     def __init__(self, d_model: int, n_heads: int, d_ff: int) -> None:
         super().__init__()
@@ -121,7 +173,8 @@ class MHATransformer(nn.Module):
 
 
 ARCHITECTURES: Mapping[str, type[nn.Module]] = MappingProxyType(
-    {"mlp": MLP, "small_cnn": SmallCNN, "mha_transformer": MHATransformer}
+    {"mlp": MLP, "small_cnn": SmallCNN, "small_resnet": SmallResNet,
+     "mha_transformer": MHATransformer}
 )
 
 
