@@ -7,6 +7,7 @@ target in one rename.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -20,8 +21,8 @@ import pandas as pd
 import explain
 from explain.provenance import versions
 
-__all__ = ["HELDOUT_FILE", "accuracy", "heldout_metrics", "majority_accuracy", "make_card",
-           "save_checkpoint", "stratified_split"]
+__all__ = ["HELDOUT_FILE", "accuracy", "heldout_metrics", "is_current", "majority_accuracy",
+           "make_card", "save_checkpoint", "stratified_split"]
 
 #: The held-out rows' file in every checkpoint (written by ``save_checkpoint``, named in the card).
 HELDOUT_FILE = "heldout.csv"
@@ -85,6 +86,18 @@ def make_card(*, name: str, description: str, data: Mapping[str, Any],
         "training_time_seconds": round(float(training_time_seconds), 2),
         "versions": versions(),
     }
+
+
+def is_current(target: Path, *, recipe_version: int | None) -> bool:
+    """Whether ``target`` holds a complete checkpoint whose card records ``recipe_version``.
+
+    A recipe that defines no ``RECIPE_VERSION`` passes ``None``, which matches cards without the
+    key; a card of an older version (or none) is not current, so the caller retrains.
+    """
+    card = Path(target) / "model_card.json"
+    if not card.is_file():
+        return False
+    return json.loads(card.read_text()).get("recipe_version") == recipe_version
 
 
 def save_checkpoint(loaded: explain.LoadedModel, target: Path, *, card: Mapping[str, Any],
