@@ -49,10 +49,14 @@ def path(name: str) -> Path:
 
 
 def ensure(name: str, *, retrain: bool = False, progress: bool = True) -> Path:
-    """Return the checkpoint of ``name``, training it first if it is missing (or ``retrain``)."""
+    """Return the checkpoint of ``name``, training it first if it is missing, was made by
+    another version of its recipe (``RECIPE_VERSION`` against the card's ``recipe_version``),
+    or ``retrain``."""
+    from ._recipe import is_current
+
     target = path(name)
-    if target.is_dir() and (target / "model_card.json").is_file() and not retrain:
-        return target
     module = importlib.import_module(f"{__name__}.{RECIPES[name]}")
+    if not retrain and is_current(target, recipe_version=getattr(module, "RECIPE_VERSION", None)):
+        return target
     module.train(name, target, progress=progress)
     return target

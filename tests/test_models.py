@@ -258,6 +258,23 @@ def test_a_checkpoint_of_another_recipe_version_is_not_current(tmp_path):
     assert is_current(tmp_path, recipe_version=2)
 
 
+def test_ensure_retrains_a_cached_checkpoint_of_another_recipe_version(monkeypatch, tmp_path):
+    import explain_models
+    from explain_models import digits
+
+    monkeypatch.setenv("EXPLAIN_CACHE", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(digits, "train", lambda name, target, progress: calls.append(name))
+    target = explain_models.path("digits")
+    target.mkdir(parents=True)
+    (target / "model_card.json").write_text(json.dumps({"recipe_version": 1}))
+    assert explain_models.ensure("digits", progress=False) == target and calls == ["digits"]
+    (target / "model_card.json").write_text(
+        json.dumps({"recipe_version": digits.RECIPE_VERSION}))
+    explain_models.ensure("digits", progress=False)
+    assert calls == ["digits"]  # current: reused, not retrained
+
+
 def test_failed_save_leaves_no_checkpoint(monkeypatch, tmp_path, tiny_mlp):
     from explain_models._recipe import save_checkpoint
 
