@@ -30,7 +30,7 @@ from .. import hooks
 from ..checks import positive_int
 from ..errors import ExplainWarning
 from .inputs import Prepared, _slice_args, collate, content_seed
-from .methods import METHODS, MethodSpec
+from .methods import COMPLETENESS_GAP_WARNING, METHODS, MethodSpec
 from .runners import MethodCall
 from .scorer import Scorer, scorer_for
 
@@ -234,7 +234,39 @@ def compute(loaded, prepared: Prepared, spec: MethodSpec, *, n_steps: int,
                       f"says nothing; the attributions are underdetermined too; KernelSHAP's "
                       f"first two samples are its constraints); surrogate_r2 is NaN there. "
                       f"Pass n_samples={10 * (p + 1)} or more", ExplainWarning, stacklevel=3)
+    if spec.inexact_modules is not None:
+        _warn_inexact(spec, spec.inexact_modules(loaded), results.values())
     return _assemble(prepared, spec, results, keep_elements, n_steps, layer_name)
+
+
+def _warn_inexact(spec: MethodSpec, modules: tuple[str, ...], results) -> None:
+    """Warn when the model holds modules the rule of ``spec`` does not handle exactly and its
+    attributions are far from complete. Share of one input: the sum of its attributions over
+    ``sum - convergence_delta`` (= its ``f(x) - f(baseline)``); its gap: ``|1 - share|``.
+    Inputs without a delta or whose output does not change (|change| <= 1e-12) have none. The
+    median gap decides (shares of 50% and 150% are both wrong, though their median is 100%)."""
+    if not modules:
+        return
+    shares = []
+    for attr, delta, *_ in results:
+        if delta is None or math.isnan(delta):
+            continue
+        total = float(attr.double().sum())
+        change = total - delta
+        if abs(change) > 1e-12:
+            shares.append(total / change)
+    if not shares:
+        return
+    gap = float(np.median(np.abs(1.0 - np.asarray(shares))))
+    if gap <= COMPLETENESS_GAP_WARNING:
+        return
+    warnings.warn(f"{spec.name}: its attributions cover {100 * float(np.median(shares)):.1f}% "
+                  f"of the output change f(x) - f(baseline) (median over {len(shares)} inputs; "
+                  f"median gap {100 * gap:.1f}% from the 100% of a complete method; see "
+                  f"convergence_delta), because its rule treats these modules of the model as "
+                  f"linear: {', '.join(modules)}. Its scores are not reliable for this model; "
+                  f"use method='integrated_gradients'", ExplainWarning,
+                  stacklevel=5)  # the caller of attribute()
 
 
 def _text_batches(items, order, spec: MethodSpec, n_steps, rows_budget_for) -> list[list[int]]:

@@ -1,7 +1,7 @@
 """The runners of the built-in attribution methods: each calls Captum for one method on one
 batch (``MethodCall``) and returns its ``Attributions``. Also the helpers two of them need: the
 surrogate-fit recorder of LIME and KernelSHAP, and DeepLift's model copy with per-call
-activations."""
+activations and its list of the modules its rescale rule does not handle exactly."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .. import hooks
+from ..families import ATTENTION_KINDS
 from .inputs import _slice_args
 from .scorer import Scorer
 
@@ -319,3 +320,33 @@ def deeplift_scorer(scorer: Scorer, x: torch.Tensor, args: tuple) -> nn.Module:
                          embedding_name=scorer.embedding_name)
     return _ResetCalls(copy_scorer, split)
 
+
+
+# Non-linear torch modules that Captum's DeepLift has no rule for (its SUPPORTED_NON_LINEAR:
+# ReLU, ELU, LeakyReLU, Sigmoid, Tanh, Softplus, MaxPool, Softmax): it passes plain gradients
+# through them, as if they were linear. Normalisations divide by a statistic of the input.
+_TORCH_INEXACT = (nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh,
+                  nn.ReLU6, nn.PReLU, nn.SELU, nn.CELU, nn.GLU, nn.Softsign, nn.LogSigmoid,
+                  nn.Softmin, nn.LogSoftmax, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm,
+                  nn.MultiheadAttention)
+
+
+def deeplift_inexact_modules(loaded) -> tuple[str, ...]:
+    """The type names of the modules of ``loaded.model`` that DeepLift's rescale rule treats as
+    linear although they are not: the non-linear torch modules without a Captum rule
+    (``_TORCH_INEXACT``), the activations of ``transformers.activations`` without one (GELU,
+    SiLU, ...), and the attention modules of the model family (softmax of a product of two
+    input-dependent tensors, computed inside the module). Sorted, each name once."""
+    from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
+    from transformers.activations import ACT2CLS, LinearActivation
+
+    activations = {value[0] if isinstance(value, tuple) else value for value in ACT2CLS.values()}
+    inexact = tuple(kind for kind in (*_TORCH_INEXACT, *activations)
+                    if kind not in SUPPORTED_NON_LINEAR and kind is not LinearActivation)
+    model = loaded.model
+    found = {type(m).__name__ for m in model.modules()
+             if type(m) not in SUPPORTED_NON_LINEAR and isinstance(m, inexact)}
+    for kind in ATTENTION_KINDS:
+        found.update(type(model.get_submodule(name)).__name__
+                     for name in loaded.family.attention_names(model, kind))
+    return tuple(sorted(found))
