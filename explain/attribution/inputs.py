@@ -137,13 +137,10 @@ def _tabular_inputs(loaded, inputs) -> torch.Tensor:
     if isinstance(inputs, pd.DataFrame):
         if len(inputs) == 0:
             raise ValueError("inputs is an empty DataFrame; pass at least one row")
-        if loaded.encoder is not None and not set(names) <= set(inputs.columns):
-            x = loaded.encode_frame(inputs)  # names the column of a bad value, and the fix
-        else:
-            missing = [n for n in names if n not in inputs.columns]
-            if missing:
-                raise KeyError(f"inputs lack the model's features {missing}")
-            x = _as_float_tensor(inputs[names].to_numpy(dtype=float), "inputs")
+        if loaded.encoder is not None and set(names) <= set(inputs.columns):
+            x = _as_float_tensor(inputs[names].to_numpy(dtype=float), "inputs")  # encoded
+        else:  # raw columns through the encoder, or the feature columns (errors name them)
+            x = loaded.encode_frame(inputs)
     else:
         x = _as_float_tensor(inputs, "inputs")
         if x.dim() == 1:
