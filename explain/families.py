@@ -259,7 +259,8 @@ def _ints(*keys: str) -> Callable[[nn.Module], int | None]:
 
 
 def _hf_positions(model: nn.Module) -> int | None:
-    """The smallest of the config's position limits (as ``explain.text.model_max_length``)."""
+    """The smallest of the config's position limits (``max_position_embeddings``,
+    ``n_positions``, ``max_positions``)."""
     limits = [_config_int(model, key) for key in ("max_position_embeddings", "n_positions",
                                                    "max_positions")]
     return min((limit for limit in limits if limit is not None), default=None)

@@ -30,7 +30,7 @@ def slug(text: str) -> str:
 
 
 def read_table(spec: str | None, model_name: str | None = None):
-    """A data file or a built-in dataset name (``explain.report.build.load_data``), or
+    """A data file or a built-in dataset name (``explain.report.load_data``), or
     (``None``) a reference model's held-out rows."""
     import pandas as pd
 
@@ -40,7 +40,7 @@ def read_table(spec: str | None, model_name: str | None = None):
         from ._resolve import resolve_heldout
 
         return pd.read_csv(resolve_heldout(model_name))
-    from ..report.build import load_data
+    from ..report import load_data
 
     return load_data(spec).frame
 
