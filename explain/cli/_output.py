@@ -11,7 +11,6 @@ Two conventions, kept from before the staging module existed (issue 14 may unify
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -67,7 +66,9 @@ class Outputs:
         self.files[f"{name}.png"] = lambda p, d=data: p.write_bytes(d)
 
     def json(self, name: str, value: Any) -> None:
-        text = json.dumps(value, indent=2, sort_keys=True, default=str)
+        from ..results import meta_json
+
+        text = meta_json(value)
         self.files[f"{name}.json"] = lambda p, t=text: p.write_text(t)
 
     def write(self) -> list[Path]:
