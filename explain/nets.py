@@ -24,8 +24,8 @@ from torch import nn
 
 from .checks import check_columns
 
-__all__ = ["ARCHITECTURES", "MLP", "MHATransformer", "SmallCNN", "SmallResNet", "TabularEncoder",
-           "build"]
+__all__ = ["ARCHITECTURES", "MLP", "EfficientNetLite0", "MHATransformer", "SmallCNN", "SmallResNet",
+           "TabularEncoder", "build"]
 
 
 class MLP(nn.Module):
@@ -172,9 +172,36 @@ class MHATransformer(nn.Module):
         return self.classifier(x[:, 0])
 
 
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0 (Tan & Le 2019; the TensorFlow Lite variant: ReLU6, no squeeze-excite)
+    from the ``efficientnet-lite-pytorch`` package: ``(N, 3, 224, 224)`` scaled to ``[-1, 1]``
+    (``x * 2 - 1``) ``-> (N, n_classes)`` logits.
+
+    The model code is the package's (install ``efficientnet-lite-pytorch==0.1.0 --no-deps``;
+    torch only); this class only names it so that a checkpoint can say
+    ``"explain_architecture": "efficientnet_lite0"`` and be rebuilt from safetensors. Submodules:
+    ``net`` (the package's ``EfficientNet``: ``_conv_stem``, ``_blocks.<i>``, ``_conv_head``,
+    the last convolution, and ``_fc``).
+    """
+
+    def __init__(self, n_classes: int = 1000) -> None:
+        super().__init__()
+        try:
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError:
+            raise ImportError("the efficientnet_lite0 architecture needs the model code of "
+                              "efficientnet-lite-pytorch; pip install --no-deps "
+                              "efficientnet-lite-pytorch==0.1.0") from None
+        self.config = {"n_classes": n_classes}
+        self.net = EfficientNet.from_name("efficientnet-lite0", num_classes=n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
 ARCHITECTURES: Mapping[str, type[nn.Module]] = MappingProxyType(
     {"mlp": MLP, "small_cnn": SmallCNN, "small_resnet": SmallResNet,
-     "mha_transformer": MHATransformer}
+     "mha_transformer": MHATransformer, "efficientnet_lite0": EfficientNetLite0}
 )
 
 
