@@ -46,6 +46,8 @@ TASKS: Mapping[str, str] = MappingProxyType({
     "sequence-classification": "text (or text pair) -> class logits",
     "masked-lm": "text with a mask token -> vocabulary logits at every position",
     "causal-lm": "text -> next-token vocabulary logits at every position",
+    "seq2seq-lm": "source text -> target-token vocabulary logits at every decoder position "
+                  "(an encoder-decoder)",
     "encoder": "text -> hidden states (no head)",
     "tabular-classification": "feature vector -> class logits",
     "image-classification": "image tensor (C, H, W) -> class logits",

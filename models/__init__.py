@@ -31,6 +31,11 @@ RECIPES: Mapping[str, str] = MappingProxyType({
     "compas": "tabular",
     "adult": "tabular",
     "digits": "digits",
+    "lm": "lm",
+    "mlm": "mlm",
+    "seq2seq": "seq2seq",
+    "vit": "vit",
+    "imagenet": "imagenet",
 })
 
 
