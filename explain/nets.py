@@ -174,8 +174,9 @@ class MHATransformer(nn.Module):
 
 class EfficientNetLite0(nn.Module):
     """EfficientNet-Lite0 (Tan & Le 2019; the TensorFlow Lite variant: ReLU6, no squeeze-excite)
-    from the ``efficientnet-lite-pytorch`` package: ``(N, 3, 224, 224)`` scaled to ``[-1, 1]``
-    (``x * 2 - 1``) ``-> (N, n_classes)`` logits.
+    from the ``efficientnet-lite-pytorch`` package: ``(N, 3, 224, 224)`` RGB in ``[0, 1]`` ``->
+    (N, n_classes)`` logits. The weights expect ``x * 2 - 1``; ``forward`` applies that scaling
+    itself, so every analysis reads pixels in ``[0, 1]`` (an all-zero baseline is black).
 
     The model code is the package's (install ``efficientnet-lite-pytorch==0.1.0 --no-deps``;
     torch only); this class only names it so that a checkpoint can say
@@ -196,7 +197,7 @@ class EfficientNetLite0(nn.Module):
         self.net = EfficientNet.from_name("efficientnet-lite0", num_classes=n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self.net(x * 2 - 1)
 
 
 ARCHITECTURES: Mapping[str, type[nn.Module]] = MappingProxyType(
