@@ -18,7 +18,7 @@ from .errors import ExplainWarning
 from .families import Family, family_of
 
 #: The tasks of a Hugging Face checkpoint: all of them read text.
-TEXT_TASKS = ("sequence-classification", "masked-lm", "causal-lm", "encoder")
+TEXT_TASKS = ("sequence-classification", "masked-lm", "causal-lm", "seq2seq-lm", "encoder")
 #: Files that hold a tokenizer's vocabulary (fast, WordPiece, BPE, SentencePiece, tiktoken);
 #: a checkpoint directory with none of them has no tokenizer.
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "*.model", "*.spm", "*.tiktoken")
@@ -45,6 +45,8 @@ def task_from_architectures(architectures: Sequence[str] | None) -> str:
             return "masked-lm"
         if arch.endswith(("ForCausalLM", "LMHeadModel")):
             return "causal-lm"
+        if arch.endswith("ForConditionalGeneration"):
+            return "seq2seq-lm"
     return "encoder"
 
 
@@ -55,6 +57,7 @@ def _auto_class(task: str):
         "sequence-classification": transformers.AutoModelForSequenceClassification,
         "masked-lm": transformers.AutoModelForMaskedLM,
         "causal-lm": transformers.AutoModelForCausalLM,
+        "seq2seq-lm": transformers.AutoModelForSeq2SeqLM,
         "encoder": transformers.AutoModel,
     }[task]
 
