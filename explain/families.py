@@ -190,7 +190,10 @@ class Family:
     always does). ``encoder_decoder``: it has a decoder reading an encoder (``"decoder"`` and
     ``"cross"`` kinds). ``default_layer(model, purpose)``: a layer for a purpose of
     ``LAYER_PURPOSES`` or ``None``. ``representation_names(model)``: the module paths a
-    representation probe reads by default, input side first.
+    representation probe reads by default, input side first. ``opaque``: explain can only call
+    the model (a scikit-learn ``predict_proba`` behind ``explain._sklearn.SklearnClassifier``):
+    it has no gradients, no layers to read and no score before the softmax, so gradient and
+    layer attributions, ``output="logit"`` and representation probes refuse it.
     """
 
     name: str
@@ -207,6 +210,7 @@ class Family:
     encoder_decoder: bool = False
     default_layer: Callable[[nn.Module, str], str | None] = _generic_default_layer
     representation_names: Callable[[nn.Module], tuple[str, ...]] = _generic_representation_names
+    opaque: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_.\-]*", self.name):
@@ -217,7 +221,7 @@ class Family:
                              f"models it describes), got {self.description!r}")
         for spec in fields(self):
             value = getattr(self, spec.name)
-            if spec.name in ("causal", "encoder_decoder"):
+            if spec.name in ("causal", "encoder_decoder", "opaque"):
                 if not isinstance(value, bool):
                     raise TypeError(f"family {self.name!r}: {spec.name} must be True or False, "
                                     f"got {value!r}")
@@ -380,6 +384,18 @@ _MHA = Family(
     n_layers=lambda model: len(_mha_names(model)), n_heads=_mha_heads,
     max_positions=_ints("max_positions"))
 
+def _is_sklearn(model: nn.Module) -> bool:
+    from ._sklearn import SklearnClassifier
+
+    return isinstance(model, SklearnClassifier)
+
+
+_SKLEARN = Family(
+    name="sklearn", description="fitted scikit-learn classifiers (predict_proba) loaded with "
+    "explain.load_model(estimator, ...): called, never differentiated; no layers, no logits",
+    matches=_is_sklearn, block_names=lambda model: (), representation_names=lambda model: (),
+    default_layer=lambda model, purpose: None, opaque=True)
+
 _CNN = Family(
     name="cnn", description="convolutional networks (nn.Conv2d, such as explain.nets.SmallCNN); "
     "GradCAM reads the last convolution",
@@ -397,7 +413,7 @@ _FEED_FORWARD = Family(
     matches=lambda model: not _is_huggingface(model))
 
 _BUILTIN: Mapping[str, Family] = MappingProxyType({f.name: f for f in (
-    _BERT, _DISTILBERT, _GPT2, _LLAMA, _T5, _BART, _VIT, _MHA, _CNN, _EMBEDDING, _FEED_FORWARD)})
+    _BERT, _DISTILBERT, _GPT2, _LLAMA, _T5, _BART, _VIT, _SKLEARN, _MHA, _CNN, _EMBEDDING, _FEED_FORWARD)})
 _REGISTERED: dict[str, Family] = {}
 _ALL: dict[str, Family] = dict(_BUILTIN)
 #: Every family by name, in the order ``family_of`` tries them: registered ones first.

@@ -8,7 +8,10 @@
 * a Hugging Face Hub id such as ``"bert-base-uncased"`` (real Hub code; offline it fails with a
   message that says how to pass a local directory instead);
 * an in-memory ``torch.nn.Module`` with its tokenizer, feature names (and one-hot feature
-  groups) or input shape.
+  groups) or input shape;
+* a fitted scikit-learn classifier (anything with ``predict_proba``: ``LogisticRegression``, a
+  random forest, a ``Pipeline``) on numeric features, as a ``"tabular-classification"`` model
+  of family ``"sklearn"`` (``explain._sklearn``: called, never differentiated).
 
 Weights are read from safetensors only unless ``allow_pickle=True``; remote code never runs; the
 model is put in eval mode; Hugging Face models are loaded with eager attention so attention
@@ -35,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import _hf, nets
+from . import _hf, _sklearn, nets
 from .checks import check_columns, check_feature_groups, one_of
 from .families import Family, family_of
 from .provenance import sha256_files, sha256_state_dict
@@ -179,7 +182,7 @@ def _weights_files(directory: Path) -> tuple[list[Path], list[Path]]:
 
 
 def load_model(
-    source: str | os.PathLike | nn.Module,
+    source: str | os.PathLike | nn.Module | Any,
     /,
     *,
     task: str | None = None,
@@ -195,7 +198,8 @@ def load_model(
 ) -> LoadedModel:
     """Load a model for analysis.
 
-    ``source``: a checkpoint directory, a Hub id, or an ``nn.Module``. ``task``: a key of
+    ``source``: a checkpoint directory, a Hub id, an ``nn.Module`` or a fitted scikit-learn
+    classifier. ``task``: a key of
     ``TASKS``; inferred from the checkpoint's architecture when omitted (a bare encoder loads as
     ``"encoder"``; pass ``task="sequence-classification"`` and ``label_names`` to put a fresh
     head on it). ``allow_pickle``: also read ``pytorch_model.bin``-style pickle weights (pickle
@@ -207,19 +211,37 @@ def load_model(
     name -> member feature names (``{"sex": ["sex=F", "sex=M"]}``), or a list of member lists
     named by their shared ``column=`` prefix (``[["sex=F", "sex=M"]]``). Stored as
     ``LoadedModel.feature_groups`` (group name -> feature indices).
+
+    A scikit-learn classifier reads ``feature_names`` (default: its ``feature_names_in_``, when
+    it was fitted on a DataFrame) and ``feature_groups`` the same way; ``label_names`` default
+    to its ``classes_``. Its model is an ``explain._sklearn.SklearnClassifier`` whose forward
+    returns ``log(predict_proba)``: the perturbation attributions, audits and surrogates apply;
+    gradient and layer methods, ``output="logit"`` and representation probes say why not.
     """
     if task is not None:
         one_of(task, TASKS, "task")
-    if feature_groups is not None and not isinstance(source, nn.Module):
-        raise ValueError("feature_groups= is for an in-memory torch.nn.Module; a checkpoint "
-                         "directory or Hub model brings its own (drop feature_groups=)")
+    estimator = _sklearn.is_estimator(source)
+    if feature_groups is not None and not (estimator or isinstance(source, nn.Module)):
+        raise ValueError("feature_groups= is for an in-memory torch.nn.Module or scikit-learn "
+                         "classifier; a checkpoint directory or Hub model brings its own (drop "
+                         "feature_groups=)")
+    if estimator:
+        if task not in (None, "tabular-classification"):
+            raise ValueError(f"a scikit-learn classifier loads as task "
+                             f"'tabular-classification', not {task!r} (drop task=)")
+        parts = _sklearn.wrap(source, feature_names=feature_names, label_names=label_names,
+                              name=name)
+        return LoadedModel(**parts, task="tabular-classification",
+                           feature_groups=check_feature_groups(feature_groups,
+                                                               parts["feature_names"]))
     if isinstance(source, nn.Module):
         return _from_module(source, task=task, tokenizer=tokenizer, feature_names=feature_names,
                             feature_groups=feature_groups, label_names=label_names,
                             input_shape=input_shape, attn_implementation=attn_implementation,
                             name=name)
     if not isinstance(source, (str, os.PathLike)):
-        raise TypeError(f"load_model takes a directory, a Hub id or a torch.nn.Module, got "
+        raise TypeError(f"load_model takes a directory, a Hub id, a torch.nn.Module or a "
+                        f"fitted scikit-learn classifier (with predict_proba), got "
                         f"{type(source).__name__}")
     text = os.fspath(source)
     path = Path(text).expanduser()

@@ -19,7 +19,14 @@ from ..loading import as_loaded
 from .compute import DEFAULT_MEMORY_BUDGET, adaptive_ig, compute, parse_budget
 from .inputs import check_modality_options, modality, prepare
 from .layer import LayerAttributionResult
-from .methods import LAYER_METHOD, MethodSpec, check_method, check_method_options
+from .methods import (
+    LAYER_METHOD,
+    MethodSpec,
+    check_family,
+    check_method,
+    check_method_options,
+    default_output,
+)
 from .result import AttributionResult
 from .scorer import OUTPUTS
 from .trust import check_faithfulness, measure_faithfulness
@@ -36,11 +43,23 @@ def _loaded(model, function: str):
     return model
 
 
-def _check_run(spec: MethodSpec, *, n_steps, tolerance, batch_size, output, seed,
-               memory_budget) -> tuple[int | str, int | None, int]:
-    """The arguments every run shares, checked before any work."""
+def _resolve_output(spec: MethodSpec, loaded, output) -> str:
+    """``output``, or for ``None`` the method's default on the model's family
+    (``methods.default_output``); ``"logit"`` of an opaque family is refused."""
+    if output is None:
+        return default_output(spec, loaded.family)
     if output not in OUTPUTS:
         raise ValueError(f"unknown output {output!r}; valid: {', '.join(OUTPUTS)}")
+    if output == "logit" and loaded.family.opaque:
+        raise ValueError(f"{loaded.name} is a {loaded.family.name!r} model "
+                         f"({loaded.family.description}): it has no score before the softmax; "
+                         f"pass output='probability' (its predict_proba) or 'log_probability'")
+    return output
+
+
+def _check_run(spec: MethodSpec, *, n_steps, tolerance, batch_size, seed,
+               memory_budget) -> tuple[int | str, int | None, int]:
+    """The arguments every run shares, checked before any work."""
     adaptive = n_steps == "auto"
     if not adaptive:
         if isinstance(n_steps, str):
@@ -83,7 +102,7 @@ def attribute(
     tolerance: float = 0.01,
     batch_size: int | None = None,
     memory_budget: int | str | None = DEFAULT_MEMORY_BUDGET,
-    output: str = "probability",
+    output: str | None = None,
     layer: str | None = None,
     patch_size: int | None = None,
     faithfulness: str | bool = "aopc",
@@ -111,7 +130,27 @@ def attribute(
     ``batch_size``: inputs per padded batch of the batched methods (default: as many texts
     as fill the memory budget, at most 32; 64 rows or images); ``memory_budget``: bytes (or
     ``"2GB"``) for one internal batch of forward+backward rows; ``output``: a key of
-    ``OUTPUTS``; ``layer``: the layer of a method that runs on one (``gradcam``);
+    ``OUTPUTS``, or ``None`` (default) for the one that does not saturate for this method and
+    model family (``METHODS[method].default_output`` / ``.family_outputs``), recorded in the
+    result's ``meta["parameters"]["output"]``:
+
+    ========================================================  ==========  ===============
+    method                                                    family      default output
+    ========================================================  ==========  ===============
+    ``gradcam`` (Selvaraju et al. 2017: the class score)      every       ``logit``
+    ``saliency``, ``input_x_gradient``, ``smoothgrad``,       ``cnn``     ``logit``
+    ``deeplift``
+    the same                                                  others      ``probability``
+    ``integrated_gradients``, ``gradient_shap``, occlusion,   every       ``probability``
+    ``feature_ablation``, ``shapley_sampling``, ``lime``,
+    ``kernel_shap``
+    ========================================================  ==========  ===============
+
+    (a confident softmax scales local gradients by p(1 - p): on the digits CNN GradCAM maps of
+    the probability are ~600 times weaker than of the logit; path and perturbation methods
+    measure the probability's change itself). A ``"sklearn"`` model (``Family.opaque``) has no
+    logit: ``output="logit"`` is refused, and only the perturbation methods apply to it.
+    ``layer``: the layer of a method that runs on one (``gradcam``);
     ``patch_size``: image patch side in pixels for perturbation methods and faithfulness
     (default: a 8x8 grid; image models only); ``faithfulness``: the definition of
     comprehensiveness and sufficiency measured against a random ranking, a key of
@@ -131,13 +170,15 @@ def attribute(
     """
     loaded = _loaded(model, "attribute")
     spec = check_method(method, loaded.task)
+    check_family(spec, loaded)
+    output = _resolve_output(spec, loaded, output)
     method_options = check_method_options(spec, method_options)
     kind = modality(loaded.task)
     check_modality_options(kind, loaded.task, patch_size=patch_size, max_length=max_length,
                            text_pairs=text_pairs, continuation=continuation)
     definition = check_faithfulness(faithfulness, kind)
     n_steps, batch_size, budget = _check_run(spec, n_steps=n_steps, tolerance=tolerance,
-                                             batch_size=batch_size, output=output, seed=seed,
+                                             batch_size=batch_size, seed=seed,
                                              memory_budget=memory_budget)
     start = time.perf_counter()
     prepared = prepare(loaded, inputs, target=target, text_pairs=text_pairs, baseline=baseline,
@@ -172,7 +213,7 @@ def attribute_layer(
     tolerance: float = 0.01,
     batch_size: int | None = None,
     memory_budget: int | str | None = DEFAULT_MEMORY_BUDGET,
-    output: str = "probability",
+    output: str | None = None,
     progress: bool | None = None,
     max_length: int | None = None,
 ) -> LayerAttributionResult:
@@ -183,16 +224,23 @@ def attribute_layer(
     ``layer``: a dotted name of ``model.model.named_modules()`` (default: the model's last
     convolution, else its last block, else its second-to-last linear layer). ``n_steps``:
     integration steps or ``"auto"`` (doubled per input until the completeness error is within
-    ``tolerance`` x |f(x) - f(baseline)|, up to 512). The other arguments are those of
-    ``attribute``. Returns a ``LayerAttributionResult``.
+    ``tolerance`` x |f(x) - f(baseline)|, up to 512). ``output``: default (``None``) the
+    probability. The other arguments are those of ``attribute``; a model of an opaque family
+    (scikit-learn) has no layers and is refused. Returns a ``LayerAttributionResult``.
     """
     loaded = _loaded(model, "attribute_layer")
     kind = modality(loaded.task)
     check_modality_options(kind, loaded.task, patch_size=None, max_length=max_length,
                            text_pairs=text_pairs, continuation=continuation)
     spec = LAYER_METHOD
+    if loaded.family.opaque:
+        raise ValueError(f"{loaded.name} is a {loaded.family.name!r} model "
+                         f"({loaded.family.description}): it has no layers to attribute to; "
+                         f"attribute its inputs with explain.attribute(model, inputs, method=...) "
+                         f"and a perturbation method")
+    output = _resolve_output(spec, loaded, output)
     n_steps, batch_size, budget = _check_run(spec, n_steps=n_steps, tolerance=tolerance,
-                                             batch_size=batch_size, output=output, seed=0,
+                                             batch_size=batch_size, seed=0,
                                              memory_budget=memory_budget)
     if layer is not None and not isinstance(layer, str):
         raise TypeError(f"layer must be a dotted module name (str), got {layer!r}")

@@ -24,7 +24,7 @@ from .inputs import modality
 from .runners import Attributions, MethodCall
 
 __all__ = ["COMPLETENESS_GAP_WARNING", "FAMILIES", "LAYER_METHOD", "METHODS", "MODALITIES",
-           "MethodSpec", "applicable_methods", "register_method"]
+           "MethodSpec", "applicable_methods", "default_output", "register_method"]
 
 #: Method family -> what its methods do; ``MethodSpec.family`` is one of these.
 FAMILIES: Mapping[str, str] = MappingProxyType({
@@ -76,7 +76,10 @@ class MethodSpec:
     softmax attention as linear), else ``None``; when there are some and the attributions are
     off by more than ``COMPLETENESS_GAP_WARNING`` of ``f(x) - f(baseline)`` (median over
     inputs, from the convergence deltas the runner returns), ``attribute`` warns
-    (``ExplainWarning``).
+    (``ExplainWarning``). ``default_output``: the output (a key of
+    ``explain.attribution.OUTPUTS``) that ``attribute(..., output=None)`` explains;
+    ``family_outputs``: model-family name (``explain.families.FAMILIES``) -> the default there
+    instead (see ``default_output()``).
     """
 
     name: str
@@ -94,10 +97,13 @@ class MethodSpec:
     layer_type: type | None = None
     prepare_scorer: Callable[..., nn.Module] | None = None
     inexact_modules: Callable[[Any], tuple[str, ...]] | None = None
+    default_output: str = "probability"
+    family_outputs: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # read-only copies, so a registered spec cannot change under the registry
         object.__setattr__(self, "modalities", tuple(self.modalities))
+        object.__setattr__(self, "family_outputs", MappingProxyType(dict(self.family_outputs)))
         object.__setattr__(self, "why_not", MappingProxyType(dict(self.why_not)))
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
 
@@ -112,6 +118,11 @@ def _spec(name: str, description: str, family: str, runner, **fields) -> MethodS
 
 
 _GRADCAM_WHY_NOT = "GradCAM needs a convolutional layer over an image"
+# The gradient of a confident softmax is p(1 - p) times that of the logit: on the digits CNN
+# (median top probability 0.998) input-x-gradient covers 0.6% of the probability's change from
+# the baseline and 36% of the logit's (tests/test_default_outputs.py), so the local-gradient
+# methods explain the logit there; on the COMPAS MLP the probability keeps 74% and stays.
+_CNN_LOGIT = {"cnn": "logit"}
 
 _BUILT_IN = (
     _spec("integrated_gradients",
@@ -122,12 +133,13 @@ _BUILT_IN = (
                                   "'riemann_left', 'riemann_right', 'riemann_middle', "
                                   "'riemann_trapezoid')"}),
     _spec("saliency", "Saliency: |d output / d input| (abs=False for the signed gradient)",
-          "gradient", runners.saliency, options={"abs": "absolute gradients (default True)"}),
+          "gradient", runners.saliency, options={"abs": "absolute gradients (default True)"},
+          family_outputs=_CNN_LOGIT),
     _spec("input_x_gradient", "InputXGradient: input times gradient", "gradient",
-          runners.input_x_gradient),
+          runners.input_x_gradient, family_outputs=_CNN_LOGIT),
     _spec("deeplift", "DeepLift (rescale rule) relative to the baseline", "gradient",
           runners.deeplift, prepare_scorer=runners.deeplift_scorer,
-          inexact_modules=runners.deeplift_inexact_modules),
+          inexact_modules=runners.deeplift_inexact_modules, family_outputs=_CNN_LOGIT),
     _spec("gradient_shap",
           "GradientShap: expected gradients over random points between the baseline and the "
           "input (n_samples, stdevs)", "gradient", runners.gradient_shap, stochastic=True,
@@ -138,7 +150,7 @@ _BUILT_IN = (
           "(n_samples, stdevs)", "gradient", runners.smoothgrad, stochastic=True,
           options={"n_samples": "noisy copies per input (default 20)",
                    "stdevs": "noise standard deviation (default 0.1 x std(input - baseline))",
-                   "abs": "absolute gradients (default True)"}),
+                   "abs": "absolute gradients (default True)"}, family_outputs=_CNN_LOGIT),
     _spec("occlusion",
           "Occlusion: output drop when a sliding window (a token; an image patch) is replaced "
           "by the baseline", "perturbation", runners.occlusion, grouped=True,
@@ -167,7 +179,7 @@ _BUILT_IN = (
           "LayerGradCam on a convolutional layer (layer=, default: the last Conv2d), upsampled "
           "to the image", "gradient", runners.gradcam, modalities=("image",),
           why_not={"text": _GRADCAM_WHY_NOT, "tabular": _GRADCAM_WHY_NOT},
-          layer="gradcam", layer_type=nn.Conv2d,
+          layer="gradcam", layer_type=nn.Conv2d, default_output="logit",
           options={"relu_attributions": "keep only positive GradCAM values (default False)"}),
 )
 
@@ -195,8 +207,8 @@ def register_method(spec: MethodSpec) -> MethodSpec:
     Checked: ``spec`` is a ``MethodSpec``; its name is a new identifier (a clash with a
     registered method is a ValueError: pick another name); its family is a key of
     ``FAMILIES`` other than ``"layer"``; its modalities are of ``MODALITIES`` and every other
-    modality has a ``why_not``; ``runner`` (and ``prepare_scorer``, ``inexact_modules``) are
-    callable. Returns ``spec``."""
+    modality has a ``why_not``; its default outputs are keys of ``OUTPUTS``; ``runner`` (and
+    ``prepare_scorer``, ``inexact_modules``) are callable. Returns ``spec``."""
     if not isinstance(spec, MethodSpec):
         raise TypeError(f"register_method takes an explain.attribution.MethodSpec, got "
                         f"{type(spec).__name__}")
@@ -218,6 +230,12 @@ def register_method(spec: MethodSpec) -> MethodSpec:
     if missing:
         raise ValueError(f"method {spec.name!r} does not apply to {', '.join(missing)}: say why "
                          f"in why_not={{{', '.join(f'{m!r}: ...' for m in missing)}}}")
+    from .scorer import OUTPUTS
+
+    for output in (spec.default_output, *spec.family_outputs.values()):
+        if output not in OUTPUTS:
+            raise ValueError(f"method {spec.name!r}: unknown default output {output!r}; valid: "
+                             f"{', '.join(OUTPUTS)}")
     for name in ("runner", "prepare_scorer", "inexact_modules"):
         value = getattr(spec, name)
         if not callable(value) and not (name != "runner" and value is None):
@@ -240,6 +258,27 @@ def check_method(method: Any, task: str) -> MethodSpec:
                          f"({spec.why_not[kind]}); methods that do: "
                          f"{', '.join(applicable_methods(task))}")
     return spec
+
+
+def check_family(spec: MethodSpec, loaded: Any) -> None:
+    """``ValueError`` when ``spec`` cannot run on ``loaded``'s family: an opaque family (a
+    scikit-learn classifier) is only called, so only perturbation methods apply; the message
+    names the method and lists those that do."""
+    family = loaded.family
+    if getattr(family, "opaque", False) and spec.family != "perturbation":
+        working = [name for name in applicable_methods(loaded.task)
+                   if METHODS[name].family == "perturbation"]
+        raise ValueError(f"method {spec.name!r} needs gradients (a {spec.family} method), but "
+                         f"{loaded.name} is a {family.name!r} model ({family.description}); "
+                         f"methods that work on it: {', '.join(working)}")
+
+
+def default_output(spec: MethodSpec, family: Any) -> str:
+    """The output ``attribute(..., output=None)`` explains with ``spec`` on a model of
+    ``family`` (an ``explain.families.Family``): ``spec.family_outputs[family.name]`` when
+    given, else ``spec.default_output``; never ``"logit"`` on an opaque family (it has none)."""
+    output = spec.family_outputs.get(family.name, spec.default_output)
+    return "probability" if output == "logit" and family.opaque else output
 
 
 def check_method_options(spec: MethodSpec, options: Mapping[str, Any]) -> dict[str, Any]:

@@ -212,11 +212,17 @@ def representation_probe(
     paths (default: ``default_layers(model)``). ``n_splits``-fold stratified cross-validation
     (shuffled with ``seed``), ``confidence`` for the Wilson intervals; ``regularization`` is the
     inverse strength ``C`` of scikit-learn's ``LogisticRegression``. ``control``: also probe the
-    attribute values permuted with ``seed``.
+    attribute values permuted with ``seed``. A scikit-learn model (an opaque family) has no
+    layers: ``ValueError``.
     """
     from sklearn.model_selection import StratifiedKFold
 
     model = loaded_model(model, analysis="representation_probe")
+    if model.family.opaque:
+        raise ValueError(f"{model.name} is a {model.family.name!r} model "
+                         f"({model.family.description}): it has no hidden layers for a probe to "
+                         f"read; audit its predictions with explain.audit(model, table, ...) or "
+                         f"explain its inputs with a perturbation method of explain.attribute")
     n_splits = positive_int(n_splits, "n_splits", minimum=2)
     confidence = check_confidence(confidence)
     name = None
