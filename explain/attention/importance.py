@@ -6,8 +6,11 @@ projection that the model's family names (``Family.head_projection_names``: BERT
 ``explain.hooks.edit_inputs`` (for ``nn.MultiheadAttention`` the head's contribution is
 subtracted from the module's output, which is the same thing) and reports the drop of the
 model's score for a target: a class logit (default: the predicted class) for classifiers, the
-mean log-probability of the text's own tokens for language models. The heads are those of the
-``"self"`` stack: the encoder's, for an encoder-decoder.
+mean log-probability of the text's own tokens for language models, the mean log-probability of
+``targets`` under teacher forcing for encoder-decoder LMs (``"seq2seq-lm"``). The heads are those
+of the ``"self"`` stack (the encoder's, for an encoder-decoder classifier); a seq2seq LM's heads
+are those of every stack of ``ATTENTIONS`` (encoder self, decoder self, cross), one head masked
+at a time (Michel et al. 2019).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from torch import nn
 from .. import hooks
 from ..checks import positive_int
 from ..results import TableResult, make_meta
+from ..text import encode_texts
 from .figures import head_grid_figure
 from .inputs import (
     batch_rows,
@@ -41,8 +45,9 @@ class HeadImportanceResult(TableResult):
 
     ``to_frame()``: one row per (layer, head): ``layer``, ``head``, ``score`` (mean unmasked
     score), ``masked_score``, ``importance`` (= score - masked_score, mean over texts; positive:
-    the head supports the score), ``importance_std``, ``n_texts``. ``texts``, ``truncated`` (per
-    text), ``meta``. Immutable after construction.
+    the head supports the score), ``importance_std``, ``n_texts``; for a ``"seq2seq-lm"`` model
+    first an ``attention`` column (a key of ``ATTENTIONS``: which stack the head belongs to).
+    ``texts``, ``truncated`` (per text), ``meta``. Immutable after construction.
     """
 
     PLOTS: Mapping[str, str] = MappingProxyType({
@@ -65,7 +70,12 @@ class HeadImportanceResult(TableResult):
 
     def _plot(self, kind: str, *, ax=None):
         frame = self.table
+        if "attention" in frame:
+            # one row per (stack, layer), stacks in the order of ATTENTIONS
+            frame = frame.assign(layer=[f"{a} {layer}" for a, layer in
+                                        zip(frame["attention"], frame["layer"], strict=True)])
         grid = frame.pivot(index="layer", columns="head", values="importance")
+        grid = grid.loc[list(dict.fromkeys(frame["layer"]))]
         n_texts = len(self.texts)
         title = (f"{self.model_name}: importance, mean over {n_texts} "
                  f"text{'s' if n_texts != 1 else ''}"
@@ -76,9 +86,29 @@ class HeadImportanceResult(TableResult):
     def summary(self) -> str:
         frame = self.table
         top = frame.loc[frame["importance"].idxmax()]
+        stack = f"{top['attention']} " if "attention" in frame else ""
         return (f"HeadImportanceResult: {len(frame)} heads of {self.model_name} over "
-                f"{len(self.texts)} text(s); most important: layer {int(top['layer'])}, head "
-                f"{int(top['head'])} (importance {top['importance']:.3g})")
+                f"{len(self.texts)} text(s); most important: {stack}layer {int(top['layer'])}, "
+                f"head {int(top['head'])} (importance {top['importance']:.3g})")
+
+def _stack_heads(model, kind: str) -> tuple[list[str], int]:
+    """The output projection of each layer of the ``kind`` stack of an encoder-decoder and the
+    stack's head count, read from its attention modules (BART's decoder may have another head
+    count than its encoder)."""
+    module, family = model.model, model.family
+    names = list(family.head_projection_names(module, kind))
+    attentions = family.attention_names(module, kind)
+    counts = {getattr(module.get_submodule(a), "num_heads", None)
+              or getattr(module.get_submodule(a), "n_heads", None) for a in attentions}
+    counts.discard(None)
+    if not names or len(names) != len(attentions) or len(counts) != 1:
+        raise ValueError(f"{type(module).__name__}: its family {family.name!r} names "
+                         f"{len(names)} {kind} output projections and {len(attentions)} {kind} "
+                         f"attention modules (head counts {sorted(counts) or 'unknown'}); head "
+                         f"importance needs one of each per layer and one head count (fix the "
+                         f"family's head_projection_names and attention_names)")
+    return names, int(counts.pop())
+
 
 def _masked_modules(model) -> tuple[list[str], int, int, bool]:
     """Per layer, the module a head is masked at, the layer and head counts, and whether those
@@ -102,13 +132,16 @@ def _masked_modules(model) -> tuple[list[str], int, int, bool]:
 
 
 def _scores(model, output, inputs: dict, targets: torch.Tensor | None) -> torch.Tensor:
+    """Per row: the class logit of ``targets`` (classifiers), else the mean log-probability of
+    the tokens of ``inputs`` (for a seq2seq LM: the decoder's), each after the first given those
+    before it (causal and seq2seq LMs) or at its own position (masked LMs)."""
     logits = output.logits if hasattr(output, "logits") else output
     if model.task == "sequence-classification":
         return logits.gather(1, targets[:, None])[:, 0].float()
     mask = inputs["attention_mask"].float()
     ids = inputs["input_ids"]
     logprobs = torch.log_softmax(logits.float(), dim=-1)
-    if model.task == "causal-lm":
+    if model.task in ("causal-lm", "seq2seq-lm"):
         picked = logprobs[:, :-1].gather(2, ids[:, 1:, None])[..., 0]
         weights = mask[:, 1:]
     else:
@@ -154,10 +187,28 @@ def _mask_mha(head: int):
     return edit
 
 
+def _check_stacks(model, attention) -> tuple[str, ...]:
+    from .result import ATTENTIONS
+
+    seq2seq = model.task == "seq2seq-lm"
+    if attention is None:
+        return tuple(ATTENTIONS) if seq2seq else ("self",)
+    kinds = (attention,) if isinstance(attention, str) else tuple(attention)
+    valid = tuple(ATTENTIONS) if seq2seq else ("self",)
+    wrong = [k for k in kinds if k not in valid]
+    if not kinds or wrong:
+        raise ValueError(f"attention={attention!r}: {model.name} ({model.task!r}) has the head "
+                         f"stack(s) {', '.join(map(repr, valid))}; the decoder and cross stacks "
+                         f"are masked for 'seq2seq-lm' models only")
+    return tuple(k for k in valid if k in kinds)
+
+
 def head_importance(
     model,
     texts: Sequence[str] | str,
     *,
+    targets: Sequence[str] | str | None = None,
+    attention: Sequence[str] | str | None = None,
     text_pairs: Sequence[str] | str | None = None,
     target: int | str | None = None,
     layers: Sequence[int] | int | None = None,
@@ -167,27 +218,49 @@ def head_importance(
 ) -> HeadImportanceResult:
     """Importance of each attention head for the model's score, by masking it.
 
-    For each (layer, head) of the ``"self"`` stack (the encoder of an encoder-decoder), the head's
-    output is zeroed (its slice of the input of the family's attention output projection, via ``explain.hooks.edit_inputs``; for ``nn.MultiheadAttention`` its
-    contribution is subtracted from the module output) and the model's score recomputed. Score:
-    the logit of ``target`` (class name or index; default: each text's predicted class) for
-    classifiers; the mean log-probability of the text's own tokens for masked and causal LMs.
-    Returns a ``HeadImportanceResult`` (its ``to_frame()``: one row per (layer, head)).
-    Cost: ``1 + layers x heads`` forward passes. Hooks are removed also when a forward raises.
+    For each (layer, head) the head's output is zeroed (its slice of the input of the family's
+    attention output projection, via ``explain.hooks.edit_inputs``; for ``nn.MultiheadAttention``
+    its contribution is subtracted from the module output) and the model's score recomputed.
+    Score: the logit of ``target`` (class name or index; default: each text's predicted class)
+    for classifiers; the mean log-probability of the text's own tokens for masked and causal
+    LMs; for a ``"seq2seq-lm"`` model, the mean log-probability of each ``targets`` token after
+    the first given the source and the target tokens before it (teacher forcing: the decoder
+    reads the target exactly as tokenised, as ``explain.attention`` does, so it must start with
+    the model's decoder start token). Heads: those of the ``"self"`` stack (the encoder of an
+    encoder-decoder); a seq2seq LM's ``attention`` stacks (keys of ``ATTENTIONS``, default all
+    three), ``layers`` and ``heads`` selecting within each. Returns a ``HeadImportanceResult``
+    (its ``to_frame()``: one row per (layer, head)). Cost: ``1 + layers x heads`` forward passes
+    per stack. Hooks are removed also when a forward raises.
     """
     import pandas as pd
 
     model = check_model(model, "head_importance()")
     module = model.model
-    if model.task not in ("sequence-classification", "causal-lm", "masked-lm"):
-        raise ValueError(f"head importance needs a score: a classifier or a language model; "
-                         f"{model.name} is a {model.task!r} model")
+    if model.task not in ("sequence-classification", "causal-lm", "masked-lm", "seq2seq-lm"):
+        raise ValueError(f"head importance needs a score: a classifier, a language model or a "
+                         f"seq2seq LM; {model.name} is a {model.task!r} model")
+    seq2seq = model.task == "seq2seq-lm"
+    stacks = _check_stacks(model, attention)
+    if seq2seq and (targets is None or text_pairs is not None):
+        raise ValueError(f"head importance of the seq2seq LM {model.name} scores the "
+                         f"log-probability of targets=: pass one target per text (and no "
+                         f"text_pairs=)")
+    if targets is not None and not seq2seq:
+        raise ValueError(f"targets= are the decoder inputs of a 'seq2seq-lm' model; {model.name} "
+                         f"is a {model.task!r} model")
     batch_size = positive_int(batch_size, "batch_size")
     batch = model.encode_texts(texts, text_pairs=text_pairs,
                                max_length=max_length)
-    names, n_layers, n_heads, by_projection = _masked_modules(model)
-    layer_sel = check_selection(layers, n_layers, "layers")
-    head_sel = check_selection(heads, n_heads, "heads")
+    target_batch = None
+    if seq2seq:
+        target_batch = _target_batch(model, targets, len(batch), max_length)
+        plan = {kind: _stack_heads(model, kind) for kind in stacks}
+        plan = {kind: (names, len(names), n_heads, True) for kind, (names, n_heads) in plan.items()}
+    else:
+        plan = {"self": _masked_modules(model)}
+    selections = {kind: (check_selection(layers, n_layers, "layers"),
+                         check_selection(heads, n_heads, "heads"))
+                  for kind, (_, n_layers, n_heads, _) in plan.items()}
     target_index = None
     if target is not None:
         if model.task != "sequence-classification":
@@ -195,7 +268,7 @@ def head_importance(
                              f"{model.task!r} model scored by the log-probability of its text")
         target_index = model.label_index(target)
 
-    def run(edits: Mapping[str, Any], chunks: list) -> torch.Tensor:
+    def run(edits: Mapping[str, Any], chunks: list, by_projection: bool) -> torch.Tensor:
         scores = []
         for call, inputs, classes in chunks:
             if by_projection:
@@ -217,6 +290,10 @@ def head_importance(
             stop = min(start + batch_size, len(batch))
             inputs = batch_rows(batch, start, stop)
             call = forward_inputs(module, inputs) if not model.is_huggingface else inputs
+            if seq2seq:
+                inputs = batch_rows(target_batch, start, stop)
+                call = {**call, "decoder_input_ids": inputs["input_ids"],
+                        "decoder_attention_mask": inputs["attention_mask"]}
             output = module(**call)
             classes = None
             if model.task == "sequence-classification":
@@ -226,29 +303,57 @@ def head_importance(
             baseline.append(_scores(model, output, inputs, classes))
             chunks.append((call, inputs, classes))
         baseline = torch.cat(baseline)
-        for layer in layer_sel:
-            for head in head_sel:
-                edit = _mask_projection(head, n_heads) if by_projection else _mask_mha(head)
-                masked = run({names[layer]: edit}, chunks)
-                change = (baseline - masked).double().numpy()
-                rows.append({"layer": layer, "head": head,
-                             "score": float(baseline.double().mean()),
-                             "masked_score": float(masked.double().mean()),
-                             "importance": float(change.mean()),
-                             "importance_std": float(change.std(ddof=1)) if len(change) > 1
-                             else math.nan,
-                             "n_texts": len(change)})
-    if model.task != "sequence-classification":
+        for kind, (names, _, n_heads, by_projection) in plan.items():
+            layer_sel, head_sel = selections[kind]
+            for layer in layer_sel:
+                for head in head_sel:
+                    edit = _mask_projection(head, n_heads) if by_projection else _mask_mha(head)
+                    masked = run({names[layer]: edit}, chunks, by_projection)
+                    change = (baseline - masked).double().numpy()
+                    rows.append({**({"attention": kind} if seq2seq else {}),
+                                 "layer": layer, "head": head,
+                                 "score": float(baseline.double().mean()),
+                                 "masked_score": float(masked.double().mean()),
+                                 "importance": float(change.mean()),
+                                 "importance_std": float(change.std(ddof=1)) if len(change) > 1
+                                 else math.nan,
+                                 "n_texts": len(change)})
+    if seq2seq:
+        score = "mean log-probability of the target's tokens (teacher forcing)"
+    elif model.task != "sequence-classification":
         score = "mean log-probability of the text's own tokens"
     elif target_index is None:
         score = "logit of the predicted class"
     else:
         score = f"logit of class {target_index}"
+    by_projection = all(entry[3] for entry in plan.values())
+    layer_sel, head_sel = selections[next(iter(plan))]
     meta = make_meta(model, method="head_importance", parameters={
         "layers": list(layer_sel), "heads": list(head_sel), "target": target, "score": score,
         "max_length": batch.max_length, "batch_size": batch_size,
+        **({"attention": list(stacks), "targets": list(target_batch.texts)} if seq2seq else {}),
         "masking": "output projection input" if by_projection
         else "nn.MultiheadAttention contribution"})
-    return HeadImportanceResult(pd.DataFrame(rows), texts=batch.texts, truncated=batch.truncated,
-                                meta=meta)
+    return HeadImportanceResult(pd.DataFrame(rows), texts=batch.texts, truncated=batch.truncated
+                                if target_batch is None else
+                                [a or b for a, b in zip(batch.truncated, target_batch.truncated,
+                                                        strict=True)], meta=meta)
 
+
+def _target_batch(model, targets, n_texts: int, max_length: int | None):
+    """The tokenised ``targets`` of a seq2seq LM, checked: one per text, each starting with the
+    model's decoder start token (the decoder reads them as they are)."""
+    batch = encode_texts(model.tokenizer, targets, max_length=max_length,
+                         max_positions=model.family.max_positions(model.model))
+    if len(batch) != n_texts:
+        raise ValueError(f"got {n_texts} texts but {len(batch)} targets; pass one target per text")
+    start = getattr(model.config, "decoder_start_token_id", None)
+    if start is not None:
+        ids = batch.model_inputs()["input_ids"][:, 0]
+        wrong = [i for i, first in enumerate(ids.tolist()) if first != start]
+        if wrong:
+            raise ValueError(f"targets {wrong[:5]} do not start with the decoder start token "
+                             f"{start} ({model.tokenizer.convert_ids_to_tokens(start)!r}); the "
+                             f"decoder reads targets as tokenised, so use a tokenizer that adds "
+                             f"it first (as the model was trained)")
+    return batch

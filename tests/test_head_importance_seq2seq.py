@@ -1,0 +1,140 @@
+"""Head importance of encoder-decoder LMs: every stack (encoder self, decoder self, cross),
+scored by the teacher-forced log-probability of the target; checked against the model's own loss
+and against zeroed weights; on the trained seq2seq reference model the head ranking carries over
+to held-out rows."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import explain
+from explain.attention import head_importance
+
+SOURCES = ["the third of march", "may fifth", "june the first nineteen ninety"]
+TARGETS = ["three march", "may five", "one june"]
+
+
+@pytest.fixture(scope="module")
+def tiny_bart():
+    from explain_models import tiny
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    tokenizer = tiny.minilm_tokenizer()
+    # the decoder has other head counts than the encoder: each stack is read on its own
+    config = BartConfig(vocab_size=tokenizer.vocab_size, d_model=16, encoder_layers=2,
+                        decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=4,
+                        encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64,
+                        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.cls_token_id,
+                        eos_token_id=tokenizer.sep_token_id,
+                        decoder_start_token_id=tokenizer.cls_token_id, attn_implementation="eager")
+    torch.manual_seed(0)
+    return explain.load_model(BartForConditionalGeneration(config), tokenizer=tokenizer,
+                              name="tiny-bart")
+
+
+@pytest.fixture(scope="module")
+def importance(tiny_bart):
+    return head_importance(tiny_bart, SOURCES, targets=TARGETS)
+
+
+def _teacher_forced(model, source, target):
+    """The mean log-probability of the target tokens after the first, from the model's loss."""
+    tok = model.tokenizer
+    src, tgt = tok([source], return_tensors="pt"), tok([target], return_tensors="pt")
+    with torch.no_grad():
+        # labels are shifted right behind the decoder start token: the decoder reads tgt[:-1]
+        loss = model.model(**src, labels=tgt["input_ids"][:, 1:]).loss
+    return -float(loss)
+
+
+def _no_hooks(module):
+    return all(not m._forward_pre_hooks and not m._forward_hooks for m in module.modules())
+
+
+def test_every_stack_every_head(importance, tiny_bart):
+    frame = importance.to_frame()
+    assert list(frame.columns[:3]) == ["attention", "layer", "head"]
+    sizes = frame.groupby("attention").size().to_dict()
+    assert sizes == {"self": 2 * 2, "decoder": 1 * 4, "cross": 1 * 4}
+    assert np.isfinite(frame["importance"]).all()
+    # a random tiny model: the encoder's heads barely matter, the decoder's do
+    assert (frame.loc[frame["attention"] != "self", "importance"].abs() > 1e-6).all()
+    assert importance.meta["parameters"]["attention"] == ["self", "decoder", "cross"]
+    assert _no_hooks(tiny_bart.model)
+    assert "most important" in importance.summary()
+
+
+def test_score_is_the_teacher_forced_log_probability(importance, tiny_bart):
+    expected = np.mean([_teacher_forced(tiny_bart, s, t) for s, t in zip(SOURCES, TARGETS,
+                                                                         strict=True)])
+    assert importance.to_frame()["score"].iloc[0] == pytest.approx(expected, abs=1e-4)
+
+
+def test_masking_a_head_equals_zeroing_its_output_projection(importance, tiny_bart):
+    frame = importance.to_frame()
+    row = frame[(frame["attention"] == "cross") & (frame["layer"] == 0) & (frame["head"] == 2)]
+    changed = copy.deepcopy(tiny_bart.model)
+    size = 16 // 4
+    with torch.no_grad():
+        changed.model.decoder.layers[0].encoder_attn.out_proj.weight[:, 2 * size:3 * size] = 0
+    masked = explain.load_model(changed, tokenizer=tiny_bart.tokenizer)
+    expected = np.mean([_teacher_forced(masked, s, t) for s, t in zip(SOURCES, TARGETS,
+                                                                      strict=True)])
+    assert row["masked_score"].iloc[0] == pytest.approx(expected, abs=1e-4)
+
+
+def test_batch_size_and_selection(importance, tiny_bart):
+    small = head_importance(tiny_bart, SOURCES, targets=TARGETS, batch_size=1,
+                                    attention="cross", heads=[1, 3])
+    frame = small.to_frame()
+    assert set(frame["attention"]) == {"cross"} and list(frame["head"]) == [1, 3]
+    full = importance.to_frame().set_index(["attention", "layer", "head"])
+    for _, row in frame.iterrows():
+        assert row["importance"] == pytest.approx(
+            full.loc[("cross", row["layer"], row["head"]), "importance"], abs=1e-5)
+
+
+def test_figure(importance, tmp_path):
+    fig = importance.plot()
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["self 0", "self 1", "decoder 0", "cross 0"]
+    fig.savefig(tmp_path / "importance.png")
+
+
+def test_errors(tiny_bart):
+    from explain_models import tiny
+
+    with pytest.raises(ValueError, match=r"scores the log-probability of targets="):
+        head_importance(tiny_bart, SOURCES)
+    with pytest.raises(ValueError, match=r"got 3 texts but 2 targets"):
+        head_importance(tiny_bart, SOURCES, targets=TARGETS[:2])
+    with pytest.raises(ValueError, match=r"attention='encoder'.*has the head stack\(s\) 'self', "
+                                         r"'decoder', 'cross'"):
+        head_importance(tiny_bart, SOURCES, targets=TARGETS, attention="encoder")
+    with pytest.raises(ValueError, match=r"target= selects a class of a classifier"):
+        head_importance(tiny_bart, SOURCES, targets=TARGETS, target=0)
+    bert = tiny.bert_classifier()
+    with pytest.raises(ValueError, match=r"targets= are the decoder inputs"):
+        head_importance(bert, SOURCES, targets=TARGETS)
+    with pytest.raises(ValueError, match=r"attention='cross'.*masked for 'seq2seq-lm' models"):
+        head_importance(bert, SOURCES, attention="cross")
+    assert _no_hooks(tiny_bart.model)
+
+
+def test_target_without_the_decoder_start_token_is_refused():
+    from explain_models import tiny
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tokenizer = tiny.minilm_tokenizer()
+    config = T5Config(vocab_size=tokenizer.vocab_size, d_model=16, d_kv=8, d_ff=32, num_layers=1,
+                      num_heads=2, pad_token_id=tokenizer.pad_token_id,
+                      eos_token_id=tokenizer.sep_token_id,
+                      decoder_start_token_id=tokenizer.pad_token_id, attn_implementation="eager")
+    torch.manual_seed(0)
+    model = explain.load_model(T5ForConditionalGeneration(config), tokenizer=tokenizer)
+    with pytest.raises(ValueError, match=r"targets \[0, 1\] do not start with the decoder start "
+                                         r"token 0 \('\[PAD\]'\)"):
+        head_importance(model, ["a b", "c"], targets=["x", "y"])
+    assert _no_hooks(model.model)
