@@ -40,12 +40,13 @@ def importance(tiny_bart):
 
 
 def _teacher_forced(model, source, target):
-    """The mean log-probability of the target tokens after the first, from the model's loss."""
+    """The mean log-probability of the target's tokens (no special tokens), from the model's
+    own loss (HF shifts labels right behind decoder_start_token_id)."""
     tok = model.tokenizer
-    src, tgt = tok([source], return_tensors="pt"), tok([target], return_tensors="pt")
+    src = tok([source], return_tensors="pt")
+    labels = tok([target], add_special_tokens=False, return_tensors="pt")["input_ids"]
     with torch.no_grad():
-        # labels are shifted right behind the decoder start token: the decoder reads tgt[:-1]
-        loss = model.model(**src, labels=tgt["input_ids"][:, 1:]).loss
+        loss = model.model(**src, labels=labels).loss
     return -float(loss)
 
 
@@ -123,7 +124,7 @@ def test_errors(tiny_bart):
     assert _no_hooks(tiny_bart.model)
 
 
-def test_target_without_the_decoder_start_token_is_refused():
+def test_t5_stacks_and_a_missing_decoder_start_token():
     from explain_models import tiny
     from transformers import T5Config, T5ForConditionalGeneration
 
@@ -134,7 +135,11 @@ def test_target_without_the_decoder_start_token_is_refused():
                       decoder_start_token_id=tokenizer.pad_token_id, attn_implementation="eager")
     torch.manual_seed(0)
     model = explain.load_model(T5ForConditionalGeneration(config), tokenizer=tokenizer)
-    with pytest.raises(ValueError, match=r"targets \[0, 1\] do not start with the decoder start "
-                                         r"token 0 \('\[PAD\]'\)"):
+    frame = head_importance(model, ["a b", "c"], targets=["x", "y z"]).to_frame()
+    assert frame.groupby("attention").size().to_dict() == {"self": 2, "decoder": 2, "cross": 2}
+    assert frame["score"].iloc[0] == pytest.approx(np.mean(
+        [_teacher_forced(model, "a b", "x"), _teacher_forced(model, "c", "y z")]), abs=1e-4)
+    model.model.config.decoder_start_token_id = None
+    with pytest.raises(ValueError, match=r"config has no decoder_start_token_id"):
         head_importance(model, ["a b", "c"], targets=["x", "y"])
     assert _no_hooks(model.model)

@@ -26,7 +26,6 @@ from torch import nn
 from .. import hooks
 from ..checks import positive_int
 from ..results import TableResult, make_meta
-from ..text import encode_texts
 from .figures import head_grid_figure
 from .inputs import (
     batch_rows,
@@ -223,10 +222,11 @@ def head_importance(
     its contribution is subtracted from the module output) and the model's score recomputed.
     Score: the logit of ``target`` (class name or index; default: each text's predicted class)
     for classifiers; the mean log-probability of the text's own tokens for masked and causal
-    LMs; for a ``"seq2seq-lm"`` model, the mean log-probability of each ``targets`` token after
-    the first given the source and the target tokens before it (teacher forcing: the decoder
-    reads the target exactly as tokenised, as ``explain.attention`` does, so it must start with
-    the model's decoder start token). Heads: those of the ``"self"`` stack (the encoder of an
+    LMs; for a ``"seq2seq-lm"`` model, the mean log-probability of the tokens of ``targets``
+    given the source and the target tokens before them (teacher forcing: the decoder reads the
+    model's ``decoder_start_token_id`` then the target's tokens, no special tokens added, as
+    ``explain.attribute(..., continuation=targets)`` does; an end-of-sequence token is not
+    scored). Heads: those of the ``"self"`` stack (the encoder of an
     encoder-decoder); a seq2seq LM's ``attention`` stacks (keys of ``ATTENTIONS``, default all
     three), ``layers`` and ``heads`` selecting within each. Returns a ``HeadImportanceResult``
     (its ``to_frame()``: one row per (layer, head)). Cost: ``1 + layers x heads`` forward passes
@@ -251,9 +251,8 @@ def head_importance(
     batch_size = positive_int(batch_size, "batch_size")
     batch = model.encode_texts(texts, text_pairs=text_pairs,
                                max_length=max_length)
-    target_batch = None
     if seq2seq:
-        target_batch = _target_batch(model, targets, len(batch), max_length)
+        decoder_ids, decoder_mask = _decoder_inputs(model, targets, len(batch))
         plan = {kind: _stack_heads(model, kind) for kind in stacks}
         plan = {kind: (names, len(names), n_heads, True) for kind, (names, n_heads) in plan.items()}
     else:
@@ -291,7 +290,9 @@ def head_importance(
             inputs = batch_rows(batch, start, stop)
             call = forward_inputs(module, inputs) if not model.is_huggingface else inputs
             if seq2seq:
-                inputs = batch_rows(target_batch, start, stop)
+                width = int(decoder_mask[start:stop].sum(1).max())
+                inputs = {"input_ids": decoder_ids[start:stop, :width],
+                          "attention_mask": decoder_mask[start:stop, :width]}
                 call = {**call, "decoder_input_ids": inputs["input_ids"],
                         "decoder_attention_mask": inputs["attention_mask"]}
             output = module(**call)
@@ -331,29 +332,45 @@ def head_importance(
     meta = make_meta(model, method="head_importance", parameters={
         "layers": list(layer_sel), "heads": list(head_sel), "target": target, "score": score,
         "max_length": batch.max_length, "batch_size": batch_size,
-        **({"attention": list(stacks), "targets": list(target_batch.texts)} if seq2seq else {}),
+        **({"attention": list(stacks), "targets": [targets] if isinstance(targets, str)
+            else list(targets), "decoder_start_token_id": model.config.decoder_start_token_id}
+           if seq2seq else {}),
         "masking": "output projection input" if by_projection
         else "nn.MultiheadAttention contribution"})
-    return HeadImportanceResult(pd.DataFrame(rows), texts=batch.texts, truncated=batch.truncated
-                                if target_batch is None else
-                                [a or b for a, b in zip(batch.truncated, target_batch.truncated,
-                                                        strict=True)], meta=meta)
+    return HeadImportanceResult(pd.DataFrame(rows), texts=batch.texts, truncated=batch.truncated,
+                                meta=meta)
 
 
-def _target_batch(model, targets, n_texts: int, max_length: int | None):
-    """The tokenised ``targets`` of a seq2seq LM, checked: one per text, each starting with the
-    model's decoder start token (the decoder reads them as they are)."""
-    batch = encode_texts(model.tokenizer, targets, max_length=max_length,
-                         max_positions=model.family.max_positions(model.model))
-    if len(batch) != n_texts:
-        raise ValueError(f"got {n_texts} texts but {len(batch)} targets; pass one target per text")
+def _decoder_inputs(model, targets, n_texts: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher forcing, as ``explain.attribute(..., continuation=targets)`` reads it: per target,
+    the model's ``decoder_start_token_id`` then the target's tokens (no special tokens added),
+    right-padded; returns ``(decoder_input_ids, decoder_attention_mask)``."""
+    if isinstance(targets, str):
+        targets = [targets]
+    targets = list(targets)
+    if len(targets) != n_texts:
+        raise ValueError(f"got {n_texts} texts but {len(targets)} targets; pass one target per text")
     start = getattr(model.config, "decoder_start_token_id", None)
-    if start is not None:
-        ids = batch.model_inputs()["input_ids"][:, 0]
-        wrong = [i for i, first in enumerate(ids.tolist()) if first != start]
-        if wrong:
-            raise ValueError(f"targets {wrong[:5]} do not start with the decoder start token "
-                             f"{start} ({model.tokenizer.convert_ids_to_tokens(start)!r}); the "
-                             f"decoder reads targets as tokenised, so use a tokenizer that adds "
-                             f"it first (as the model was trained)")
-    return batch
+    if start is None:
+        raise ValueError(f"{type(model.model).__name__}'s config has no decoder_start_token_id, "
+                         f"so its decoder has no first input; set model.config."
+                         f"decoder_start_token_id (the token its decoder was trained to start "
+                         f"from)")
+    limit = model.family.max_positions(model.model)
+    rows = []
+    for i, text in enumerate(targets):
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"targets[{i}] is empty or not a string: {text!r}")
+        ids = [int(start), *model.tokenizer(text, add_special_tokens=False)["input_ids"]]
+        if limit is not None and len(ids) > limit:
+            raise ValueError(f"targets[{i}] has {len(ids) - 1} tokens, more than the "
+                             f"{limit - 1} the decoder reads after its start token; shorten it")
+        rows.append(ids)
+    width = max(len(ids) for ids in rows)
+    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
+    ids = torch.full((len(rows), width), int(pad), dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, :len(row)] = torch.tensor(row)
+        mask[i, :len(row)] = 1
+    return ids, mask
