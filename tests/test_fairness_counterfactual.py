@@ -13,7 +13,7 @@ from torch import nn
 import explain
 from explain.fairness import counterfactual, fill_template, identity_terms, swap_terms
 from explain.fairness._common import holm
-from explain.fairness.counterfactual import _paired_test
+from explain.fairness.counterfactual import LM_NEGLIGIBLE_CHANGE, _paired_test
 from explain.fairness.intervals import mean_interval
 from explain.plotting import figure_bytes
 
@@ -284,3 +284,60 @@ def test_paired_tests_hold_their_level_when_the_swap_changes_nothing(test, noise
     assert np.mean(p < 0.05) <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / runs)
     assert abs(np.mean(p < 0.2) - 0.2) <= error
     assert np.mean(p / 2 < 0.2) > 0.2 + error
+
+
+# ------------------------------------------------------------- causal LMs: continuations
+
+
+def test_a_causal_lm_scores_the_log_probability_of_its_continuation(tiny_gpt2):
+    templates = ["{} was good and", "the film was bad and {}"]
+    terms = {"men": ["he", "the old man"], "women": ["she"]}
+    result = counterfactual(tiny_gpt2, terms=terms, templates=templates,
+                            continuation=" the acting")
+    frame = result.to_frame()
+    assert len(frame) == 6 and "predicted_label" not in frame
+    assert (frame["continuation"] == " the acting").all()
+    # the score is log P(continuation tokens | BOS + text tokens), from one direct forward
+    tokenizer = tiny_gpt2.tokenizer
+    row = frame.iloc[1]
+    prefix = [tokenizer.bos_token_id, *tokenizer(row.text, add_special_tokens=False)["input_ids"]]
+    tail = tokenizer(" the acting", add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([prefix + tail])
+    with torch.no_grad():
+        log_probs = torch.log_softmax(tiny_gpt2.model(input_ids=ids).logits[0].double(), -1)
+    expected = sum(log_probs[len(prefix) - 1 + k, t].item() for k, t in enumerate(tail))
+    assert row.score == pytest.approx(expected, rel=1e-5)
+    comparison = result.comparisons.iloc[0]
+    assert comparison.group == "women" and np.isnan(comparison.flip_rate)
+    assert len(result.baseline) == 1 and np.isnan(result.baseline.iloc[0].flip_rate)
+    parameters = result.meta["parameters"]
+    assert parameters["score"] == "log_probability"
+    assert parameters["negligible_change"] == LM_NEGLIGIBLE_CHANGE
+    assert parameters["continuation"] == [" the acting"] * 2
+    assert "log P(' the acting' | text)" in result.summary()
+    for kind in result.PLOTS:
+        assert figure_bytes(result.plot(kind))
+    assert explain.hooks.count_hooks(tiny_gpt2) == 0
+
+
+def test_one_continuation_per_unit_and_the_options_an_lm_refuses(tiny_gpt2, tiny_bert):
+    texts = ["he was good and", "she was bad and"]
+    result = counterfactual(tiny_gpt2, texts, continuation=[" the film", " the plot"])
+    frame = result.to_frame()
+    assert frame.groupby("unit")["continuation"].unique().map(list).tolist() == \
+        [[" the film"], [" the plot"]]
+    with pytest.raises(ValueError, match="pass continuation=' nurse' or one non-empty string "
+                                         "per text \\(2\\)"):
+        counterfactual(tiny_gpt2, texts, continuation=[" the film"])
+    with pytest.raises(ValueError, match="a causal LM is scored by the log-probability"):
+        counterfactual(tiny_gpt2, templates=["{} was good"])
+    with pytest.raises(ValueError, match="target='pos' applies to classifiers only"):
+        counterfactual(tiny_gpt2, templates=["{} was good"], continuation=" and", target="pos")
+    with pytest.raises(ValueError, match="attributions=True applies to classifiers only"):
+        counterfactual(tiny_gpt2, templates=["{} was good"], continuation=" and",
+                       attributions=True)
+    with pytest.raises(ValueError, match="negligible_change must be a non-negative number"):
+        counterfactual(tiny_gpt2, templates=["{} was good"], continuation=" and",
+                       negligible_change=-0.1)
+    with pytest.raises(ValueError, match="continuation= applies to causal LMs only"):
+        counterfactual(tiny_bert, templates=["{} was good"], continuation=" and")

@@ -1,4 +1,5 @@
-"""Counterfactual probes for text classifiers: change only who a sentence is about.
+"""Counterfactual probes for text classifiers and causal LMs: change only who a sentence is
+about.
 
 Two designs, one result type:
 
@@ -32,6 +33,13 @@ probability) is called negligible, never a finding. The templates design also me
 when no identity changes (``result.baseline``). With ``attributions=True`` the probe also asks
 ``explain.attribute`` which words the model blames, and reports the share of each text's
 attribution that falls on the identity term (``result.blame``).
+
+**Counterfactual continuations** (a ``causal-lm``, ``continuation=" nurse"``, templates such as
+``"The {} worked as a"``): a text's score is ``log P(continuation | text)`` in nats; the same
+pairing, intervals, tests, baseline and verdicts apply, a change ``d`` multiplies the
+continuation's probability by ``exp(d)``, and ``negligible_change`` defaults to
+``LM_NEGLIGIBLE_CHANGE`` (0.1 nats, about 10%). ``target``, ``attributions`` and label flips do
+not apply (``flip_rate`` is NaN, no ``predicted_label``).
 """
 
 from __future__ import annotations
@@ -45,13 +53,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..checks import one_of, probability
+from ..checks import non_negative_float, one_of, probability
 from ..results import Result, make_meta
 from ._common import check_confidence, class_probabilities, holm, loaded_model
 from .intervals import interval_errors, mean_interval
+from .likelihood import sentence_scores
 from .terms import _swap_rows, _template_rows, fill_template, identity_terms
 
-__all__ = ["TESTS", "VERDICTS", "CounterfactualResult", "counterfactual"]
+__all__ = ["LM_NEGLIGIBLE_CHANGE", "TESTS", "VERDICTS", "CounterfactualResult", "counterfactual"]
+
+#: Default ``negligible_change`` of a causal LM's continuation log-probability, in nats.
+LM_NEGLIGIBLE_CHANGE = 0.1
 
 #: Paired tests of the score changes, name -> scipy function used.
 TESTS: Mapping[str, str] = MappingProxyType({
@@ -94,16 +106,18 @@ def counterfactual(
     templates: Sequence[str] | None = None,
     swaps: str | Sequence[Sequence[str]] | None = None,
     target: int | str | None = None,
+    continuation: str | Sequence[str] | None = None,
     test: str = "wilcoxon",
     alpha: float = 0.05,
-    negligible_change: float = 0.01,
+    negligible_change: float | None = None,
     baseline_terms: Sequence[str] | None = ("a person", "someone"),
     confidence: float = 0.95,
     attributions: bool = False,
     attribution_method: str = "integrated_gradients",
     batch_size: int = 32,
 ) -> CounterfactualResult:
-    """Probe a text classifier with counterfactual identity changes.
+    """Probe a text classifier (or a causal LM's continuation) with counterfactual identity
+    changes.
 
     Without ``texts``: templates x terms. ``axis`` names a built-in axis of
     ``identity_terms()['axes']`` (gender, gender_names, race, race_names, religion, age,
@@ -116,10 +130,15 @@ def counterfactual(
     default ``"gender"``).
 
     ``target``: the class whose probability is the score (name or index; default: class 1 of a
-    binary model, else the last class). ``test``: a key of ``TESTS``; ``alpha``: the level at
-    which a Holm-adjusted p-value is significant; ``negligible_change``: a significant change
-    whose mean absolute size (in probability of the target class) is smaller than this is
-    called negligible (``VERDICTS``). ``baseline_terms``: two neutral terms put in the same
+    binary model, else the last class). ``continuation`` (causal LMs only, required there): the
+    score is its log-probability given each text, ``log P(text + continuation) - log P(text)``
+    in nats; one string, or one per template (per text with ``texts``). Start it with a space
+    (``" nurse"``) so that the text's own tokens stay the same. ``test``: a key of ``TESTS``;
+    ``alpha``: the level at which a Holm-adjusted p-value is significant;
+    ``negligible_change``: a significant change whose mean absolute size is smaller than this
+    is called negligible (``VERDICTS``); it is in probability of the target class for a
+    classifier (default 0.01) and in nats of the continuation's log-probability for a causal LM
+    (default ``LM_NEGLIGIBLE_CHANGE``). ``baseline_terms``: two neutral terms put in the same
     templates, whose change is the baseline of the templates design (``None``: no baseline; the
     swaps design has none). ``attributions``: also run ``explain.attribute``
     (``attribution_method``) on every text and report the share of attribution on the identity
@@ -127,14 +146,21 @@ def counterfactual(
     ``explain.fairness.intervals.mean_interval``).
     """
     model = loaded_model(model, analysis="counterfactual")
-    if model is None or model.task != "sequence-classification":
+    if model is None or model.task not in ("sequence-classification", "causal-lm"):
         raise TypeError("counterfactual probes need a text classifier (sequence-classification "
-                        "LoadedModel)")
+                        "LoadedModel) or a causal LM (causal-lm, with continuation=...)")
+    causal = model.task == "causal-lm"
     one_of(test, TESTS, "test")
     confidence = check_confidence(confidence)
     alpha = probability(alpha, "alpha", fix="e.g. alpha=0.05")
-    negligible_change = probability(negligible_change, "negligible_change", open_interval=False,
-                                    fix="it is a change of probability, e.g. 0.01")
+    if causal:
+        negligible_change = non_negative_float(
+            LM_NEGLIGIBLE_CHANGE if negligible_change is None else negligible_change,
+            "negligible_change", fix="it is a change of log-probability in nats, e.g. 0.1")
+    else:
+        negligible_change = probability(
+            0.01 if negligible_change is None else negligible_change, "negligible_change",
+            open_interval=False, fix="it is a change of probability, e.g. 0.01")
     if baseline_terms is not None and (
             isinstance(baseline_terms, str) or len(baseline_terms) != 2
             or not all(isinstance(t, str) and t.strip() for t in baseline_terms)
@@ -142,11 +168,6 @@ def counterfactual(
         raise ValueError(f"baseline_terms are two different neutral terms, e.g. ('a person', "
                          f"'someone'), or None; got {baseline_terms!r}")
     data = identity_terms()
-    n_classes = len(model.label_names or ()) or 2
-    target_index = (model.label_index(target) if target is not None
-                    else (1 if n_classes == 2 else n_classes - 1))
-    target_name = (model.label_names[target_index] if model.label_names else str(target_index))
-
     if texts is None:
         rows, reference, info = _template_rows(data, axis, terms, reference, templates)
     else:
@@ -158,12 +179,15 @@ def counterfactual(
                                  "text": fill_template(template, term)}
                                 for t, template in enumerate(info["templates"])
                                 for term in baseline_terms])
-    texts_to_score = frame["text"].tolist() + ([] if neutral is None else neutral["text"].tolist())
-    probabilities = class_probabilities(model, texts_to_score, batch_size=batch_size)
-    names = [model.label_names[i] if model.label_names else str(i)
-             for i in probabilities.argmax(1)]
-    frame["score"] = probabilities[:len(frame), target_index]
-    frame["predicted_label"] = names[:len(frame)]
+    scored = frame if neutral is None else pd.concat([frame, neutral], ignore_index=True)
+    per_unit = _continuations(model, continuation, target, attributions, info)
+    if causal:
+        frame["continuation"] = [per_unit[u] for u in frame["unit"]]
+        scored["continuation"] = [per_unit[u] for u in scored["unit"]]
+    scores, labels, target_name, target_index = _score(model, scored, target, batch_size)
+    frame["score"] = scores[:len(frame)]
+    if labels is not None:
+        frame["predicted_label"] = labels[:len(frame)]
 
     blame = None
     if attributions:
@@ -174,8 +198,9 @@ def counterfactual(
     comparisons, groups = _compare(frame, reference, test, confidence, **verdict)
     baseline = None
     if neutral is not None:
-        neutral["score"] = probabilities[len(frame):, target_index]
-        neutral["predicted_label"] = names[len(frame):]
+        neutral["score"] = scores[len(frame):]
+        if labels is not None:
+            neutral["predicted_label"] = labels[len(frame):]
         baseline = _compare(neutral, baseline_terms[0], test, confidence, **verdict)[0]
         baseline = baseline.drop(columns=["p_value_holm"])
         baseline = baseline.rename(columns={"group": "term", "reference": "reference_term"})
@@ -185,7 +210,9 @@ def counterfactual(
         term = blame.groupby("group", sort=False)["term_attribution"].mean()
         groups["mean_term_attribution_share"] = groups["group"].map(share).to_numpy()
         groups["mean_term_attribution"] = groups["group"].map(term).to_numpy()
-    parameters = {**info, "reference": reference, "target": target_name, "test": test, **verdict,
+    parameters = {**info, "reference": reference, "target": target_name,
+                  "score": "log_probability" if causal else "probability",
+                  "continuation": per_unit, "test": test, **verdict,
                   "baseline_terms": list(baseline_terms) if neutral is not None else None,
                   "interval": "student-t", "confidence": confidence,
                   "attributions": attribution_method if attributions else None}
@@ -194,10 +221,55 @@ def counterfactual(
                                                parameters=parameters))
 
 
+def _score(model, scored: pd.DataFrame, target, batch_size):
+    """Each row's score, predicted labels (``None`` for a causal LM), what is scored, and the
+    target class index (``None`` for a causal LM)."""
+    texts = scored["text"].tolist()
+    if model.task == "causal-lm":
+        # log P(continuation | text): exactly the continuation's tokens when tokenization splits
+        # at the boundary (byte-level BPE, a leading space); too long a text raises there.
+        joined = (scored["text"] + scored["continuation"]).tolist()
+        scores = (sentence_scores(model, joined, batch_size=batch_size)
+                  - sentence_scores(model, texts, batch_size=batch_size))
+        continuations = scored["continuation"].unique()
+        what = continuations[0] if len(continuations) == 1 else "the unit's continuation"
+        return scores, None, what, None
+    n_classes = len(model.label_names or ()) or 2
+    index = (model.label_index(target) if target is not None
+             else (1 if n_classes == 2 else n_classes - 1))
+    probabilities = class_probabilities(model, texts, batch_size=batch_size)
+    names = model.label_names or [str(i) for i in range(probabilities.shape[1])]
+    return (probabilities[:, index], [names[i] for i in probabilities.argmax(1)], names[index],
+            index)
+
+
+def _continuations(model, continuation, target, attributions, info) -> list[str] | None:
+    """One checked continuation per unit (template or input text) for a causal LM, else
+    ``None``; the options that do not apply to the model are refused, saying what does."""
+    if model.task != "causal-lm":
+        if continuation is not None:
+            raise ValueError("continuation= applies to causal LMs only; a classifier is scored "
+                             "by the probability of target=")
+        return None
+    if target is not None or attributions:
+        option = f"target={target!r}" if target is not None else "attributions=True"
+        raise ValueError(f"{option} applies to classifiers only: a causal LM has no classes, its "
+                         f"score is the log-probability of continuation= (explain that with "
+                         f"explain.attribute(model, texts, continuation=...))")
+    n_units = info["n_templates"] if info["design"] == "templates" else info["n_texts"]
+    values = [continuation] * n_units if isinstance(continuation, str) else list(continuation or ())
+    unit = "template" if info["design"] == "templates" else "text"
+    if len(values) != n_units or not all(isinstance(v, str) and v.strip() for v in values):
+        raise ValueError(f"a causal LM is scored by the log-probability of a continuation: pass "
+                         f"continuation=' nurse' or one non-empty string per {unit} ({n_units}), "
+                         f"e.g. with templates such as 'The {{}} worked as a'; got {continuation!r}")
+    return values
+
+
 def _compare(frame, reference, test, confidence, *, alpha, negligible_change):
     per_unit = frame.groupby(["unit", "group"], sort=False)["score"].mean().unstack("group")
-    labels = frame.groupby(["unit", "group"], sort=False)["predicted_label"].agg(
-        lambda v: v.mode().iloc[0]).unstack("group")
+    labels = (frame.groupby(["unit", "group"], sort=False)["predicted_label"].agg(
+        lambda v: v.mode().iloc[0]).unstack("group") if "predicted_label" in frame else None)
     group_rows, comparison_rows = [], []
     for group in per_unit.columns:
         scores = per_unit[group].to_numpy(float)
@@ -214,7 +286,8 @@ def _compare(frame, reference, test, confidence, *, alpha, negligible_change):
             "group": group, "reference": reference, "n_pairs": int(np.isfinite(change).sum()),
             "mean_change": float(np.nanmean(change)), "change_ci_low": float(c_low),
             "change_ci_high": float(c_high), "mean_abs_change": float(np.nanmean(np.abs(change))),
-            "flip_rate": float(np.mean(labels[group].to_numpy() != labels[reference].to_numpy())),
+            "flip_rate": float("nan") if labels is None else
+            float(np.mean(labels[group].to_numpy() != labels[reference].to_numpy())),
             "test": test, "statistic": statistic, "p_value": p_value})
     comparisons = pd.DataFrame(comparison_rows)
     comparisons["p_value_holm"] = holm(comparisons["p_value"].to_numpy(float))
@@ -258,8 +331,7 @@ def _blame(model, frame, target_index, method, batch_size) -> pd.DataFrame:
 
 
 def _size(value: float) -> str:
-    """A probability change for a sentence: 3 decimals, or 2 significant digits below 0.001
-    (so a tiny change does not read as exactly 0.000)."""
+    """A change for a sentence: 3 decimals, or 2 significant digits below 0.001 (not 0.000)."""
     return f"{value:.3f}" if value == 0 or abs(value) >= 0.0005 else f"{value:.1e}"
 
 
@@ -268,8 +340,9 @@ class CounterfactualResult(Result):
 
     ``to_frame()`` (``scores``): one row per probed text: ``row``, ``unit`` (template index, or
     the index of the original sentence), ``template``, ``group``, ``term``, ``text``, ``score``
-    (probability of the target class), ``predicted_label`` (and ``term_attribution_share`` with
-    attributions).
+    (probability of the target class; for a causal LM ``log P(continuation | text)`` in nats,
+    with ``continuation`` and no ``predicted_label``), ``predicted_label`` (and
+    ``term_attribution_share`` with attributions). ``flip_rate`` is NaN for a causal LM.
     ``comparisons``: one row per group compared with the reference: ``group``, ``reference``,
     ``n_pairs``, ``mean_change`` (group minus reference, averaged over units), ``change_ci_low``,
     ``change_ci_high``, ``mean_abs_change``, ``flip_rate``, ``test``, ``statistic``, ``p_value``,
@@ -317,7 +390,7 @@ class CounterfactualResult(Result):
         """One sentence: the largest change that is a finding, or why none is."""
         parameters = self.meta["parameters"]
         what = parameters.get("axis") or parameters.get("swaps")
-        measure = f"P({parameters['target']})"
+        measure = self._measure()
         table = self.comparisons
         changes = table[table["verdict"] == "change"]
         head = f"Counterfactual probe ({parameters['design']}, {what}): "
@@ -348,10 +421,17 @@ class CounterfactualResult(Result):
                          f"{'is' if len(changes) == 1 else 'are'} larger than that")
         return head + text + "."
 
+    def _measure(self) -> str:
+        parameters = self.meta["parameters"]
+        if parameters.get("score") == "log_probability":
+            return f"log P({parameters['target']!r} | text)"
+        return f"P({parameters['target']})"
+
     def _plot(self, kind: str, *, ax=None):
         from ..plotting import axes_or_new, style
 
-        target = self.meta["parameters"]["target"]
+        measure = self._measure()
+        log_probability = self.meta["parameters"].get("score") == "log_probability"
         reference = self.meta["parameters"]["reference"]
         ci = int(self.meta["parameters"]["confidence"] * 100)
         if kind == "group_scores":
@@ -365,8 +445,11 @@ class CounterfactualResult(Result):
                 ax.barh(y, values, xerr=err, capsize=3, color=colours)
                 ax.set_yticks(y, [str(g) + (" (reference)" if g == reference else "")
                                   for g in table["group"]])
-                ax.set_xlim(0, 1)
-                ax.set_xlabel(f"mean P({target})")
+                if log_probability:
+                    ax.set_xlabel(f"mean {measure} (nats)")
+                else:
+                    ax.set_xlim(0, 1)
+                    ax.set_xlabel(f"mean {measure}")
                 ax.set_title(f"Mean score by group ({ci}% Student-t CI)")
             return fig
         per_unit = self.scores.groupby(["unit", "group"], sort=False)["score"].mean() \
@@ -398,7 +481,8 @@ class CounterfactualResult(Result):
                             markersize=5)
                 p_text = (f"p={row.p_value:.2g} (Holm {row.p_value_holm:.2g})"
                           if "p_value_holm" in row.index else f"p={row.p_value:.2g}")
-                ax.text(1.01, k, f"{row.verdict}\nflip {row.flip_rate:.0%}\n{p_text}",
+                flip = "" if np.isnan(row.flip_rate) else f"\nflip {row.flip_rate:.0%}"
+                ax.text(1.01, k, f"{row.verdict}{flip}\n{p_text}",
                         transform=ax.get_yaxis_transform(), va="center", fontsize=7)
             ax.set_yticks(range(len(rows)), [label for label, *_ in rows[::-1]])
             ax.axvline(0, color="black", linewidth=0.8)
@@ -409,7 +493,8 @@ class CounterfactualResult(Result):
             lim = max(0.05, 1.5 * negligible, float(finite.max()) if len(finite) else 0.0)
             ax.set_xlim(-lim * 1.1, lim * 1.1)
             unit = "template" if self.meta["parameters"]["design"] == "templates" else "sentence"
-            ax.set_xlabel(f"change in P({target}) vs {reference!r} (dots: one {unit}; diamond: "
+            ax.set_xlabel(f"change in {measure}{' (nats)' if log_probability else ''} vs "
+                          f"{reference!r} (dots: one {unit}; diamond: "
                           f"mean, {ci}% CI;\ngrey band: negligible, |change| < {negligible:g})")
             ax.set_title(f"Counterfactual score shifts ({self.meta['parameters']['test']} test)")
         return fig
