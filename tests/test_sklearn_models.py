@@ -95,8 +95,10 @@ def test_surrogate_fidelity_is_agreement_with_its_predictions(fitted, table):
 @pytest.mark.parametrize("method", PERTURBATION)
 def test_perturbation_methods_run_on_it(fitted, table, method):
     _, loaded = fitted
-    frame = explain.attribute(loaded, table.head(3), method=method, faithfulness=False,
-                              **({"n_samples": 40} if method != "feature_ablation" else {}))
+    options = {"shapley_sampling": {"n_samples": 5}, "lime": {"n_samples": 40},
+               "kernel_shap": {"n_samples": 40}}.get(method, {})
+    frame = explain.attribute(loaded, table.head(2), method=method, faithfulness=False,
+                              **options)
     frame = frame.to_frame()
     assert list(frame.loc[frame.input_id == 0, "label"]) == ["income", "debt", "sex"]
     assert np.isfinite(frame["score"]).all() and (frame["score"] != 0).any()
@@ -129,7 +131,7 @@ def test_logistic_regression_agrees_with_the_same_model_in_torch(table, method):
         linear.bias.copy_(torch.tensor([0.0, estimator.intercept_[0]]))
     twin = explain.load_model(linear, feature_names=FEATURES, feature_groups=GROUPS,
                               label_names=["no", "yes"])
-    options = {"n_samples": 30} if method != "feature_ablation" else {}
+    options = {"n_samples": 10} if method != "feature_ablation" else {}
     ours, theirs = (explain.attribute(m, table.head(4), method=method, target="yes",
                                       faithfulness=False, **options).to_frame()
                     for m in (loaded, twin))
