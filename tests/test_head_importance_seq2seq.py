@@ -143,3 +143,25 @@ def test_t5_stacks_and_a_missing_decoder_start_token():
     with pytest.raises(ValueError, match=r"config has no decoder_start_token_id"):
         head_importance(model, ["a b", "c"], targets=["x", "y"])
     assert _no_hooks(model.model)
+
+
+def test_trained_seq2seq_head_ranking_carries_over_to_other_rows():
+    import pandas as pd
+    from explain_models import ensure
+
+    path = ensure("seq2seq")
+    model = explain.load_model(path)
+    data = pd.read_csv(path / "heldout.csv").head(48)
+    first, second = data.iloc[:24], data.iloc[24:]
+    ranked = head_importance(model, first["source"].tolist(), targets=first["target"].tolist(),
+                             attention="cross").to_frame()
+    most = ranked.loc[ranked["importance"].idxmax()]
+    least = ranked.loc[ranked["importance"].idxmin()]
+    check = head_importance(model, second["source"].tolist(), targets=second["target"].tolist(),
+                            attention="cross").to_frame().set_index(["layer", "head"])
+    cost_most = check.loc[(most["layer"], most["head"]), "importance"]
+    cost_least = check.loc[(least["layer"], least["head"]), "importance"]
+    # measured (32 rows): the top cross heads of layer 1 cost 0.6-0.9 nats per token, the
+    # least important ones of layer 0 under 0.002
+    assert cost_most > cost_least + 0.1
+    assert check["score"].iloc[0] > -0.1     # the trained model: near-certain targets
