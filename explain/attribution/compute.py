@@ -193,7 +193,8 @@ def compute(loaded, prepared: Prepared, spec: MethodSpec, *, n_steps: int,
                 batch_items = [items[i] for i in rows]
                 x, b, args, units = collate(prepared, batch_items)
                 with torch.no_grad():
-                    dist = scorer.distribution(x, *args[:3], position=args[5])
+                    dist = scorer.distribution(x, *args[:3], position=args[5],
+                                               decoder_input_ids=_decoder_ids(args))
                 predicted = dist.argmax(-1)
                 for r, it in enumerate(batch_items):
                     if it.target < 0:
@@ -237,6 +238,11 @@ def compute(loaded, prepared: Prepared, spec: MethodSpec, *, n_steps: int,
     if spec.inexact_modules is not None:
         _warn_inexact(spec, spec.inexact_modules(loaded), results.values())
     return _assemble(prepared, spec, results, keep_elements, n_steps, layer_name)
+
+
+def _decoder_ids(args: tuple) -> torch.Tensor | None:
+    """The decoder prefixes of an encoder-decoder batch (``collate``'s seventh argument)."""
+    return args[6] if len(args) > 6 else None
 
 
 def _warn_inexact(spec: MethodSpec, modules: tuple[str, ...], results) -> None:

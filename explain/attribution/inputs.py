@@ -5,7 +5,9 @@ How each modality is attributed (one representation for every method, so methods
 
 * **text** (classifiers, masked and causal LMs): the attributed tensor is the output of the
   model's word-embedding layer, ``(N, T, D)``; the forward pass swaps it in through
-  ``explain.hooks.edit_outputs``. Integrated gradients on it *is* Captum's
+  ``explain.hooks.edit_outputs``. An encoder-decoder's is its encoder's token embedding of the
+  source (given as ``inputs_embeds``); each target token is one item, explained given the
+  source and the target tokens before it (teacher forcing: the decoder prefix is fixed). Integrated gradients on it *is* Captum's
   ``LayerIntegratedGradients`` on the word embeddings. The baseline replaces every non-special
   token by the pad token (special tokens are kept). Perturbation methods replace a token's
   embedding by the baseline embedding, which equals replacing the token by the pad token.
@@ -35,14 +37,21 @@ from torch import nn
 
 from .. import hooks
 from ..checks import positive_int
-from .targets import assign_class_targets, baseline_token, resolve_class_target, token_id
+from .targets import (
+    assign_class_targets,
+    baseline_token,
+    decoder_targets,
+    encoder_embedding,
+    resolve_class_target,
+    token_id,
+)
 
 __all__ = ["Item", "Prepared", "collate", "content_seed", "item_offsets", "modality", "prepare"]
 
 
 def modality(task: str) -> str:
     """The modality (``"text"``, ``"tabular"``, ``"image"``) of a model of ``task``."""
-    if task in ("sequence-classification", "masked-lm", "causal-lm"):
+    if task in ("sequence-classification", "masked-lm", "causal-lm", "seq2seq-lm"):
         return "text"
     if task == "tabular-classification":
         return "tabular"
@@ -58,7 +67,8 @@ def check_modality_options(kind: str, task: str, *, patch_size, max_length, text
     only = {"patch_size": ("image", patch_size, "the side of a square image patch in pixels"),
             "max_length": ("text", max_length, "tokens per text"),
             "text_pairs": ("text", text_pairs, "second texts of a pair classifier"),
-            "continuation": ("text", continuation, "a causal LM's continuation")}
+            "continuation": ("text", continuation, "a causal LM's continuation or an "
+                                                   "encoder-decoder's target text")}
     for name, (applies, value, meaning) in only.items():
         if value is not None and kind != applies:
             raise ValueError(f"{name}= ({meaning}) applies to {applies} models; this is a "
@@ -245,9 +255,14 @@ def _prepare_text(loaded, inputs, *, target, text_pairs, baseline, max_length,
     task = loaded.task
     if text_pairs is not None and task != "sequence-classification":
         raise ValueError("text_pairs applies to sequence classifiers only")
-    if continuation is not None and task != "causal-lm":
-        raise ValueError("continuation= applies to causal language models only (task "
-                         f"{task!r}); for a classifier pass target=")
+    if continuation is not None and task not in ("causal-lm", "seq2seq-lm"):
+        raise ValueError("continuation= applies to causal language models and encoder-decoders "
+                         f"only (task {task!r}); for a classifier pass target=")
+    seq2seq = task == "seq2seq-lm"
+    if seq2seq and target is not None:
+        raise ValueError("an encoder-decoder explains the tokens of its target text: pass "
+                         "continuation= the target texts (or nothing, for its own greedy "
+                         "output), not target=")
     if isinstance(inputs, str):
         inputs = [inputs]
     if not isinstance(inputs, Sequence) or isinstance(inputs, (bytes, bytearray)):
@@ -268,18 +283,26 @@ def _prepare_text(loaded, inputs, *, target, text_pairs, baseline, max_length,
         for i, c in enumerate(continuation):
             if not isinstance(c, str) or not c:
                 raise ValueError(f"continuation[{i}] is empty: {c!r}")
+    if continuation is not None and not seq2seq:
         full = [t + c for t, c in zip(texts, continuation, strict=True)]
         batch = loaded.encode_texts(full, max_length=max_length)
     else:
         batch = loaded.encode_texts(texts, text_pairs=text_pairs, max_length=max_length)
 
     model = loaded.model
-    name = loaded.family.embedding_name(model)
-    if name is None:  # load_model refuses such a text model; a hand-made LoadedModel may not
-        raise TypeError(f"the model family {loaded.family.name!r} finds no token embedding in "
-                        f"{type(model).__name__} to attribute text through; register a family "
-                        f"whose embedding_name names it (explain.families.register_family)")
-    embedding = hooks.resolve_modules(model, [name])[name]
+    if seq2seq:
+        name, embedding = encoder_embedding(model)
+        lengths = torch.as_tensor(batch.lengths)
+        mask = (torch.arange(batch.input_ids.shape[1])[None] < lengths[:, None]).long()
+        decoded = decoder_targets(loaded, batch.input_ids, mask, continuation)
+    else:
+        name = loaded.family.embedding_name(model)
+        if name is None:  # load_model refuses such a text model; a hand-made LoadedModel may
+            raise TypeError(f"the model family {loaded.family.name!r} finds no token embedding "
+                            f"in {type(model).__name__} to attribute text through; register a "
+                            f"family whose embedding_name names it "
+                            f"(explain.families.register_family)")
+        embedding = hooks.resolve_modules(model, [name])[name]
     dim = _embedding_dim(embedding)
     pad_id = baseline_token(loaded, baseline)
     mask_id = tokenizer.mask_token_id
@@ -302,7 +325,9 @@ def _prepare_text(loaded, inputs, *, target, text_pairs, baseline, max_length,
                          "special": batch.special[i]}
             spec = targets[i] if targets is not None else target
             cuts = [length]
-            if continuation is not None:
+            if seq2seq:
+                decoder_ids, cuts = decoded[i]
+            elif continuation is not None:
                 start = len(texts[i])
                 cuts = [t for t in range(1, length)
                         if batch.offsets[i][t][1] > start and not batch.special[i][t]]
@@ -310,7 +335,7 @@ def _prepare_text(loaded, inputs, *, target, text_pairs, baseline, max_length,
                     raise ValueError(f"continuation[{i}] {continuation[i]!r} adds no token "
                                      f"within max_length")
             for cut in cuts:
-                keep = cut if continuation is not None else length
+                keep = cut if continuation is not None and not seq2seq else length
                 # embeddings are looked up per batch (collate), so a large dataset holds token
                 # ids only; units are a broadcast view (no copy)
                 units = torch.arange(keep)[:, None].expand(keep, dim)
@@ -318,7 +343,12 @@ def _prepare_text(loaded, inputs, *, target, text_pairs, baseline, max_length,
                 if types is not None:
                     extra["token_type_ids"] = types[:keep]
                 info = dict(text_info)
-                if continuation is not None:
+                if seq2seq:
+                    # the decoder reads the target tokens before ``cut`` and predicts ``cut``
+                    extra["decoder_input_ids"] = torch.tensor(decoder_ids[:cut])
+                    info["target_tokens"] = tuple(tokenizer.convert_ids_to_tokens(
+                        decoder_ids[1:]))
+                elif continuation is not None:
                     info = _slice_text(info, keep)
                 item = Item(i, "text", None, None, units, list(info["tokens"]), extra=extra,
                             text=info, truncated=batch.truncated[i])
@@ -332,6 +362,9 @@ def _prepare_text(loaded, inputs, *, target, text_pairs, baseline, max_length,
                     item.position = where[0]
                     if spec is not None:
                         item.target = token_id(loaded, spec)
+                elif seq2seq:
+                    item.position = cut - 1
+                    item.target = int(decoder_ids[cut])
                 elif task == "causal-lm":
                     item.position = keep - 1
                     if continuation is not None:
@@ -373,7 +406,10 @@ def _slice_text(info: dict, keep: int) -> dict:
 def collate(prepared: Prepared, items: Sequence[Item]) -> tuple[torch.Tensor, torch.Tensor,
                                                                   tuple, torch.Tensor]:
     """Stack items into ``(x, baseline, extra_args, units)``. Text is right-padded with the pad
-    token (input == baseline on padding, attention-masked) and embedded here."""
+    token (input == baseline on padding, attention-masked) and embedded here. ``extra_args``:
+    ``(input_ids, attention_mask, token_type_ids, target, contrast, position)``, and for an
+    encoder-decoder the decoder prefixes ``(N, L)`` seventh (``Scorer``'s
+    ``decoder_input_ids``)."""
     target = torch.tensor([it.target for it in items], dtype=torch.long)
     contrast = torch.tensor([it.contrast for it in items], dtype=torch.long)
     position = torch.tensor([it.position for it in items], dtype=torch.long)
@@ -388,6 +424,13 @@ def collate(prepared: Prepared, items: Sequence[Item]) -> tuple[torch.Tensor, to
     mask = torch.zeros(len(items), width, dtype=torch.long)
     has_types = "token_type_ids" in items[0].extra
     types = torch.zeros(len(items), width, dtype=torch.long) if has_types else None
+    decoder = None
+    if "decoder_input_ids" in items[0].extra:  # right-padded; the decoder is causal
+        prefixes = [it.extra["decoder_input_ids"] for it in items]
+        decoder = torch.full((len(items), max(len(p) for p in prefixes)), prepared.pad_id,
+                             dtype=torch.long)
+        for r, prefix in enumerate(prefixes):
+            decoder[r, :len(prefix)] = prefix
     for r, it in enumerate(items):
         n = it.length
         ids[r, :n] = it.extra["input_ids"]
@@ -406,7 +449,8 @@ def collate(prepared: Prepared, items: Sequence[Item]) -> tuple[torch.Tensor, to
         if it.x is not None:  # an explicit (e.g. perturbed) embedding tensor
             x[r, :n] = it.x
         units[r, :n] = it.units
-    return x, b, (ids, mask, types, target, contrast, position), units
+    args = (ids, mask, types, target, contrast, position)
+    return x, b, args if decoder is None else (*args, decoder), units
 
 
 def _slice_args(args: tuple, rows) -> tuple:

@@ -34,8 +34,9 @@ class AttributionResult(Result):
     """Attribution scores of one method for many inputs, with their trust numbers.
 
     ``to_frame(level=None)`` columns: ``input_id`` (position of the input in the call),
-    ``step`` (0, or the continuation token index for causal LMs), ``unit`` (a key of ``LEVELS``),
-    ``position`` (word, token, feature, patch or pixel index within the input),
+    ``step`` (0, or the continuation token index for causal LMs; for an encoder-decoder the
+    index of the explained target token), ``unit`` (a key of ``LEVELS``), ``position`` (word,
+    token, feature, patch or pixel index within the input; an encoder-decoder's source),
     ``label`` (the word, token, feature name, patch or pixel ``"row r, col c"``), ``start``,
     ``end`` (character span in the text; -1 otherwise), ``segment`` (0/1 for text pairs, else
     0), ``score`` (signed: positive pushes the target up), ``method``, ``target`` (explained
@@ -450,7 +451,8 @@ def _number(value: float) -> str:
 
 def _labeler(loaded):
     names = tuple(loaded.label_names or ())
-    tokenizer = loaded.tokenizer if loaded.task in ("masked-lm", "causal-lm") else None
+    tokenizer = loaded.tokenizer if loaded.task in ("masked-lm", "causal-lm", "seq2seq-lm") \
+        else None
 
     def label(index: int, contrast: int) -> str:
         if tokenizer is not None:

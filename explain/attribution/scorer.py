@@ -24,9 +24,13 @@ OUTPUTS: Mapping[str, str] = MappingProxyType({
 
 
 class Scorer(nn.Module):
-    """``forward(x, input_ids, attention_mask, token_type_ids, target, contrast, position)``
-    -> ``(N,)``: the explained output of each row. ``x`` is the attributed tensor; for text it
-    replaces the word-embedding output (``explain.hooks.edit_outputs``)."""
+    """``forward(x, input_ids, attention_mask, token_type_ids, target, contrast, position,
+    decoder_input_ids=None)`` -> ``(N,)``: the explained output of each row. ``x`` is the
+    attributed tensor; for text it replaces the word-embedding output
+    (``explain.hooks.edit_outputs``). For an encoder-decoder (task ``"seq2seq-lm"``) ``x`` is
+    the encoder's token-embedding output, given to the encoder as ``inputs_embeds`` (the
+    decoder, which may share the embedding matrix, still embeds ``decoder_input_ids``
+    itself), and ``position`` indexes the decoder's logits."""
 
     def __init__(self, model: nn.Module, *, kind: str, task: str, output: str,
                  embedding_name: str | None = None) -> None:
@@ -44,9 +48,17 @@ class Scorer(nn.Module):
             p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
     def logits(self, x: torch.Tensor, input_ids=None, attention_mask=None,
-               token_type_ids=None) -> torch.Tensor:
+               token_type_ids=None, decoder_input_ids=None) -> torch.Tensor:
         if self.kind != "text":
             out = self.model(x)
+        elif self.task == "seq2seq-lm":
+            if decoder_input_ids is None:
+                raise ValueError("an encoder-decoder is scored on a decoder prefix; pass "
+                                 "decoder_input_ids (the collated items carry them)")
+            encoded = self.model.get_encoder()(inputs_embeds=x, attention_mask=attention_mask,
+                                               return_dict=True)
+            out = self.model(encoder_outputs=encoded, attention_mask=attention_mask,
+                             decoder_input_ids=decoder_input_ids, use_cache=False)
         else:
             def swap(_module, _inputs, output):
                 if output.shape != x.shape:
@@ -66,9 +78,9 @@ class Scorer(nn.Module):
         return out
 
     def distribution(self, x, input_ids=None, attention_mask=None, token_type_ids=None,
-                     position=None) -> torch.Tensor:
+                     position=None, decoder_input_ids=None) -> torch.Tensor:
         """``(N, K)`` scores over classes (or vocabulary at ``position``) under ``output``."""
-        logits = self.logits(x, input_ids, attention_mask, token_type_ids)
+        logits = self.logits(x, input_ids, attention_mask, token_type_ids, decoder_input_ids)
         if logits.dim() == 3:
             logits = logits[torch.arange(logits.shape[0]), position]
         if self.output == "probability":
@@ -78,8 +90,9 @@ class Scorer(nn.Module):
         return logits
 
     def forward(self, x, input_ids=None, attention_mask=None, token_type_ids=None, target=None,
-                contrast=None, position=None):
-        scores = self.distribution(x, input_ids, attention_mask, token_type_ids, position)
+                contrast=None, position=None, decoder_input_ids=None):
+        scores = self.distribution(x, input_ids, attention_mask, token_type_ids, position,
+                                   decoder_input_ids)
         rows = torch.arange(scores.shape[0])
         out = scores[rows, target]
         if contrast is not None and bool((contrast >= 0).any()):

@@ -1,13 +1,16 @@
 """What an attribution explains and against what: class targets (a label, an index, a
-contrast ``"A-B"``), language-model target tokens, and the baseline token of text."""
+contrast ``"A-B"``), language-model target tokens, an encoder-decoder's target sequences, and
+the baseline token of text."""
 
 from __future__ import annotations
 
 import re
 
 import numpy as np
+import torch
 
-__all__ = ["assign_class_targets", "baseline_token", "resolve_class_target", "token_id"]
+__all__ = ["GENERATED_TOKENS", "assign_class_targets", "baseline_token", "decoder_targets",
+           "encoder_embedding", "resolve_class_target", "token_id"]
 
 
 def resolve_class_target(loaded, target) -> tuple[int, int] | None:
@@ -82,3 +85,67 @@ def baseline_token(loaded, baseline) -> int:
         return token_id(loaded, int(baseline))
     raise TypeError(f"a text baseline is a token string or id (every non-special token is "
                     f"replaced by it), got {type(baseline).__name__}")
+
+#: The most tokens an encoder-decoder generates when ``attribute`` explains its own output.
+GENERATED_TOKENS = 64
+
+
+def encoder_embedding(model) -> tuple[str, torch.nn.Module]:
+    """Dotted name and module of an encoder-decoder's *encoder* token embedding (T5 and BART
+    share its matrix with the decoder; only the encoder's lookup is attributed)."""
+    encoder = model.get_encoder()
+    embedding = getattr(encoder, "embed_tokens", None)
+    if embedding is None:
+        embedding = encoder.get_input_embeddings()
+    prefix = next((n for n, m in model.named_modules() if m is encoder), None)
+    if not isinstance(embedding, torch.nn.Embedding) or prefix is None:
+        raise TypeError(f"{type(model).__name__}'s encoder has no token embedding "
+                        f"(nn.Embedding) to attribute the source through")
+    name = next((n for n, m in encoder.named_modules() if m is embedding), "embed_tokens")
+    return f"{prefix}.{name}" if prefix else name, embedding
+
+
+def decoder_targets(loaded, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    continuation: list[str] | None) -> list[tuple[list[int], list[int]]]:
+    """Per source row, ``(decoder_ids, explained)``: the decoder sequence, starting with the
+    model's ``decoder_start_token_id``, and the indices into it of the tokens explained (each
+    predicted from the tokens before it). With ``continuation`` the targets are its tokens
+    (no special tokens added), all explained; without, the model's greedy output
+    (``generate(do_sample=False, num_beams=1)``, at most ``GENERATED_TOKENS`` tokens and the
+    decoder's position limit), up to its first end-of-sequence token, special tokens kept in
+    the prefix but not explained."""
+    model, tokenizer = loaded.model, loaded.tokenizer
+    start = getattr(model.config, "decoder_start_token_id", None)
+    if start is None:
+        raise ValueError(f"{type(model).__name__}'s config has no decoder_start_token_id, so "
+                         f"its decoder has no first input; set model.config."
+                         f"decoder_start_token_id (e.g. to its pad or eos token id)")
+    out = []
+    if continuation is not None:
+        for i, text in enumerate(continuation):
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            if not ids:
+                raise ValueError(f"continuation[{i}] {text!r} has no token")
+            out.append(([int(start), *ids], list(range(1, len(ids) + 1))))
+        return out
+    limit = loaded.family.max_positions(model)
+    new_tokens = GENERATED_TOKENS if limit is None else min(GENERATED_TOKENS, limit - 1)
+    with torch.no_grad():
+        generated = model.generate(input_ids=input_ids, attention_mask=attention_mask,
+                                   decoder_start_token_id=start, do_sample=False, num_beams=1,
+                                   max_new_tokens=new_tokens)
+    special = set(tokenizer.all_special_ids)
+    eos = getattr(model.config, "eos_token_id", None)
+    for row in generated.tolist():
+        ids = [int(start)]
+        for token in row[1:]:
+            if token == eos:
+                break
+            ids.append(token)
+        explained = [j for j in range(1, len(ids)) if ids[j] not in special]
+        if not explained:
+            raise ValueError(f"the model generated no token to explain for source {len(out)} "
+                             f"(output {tokenizer.convert_ids_to_tokens(row)}); pass "
+                             f"continuation= the target text instead")
+        out.append((ids, explained))
+    return out
