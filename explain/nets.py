@@ -25,7 +25,7 @@ from torch import nn
 from .checks import check_columns
 
 __all__ = ["ARCHITECTURES", "MLP", "EfficientNetLite0", "MHATransformer", "SmallCNN", "SmallResNet",
-           "TabularEncoder", "build"]
+           "TabularEncoder", "VisionTransformer", "build"]
 
 
 class MLP(nn.Module):
@@ -172,6 +172,64 @@ class MHATransformer(nn.Module):
         return self.classifier(x[:, 0])
 
 
+class _PreNormBlock(nn.Module):
+    """``x + attn(norm1(x))``, then ``x + ff(norm2(x))``: the pre-norm block of ViT (Dosovitskiy
+    et al. 2021), which trains more stably than post-norm on a few thousand images."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(d_model)
+        self.attn = nn.MultiheadAttention(d_model, n_heads, batch_first=True)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm1(x)
+        attended, _ = self.attn(h, h, h, need_weights=False)
+        x = x + attended
+        return x + self.ff(self.norm2(x))
+
+
+class VisionTransformer(nn.Module):
+    """A small vision transformer (ViT, Dosovitskiy et al. 2021) built on ``nn.MultiheadAttention``:
+    ``(N, C, H, W) -> (N, n_classes)`` logits.
+
+    The image is cut into non-overlapping ``patch_size`` x ``patch_size`` patches, embedded by a
+    strided ``nn.Conv2d`` (``patch_embed``) in row-major order; a learned ``cls_token`` is put
+    first and learned positions (``positions``, ``(1, 1 + n_patches, d_model)``) are added, so
+    token 0 is ``[CLS]`` and token ``1 + r * (W // patch_size) + c`` the patch in row ``r``,
+    column ``c``. Then ``layers.<i>`` (pre-norm blocks; ``layers.<i>.attn`` the
+    ``nn.MultiheadAttention``), a final ``norm`` and ``classifier`` on ``[CLS]``.
+    """
+
+    def __init__(self, in_channels: int = 1, n_classes: int = 10, height: int = 8,
+                 width: int = 8, patch_size: int = 2, d_model: int = 64, n_heads: int = 4,
+                 n_layers: int = 2, d_ff: int = 128) -> None:
+        super().__init__()
+        if height % patch_size or width % patch_size:
+            raise ValueError(f"patch_size={patch_size} does not tile a {height}x{width} image; "
+                             f"choose a patch size that divides both sides")
+        self.config = {"in_channels": in_channels, "n_classes": n_classes, "height": height,
+                       "width": width, "patch_size": patch_size, "d_model": d_model,
+                       "n_heads": n_heads, "n_layers": n_layers, "d_ff": d_ff}
+        n_patches = (height // patch_size) * (width // patch_size)
+        self.patch_embed = nn.Conv2d(in_channels, d_model, patch_size, stride=patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, d_model))
+        self.positions = nn.Parameter(torch.randn(1, 1 + n_patches, d_model) * 0.02)
+        self.layers = nn.ModuleList(_PreNormBlock(d_model, n_heads, d_ff)
+                                    for _ in range(n_layers))
+        self.norm = nn.LayerNorm(d_model)
+        self.classifier = nn.Linear(d_model, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        patches = self.patch_embed(x).flatten(2).transpose(1, 2)  # (N, n_patches, d_model)
+        cls = self.cls_token.expand(x.shape[0], -1, -1)
+        x = torch.cat([cls, patches], dim=1) + self.positions
+        for layer in self.layers:
+            x = layer(x)
+        return self.classifier(self.norm(x[:, 0]))
+
+
 class EfficientNetLite0(nn.Module):
     """EfficientNet-Lite0 (Tan & Le 2019; the TensorFlow Lite variant: ReLU6, no squeeze-excite)
     from the ``efficientnet-lite-pytorch`` package: ``(N, 3, 224, 224)`` RGB in ``[0, 1]`` ``->
@@ -202,7 +260,8 @@ class EfficientNetLite0(nn.Module):
 
 ARCHITECTURES: Mapping[str, type[nn.Module]] = MappingProxyType(
     {"mlp": MLP, "small_cnn": SmallCNN, "small_resnet": SmallResNet,
-     "mha_transformer": MHATransformer, "efficientnet_lite0": EfficientNetLite0}
+     "mha_transformer": MHATransformer, "efficientnet_lite0": EfficientNetLite0,
+     "vit": VisionTransformer}
 )
 
 
