@@ -11,10 +11,16 @@ themselves) exactly as tokenised, no shift. A plain ``nn.Module`` is captured th
 Padding is removed: text ``i`` is stored as an array of shape ``(n_layers, n_heads, T_i, T_i)``
 (``T_i`` real tokens, special tokens included and flagged so views can hide them), in float32 or
 float16.
+
+Images: an image-classification model built on ``nn.MultiheadAttention`` (a vision transformer
+such as ``explain.nets.VisionTransformer``) reads ``(N, C, H, W)`` pixels; its tokens must be
+``[CLS]`` followed by square patches in row-major order (the patch grid is read from the number
+of tokens and the image size), and the result is an ``ImageAttentionResult``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
@@ -28,13 +34,14 @@ from ..text import encode_texts
 from .importance import head_importance
 from .inputs import (
     batch_rows,
+    check_images,
     check_model,
     check_selection,
     force_weights,
     forward_inputs,
     mha_modules,
 )
-from .result import AttentionResult, Side
+from .result import AttentionResult, ImageAttentionResult, Side
 
 __all__ = ["DTYPES", "attention"]
 
@@ -98,10 +105,13 @@ def attention(
     importance: bool = False,
     target: int | str | None = None,
 ) -> AttentionResult:
-    """Capture per-layer, per-head attention maps of ``texts``.
+    """Capture per-layer, per-head attention maps of ``texts`` (or of images).
 
     ``model``: an ``explain.LoadedModel`` text model: a Hugging Face model with eager attention,
-    or an ``nn.Module`` built on ``nn.MultiheadAttention``. ``text_pairs``: second segments.
+    or an ``nn.Module`` built on ``nn.MultiheadAttention``; or an image-classification model
+    built on ``nn.MultiheadAttention``, whose ``texts`` are then images, a ``(N, C, H, W)``
+    tensor or array (see the module docstring; text-only options must stay unset; the result is
+    an ``ImageAttentionResult``). ``text_pairs``: second segments.
     ``targets``: decoder inputs of an encoder-decoder model (default: the texts). ``layers``,
     ``heads``: indices to keep (default all; negative indices count from the end). ``dtype``:
     storage precision (``DTYPES``). ``max_length``: tokens per text (default the model's limit;
@@ -109,9 +119,18 @@ def attention(
     about). ``importance=True`` also runs ``head_importance`` for ``target`` (default: the
     predicted class). Returns an ``AttentionResult``.
     """
-    model = check_model(model, "attention()")
+    model = check_model(model, "attention()", images=True)
     storage = _check_dtype(dtype)
     batch_size = positive_int(batch_size, "batch_size")
+    if model.task == "image-classification":
+        given = {"text_pairs": text_pairs, "targets": targets, "max_length": max_length,
+                 "importance": importance or None, "target": target}
+        unused = [name for name, value in given.items() if value is not None]
+        if unused:
+            raise ValueError(f"{', '.join(unused)} apply to text models; {model.name} is an "
+                             f"image model: call attention(model, images, layers=..., heads=...)")
+        return _image_attention(model, texts, layers=layers, heads=heads, storage=storage,
+                                batch_size=batch_size)
     module = model.model
     is_hf = model.is_huggingface
     encoder_decoder = model.family.encoder_decoder
@@ -224,11 +243,72 @@ def attention(
                            meta=meta, importance=importance_frame)
 
 
-def _capture_mha(model, names: list[str], inputs: dict) -> tuple[torch.Tensor, ...]:
+def _image_attention(model, images, *, layers, heads, storage: torch.dtype,
+                     batch_size: int) -> ImageAttentionResult:
+    """``attention()`` of an image model: every map of ``[CLS]`` + patches, one per image."""
+    names = mha_modules(model)
+    if not names:
+        raise TypeError(f"{model.name} ({type(model.model).__name__}) is an image model without "
+                        f"nn.MultiheadAttention modules, so it has no attention maps; attention() "
+                        f"reads vision transformers built on nn.MultiheadAttention")
+    pixels = check_images(model, images)
+    collected: list[np.ndarray] = []
+    with hooks.preserved_state(model), torch.inference_mode():
+        model.model.eval()
+        for start in range(0, len(pixels), batch_size):
+            maps = _capture_mha(model, names, pixels[start:start + batch_size])
+            collected.append(torch.stack(maps, dim=1).to(storage).cpu().numpy())
+    stacked = np.concatenate(collected)  # (N, layers, heads, T, T)
+    n_layers, n_heads, n_tokens = stacked.shape[1], stacked.shape[2], stacked.shape[-1]
+    grid = _patch_grid(model, pixels.shape[-2:], n_tokens)
+    layer_sel = check_selection(layers, n_layers, "layers")
+    head_sel = check_selection(heads, n_heads, "heads")
+    kept = stacked[:, list(layer_sel)][:, :, list(head_sel)]
+    meta = make_meta(model, method="attention", parameters={
+        "layers": list(layer_sel), "heads": list(head_sel), "dtype": str(storage).split(".")[-1],
+        "batch_size": batch_size, "capture": "hooks:nn.MultiheadAttention", "input": "images",
+        "patch_grid": list(grid), "rollout_residual": 0.5})
+    return ImageAttentionResult(
+        maps={"self": tuple(np.ascontiguousarray(a) for a in kept)}, layers=layer_sel,
+        heads=head_sel, source=_patch_side(len(kept), *grid), n_layers=n_layers,
+        n_heads=n_heads, meta=meta, images=pixels.cpu().numpy(), patch_grid=grid)
+
+
+def _patch_side(n_images: int, rows: int, cols: int) -> Side:
+    """``[CLS]`` (special) then the patches ``r<row>c<col>`` in row-major order, each its own
+    unit, for ``n_images`` images named ``"image <i>"``."""
+    tokens = ("[CLS]", *(f"r{r}c{c}" for r in range(rows) for c in range(cols)))
+    special = (True, *([False] * (rows * cols)))
+    n = n_images
+    return Side(texts=tuple(f"image {i}" for i in range(n)), tokens=(tokens,) * n,
+                special=(special,) * n, unit_index=(tuple(range(len(tokens))),) * n,
+                unit_labels=(tokens,) * n, unit_special=(special,) * n, truncated=(False,) * n)
+
+
+def _patch_grid(model, size, n_tokens: int) -> tuple[int, int]:
+    """``(rows, cols)`` of square patches that ``n_tokens - 1`` patches of an ``H x W`` image
+    form; ``ValueError`` when they form none ([CLS] first, then patches, is what is read)."""
+    height, width = (int(v) for v in size)
+    n_patches = n_tokens - 1
+    side = math.isqrt(height * width // n_patches) if n_patches > 0 else 0
+    if side == 0 or height % side or width % side or (height // side) * (width // side) != n_patches:
+        raise ValueError(f"{model.name} attends over {n_tokens} tokens, which are not a [CLS] "
+                         f"token followed by square patches of its {height}x{width} images; "
+                         f"attention() over images reads [CLS] first, then the patches in "
+                         f"row-major order")
+    return height // side, width // side
+
+
+def _capture_mha(model, names: list[str], inputs) -> tuple[torch.Tensor, ...]:
+    """Per-head weights of every module of ``names`` in one forward of ``inputs`` (keyword
+    inputs of a text model, or an image tensor passed positionally)."""
     module = model.model
     with hooks.edit_inputs(model, dict.fromkeys(names, force_weights)), \
             hooks.record(model, names) as recording:
-        module(**forward_inputs(module, inputs))
+        if isinstance(inputs, torch.Tensor):
+            module(inputs)
+        else:
+            module(**forward_inputs(module, inputs))
     maps = []
     for name in names:
         output = recording.outputs.get(name)

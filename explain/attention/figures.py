@@ -1,5 +1,6 @@
-"""The figures of attention results: one head, the layer x head grid, a head-statistic heatmap
-and the rollout / flow bars.
+"""The figures of attention results: one head, the layer x head grid, a head-statistic heatmap,
+the rollout / flow bars, and for images the rollout and every head's ``[CLS]`` attention drawn
+over the image's patches.
 
 Each function receives an already checked result and option values (``AttentionResult.plot``
 checks them) and reads the result through its public API only; figures are made, never shown.
@@ -15,8 +16,8 @@ from ..checks import one_of
 from ..plotting import DIVERGING, SEQUENTIAL, axes_or_new, diverging_norm, new_figure, style
 from .graph import HEAD_STATISTICS
 
-__all__ = ["bars_figure", "grid_figure", "head_figure", "head_grid_figure",
-           "head_summary_figure"]
+__all__ = ["IMAGE_HEAT", "bars_figure", "grid_figure", "head_figure", "head_grid_figure",
+           "head_summary_figure", "heads_image_figure", "rollout_image_figure"]
 
 def _tick_step(n: int, room: int = 60) -> int:
     return max(1, math.ceil(n / room))
@@ -209,4 +210,96 @@ def bars_figure(result, kind: str, *, ax, text_id: int, level: str, query: int |
             ax.legend(handles=[Patch(color="#2b6cb0", label=level),
                                Patch(color="#b0b0b0", label="special token")],
                       loc="best", frameon=True, framealpha=0.9)
+    return fig
+
+
+#: Colour map of attention drawn over an image: its colours, with opacity rising from 0.05 at
+#: zero to 0.7 at the top of the scale, so the grey image shows through where attention is low.
+IMAGE_HEAT = "YlOrRd"
+
+
+def _heat_map():
+    from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap
+
+    colours = colormaps[IMAGE_HEAT](np.linspace(0.0, 1.0, 256))
+    colours[:, 3] = np.linspace(0.05, 0.7, 256)
+    return ListedColormap(colours, name=f"{IMAGE_HEAT}_alpha")
+
+
+def _on_image(ax, result, i: int, values: np.ndarray, *, vmax: float, ticks: bool):
+    """Image ``i`` in grey (channels averaged, min-max scaled, high values dark grey) under
+    ``values`` (``patch_grid``), upsampled to the pixels in ``_heat_map()``; returns the heat."""
+    image = np.asarray(result.images[i], dtype=np.float64).mean(axis=0)
+    span = float(image.max() - image.min())
+    grey = (image - image.min()) / span if span > 0 else np.zeros_like(image)
+    height, width = grey.shape
+    rows, cols = result.patch_grid
+    extent = (-0.5, width - 0.5, height - 0.5, -0.5)
+    ax.imshow(grey, cmap="gray_r", vmin=0.0, vmax=1.3, extent=extent)
+    heat = ax.imshow(values, cmap=_heat_map(), vmin=0.0, vmax=max(vmax, 1e-9), extent=extent)
+    for r in range(1, rows):
+        ax.axhline(r * height / rows - 0.5, color="#9a9a9a", linewidth=0.4)
+    for c in range(1, cols):
+        ax.axvline(c * width / cols - 0.5, color="#9a9a9a", linewidth=0.4)
+    if ticks:
+        ax.set_xticks((np.arange(cols) + 0.5) * width / cols - 0.5, [str(c) for c in range(cols)])
+        ax.set_yticks((np.arange(rows) + 0.5) * height / rows - 0.5, [str(r) for r in range(rows)])
+        ax.set_xlabel("patch column")
+        ax.set_ylabel("patch row")
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return heat
+
+
+def _query_name(result, i: int, query: int | None) -> str:
+    q = result.query_index(i, query)
+    return result.tokens(i)[q]
+
+
+def rollout_image_figure(result, *, ax, image_id: int, query: int | None):
+    """Attention rollout of ``query`` (default ``[CLS]``) over the patches of image
+    ``image_id``, renormalised over the patches, as a heat overlay on the image."""
+    i = image_id
+    values = result.patch_rollout(i, query=query)
+    own = float(result.rollout(i, query=query, level="token")[0])
+    name = _query_name(result, i, query)
+    with style():
+        fig, ax = axes_or_new(ax, 4.6, 4.0)
+        heat = _on_image(ax, result, i, values, vmax=float(values.max()), ticks=True)
+        ax.set_title(f"{result.model_name}: attention rollout of {name}, image {i}\n"
+                     f"patches sum to 1 ({name} keeps {own:.2f} of the rollout, left out)")
+        bar = fig.colorbar(heat, ax=ax, shrink=0.85)
+        bar.set_label(f"share of the {name} rollout")
+    return fig
+
+
+def heads_image_figure(result, *, image_id: int, query: int | None):
+    """Attention of ``query`` (default ``[CLS]``) over the patches in every captured layer and
+    head of image ``image_id``, each on the image, one shared colour scale (its own figure)."""
+    i = image_id
+    n_l, n_h = len(result.layers), len(result.heads)
+    grids = {(layer, head): result.patch_attention(i, layer=layer, head=head, query=query)
+             for layer in result.layers for head in result.heads}
+    vmax = max(float(g.max()) for g in grids.values())
+    name = _query_name(result, i, query)
+    size = 1.6
+    fig, axes = new_figure(min(18.0, size * n_h + 1.2), min(20.0, size * n_l + 0.8),
+                           nrows=n_l, ncols=n_h)
+    axes = np.asarray(axes, dtype=object).reshape(n_l, n_h)
+    with style():
+        heat = None
+        for row, layer in enumerate(result.layers):
+            for col, head in enumerate(result.heads):
+                ax = axes[row][col]
+                heat = _on_image(ax, result, i, grids[layer, head], vmax=vmax, ticks=False)
+                if row == 0:
+                    ax.set_title(f"head {head}", fontsize=8)
+                if col == 0:
+                    ax.set_ylabel(f"layer {layer}", fontsize=8)
+        fig.suptitle(f"{result.model_name}: attention of {name} over the patches, image {i}",
+                     fontsize=10)
+        bar = fig.colorbar(heat, ax=axes, shrink=0.7, aspect=30)
+        bar.set_label(f"attention weight of {name} (not renormalised)")
     return fig

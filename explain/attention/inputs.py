@@ -15,14 +15,15 @@ from torch import nn
 
 from ..text import TextBatch
 
-__all__ = ["batch_rows", "check_model", "check_selection", "force_weights", "forward_inputs",
-           "mha_modules"]
+__all__ = ["batch_rows", "check_images", "check_model", "check_selection", "force_weights",
+           "forward_inputs", "mha_modules"]
 
 
-def check_model(model, what: str):
-    """``model`` as a text ``LoadedModel`` with a tokenizer (``what``: the caller's name); a
-    string goes through ``explain.loading.as_loaded`` (a checkpoint directory loads, a
-    reference-model name is refused with how to load it)."""
+def check_model(model, what: str, *, images: bool = False):
+    """``model`` as a text ``LoadedModel`` with a tokenizer (``what``: the caller's name), or,
+    with ``images=True``, also an image-classification one; a string goes through
+    ``explain.loading.as_loaded`` (a checkpoint directory loads, a reference-model name is
+    refused with how to load it)."""
     from ..loading import LoadedModel, as_loaded
 
     if isinstance(model, (str, os.PathLike)):
@@ -30,10 +31,35 @@ def check_model(model, what: str):
     if not isinstance(model, LoadedModel):
         raise TypeError(f"{what} takes an explain.LoadedModel (explain.load_model(...)), got "
                         f"{type(model).__name__}")
+    if images and model.task == "image-classification":
+        return model
     if not model.is_text or model.tokenizer is None:
         raise TypeError(f"{model.name} is a {model.task!r} model; attention maps need a text "
                         f"model with a tokenizer")
     return model
+
+
+def check_images(model, images) -> torch.Tensor:
+    """``images`` as a float32 ``(N, C, H, W)`` tensor of the model's ``input_shape`` on the
+    model's device; ``TypeError``/``ValueError`` naming what was given and the shape wanted."""
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(np.ascontiguousarray(images))
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"an image model reads images as a (N, C, H, W) torch.Tensor or numpy "
+                        f"array, got {type(images).__name__}")
+    shape = tuple(model.input_shape or ())
+    if images.dim() != 4 or images.shape[0] == 0 or (shape and tuple(images.shape[1:]) != shape):
+        wanted = ", ".join(map(str, shape)) if shape else "C, H, W"
+        raise ValueError(f"images must have shape (N, {wanted}) for {model.name}, got "
+                         f"{tuple(images.shape)}; add a batch dimension (images[None]) or reorder "
+                         f"the channels first")
+    images = images.detach().to(torch.float32)
+    if not torch.isfinite(images).all():
+        bad = (~torch.isfinite(images.flatten(1))).any(1).nonzero().flatten().tolist()
+        raise ValueError(f"images {bad[:5]} hold NaN or infinite pixels; attention needs finite "
+                         f"pixels")
+    parameter = next(model.model.parameters(), None)
+    return images if parameter is None else images.to(parameter.device)
 
 
 def check_selection(values, n: int, what: str) -> tuple[int, ...]:

@@ -31,7 +31,7 @@ from .graph import (
 )
 from .view import render_page, render_view
 
-__all__ = ["ATTENTIONS", "LEVELS", "SIDES", "AttentionResult", "Side"]
+__all__ = ["ATTENTIONS", "LEVELS", "SIDES", "AttentionResult", "ImageAttentionResult", "Side"]
 
 #: Kinds of attention maps a result can hold.
 ATTENTIONS: Mapping[str, str] = MappingProxyType({
@@ -371,7 +371,8 @@ class AttentionResult(Result):
             self.heads == tuple(range(self.n_heads))
         short = len(self._source.tokens[i]) <= FLOW_MAX_TOKENS
         return tuple(kind for kind in self.PLOTS
-                     if (kind not in ("rollout", "flow") or full) and (kind != "flow" or short))
+                     if (kind not in ("rollout", "flow", "rollout_image") or full)
+                     and (kind != "flow" or short))
 
     def _plot(self, kind: str, *, ax=None, text_id: int = 0, layer: int | None = None,
               head: int | None = None, level: str | None = None, attention: str = "self",
@@ -435,6 +436,60 @@ class AttentionResult(Result):
         for text in self.texts:
             digest.update(text.encode())
         return digest.hexdigest()[:12]
+
+
+class ImageAttentionResult(AttentionResult):
+    """Attention maps of a batch of images (a vision transformer on ``nn.MultiheadAttention``).
+
+    Token 0 is ``[CLS]`` (flagged special), token ``1 + r * cols + c`` the patch in row ``r``,
+    column ``c``, named ``r<r>c<c>``; ``texts`` are ``"image <i>"`` and ``text_id`` is the image
+    index. ``images``: ``(N, C, H, W)`` float32 pixels as read; ``patch_grid``: ``(rows, cols)``.
+    All of ``AttentionResult`` applies (a patch is its own word unit); ``mean_distance`` and
+    ``previous_share`` of ``head_statistics`` count token positions in row-major order, not
+    distances on the image. Plot options of the image kinds: ``image_id``, ``query`` (default
+    ``[CLS]``).
+    """
+
+    PLOTS: Mapping[str, str] = MappingProxyType({
+        "rollout_image": "attention rollout of [CLS] over the patches, a heat overlay on the image",
+        "heads_image": "attention of [CLS] over the patches in every layer and head, on the image",
+        **AttentionResult.PLOTS})
+    PLOT_OPTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+        "rollout_image": ("image_id", "query"), "heads_image": ("image_id", "query"),
+        **AttentionResult.PLOT_OPTIONS})
+
+    def __init__(self, *, images: np.ndarray, patch_grid: tuple[int, int], **fields) -> None:
+        self.images = np.asarray(images, dtype=np.float32)
+        self.images.setflags(write=False)
+        self.patch_grid = (int(patch_grid[0]), int(patch_grid[1]))
+        super().__init__(target=None, causal=False, **fields)
+
+    def patch_rollout(self, image_id: int = 0, *, query: int | None = None) -> np.ndarray:
+        """Rollout row of token ``query`` (default ``[CLS]``) over the patches, shape
+        ``patch_grid``, renormalised to sum to 1 over the patches: the share the row keeps on
+        ``[CLS]`` itself (``rollout(i, level="token")[0]``) is left out."""
+        row = self.rollout(image_id, query=query, level="token")[1:]
+        return (row / row.sum()).reshape(self.patch_grid)
+
+    def patch_attention(self, image_id: int = 0, *, layer: int | None = None,
+                        head: int | None = None, query: int | None = None) -> np.ndarray:
+        """Attention of token ``query`` (default ``[CLS]``) over the patches in one layer and
+        head (``head=None``: the mean of the captured heads), shape ``patch_grid``; not
+        renormalised, so it sums to 1 minus the weight on the ``[CLS]`` key."""
+        row = self.matrix(image_id, layer=layer, head=head)[self.query_index(image_id, query)]
+        return row[1:].reshape(self.patch_grid)
+
+    def _plot(self, kind: str, *, ax=None, image_id: int = 0, query: int | None = None,
+              **options):
+        if kind == "rollout_image":
+            return figures.rollout_image_figure(self, ax=ax, image_id=self._check_text(image_id),
+                                                query=query)
+        if kind == "heads_image":
+            if ax is not None:
+                raise ValueError("plot('heads_image') draws a grid of axes and takes no ax=")
+            return figures.heads_image_figure(self, image_id=self._check_text(image_id),
+                                              query=query)
+        return super()._plot(kind, ax=ax, query=query, **options)
 
 
 def _ranges(values: Sequence[int]) -> str:
