@@ -250,3 +250,33 @@ def test_trained_seq2seq_best_head_beats_the_random_baseline(seq2seq):
     assert aer < baseline - 0.3 and aer < baseline - 10 * std
     assert layer == 1   # the first layer's best head: AER 0.50
     assert frame.loc[frame["kind"] == "head", "precision"].max() > 0.9
+
+
+def test_report_analysis_scores_the_seq2seq_and_says_why_it_does_not_apply(seq2seq, tmp_path):
+    from explain.report import analyses, build_report, register_analysis, sections
+    from explain.report.alignment import ALIGNMENT
+
+    model, data = seq2seq
+    saved = (dict(analyses._analyses), dict(sections._sections), dict(sections._content))
+    register_analysis(ALIGNMENT)
+    try:
+        report = build_report(model, data.head(16), text_column="source", name="dates",
+                              quiet=True, analyses=("alignment",))
+        manifest = report.manifest()
+        metric = next(m for m in manifest["metrics"] if m["kind"] == "alignment")
+        scores = alignment_scores(teacher_forced_attention(
+            model, data["source"].head(16).tolist(), data["target"].head(16).tolist()),
+            data["alignment"].head(16).tolist())
+        assert metric["value"] == pytest.approx(scores.best_head[2])
+        assert report.sections["alignment"] == 2
+        html = report.to_html()
+        assert "Alignment with the known word alignment" in html
+        without = build_report(model, data.head(4).drop(columns="alignment"),
+                               text_column="source", name="dates", quiet=True,
+                               analyses=("alignment",)).to_html()
+        assert "the data lacks alignment" in without
+    finally:
+        for live, before in zip((analyses._analyses, sections._sections, sections._content),
+                                saved, strict=True):
+            live.clear()
+            live.update(before)

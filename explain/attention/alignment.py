@@ -174,7 +174,7 @@ class AlignmentResult(TableResult):
     """Alignment error rates of cross attention (and attributions) against a gold alignment.
 
     ``to_frame()``: one row per scored matrix: ``kind`` (a key of ``KINDS``), ``layer``,
-    ``head`` (nullable integers: ``<NA>`` where the kind spans several), ``aer``, ``precision``,
+    ``head`` (floats holding integers; NaN where the kind spans several), ``aer``, ``precision``,
     ``recall``, ``n_links`` (|A|), ``n_gold`` (|S|), ``n_hits`` (|A & S|), ``baseline_aer``,
     ``baseline_std`` (random alignment, exact) and ``improvement`` (= baseline_aer - aer).
     ``matrices[kind]``: per example, the ``(target words, source words)`` matrix of the best head
@@ -439,7 +439,7 @@ def alignment_scores(attention, alignments: Sequence[str], *, attributions=None,
                            "n_links": n_links, "n_gold": n_gold, "n_hits": hits,
                            "baseline_aer": baseline, "baseline_std": spread,
                            "improvement": baseline - aer})
-    table = pd.DataFrame(table_rows).astype({"layer": "Int64", "head": "Int64"})
+    table = pd.DataFrame(table_rows).astype({"layer": float, "head": float})
     order = {kind: n for n, kind in enumerate(KINDS)}
     table = table.sort_values(["kind", "layer", "head"], key=lambda c: c.map(order)
                               if c.name == "kind" else c, kind="stable").reset_index(drop=True)
