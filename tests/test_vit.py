@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -215,3 +216,24 @@ def test_rollout_points_at_the_patches_the_model_needs(vit, heldout, maps):
     top = np.argsort(-rollout, axis=1)[:, :4]
     random = np.stack([rng.choice(16, 4, replace=False) for _ in range(n)])
     assert drop(top) > drop(random) + 0.1
+
+
+def test_report_attention_draws_the_rollout_on_selected_images(vit, vit_path, tmp_path):
+    from explain.report import build_report
+
+    data = pd.read_csv(vit_path / "heldout.csv")
+    report = build_report(vit, data, label="label", analyses=["attention"], n_examples=3,
+                          quiet=True)
+    out = Path(report.save(tmp_path / "report"))
+    figures = sorted(p.name for p in (out / "figures").iterdir())
+    assert figures == ["attention-vit-attention-of-the-selected-images.png",
+                       "attention-vit-every-head-s-cls-attention-image-1.png",
+                       *[f"attention-vit-rollout-over-the-patches-of-image-{k}.png"
+                         for k in (1, 2, 3)]]
+    rollout = pd.read_csv(out / "data" / "attention-vit-rollout-over-the-patches-of-image-1.csv")
+    assert list(rollout.columns) == ["image_id", "patch", "row", "column", "rollout"]
+    assert len(rollout) == 16 and rollout.patch.iloc[5] == "r1c1"
+    np.testing.assert_allclose(rollout.rollout.sum(), 1.0, atol=1e-6)
+    with pytest.raises(ValueError, match="reads 64 pixel columns"):
+        build_report(vit, data.assign(extra=1.0), label="label", analyses=["attention"],
+                     quiet=True)

@@ -128,8 +128,9 @@ def head_summary_figure(result, *, ax, statistic: str, attention: str):
     grid = frame.pivot(index="layer", columns="head", values=statistic).to_numpy(dtype=float)
     n_texts = len(result.texts)
     kind = "" if attention == "self" else f" ({attention} attention)"
+    unit = "image" if getattr(result, "images", None) is not None else "text"
     title = (f"{result.model_name}: {statistic.replace('_', ' ')}{kind}, mean over "
-             f"{n_texts} text{'s' if n_texts != 1 else ''}"
+             f"{n_texts} {unit}{'s' if n_texts != 1 else ''}"
              f"{' (some truncated)' if any(result.truncated) else ''}")
     return head_grid_figure(grid, ax=ax, layers=result.layers, heads=result.heads,
                             statistic=statistic, title=title)

@@ -1,5 +1,7 @@
 """The report's attention analysis: attention maps, rollout and head summary of the selected
-examples, with the interactive view (transformer text models)."""
+examples, with the interactive view (transformer text models); for image models built on
+``nn.MultiheadAttention`` (vision transformers) the head summary and the rollout of ``[CLS]``
+over the patches drawn on a few selected images, read from ``data``'s pixel columns."""
 
 from __future__ import annotations
 
@@ -23,6 +25,10 @@ SECTION = Section("attention", "Attention", caveat=(
 
 def _applies(context: Context) -> str | None:
     loaded = context.model
+    if loaded.task == "image-classification":
+        if not loaded.family.attention_names(loaded.model, "self"):
+            return f"the image model has no attention layers (family {loaded.family.name!r})"
+        return None
     if not context.is_text:
         return f"a {loaded.task} model has no attention over words"
     if not loaded.family.attention_names(loaded.model, "self"):
@@ -30,7 +36,52 @@ def _applies(context: Context) -> str | None:
     return None
 
 
+def _images(context: Context) -> np.ndarray:
+    """The selected rows' pixels ``(n, C, H, W)``: every column but the label, sensitive and
+    decision columns, row-major (as the reference models' ``heldout.csv`` holds them)."""
+    shape = tuple(context.model.input_shape)
+    other = {context.label, *context.sensitive, *context.decisions}
+    columns = [c for c in context.data.columns if c not in other]
+    if len(columns) != int(np.prod(shape)):
+        raise ValueError(f"an image model reads {int(np.prod(shape))} pixel columns (input shape "
+                         f"{shape}, row-major); the data has {len(columns)} columns besides the "
+                         f"label, sensitive and decision columns ({', '.join(columns[:5])}...): "
+                         f"drop the others or name them with label=/sensitive=/decisions=")
+    values = context.data.iloc[list(context.rows)][columns].to_numpy(dtype=np.float32)
+    return values.reshape(-1, *shape)
+
+
+def _run_images(context: Context) -> None:
+    report, part = context.report, context.part
+    result = attention(context.model, _images(context))
+    report.add(result, section="attention", title=f"{part}: attention of the selected images",
+               plots="head_summary", plot_options={"statistic": "entropy"},
+               data=result.head_statistics(), view=False,
+               caption="Every head summarised by the entropy of its attention rows (low = "
+                       "focused), averaged over the selected images; tokens are [CLS] and the "
+                       "image patches.")
+    rows, cols = result.patch_grid
+    for image_id in range(min(3, len(result))):
+        frame = pd.DataFrame({"image_id": image_id, "patch": list(result.tokens(image_id)[1:]),
+                              "row": np.repeat(np.arange(rows), cols),
+                              "column": np.tile(np.arange(cols), rows),
+                              "rollout": result.patch_rollout(image_id).ravel()})
+        report.add(result, section="attention",
+                   title=f"{part}: rollout over the patches of image {image_id + 1}",
+                   plots="rollout_image", plot_options={"image_id": image_id}, data=frame,
+                   view=False,
+                   caption="Share of the [CLS] token's final representation that each image "
+                           "patch accounts for (attention rollout, Abnar & Zuidema 2020), "
+                           "renormalised over the patches, drawn over the image.")
+    report.add(result, section="attention", title=f"{part}: every head's [CLS] attention, "
+               "image 1", plots="heads_image", plot_options={"image_id": 0},
+               frame_options={"text_id": 0}, view=False)
+
+
 def _run(context: Context) -> None:
+    if context.model.task == "image-classification":
+        _run_images(context)
+        return
     report, part, rows = context.report, context.part, context.rows
     texts = read_texts(context.data, context.text_column, rows)
     result = attention(context.model, texts)
@@ -63,4 +114,5 @@ def _run(context: Context) -> None:
 
 ATTENTION = Analysis(
     "attention", "attention maps, rollout and head summary of the selected examples, with the "
-                 "interactive view (transformer text models)", SECTION, _run, _applies)
+                 "interactive view (transformer text models); rollout over the patches drawn on "
+                 "the selected images (vision transformers)", SECTION, _run, _applies)
