@@ -9,7 +9,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..plotting import DIVERGING, axes_or_new, diverging_norm, new_figure, style
 
-__all__ = ["plot_bar", "plot_deletion", "plot_global", "plot_image", "plot_layer", "plot_text",
+__all__ = ["CLIP_PERCENTILE", "plot_bar", "plot_deletion", "plot_global", "plot_image", "plot_layer", "plot_text",
            "plot_waterfall"]
 
 _POS = "#b2182b"
@@ -132,45 +132,138 @@ def plot_waterfall(result, *, ax=None, input=0, top_k=10):
     return fig
 
 
-def plot_image(result, *, ax=None, input=0, max_inputs=8):
-    """Each image's attribution map (diverging, centred at zero, its own symmetric scale and
-    colour bar) with the image drawn over it as contour lines (greyscale) or faintly (RGB)."""
+#: Display only (the data stay raw): the colour scale of a photo's map ends at this percentile of
+#: its |values| (the few larger values saturate), and maps of images at least ``_SMOOTH_FROM``
+#: pixels wide are smoothed with a Gaussian of ``side / 64`` pixels (3.5 at 224).
+CLIP_PERCENTILE = 99.0
+_SMOOTH_FROM = 56
+
+
+def _smoothed(pixel: np.ndarray) -> np.ndarray:
+    """``pixel`` blurred by a separable Gaussian of sigma ``side / 64`` (edges reflected)."""
+    side = max(pixel.shape)
+    if side < _SMOOTH_FROM:
+        return pixel
+    sigma = side / 64.0
+    radius = int(np.ceil(3 * sigma))
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    kernel /= kernel.sum()
+    out = np.pad(pixel, radius, mode="reflect")
+    out = np.apply_along_axis(np.convolve, 0, out, kernel, mode="valid")
+    return np.apply_along_axis(np.convolve, 1, out, kernel, mode="valid")
+
+
+def _display(pixel: np.ndarray) -> tuple[np.ndarray, float, bool]:
+    """The map as drawn: ``(values, limit, clipped)``, the symmetric colour limit at
+    ``CLIP_PERCENTILE`` of |values| for images of ``_SMOOTH_FROM`` pixels or more (else the
+    maximum), and whether any value lies beyond it."""
+    shown = _smoothed(np.asarray(pixel, dtype=float))
+    magnitude = np.abs(shown[np.isfinite(shown)])
+    if magnitude.size == 0:
+        return shown, 1.0, False
+    percentile = CLIP_PERCENTILE if max(shown.shape) >= _SMOOTH_FROM else 100.0
+    limit = float(np.percentile(magnitude, percentile))
+    limit = limit if limit > 0 else float(magnitude.max()) or 1.0
+    return shown, limit, bool(magnitude.max() > limit)
+
+
+def _grey(x: np.ndarray) -> np.ndarray:
+    """Luminance (ITU-R BT.601) of a ``(3, H, W)`` image, or the mean of other channel counts,
+    rescaled to [0, 1]."""
+    grey = (np.tensordot([0.299, 0.587, 0.114], x, axes=1) if x.shape[0] == 3 else x.mean(0))
+    low, high = float(grey.min()), float(grey.max())
+    return (grey - low) / (high - low) if high > low else np.zeros_like(grey)
+
+
+def _draw_map(a, result, k):
+    """Input ``k``'s map into ``a``: over the light grey photo, opacity growing with |value| (an RGB
+    photo), or alone with the image's half-intensity contour (a one-channel image). Returns
+    the colour-mapped image and whether its scale is clipped."""
+    import matplotlib
+
     run = result._run
-    indices = list(range(input, min(len(result), input + max_inputs)))
-    if ax is not None:
-        indices = indices[:1]
-        fig, axes = ax.figure, [ax]
+    x = run.prepared.items[k].x.numpy()
+    shown, limit, clipped = _display(run.pixel_scores[k])
+    norm = diverging_norm(shown, vmax=limit)
+    cmap = matplotlib.colormaps[DIVERGING]
+    grey = _grey(x)
+    if x.shape[0] == 3:
+        # a light grey photo (values 0.5..1) under the map: the colours stay those of the bar
+        a.imshow(grey, cmap="gray", vmin=-1.0, vmax=1.0, interpolation="bilinear")
+        rgba = cmap(norm(shown))
+        rgba[..., 3] = np.clip(np.abs(shown) / limit, 0, 1) ** 0.7
+        a.imshow(rgba, interpolation="bilinear")
+        image = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
     else:
-        fig, axes = new_figure(2.4 * len(indices) + 0.4, 2.9, ncols=len(indices))
-        axes = np.atleast_1d(axes)
+        image = a.imshow(shown, cmap=cmap, norm=norm)
+        if float(grey.max()) > float(grey.min()):
+            a.contour(grey, levels=[0.5], colors="0.1", linewidths=0.8)
+    _bare(a)
+    return image, clipped
+
+
+def _bare(a) -> None:
+    a.set_xticks([])
+    a.set_yticks([])
+    for spine in a.spines.values():
+        spine.set_visible(False)
+
+
+def _image_title(result, k: int) -> str:
+    run = result._run
+    head = _wrap(f"#{k} predicted {result._predicted_label(k)}", 34)
+    tail = f"{_quantity(result)} {run.predicted_score[k]:.2f}"
+    target = result._target_label(k)
+    if target != result._predicted_label(k):
+        tail += f", explaining {_short(target, 20)}"
+    return f"{head}\n{tail}"
+
+
+def plot_image(result, *, ax=None, input=0, max_inputs=8):
+    """Each image (top) above its attribution map (bottom), one column per explanation.
+
+    The map is the attribution summed over the image's channels (signed: red raises the
+    explained output, blue lowers it), on a diverging scale centred at zero with its own colour
+    bar per image. For display only (the data stay raw), a photo's map is smoothed with a
+    Gaussian of ``side / 64`` pixels and its scale ends at the ``CLIP_PERCENTILE`` percentile
+    of |values| (the bar's arrows say when larger values saturate). An RGB map is drawn over
+    the photo in light grey, opacity growing with |value|, so the photo's colours never mix with the
+    scale; a one-channel image keeps its pixels and shows its half-intensity contour.
+    With ``ax``: the map of explanation ``input`` only, drawn into ``ax``.
+    """
+    run = result._run
+    if ax is not None:
+        with style():
+            image, clipped = _draw_map(ax, result, input)
+            ax.set_title(_image_title(result, input), fontsize=8)
+            ax.figure.colorbar(image, ax=ax, orientation="horizontal", fraction=0.06,
+                               pad=0.04, extend="both" if clipped else "neither")
+        return ax.figure
+    indices = list(range(input, min(len(result), input + max_inputs)))
+    fig, axes = new_figure(2.5 * len(indices) + 0.3, 5.6, nrows=2, ncols=len(indices))
+    axes = np.asarray(axes).reshape(2, len(indices))
     with style():
-        for a, k in zip(axes, indices, strict=True):
-            pixel = run.pixel_scores[k]
-            norm = diverging_norm(pixel)
-            image = a.imshow(pixel, cmap=DIVERGING, norm=norm)
+        for column, k in enumerate(indices):
+            top, bottom = axes[0, column], axes[1, column]
             x = run.prepared.items[k].x.numpy()
             if x.shape[0] == 3:
-                rgb = np.transpose(x, (1, 2, 0))
-                low, high = float(rgb.min()), float(rgb.max())
-                a.imshow((rgb - low) / (high - low + 1e-12), alpha=0.35)
+                top.imshow(np.clip(np.transpose(x, (1, 2, 0)), 0, 1), interpolation="bilinear")
             else:
-                gray = x.mean(0)
-                if float(gray.max()) > float(gray.min()):
-                    level = float(gray.min()) + 0.5 * (float(gray.max()) - float(gray.min()))
-                    a.contour(gray, levels=[level], colors="0.1", linewidths=0.8)
-            a.set_xticks([])
-            a.set_yticks([])
-            a.set_title(f"#{k}: predicted {result._predicted_label(k)} "
-                        f"({run.predicted_score[k]:.2f})\nexplaining "
-                        f"{result._target_label(k)}", fontsize=8)
-            for spine in a.spines.values():
-                spine.set_visible(False)
-            bar = fig.colorbar(image, ax=a, orientation="horizontal", fraction=0.06, pad=0.04)
+                top.imshow(x.mean(0), cmap="gray_r" if x.shape[1] < _SMOOTH_FROM else "gray")
+            _bare(top)
+            top.set_title(_image_title(result, k), fontsize=8)
+            image, clipped = _draw_map(bottom, result, k)
+            bar = fig.colorbar(image, ax=bottom, orientation="horizontal", fraction=0.06,
+                               pad=0.03, extend="both" if clipped else "neither")
             bar.ax.xaxis.set_major_locator(MaxNLocator(3, symmetric=True))
             bar.ax.tick_params(labelsize=6)
-        if ax is None:
-            fig.suptitle(f"Image attributions ({result.method}); contour: the image at half "
-                         f"intensity; each map has its own scale")
+        channels = run.prepared.items[indices[0]].x.shape[0] if indices else 1
+        summed = ("summed over RGB" if channels == 3 else "per pixel")
+        if run.layer_name is not None:
+            summed = f"of layer {run.layer_name}, upsampled"
+        fig.suptitle(_wrap(f"{result.method} attributions to the {_quantity(result)} "
+                           f"({summed}; red raises it, blue lowers it; each map its own scale)",
+                           max(40, int(14 * len(indices) + 10))), fontsize=9)
     return fig
 
 
