@@ -41,7 +41,7 @@ import explain
 
 from ._recipe import make_card, save_checkpoint
 
-__all__ = ["alignment_pairs", "spell_date", "train"]
+__all__ = ["alignment_pairs", "build_tokenizer", "decode", "spell_date", "train"]
 
 SEED = 0
 TRAIN_SIZE = 6000
