@@ -265,3 +265,15 @@ def test_top_source_word_is_the_gold_aligned_word(seq2seq, heldout, method, n_da
     hit_rate, chance = _top_word_hits(result, rows)
     assert chance < 0.35
     assert hit_rate >= 0.85, (hit_rate, chance)
+
+
+def test_eraser_faithfulness_keeps_the_decoder_input(seq2seq, heldout):
+    # ERASER deletes source tokens and re-scores each target token with its own decoder prefix:
+    # removing the top-ranked source words must hurt more than removing random ones.
+    rows = heldout.head(4)
+    result = explain.attribute(seq2seq, list(rows.source), continuation=list(rows.target),
+                               n_steps=16, faithfulness="eraser")
+    table = result.explanations()
+    assert len(table) == sum(len(t.split()) for t in rows.target)
+    assert table["comprehensiveness"].notna().all()
+    assert table["comprehensiveness"].mean() > table["random_comprehensiveness"].mean() + 0.2

@@ -279,6 +279,7 @@ def _evaluate_kept(scorer, prepared, item, keeps: Sequence[np.ndarray], chunk: i
     kept (the others are deleted, not replaced)."""
     ids = item.extra["input_ids"]
     types = item.extra.get("token_type_ids")
+    decoder = item.extra.get("decoder_input_ids")
     values = []
     for start in range(0, len(keeps), chunk):
         part = keeps[start:start + chunk]
@@ -298,12 +299,15 @@ def _evaluate_kept(scorer, prepared, item, keeps: Sequence[np.ndarray], chunk: i
                 position[r] = int(keep[:item.position].sum())
             elif scorer.task == "causal-lm":  # the next token after the shortened text
                 position[r] = len(kept) - 1
+            elif decoder is not None:  # seq2seq: the decoder input and position stay
+                position[r] = item.position
         x = prepared.embedding(batch_ids).detach().float()
         rows = len(part)
         target = torch.full((rows,), item.target, dtype=torch.long)
         contrast = torch.full((rows,), item.contrast, dtype=torch.long)
+        decoder_ids = None if decoder is None else decoder[None].expand(rows, -1)
         values.append(scorer(x, batch_ids, mask, batch_types, target, contrast,
-                             position).double())
+                             position, decoder_ids).double())
     return torch.cat(values).numpy()
 
 
