@@ -120,8 +120,11 @@ def attribute(
     ``None`` (the predicted class; for a masked LM the predicted token at the mask, for a causal
     LM the predicted next token), a label name or index, a contrast ``"A-B"`` or ``("A", "B")``
     (score of A minus score of B), a token string for LMs, or a list with one target per input.
-    ``continuation`` (causal LMs): explain each token of this continuation given everything
-    before it (one explanation per continuation token). ``text_pairs``: second texts of a pair
+    ``continuation``: for a causal LM, explain each token of this continuation given everything
+    before it (one explanation per continuation token); for an encoder-decoder (``seq2seq-lm``),
+    the target text: each target token explained by the source tokens, given the source and the
+    earlier target tokens (teacher forcing; ``None`` explains the model's own greedy output).
+    ``text_pairs``: second texts of a pair
     classifier. ``baseline``: the reference input (text: a token that replaces every non-special
     token, default the pad token; tabular/image: a broadcastable tensor, default zeros).
     ``n_steps``: integration steps (integrated gradients; sample count default of
