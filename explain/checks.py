@@ -14,7 +14,7 @@ import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["as_names", "check_columns", "check_feature_groups", "non_negative_float", "one_of",
+__all__ = ["as_names", "available_device", "check_columns", "check_feature_groups", "non_negative_float", "one_of",
            "positive_int", "probability"]
 
 _SHOWN_COLUMNS = 20
@@ -181,3 +181,22 @@ def _feature_hint(value: Any, names: Sequence[str]) -> str:
     more = f" and {len(names) - 20} more" if len(names) > 20 else ""
     return ((f"did you mean {' or '.join(map(repr, close))}? " if close else "")
             + f"feature names: {', '.join(map(repr, names[:20]))}{more}")
+
+
+def available_device(device: Any) -> Any:
+    """``device`` (a str or ``torch.device``; ``None`` kept) as a ``torch.device`` this machine
+    has, else ``ValueError`` naming it and the devices there are."""
+    import torch
+
+    if device is None:
+        return None
+    try:
+        device = torch.device(device)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError, TypeError) as error:
+        found = ["cpu", *(f"cuda:{i}" for i in range(torch.cuda.device_count())),
+                 *(["mps"] if torch.backends.mps.is_available() else [])]
+        reason = str(error).strip().splitlines()[0]
+        raise ValueError(f"device {str(device)!r} is not available here ({reason}); this "
+                         f"machine has: {', '.join(found)}") from None
+    return device

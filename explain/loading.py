@@ -14,22 +14,23 @@
   of family ``"sklearn"`` (``explain._sklearn``: called, never differentiated).
 
 Weights are read from safetensors only unless ``allow_pickle=True``; remote code never runs; the
-model is put in eval mode; Hugging Face models are loaded with eager attention so attention
-weights exist, and a model that arrives with another implementation is switched with a warning,
-never silently. A text model gets a tokenizer that fits it or an error: a checkpoint directory
+model is put in eval mode and, with ``device=``, on that device (scikit-learn models: the CPU
+only); Hugging Face models are loaded with eager attention so attention weights exist, and a
+model that arrives with another implementation is switched with a warning, never silently. A text model gets a tokenizer that fits it or an error: a checkpoint directory
 without tokenizer files, or a tokenizer with far fewer tokens than the model's embedding rows
 (every word would read as an unknown token), is refused with the fix (``tokenizer=...``).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -39,7 +40,7 @@ import torch
 from torch import nn
 
 from . import _hf, _sklearn, nets
-from .checks import check_columns, check_feature_groups, one_of
+from .checks import available_device, check_columns, check_feature_groups, one_of
 from .families import Family, family_of
 from .provenance import sha256_files, sha256_state_dict
 
@@ -92,6 +93,23 @@ class LoadedModel:
     card: dict[str, Any] = field(default_factory=dict)
     family: Family | None = None
 
+    @property
+    def device(self) -> torch.device:
+        """The device of the model's first parameter (or buffer); the CPU when it has none."""
+        for tensor in itertools.chain(self.model.parameters(), self.model.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+
+    def to_device(self, value: Any) -> Any:
+        """``value`` (a tensor, or a dict, tuple or list of them) on the model's ``device``."""
+        if isinstance(value, torch.Tensor):
+            return value.to(self.device)
+        if isinstance(value, Mapping):
+            return {key: self.to_device(item) for key, item in value.items()}
+        if isinstance(value, (tuple, list)):
+            return type(value)(self.to_device(item) for item in value)
+        return value
+
     def __post_init__(self) -> None:
         if self.family is None:
             self.family = family_of(self.model)
@@ -137,7 +155,8 @@ class LoadedModel:
         return names.index(label)
 
     def encode_texts(self, texts, *, text_pairs=None, max_length=None):
-        """Tokenise texts for this model; see ``explain.text.encode_texts``."""
+        """Tokenise texts for this model (CPU tensors: ``to_device`` them for the model); see
+        ``explain.text.encode_texts``."""
         from .text import encode_texts
 
         if self.tokenizer is None:
@@ -147,7 +166,7 @@ class LoadedModel:
                             max_positions=self.family.max_positions(self.model))
 
     def encode_frame(self, frame) -> torch.Tensor:
-        """Table -> ``(N, n_features)`` float32 tensor: through the model's ``encoder`` when it
+        """Table -> ``(N, n_features)`` float32 CPU tensor: through the model's ``encoder`` when it
         has one (unseen categories, missing values and non-numbers raise, as in
         ``TabularEncoder.transform``), else the columns named by ``feature_names``, in that
         order, read as numbers (``KeyError`` names missing columns; ``ValueError`` names a
@@ -195,6 +214,7 @@ def load_model(
     allow_pickle: bool = False,
     attn_implementation: str | None = "eager",
     name: str | None = None,
+    device: str | torch.device | None = None,
 ) -> LoadedModel:
     """Load a model for analysis.
 
@@ -204,7 +224,9 @@ def load_model(
     ``"encoder"``; pass ``task="sequence-classification"`` and ``label_names`` to put a fresh
     head on it). ``allow_pickle``: also read ``pytorch_model.bin``-style pickle weights (pickle
     can run code: only for sources you trust). ``attn_implementation``: ``"eager"`` (default) so
-    attention weights exist; ``None`` keeps what the model has.
+    attention weights exist; ``None`` keeps what the model has. ``device``: where the model
+    runs (``"cuda"``, ``torch.device("cuda:1")``, ...), moved there once loaded; ``None`` leaves
+    it where it is (a checkpoint: the CPU); one this machine lacks is a ``ValueError``.
 
     ``feature_names`` (in-memory tabular module): the name of each input column, in order.
     ``feature_groups``: its one-hot groups, attributed as one feature each: a mapping group
@@ -217,9 +239,11 @@ def load_model(
     to its ``classes_``. Its model is an ``explain._sklearn.SklearnClassifier`` whose forward
     returns ``log(predict_proba)``: the perturbation attributions, audits and surrogates apply;
     gradient and layer methods, ``output="logit"`` and representation probes say why not.
+    It runs on the CPU (``device=`` other than the CPU is refused).
     """
     if task is not None:
         one_of(task, TASKS, "task")
+    device = available_device(device)
     estimator = _sklearn.is_estimator(source)
     if feature_groups is not None and not (estimator or isinstance(source, nn.Module)):
         raise ValueError("feature_groups= is for an in-memory torch.nn.Module or scikit-learn "
@@ -229,16 +253,18 @@ def load_model(
         if task not in (None, "tabular-classification"):
             raise ValueError(f"a scikit-learn classifier loads as task "
                              f"'tabular-classification', not {task!r} (drop task=)")
+        if device is not None and device.type != "cpu":
+            raise ValueError(f"a scikit-learn classifier runs on the CPU, not {str(device)!r}; drop device=")
         parts = _sklearn.wrap(source, feature_names=feature_names, label_names=label_names,
                               name=name)
         return LoadedModel(**parts, task="tabular-classification",
                            feature_groups=check_feature_groups(feature_groups,
                                                                parts["feature_names"]))
     if isinstance(source, nn.Module):
-        return _from_module(source, task=task, tokenizer=tokenizer, feature_names=feature_names,
-                            feature_groups=feature_groups, label_names=label_names,
-                            input_shape=input_shape, attn_implementation=attn_implementation,
-                            name=name)
+        return _on(device, _from_module(
+            source, task=task, tokenizer=tokenizer, feature_names=feature_names,
+            feature_groups=feature_groups, label_names=label_names, input_shape=input_shape,
+            attn_implementation=attn_implementation, name=name))
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"load_model takes a directory, a Hub id, a torch.nn.Module or a "
                         f"fitted scikit-learn classifier (with predict_proba), got "
@@ -246,15 +272,19 @@ def load_model(
     text = os.fspath(source)
     path = Path(text).expanduser()
     if path.exists():
-        return _from_directory(path, task=task, tokenizer=tokenizer, label_names=label_names,
-                               allow_pickle=allow_pickle, attn_implementation=attn_implementation,
-                               name=name)
+        return _on(device, _from_directory(
+            path, task=task, tokenizer=tokenizer, label_names=label_names,
+            allow_pickle=allow_pickle, attn_implementation=attn_implementation, name=name))
     if _looks_like_path(text):
         raise FileNotFoundError(f"no such checkpoint directory: {text!r}; pass an existing "
                                 f"save_pretrained directory or a Hub id like 'org/model'")
-    return _from_hub(text, task=task, tokenizer=tokenizer, label_names=label_names,
-                     revision=revision, allow_pickle=allow_pickle,
-                     attn_implementation=attn_implementation, name=name)
+    return _on(device, _from_hub(
+        text, task=task, tokenizer=tokenizer, label_names=label_names, revision=revision,
+        allow_pickle=allow_pickle, attn_implementation=attn_implementation, name=name))
+
+
+def _on(device: torch.device | None, loaded: LoadedModel) -> LoadedModel:
+    return loaded if device is None else replace(loaded, model=loaded.model.to(device))
 
 
 def _from_directory(path: Path, *, task, tokenizer, label_names, allow_pickle,
@@ -404,9 +434,9 @@ def save_model(loaded: LoadedModel, directory: str | os.PathLike, *,
     """Write ``loaded`` as a checkpoint that ``load_model`` reads back (safetensors, no pickle).
 
     Hugging Face models use ``save_pretrained`` (+ tokenizer); ``explain.nets`` models write
-    ``config.json`` + ``model.safetensors`` (+ the tokenizer files of a text model). ``card`` is stored as ``model_card.json``. The
-    directory is written to a temporary sibling and moved into place, so a crash never leaves a
-    half-written checkpoint. Returns the directory.
+    ``config.json`` + ``model.safetensors`` (+ the tokenizer files of a text model). ``card`` is
+    stored as ``model_card.json``. The directory is written to a temporary sibling and moved
+    into place, so a crash never leaves a half-written checkpoint. Returns the directory.
     """
     target = Path(directory)
     if target.exists() and not overwrite:
