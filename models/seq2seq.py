@@ -276,7 +276,8 @@ def train(name: str, target: Path, *, progress: bool = True, epochs: int | None 
               "rows": len(data), "date_range": "1901-01-01..2099-12-31, year 2000 excluded",
               "orders": ["day-first", "month-first"],
               "example": spell_date(1990, 3, 21)[:2],
-              "alignment": "Pharaoh i-j (source word i -> target word j, 0-based)"},
+              "alignment": "Pharaoh i-j (source word i -> target word j, 0-based)",
+              "text_column": "source"},
         split={"method": "distinct dates drawn by a seeded generator; the first train_rows "
                          "train, the rest are held out (no date in both)",
                "train_rows": len(train_rows), "heldout_rows": len(heldout), "seed": SEED},

@@ -93,7 +93,8 @@ def test_resolve_model_takes_reference_names_paths_and_loaded_models(tiny_bert, 
     import explain
     from explain.cli._resolve import reference_names, resolve_model
 
-    assert reference_names() == ("sentiment", "compas", "adult", "digits")
+    assert reference_names() == ("sentiment", "compas", "adult", "digits", "lm", "mlm", "seq2seq",
+                                 "vit", "imagenet")
     digits = resolve_model("digits")
     assert isinstance(digits, explain.LoadedModel) and digits.task == "image-classification"
     assert resolve_model(digits) is digits
@@ -105,7 +106,8 @@ def test_resolve_model_lists_the_reference_names_for_an_unknown_name():
     from explain.cli._resolve import resolve_model
 
     with pytest.raises(OSError, match=r"did you mean 'sentiment'\? reference models: "
-                                      r"sentiment, compas, adult, digits, minilm$"):
+                                      r"sentiment, compas, adult, digits, lm, mlm, seq2seq, vit, "
+                                      r"imagenet, minilm$"):
         resolve_model("sentimnt")
     with pytest.raises(FileNotFoundError, match="no such checkpoint directory.*reference models"):
         resolve_model("./nowhere")

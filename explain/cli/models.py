@@ -16,8 +16,8 @@ HELP = "train (first use) or load the reference models and print their model car
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("names", nargs="*", metavar="NAME",
-                        help="reference models to show: sentiment, compas, adult, digits "
-                             "(default: all)")
+                        help="reference models to show: sentiment, compas, adult, digits, lm, "
+                             "mlm, seq2seq, vit, imagenet (default: all)")
     parser.add_argument("--retrain", action="store_true",
                         help="train again even when a cached checkpoint exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bars while training")

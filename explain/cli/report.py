@@ -28,10 +28,12 @@ HELP = "build an offline explanation report (HTML, figures, data, manifest); no 
 
 #: Configuration keys (TOML file and flags): key -> (type, help).
 CONFIG_KEYS: Mapping[str, tuple[type | tuple[type, ...], str]] = MappingProxyType({
-    "model": (str, "reference model name (sentiment, compas, adult) or checkpoint directory"),
+    "model": (str, "reference model name (sentiment, compas, adult, digits, lm, mlm, seq2seq, "
+                   "vit, imagenet) or checkpoint directory"),
     "data": (str, "a .csv/.tsv/.parquet/.jsonl file or a built-in dataset (rotten_tomatoes, "
                   "compas, adult, german_credit); default: the model's held-out rows"),
-    "text_column": (str, "column of texts (text models; default 'text')"),
+    "text_column": (str, "column of texts (text models; default: the one the model card names "
+                         "for its held-out rows, else 'text')"),
     "label": (str, "column of true classes"),
     "sensitive": (list, "sensitive column(s) for group metrics"),
     "decisions": (list, "columns of existing decisions to audit beside the model"),

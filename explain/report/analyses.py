@@ -17,9 +17,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from .alignment import ALIGNMENT
 from .attention import ATTENTION
 from .attributions import ATTRIBUTIONS
 from .fairness import ASSOCIATION, COUNTERFACTUAL, FAIRNESS, REPRESENTATION
+from .images import IMAGES
 from .predictions import PREDICTIONS
 from .protocol import Analysis
 from .sections import register_section
@@ -51,6 +53,6 @@ def register_analysis(analysis: Analysis) -> Analysis:
     return analysis
 
 
-for _builtin in (PREDICTIONS, ATTENTION, ATTRIBUTIONS, FAIRNESS, COUNTERFACTUAL, REPRESENTATION,
-                 ASSOCIATION):
+for _builtin in (PREDICTIONS, ATTENTION, ATTRIBUTIONS, IMAGES, ALIGNMENT, FAIRNESS, COUNTERFACTUAL,
+                 REPRESENTATION, ASSOCIATION):
     register_analysis(_builtin)

@@ -124,7 +124,8 @@ def build_report(model: Any, data: Any = None, *, text_column: str | None = None
     """Run the analyses of ``ANALYSES`` that apply to ``model`` on ``data`` and collect them.
 
     ``model``: a ``LoadedModel`` (or what ``explain.load_model`` reads); ``data``: see
-    ``load_data``. ``text_column``: texts of a text model (default ``"text"``). ``label``: true
+    ``load_data``. ``text_column``: texts of a text model (default: the column the model card
+    names for its held-out rows, else ``"text"``). ``label``: true
     classes; ``sensitive``: group column(s); ``decisions``: columns of existing decisions to
     audit beside the model (e.g. ``compas_high_risk``). ``n_examples``: examples selected for
     attention and attributions (``select_examples``). ``max_rows``: analyse a seeded random
@@ -166,7 +167,7 @@ def build_report(model: Any, data: Any = None, *, text_column: str | None = None
                 raise ValueError(f"the dataset {source.name!r} is empty: there is nothing to "
                                  f"analyse")
             is_text = loaded.is_text
-            text_column = text_column or ("text" if is_text else None)
+            text_column = text_column or ((source.text_column or "text") if is_text else None)
             check_columns(frame, {"text": text_column if is_text else None, "label": label,
                                   "sensitive": sensitive or None,
                                   "decision": decisions or None}, where="the data")

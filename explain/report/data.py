@@ -19,13 +19,16 @@ __all__ = ["DataSource", "load_data"]
 @dataclass(frozen=True)
 class DataSource:
     """A table with where it came from: ``source``, ``licence`` and ``caveat`` (what its
-    collection means for an analysis; from ``explain.datasets.DATASETS``) when known."""
+    collection means for an analysis; from ``explain.datasets.DATASETS``) when known, and
+    ``text_column``, the column of texts a model's held-out rows name in its card
+    (``data.text_column``; ``None``: the report's default, ``"text"``)."""
 
     frame: pd.DataFrame
     name: str
     source: str
     licence: str | None = None
     caveat: str | None = None
+    text_column: str | None = None
 
 
 def _catalogued(loader: str) -> datasets.Dataset | None:
@@ -55,10 +58,12 @@ def load_data(spec: Any = None, *, model=None) -> DataSource:
         licence = card_data.get("licence")
         if licence is None and known is not None:
             licence = known.licence
+        text_column = card_data.get("text_column")
         return DataSource(pd.read_csv(heldout), f"{model.name} held-out rows",
                           f"{heldout.name} of the {model.name} checkpoint"
                           + (f" ({loader})" if loader else ""), licence,
-                          known.caveat if known else None)
+                          known.caveat if known else None,
+                          text_column if isinstance(text_column, str) else None)
     if not isinstance(spec, (str, os.PathLike)):
         raise TypeError(f"data must be a DataFrame, a dataset name or a file, got "
                         f"{type(spec).__name__}")
