@@ -210,9 +210,9 @@ def counterfactual(
         term = blame.groupby("group", sort=False)["term_attribution"].mean()
         groups["mean_term_attribution_share"] = groups["group"].map(share).to_numpy()
         groups["mean_term_attribution"] = groups["group"].map(term).to_numpy()
-    parameters = {**info, "reference": reference, "target": target_name,
-                  "score": "log_probability" if causal else "probability",
-                  "continuation": per_unit, "test": test, **verdict,
+    parameters = {**info, "reference": reference, "target": target_name, "test": test,
+                  **({"score": "log_probability", "continuation": per_unit} if causal else {}),
+                  **verdict,
                   "baseline_terms": list(baseline_terms) if neutral is not None else None,
                   "interval": "student-t", "confidence": confidence,
                   "attributions": attribution_method if attributions else None}
