@@ -1,7 +1,7 @@
 """The report's attention analysis: attention maps, rollout and head summary of the selected
 examples, with the interactive view (transformer text models); for image models built on
 ``nn.MultiheadAttention`` (vision transformers) the head summary and the rollout of ``[CLS]``
-over the patches drawn on a few selected images, read from ``data``'s pixel columns."""
+over the patches drawn on a few selected images (``read_images``)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..attention import attention
 from ..text import read_texts
+from .data import read_images
 from .protocol import Analysis, Context
 from .sections import Section
 
@@ -28,6 +29,10 @@ def _applies(context: Context) -> str | None:
     if loaded.task == "image-classification":
         if not loaded.family.attention_names(loaded.model, "self"):
             return f"the image model has no attention layers (family {loaded.family.name!r})"
+        try:
+            read_images(loaded, context.data.head(1))
+        except ValueError as error:
+            return str(error)
         return None
     if not context.is_text:
         return f"a {loaded.task} model has no attention over words"
@@ -36,24 +41,9 @@ def _applies(context: Context) -> str | None:
     return None
 
 
-def _images(context: Context) -> np.ndarray:
-    """The selected rows' pixels ``(n, C, H, W)``: every column but the label, sensitive and
-    decision columns, row-major (as the reference models' ``heldout.csv`` holds them)."""
-    shape = tuple(context.model.input_shape)
-    other = {context.label, *context.sensitive, *context.decisions}
-    columns = [c for c in context.data.columns if c not in other]
-    if len(columns) != int(np.prod(shape)):
-        raise ValueError(f"an image model reads {int(np.prod(shape))} pixel columns (input shape "
-                         f"{shape}, row-major); the data has {len(columns)} columns besides the "
-                         f"label, sensitive and decision columns ({', '.join(columns[:5])}...): "
-                         f"drop the others or name them with label=/sensitive=/decisions=")
-    values = context.data.iloc[list(context.rows)][columns].to_numpy(dtype=np.float32)
-    return values.reshape(-1, *shape)
-
-
 def _run_images(context: Context) -> None:
     report, part = context.report, context.part
-    result = attention(context.model, _images(context))
+    result = attention(context.model, read_images(context.model, context.data, context.rows)[1])
     report.add(result, section="attention", title=f"{part}: attention of the selected images",
                plots="head_summary", plot_options={"statistic": "entropy"},
                data=result.head_statistics(), view=False,
@@ -95,6 +85,10 @@ def _run(context: Context) -> None:
     for text_id in range(min(3, len(texts))):
         words = result.words(text_id)
         rollout = result.rollout(text_id, level="word")
+        # the token rollout reads from: [CLS] for encoders, the last token for causal LMs
+        tokens = result.tokens(text_id)
+        position = result.query_index(text_id)
+        query = tokens[position] if position == 0 else f"last ({tokens[position]!r})"
         frame = pd.DataFrame({"text_id": text_id, "word_index": np.arange(len(rollout)),
                               "word": list(words)[:len(rollout)] if len(words) >= len(rollout)
                               else [str(i) for i in range(len(rollout))],
@@ -102,7 +96,7 @@ def _run(context: Context) -> None:
         report.add(result, section="attention",
                    title=f"{part}: rollout of example {text_id + 1}", plots="rollout",
                    plot_options={"text_id": text_id}, data=frame, view=False,
-                   caption=f"“{texts[text_id]}” — share of the [CLS] token's final "
+                   caption=f"“{texts[text_id]}” — share of the {query} token's final "
                            f"representation that each word accounts for (attention "
                            f"rollout, Abnar & Zuidema 2020).")
     report.add(result, section="attention", title=f"{part}: last layer, head 0, example 1",

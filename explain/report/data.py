@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .. import datasets
 
-__all__ = ["DataSource", "load_data"]
+__all__ = ["DataSource", "load_data", "read_images"]
 
 
 @dataclass(frozen=True)
@@ -90,3 +91,33 @@ def load_data(spec: Any = None, *, model=None) -> DataSource:
         raise ValueError(f"cannot read {path.name!r}: unknown file type {path.suffix!r}; use one "
                          f"of {', '.join(readers)}")
     return DataSource(reader(path), path.stem, str(path))
+
+
+def read_images(model, data: pd.DataFrame, rows=None) -> tuple[list[str], Any]:
+    """The images of ``rows`` of ``data`` (default all) for image model ``model``, with a name
+    each: ``(names, tensor (n, C, H, W))``. Rows are photos of ``explain.datasets.PHOTOS`` named
+    in a ``name`` column, or pixels in columns ``p0``, ``p1``, ... in row-major order of the
+    model's input shape (as the reference models' ``heldout.csv`` holds them). ``ValueError``
+    saying which of the two is missing."""
+    import torch
+
+    shape = getattr(model, "input_shape", None)
+    if shape is None:
+        raise ValueError(f"{model.name} has no input shape, so its images cannot be read")
+    shape = tuple(shape)
+    chosen = data if rows is None else data.iloc[list(rows)]
+    if "name" in chosen.columns and set(chosen["name"]) <= set(datasets.PHOTOS):
+        names, pixels = datasets.photos()
+        picked = pixels[[names.index(n) for n in chosen["name"]]]
+        if tuple(picked.shape[1:]) != shape:
+            raise ValueError(f"the photos are {tuple(picked.shape[1:])}, {model.name} reads "
+                             f"{shape}")
+        return list(chosen["name"]), picked
+    columns = [f"p{i}" for i in range(int(np.prod(shape)))]
+    missing = [c for c in columns if c not in chosen.columns]
+    if missing:
+        raise ValueError(f"an image model's rows are photos of explain.datasets.PHOTOS in a "
+                         f"'name' column, or pixel columns p0..p{len(columns) - 1} (row-major, "
+                         f"input shape {shape}); the data has neither (no {missing[0]!r})")
+    values = torch.tensor(chosen[columns].to_numpy(dtype=np.float32)).reshape(-1, *shape)
+    return [f"row {i}" for i in (range(len(data)) if rows is None else rows)], values

@@ -7,12 +7,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-import numpy as np
 import pandas as pd
 import torch
 
-from .. import datasets
 from ..attribution import attribute
+from .data import read_images
 from .protocol import Analysis, Context
 from .sections import Section
 
@@ -31,54 +30,43 @@ METHODS: Mapping[str, Mapping[str, int]] = MappingProxyType({
 TOP_K = 3
 
 
-def _pixels(context: Context) -> tuple[list[str], torch.Tensor] | str:
-    """The images of ``context.data`` with their names, or why there are none: rows named
-    like ``explain.datasets.PHOTOS`` (a ``name`` column) or pixel columns ``p0``.. in
-    row-major order of the model's input shape."""
-    shape = getattr(context.model, "input_shape", None)
-    data = context.data
-    if shape is None:
-        return "needs an image model with an input shape"
-    if "name" in data.columns and set(data["name"]) <= set(datasets.PHOTOS):
-        names, pixels = datasets.photos()
-        index = [names.index(n) for n in data["name"]]
-        chosen = pixels[index]
-        if tuple(chosen.shape[1:]) != tuple(shape):
-            return (f"the photos are {tuple(chosen.shape[1:])}, the model reads "
-                    f"{tuple(shape)}")
-        return list(data["name"]), chosen
-    columns = [f"p{i}" for i in range(int(np.prod(shape)))]
-    missing = [c for c in columns if c not in data.columns]
-    if missing:
-        return (f"needs a 'name' column of explain.datasets.PHOTOS or pixel columns "
-                f"p0..p{len(columns) - 1} (missing {missing[0]!r})")
-    values = torch.tensor(data[columns].to_numpy(dtype=np.float32)).reshape(len(data), *shape)
-    return [f"row {i}" for i in range(len(data))], values
-
-
 def _applies(context: Context) -> str | None:
     if context.model.task != "image-classification":
         return "needs an image classifier"
-    found = _pixels(context)
-    return found if isinstance(found, str) else None
+    try:
+        read_images(context.model, context.data.head(1))
+    except ValueError as error:
+        return str(error)
+    return None
 
 
 def _run(context: Context) -> None:
-    names, pixels = _pixels(context)
-    names, pixels = names[:context.n_examples], pixels[:context.n_examples]
+    names, pixels = read_images(context.model, context.data, context.rows)
     model, report, part = context.model, context.report, context.part
     labels = model.label_names
     with torch.inference_mode():
-        probabilities = model.model(pixels).softmax(-1)
+        probabilities = model.model(model.to_device(pixels)).softmax(-1).cpu()
     top_p, top_i = probabilities.topk(TOP_K, dim=-1)
     rows = [{"image": name, "rank": r + 1, "class": labels[int(i)], "probability": float(p)}
             for name, ps, idx in zip(names, top_p, top_i, strict=True)
             for r, (p, i) in enumerate(zip(ps, idx, strict=True))]
-    report.add(pd.DataFrame(rows), section=SECTION.key, title=f"{part}: top-{TOP_K} classes",
-               max_rows=TOP_K * len(names),
-               caption="Softmax probability of the model's three most likely classes.")
+    table = pd.DataFrame(rows)
+    caption = "Softmax probability of the model's three most likely classes."
+    if "expected_class" in context.data.columns:  # e.g. the ImageNet photos' held-out rows
+        expected = context.data["expected_class"].iloc[list(context.rows)].astype(str).tolist()
+        table["expected_class"] = [expected[k // TOP_K] for k in range(len(table))]
+        hits = sum(table["class"][k * TOP_K] == e for k, e in enumerate(expected))
+        caption += (f" The expected class (expected_class of the data) is the top-1 class of "
+                    f"{hits} of {len(expected)} images.")
+    report.add(table, section=SECTION.key, title=f"{part}: top-{TOP_K} classes",
+               max_rows=TOP_K * len(names), caption=caption)
     patch = max(1, pixels.shape[-1] // 4)
+    # GradCAM reads a convolution's feature maps; a vision transformer's only convolution is its
+    # patch embedding, the input layer, where GradCAM is not the published method
+    attends = bool(model.family.attention_names(model.model, "self"))
     for method, options in METHODS.items():
+        if method == "gradcam" and attends:
+            continue
         extra = {"patch_size": patch} if method == "occlusion" else {}
         result = attribute(model, pixels, method=method, output="logit", faithfulness=False,
                            seed=context.seed, progress=context.progress, **options, **extra)
