@@ -17,14 +17,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
 import torch
 
+from .checks import one_of
 from .errors import ExplainWarning
 
-__all__ = ["TextBatch", "encode_texts", "fold_matrix", "fold_scores", "read_texts", "word_units"]
+__all__ = ["TRUNCATION_SIDES", "TextBatch", "encode_texts", "fold_matrix", "fold_scores",
+           "read_texts", "word_units"]
+
+
+#: Which end of a too-long text ``encode_texts`` cuts off (special tokens are always kept).
+TRUNCATION_SIDES = MappingProxyType({
+    "right": "keep the first max_length tokens (the start of the text)",
+    "left": "keep the last max_length tokens (the end of the text): a causal LM's next token "
+            "then follows the end of its prompt",
+})
 
 
 @dataclass(frozen=True)
@@ -103,14 +114,19 @@ def encode_texts(
     text_pairs: Sequence[str] | str | None = None,
     max_length: int | None = None,
     max_positions: int | None = None,
+    truncation_side: str = "right",
 ) -> TextBatch:
     """Tokenise ``texts`` (optionally paired with ``text_pairs``) into a ``TextBatch``.
 
     Texts longer than ``max_length`` tokens (default: the model's limit) are truncated, flagged
-    in ``truncated``, and an ``ExplainWarning`` says which. Empty texts raise ``ValueError``.
+    in ``truncated``, and an ``ExplainWarning`` says which. ``truncation_side`` (one of
+    ``TRUNCATION_SIDES``) says which end is cut off: ``"right"`` keeps the start, ``"left"`` the
+    end; offsets and words still index into the original texts. Empty texts raise
+    ``ValueError``.
     """
     import warnings
 
+    one_of(truncation_side, TRUNCATION_SIDES, "truncation_side")
     texts = _check_texts(texts, "texts")
     pairs = None
     if text_pairs is not None:
@@ -130,9 +146,16 @@ def encode_texts(
         raise ValueError(f"max_length={max_length} exceeds the model's limit of {limit} tokens")
 
     args = (texts, pairs) if pairs is not None else (texts,)
-    enc = tokenizer(*args, add_special_tokens=True, truncation=True, max_length=max_length,
-                    padding=True, return_tensors="pt", return_offsets_mapping=True,
-                    return_special_tokens_mask=True)
+    # The side is tokenizer state (a truncation_side= keyword is silently ignored): set it for
+    # this call only and put the caller's back.
+    side = tokenizer.truncation_side
+    tokenizer.truncation_side = truncation_side
+    try:
+        enc = tokenizer(*args, add_special_tokens=True, truncation=True, max_length=max_length,
+                        padding=True, return_tensors="pt", return_offsets_mapping=True,
+                        return_special_tokens_mask=True)
+    finally:
+        tokenizer.truncation_side = side
     n = enc["input_ids"].shape[0]
     mask = enc["attention_mask"]
     lengths = tuple(int(v) for v in mask.sum(1))
@@ -140,8 +163,10 @@ def encode_texts(
     truncated = tuple(bool(encoding.overflowing) for encoding in enc.encodings)
     if any(truncated):
         which = [i for i, t in enumerate(truncated) if t]
-        warnings.warn(f"texts {which} are longer than {max_length} tokens and were truncated; "
-                      f"the result marks them in `truncated`", ExplainWarning, stacklevel=3)
+        kept = "start" if truncation_side == "right" else "end"
+        warnings.warn(f"texts {which} are longer than {max_length} tokens and were truncated "
+                      f"(their {kept} kept); the result marks them in `truncated`",
+                      ExplainWarning, stacklevel=3)
 
     tokens, offsets, special, segment, word_index, words, word_spans = [], [], [], [], [], [], []
     for i in range(n):
