@@ -37,11 +37,14 @@ from torch import nn
 
 from .. import hooks
 from ..checks import positive_int
+from ..text import encode_texts
 from .targets import (
     assign_class_targets,
     baseline_token,
+    continuation_fits,
     decoder_targets,
     encoder_embedding,
+    mask_in_context,
     resolve_class_target,
     token_id,
 )
@@ -283,9 +286,13 @@ def _prepare_text(loaded, inputs, *, target, text_pairs, baseline, max_length,
         for i, c in enumerate(continuation):
             if not isinstance(c, str) or not c:
                 raise ValueError(f"continuation[{i}] is empty: {c!r}")
-    if continuation is not None and not seq2seq:
-        full = [t + c for t, c in zip(texts, continuation, strict=True)]
-        batch = loaded.encode_texts(full, max_length=max_length)
+    if task == "causal-lm":
+        # A causal LM explains what follows the end of its prompt: a too-long prompt keeps its
+        # end (left truncation), not its start. LoadedModel.encode_texts has no side to choose.
+        full = texts if continuation is None else [
+            t + c for t, c in zip(texts, continuation, strict=True)]
+        batch = encode_texts(tokenizer, full, max_length=max_length, truncation_side="left",
+                             max_positions=loaded.family.max_positions(loaded.model))
     else:
         batch = loaded.encode_texts(texts, text_pairs=text_pairs, max_length=max_length)
 
@@ -329,6 +336,8 @@ def _prepare_text(loaded, inputs, *, target, text_pairs, baseline, max_length,
                 decoder_ids, cuts = decoded[i]
             elif continuation is not None:
                 start = len(texts[i])
+                if batch.truncated[i]:
+                    continuation_fits(tokenizer, batch, i, texts[i], continuation[i])
                 cuts = [t for t in range(1, length)
                         if batch.offsets[i][t][1] > start and not batch.special[i][t]]
                 if not cuts:
@@ -355,6 +364,8 @@ def _prepare_text(loaded, inputs, *, target, text_pairs, baseline, max_length,
                 if task == "masked-lm":
                     where = (ids == mask_id).nonzero().flatten().tolist() if mask_id is not None \
                         else []
+                    if not where and batch.truncated[i]:
+                        mask_in_context(loaded, batch, i)
                     if not where:
                         raise ValueError(f"texts[{i}] has no {tokenizer.mask_token!r} token; a "
                                          f"masked LM explains the token predicted at the mask: "

@@ -9,8 +9,11 @@ import re
 import numpy as np
 import torch
 
-__all__ = ["GENERATED_TOKENS", "assign_class_targets", "baseline_token", "decoder_targets",
-           "encoder_embedding", "resolve_class_target", "token_id"]
+from ..text import model_max_length
+
+__all__ = ["GENERATED_TOKENS", "assign_class_targets", "baseline_token", "continuation_fits",
+           "decoder_targets", "encoder_embedding", "mask_in_context", "resolve_class_target",
+           "token_id"]
 
 
 def resolve_class_target(loaded, target) -> tuple[int, int] | None:
@@ -86,6 +89,43 @@ def baseline_token(loaded, baseline) -> int:
     raise TypeError(f"a text baseline is a token string or id (every non-special token is "
                     f"replaced by it), got {type(baseline).__name__}")
 
+def continuation_fits(tokenizer, batch, i: int, prompt: str, continuation: str) -> None:
+    """A left-truncated prompt + continuation must keep one prompt token before the
+    continuation (its first token is explained from the tokens before it), else the
+    continuation alone does not fit: ``ValueError`` with the lengths."""
+    kept = [start for (start, _), special in zip(batch.offsets[i], batch.special[i],
+                                                  strict=True) if not special]
+    if kept and kept[0] < len(prompt):
+        return
+    offsets = tokenizer(prompt + continuation, add_special_tokens=False,
+                        return_offsets_mapping=True)["offset_mapping"]
+    n_continuation = sum(end > len(prompt) for _, end in offsets)
+    n_special = batch.lengths[i] - len(kept)
+    raise ValueError(f"continuation[{i}] is {n_continuation} tokens, but the model reads at "
+                     f"most {batch.max_length} tokens ({n_special} of them special) and the "
+                     f"first continuation token needs at least one prompt token before it; "
+                     f"shorten the continuation to at most {batch.max_length - n_special - 1} "
+                     f"tokens (a too-long prompt is cut from its start, so any prompt length "
+                     f"works)")
+
+
+def mask_in_context(loaded, batch, i: int) -> None:
+    """``ValueError`` when text ``i`` of a truncated ``batch`` has its mask token only after
+    its truncation point (a masked LM explains the token at the mask)."""
+    tokenizer = loaded.tokenizer
+    ids = tokenizer(batch.texts[i])["input_ids"]
+    if tokenizer.mask_token_id not in ids:
+        return
+    limit = model_max_length(tokenizer, loaded.family.max_positions(loaded.model))
+    raise_limit = (f", or raise max_length (now {batch.max_length}; the model reads up to "
+                   f"{limit})" if batch.max_length < limit else "")
+    raise ValueError(f"texts[{i}] has its {tokenizer.mask_token!r} token at token "
+                     f"{ids.index(tokenizer.mask_token_id)} of {len(ids)}, beyond the model's "
+                     f"context limit of {batch.max_length} tokens the text was truncated to; "
+                     f"shorten the text (keep the sentences around the mask) or put the mask "
+                     f"earlier{raise_limit}")
+
+
 #: The most tokens an encoder-decoder generates when ``attribute`` explains its own output.
 GENERATED_TOKENS = 64
 
@@ -110,7 +150,9 @@ def decoder_targets(loaded, input_ids: torch.Tensor, attention_mask: torch.Tenso
     """Per source row, ``(decoder_ids, explained)``: the decoder sequence, starting with the
     model's ``decoder_start_token_id``, and the indices into it of the tokens explained (each
     predicted from the tokens before it). With ``continuation`` the targets are its tokens
-    (no special tokens added), all explained; without, the model's greedy output
+    (no special tokens added), all explained (more than the decoder's position limit less its
+    start token is a ``ValueError``: a target is never truncated); without, the model's greedy
+    output
     (``generate(do_sample=False, num_beams=1)``, at most ``GENERATED_TOKENS`` tokens and the
     decoder's position limit), up to its first end-of-sequence token, special tokens kept in
     the prefix but not explained."""
@@ -121,14 +163,19 @@ def decoder_targets(loaded, input_ids: torch.Tensor, attention_mask: torch.Tenso
                          f"its decoder has no first input; set model.config."
                          f"decoder_start_token_id (e.g. to its pad or eos token id)")
     out = []
+    limit = loaded.family.max_positions(model)
     if continuation is not None:
         for i, text in enumerate(continuation):
             ids = tokenizer(text, add_special_tokens=False)["input_ids"]
             if not ids:
                 raise ValueError(f"continuation[{i}] {text!r} has no token")
+            if limit is not None and len(ids) + 1 > limit:
+                raise ValueError(f"continuation[{i}] is {len(ids)} tokens, but the decoder reads "
+                                 f"at most {limit} positions (its start token and {limit - 1} "
+                                 f"target tokens); shorten the target text to at most "
+                                 f"{limit - 1} tokens")
             out.append(([int(start), *ids], list(range(1, len(ids) + 1))))
         return out
-    limit = loaded.family.max_positions(model)
     new_tokens = GENERATED_TOKENS if limit is None else min(GENERATED_TOKENS, limit - 1)
     with torch.no_grad():
         generated = model.generate(input_ids=input_ids, attention_mask=attention_mask,
