@@ -178,8 +178,9 @@ def test_encoder_decoder_self_decoder_and_cross_attention():
     assert set(frame["query_token"]) == set(result.tokens(1, side="target"))
     stats = result.head_statistics(attention="cross")
     assert stats["mean_distance"].isna().all() and stats["entropy"].notna().all()
-    # Defaults: the decoder reads the texts themselves.
-    own = explain.attention(model, texts)
+    # Defaults: an encoder-decoder without an LM head (the BartModel inside) reads the texts
+    # themselves; a seq2seq LM reads its greedy output (tests/test_seq2seq.py).
+    own = explain.attention(explain.load_model(model.model.model, tokenizer=tokenizer), texts)
     assert own.tokens(0, side="target") == own.tokens(0)
     fig = result.plot("head", attention="cross", layer=0, head=1)
     assert "cross attention" in fig.axes[0].get_title()
@@ -667,3 +668,92 @@ def test_sides(tiny_bert):
         result.tokens(0, side="target")
     with pytest.raises(ValueError, match="unknown side 'left'; valid: source, target"):
         result.words(0, side="left")
+
+
+# --------------------------------------------------------------------------- encoder-decoder LMs
+
+
+def _tiny_bart_lm(**overrides):
+    from explain_models import tiny
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    tokenizer = tiny.minilm_tokenizer()
+    config = BartConfig(vocab_size=tokenizer.vocab_size, d_model=16, encoder_layers=2,
+                        decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
+                        encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64,
+                        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.cls_token_id,
+                        eos_token_id=tokenizer.sep_token_id,
+                        decoder_start_token_id=tokenizer.cls_token_id, attn_implementation="eager",
+                        **overrides)
+    torch.manual_seed(0)
+    return explain.load_model(BartForConditionalGeneration(config), tokenizer=tokenizer,
+                              name="tiny-bart")
+
+
+def test_seq2seq_lm_decoder_reads_its_start_token_then_the_target():
+    """The decoder input is the one the model was trained on (and head_importance scores):
+    decoder_start_token_id, then the target's tokens without special tokens."""
+    from explain.attention.importance import decoder_batch
+
+    model = _tiny_bart_lm()
+    tokenizer = model.tokenizer
+    texts, targets = ["hello world", "a much longer source text"], ["bonjour", "x y unbelievable"]
+    result = explain.attention(model, texts, targets=targets)
+    for i, target in enumerate(targets):
+        assert result.tokens(i, side="target") == ("[CLS]", *tokenizer.tokenize(target))
+        assert result.words(i, side="target") == ("[CLS]", *target.split())
+        ids = [model.model.config.decoder_start_token_id,
+               *tokenizer(target, add_special_tokens=False)["input_ids"]]
+        with torch.no_grad():
+            out = model.model(**tokenizer([texts[i]], return_tensors="pt"),
+                              decoder_input_ids=torch.tensor([ids]), output_attentions=True)
+        for layer in range(2):
+            np.testing.assert_allclose(result.maps["cross"][i][layer],
+                                       out.cross_attentions[layer][0], atol=1e-6)
+    batch = decoder_batch(model, targets, 2)
+    assert batch.input_ids[1, :batch.lengths[1]].tolist() == ids
+    assert result.meta["parameters"]["decoder_input"] == \
+        "decoder_start_token_id + the target's tokens"
+    # the start token is a special unit of its own: the words of the view skip it
+    frame = result.to_frame(level="word", attention="cross", text_id=0, layer=0, head=0)
+    assert frame.groupby("query_index")["query_special"].first().tolist() == [True, False]
+    assert hooks.count_hooks(model) == 0
+
+
+def test_seq2seq_lm_long_targets_are_truncated_and_marked():
+    model = _tiny_bart_lm()
+    with pytest.warns(ExplainWarning, match=r"targets \[1\] have more than the 3 tokens the "
+                                            r"decoder reads after its start token"):
+        result = explain.attention(model, ["a b", "c d"], targets=["x", "one two three four"],
+                                   max_length=4)
+    assert result.truncated == (False, True)
+    assert result.tokens(1, side="target") == ("[CLS]", "one", "two", "three")
+    assert result.maps["cross"][1].shape[-2] == 4
+
+
+def test_seq2seq_lm_without_a_decoder_start_token_is_refused():
+    model = _tiny_bart_lm()
+    model.model.config.decoder_start_token_id = None
+    with pytest.raises(ValueError, match=r"config has no decoder_start_token_id, so its decoder "
+                                         r"has no first input; set model.config"):
+        explain.attention(model, ["a b"], targets=["x"])
+    with pytest.raises(ValueError, match=r"config has no decoder_start_token_id"):
+        explain.attention(model, ["a b"])
+    assert hooks.count_hooks(model) == 0
+
+
+def test_seq2seq_lm_importance_is_merged_per_stack():
+    model = _tiny_bart_lm()
+    texts, targets = ["hello world", "a longer source"], ["bonjour", "x y"]
+    result = explain.attention(model, texts, targets=targets, importance=True)
+    direct = head_importance(model, texts, targets=targets).to_frame()
+    assert set(result.importance.to_frame()["attention"]) == {"self", "decoder", "cross"}
+    for kind in ("self", "decoder", "cross"):
+        stats = result.head_statistics(attention=kind)
+        assert len(stats) == 2 * 2 and list(stats.columns)[-1] == "importance"
+        expected = direct[direct["attention"] == kind]["importance"].to_numpy()
+        np.testing.assert_allclose(stats["importance"].to_numpy(), expected, atol=1e-6)
+    assert not np.allclose(result.head_statistics(attention="cross")["importance"],
+                           result.head_statistics(attention="self")["importance"])
+    fig = result.plot("head_summary", statistic="importance", attention="cross")
+    assert "cross attention" in fig.axes[0].get_title()

@@ -13,13 +13,12 @@ The package, one concept per module: ``capture`` (the forward pass, ``attention(
 (rollout, flow and head statistics: pure numpy), ``result`` (``AttentionResult``),
 ``importance`` (``head_importance`` and its ``HeadImportanceResult``: masking heads),
 ``alignment`` (``alignment_scores``: the alignment error rate of cross attention and attributions
-against a gold word alignment; ``teacher_forced_attention``: an encoder-decoder's maps with the
-decoder reading its start token and the target), ``figures`` (the plots), ``view`` (the
+against a gold word alignment), ``figures`` (the plots), ``view`` (the
 offline notebook view), ``inputs`` (the input checks and batch plumbing the first and the
 fourth share).
 """
 
-from .alignment import AlignmentResult, alignment_scores, teacher_forced_attention
+from .alignment import AlignmentResult, alignment_scores
 from .capture import DTYPES, attention
 from .graph import FLOW_MAX_TOKENS, HEAD_STATISTICS, attention_flow, attention_rollout
 from .importance import HeadImportanceResult, head_importance
@@ -27,5 +26,4 @@ from .result import ATTENTIONS, LEVELS, SIDES, AttentionResult
 
 __all__ = ["ATTENTIONS", "DTYPES", "FLOW_MAX_TOKENS", "HEAD_STATISTICS", "LEVELS", "SIDES",
            "AlignmentResult", "AttentionResult", "HeadImportanceResult", "alignment_scores",
-           "attention", "attention_flow", "attention_rollout", "head_importance",
-           "teacher_forced_attention"]
+           "attention", "attention_flow", "attention_rollout", "head_importance"]

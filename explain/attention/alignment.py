@@ -1,11 +1,12 @@
 """Alignment error rate: cross attention and source attributions scored against a gold alignment.
 
 ``alignment_scores(attention_result, alignments)`` reads the cross attention of an
-encoder-decoder (``teacher_forced_attention(model, sources, targets)``) and scores, against
+encoder-decoder (``explain.attention(model, sources, targets=targets)``, whose decoder reads
+its start token then the target, as trained) and scores, against
 gold word alignments given as Pharaoh strings (``"i-j ..."``: source word ``i`` is aligned to
 target word ``j``, both 0-based), every (layer, head), the head mean of every layer, the mean
 over all layers and heads, the cross-attention rollout and, when given, source attributions:
-``alignment_scores(teacher_forced_attention(model, sources, targets), alignments).best_head``.
+``alignment_scores(explain.attention(model, sources, targets=targets), alignments).best_head``.
 
 How a matrix becomes an alignment (all at word level):
 
@@ -51,7 +52,7 @@ from ..text import fold_scores
 from .graph import attention_rollout
 
 __all__ = ["KINDS", "AlignmentResult", "alignment_error_rate", "alignment_scores",
-           "hard_alignment", "parse_alignment", "random_baseline", "teacher_forced_attention"]
+           "hard_alignment", "parse_alignment", "random_baseline"]
 
 #: What a row of ``AlignmentResult.to_frame()`` scores (its ``kind`` column).
 KINDS: Mapping[str, str] = MappingProxyType({
@@ -164,7 +165,7 @@ def _query_rows(token_words: np.ndarray, n_words: int, row: int) -> np.ndarray:
         if positions[0] == 0:
             raise ValueError(f"row {row}: target word {j} is the decoder's first token, so no "
                              f"position predicts it; capture the attention with "
-                             f"teacher_forced_attention(model, sources, targets)")
+                             f"explain.attention(model, sources, targets=targets)")
         else:
             rows[j, positions[0] - 1] = 1.0
     return rows
@@ -304,71 +305,6 @@ def _alignment_figure(matrix: np.ndarray, *, ax, gold, predicted, source, target
 
 
 # --------------------------------------------------------------------------- the analysis
-
-
-def teacher_forced_attention(model, sources: Sequence[str], targets: Sequence[str], *,
-                             batch_size: int = 16):
-    """The ``AttentionResult`` of an encoder-decoder whose decoder reads the model's
-    ``decoder_start_token_id`` (a special unit) then the target's tokens without special tokens:
-    teacher forcing, as trained and as ``explain.attribute(..., continuation=targets)`` explains.
-    A stand-in until ``explain.attention(model, sources, targets=...)`` feeds the decoder this
-    way (today it reads the targets as the tokenizer encodes them, special tokens included)."""
-    import torch
-
-    from ..results import make_meta
-    from ..text import encode_texts, word_units
-    from .importance import _decoder_inputs
-    from .inputs import check_model
-    from .result import AttentionResult, Side
-
-    model = check_model(model, "teacher_forced_attention()")
-    if not model.family.encoder_decoder or not model.is_huggingface or \
-            getattr(model.config, "_attn_implementation", None) != "eager":
-        raise ValueError(f"teacher_forced_attention() reads the cross attention of a Hugging "
-                         f"Face encoder-decoder with eager attention; {model.name} is not one")
-    source = model.encode_texts(sources)
-    ids, mask = _decoder_inputs(model, targets, len(source))
-    words = encode_texts(model.tokenizer, targets)
-    columns = [[] for _ in range(5)]   # tokens, special, unit_index, unit_labels, unit_special
-    start = model.tokenizer.convert_ids_to_tokens(int(ids[0, 0]))
-    for i in range(len(words)):
-        units, names, specials = word_units(words, i)
-        keep = [t for t, sp in enumerate(words.special[i]) if not sp]
-        if len(keep) != int(mask[i].sum()) - 1:
-            raise ValueError(f"target {i} {words.texts[i]!r} tokenises differently with and "
-                             f"without special tokens; its words cannot be read")
-        renumber = {u: n + 1 for n, u in enumerate(dict.fromkeys(units[t] for t in keep))}
-        for column, value in zip(columns, (
-                (start, *(words.tokens[i][t] for t in keep)), (True,) + (False,) * len(keep),
-                (0, *(renumber[units[t]] for t in keep)), (start, *(names[u] for u in renumber)),
-                (True, *(specials[u] for u in renumber))), strict=True):
-            column.append(value)
-    maps = {"self": [], "decoder": [], "cross": []}
-    with torch.inference_mode():
-        for lo in range(0, len(source), batch_size):
-            hi = min(lo + batch_size, len(source))
-            inputs = source.model_inputs()
-            out = model.model(input_ids=inputs["input_ids"][lo:hi],
-                              attention_mask=inputs["attention_mask"][lo:hi], decoder_input_ids=ids[lo:hi], decoder_attention_mask=mask[lo:hi],
-                              output_attentions=True, return_dict=True)
-            for kind, found in (("self", out.encoder_attentions),
-                                ("decoder", out.decoder_attentions),
-                                ("cross", out.cross_attentions)):
-                stacked = torch.stack(found, 1).float().numpy()    # (B, L, H, Tq, Tk)
-                for row in range(hi - lo):
-                    q = source.lengths[lo + row] if kind == "self" else int(mask[lo + row].sum())
-                    k = int(mask[lo + row].sum()) if kind == "decoder" else source.lengths[lo + row]
-                    maps[kind].append(stacked[row, :, :, :q, :k])
-    n_layers, n_heads = maps["cross"][0].shape[:2]
-    target = Side(words.texts, *(tuple(c) for c in columns), truncated=words.truncated)
-    meta = make_meta(model, method="attention", parameters={
-        "decoder_input": "decoder_start_token_id + target tokens (teacher forcing)",
-        "encoder_decoder": True, "batch_size": batch_size})
-    return AttentionResult(maps={k: tuple(v) for k, v in maps.items()},
-                           layers=range(n_layers), heads=range(n_heads),
-                           source=Side.from_batch(source), target=target, causal=False,
-                           n_layers=n_layers, n_heads=n_heads, meta=meta)
-
 
 
 def alignment_scores(attention, alignments: Sequence[str], *, attributions=None,

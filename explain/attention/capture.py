@@ -4,8 +4,13 @@ Hugging Face models run one forward with ``output_attentions=True``; this needs 
 (``sdpa`` returns no weights, so any other implementation raises a ``ValueError`` that says how to
 load the model instead). Encoder-decoder models give three kinds of maps (``ATTENTIONS``):
 encoder self-attention (``"self"``), decoder self-attention (``"decoder"``) and cross attention
-(``"cross"``, decoder queries x encoder keys); the decoder reads ``targets`` (default: the texts
-themselves) exactly as tokenised, no shift. A plain ``nn.Module`` is captured through
+(``"cross"``, decoder queries x encoder keys). The decoder of a Hugging Face encoder-decoder
+reads ``targets`` under teacher forcing, as it was trained: its ``decoder_start_token_id`` (a
+special token) then each target's tokens without special tokens (``importance.decoder_batch``,
+shared with ``head_importance``; longer than the decoder's limit: truncated and flagged). Without
+``targets`` a ``"seq2seq-lm"`` decoder reads the model's own greedy output (as
+``explain.attribute(continuation=None)`` explains it), and an encoder-decoder without an LM head
+reads the texts as tokenised. A plain ``nn.Module`` is captured through
 ``explain.hooks``: every ``nn.MultiheadAttention`` is asked for per-head weights
 (``need_weights=True, average_attn_weights=False`` via ``edit_inputs``) and its output recorded.
 Padding is removed: text ``i`` is stored as an array of shape ``(n_layers, n_heads, T_i, T_i)``
@@ -31,7 +36,7 @@ from .. import hooks
 from ..checks import positive_int
 from ..results import make_meta
 from ..text import encode_texts
-from .importance import head_importance
+from .importance import decoder_batch, greedy_targets, head_importance
 from .inputs import (
     batch_rows,
     check_images,
@@ -112,12 +117,15 @@ def attention(
     built on ``nn.MultiheadAttention``, whose ``texts`` are then images, a ``(N, C, H, W)``
     tensor or array (see the module docstring; text-only options must stay unset; the result is
     an ``ImageAttentionResult``). ``text_pairs``: second segments.
-    ``targets``: decoder inputs of an encoder-decoder model (default: the texts). ``layers``,
+    ``targets``: what the decoder of an encoder-decoder reads after its start token (default:
+    the model's greedy output for a ``"seq2seq-lm"``, else the texts; see the module
+    docstring); a ``ValueError`` when its config has no ``decoder_start_token_id``. ``layers``,
     ``heads``: indices to keep (default all; negative indices count from the end). ``dtype``:
     storage precision (``DTYPES``). ``max_length``: tokens per text (default the model's limit;
     longer texts are truncated, flagged in ``result.truncated`` and in figure titles, and warned
     about). ``importance=True`` also runs ``head_importance`` for ``target`` (default: the
-    predicted class). Returns an ``AttentionResult``.
+    predicted class; a ``"seq2seq-lm"`` is scored on the targets its decoder read, every stack).
+    Returns an ``AttentionResult``.
     """
     model = check_model(model, "attention()", images=True)
     storage = _check_dtype(dtype)
@@ -154,14 +162,21 @@ def attention(
 
     batch = model.encode_texts(texts, text_pairs=text_pairs,
                                max_length=max_length)
-    target_batch = None
-    if encoder_decoder:
-        target_batch = encode_texts(model.tokenizer, batch.texts if targets is None else targets,
-                                    max_length=max_length,
+    target_batch, decoder_input = None, None
+    if encoder_decoder and is_hf and (targets is not None or model.task == "seq2seq-lm"):
+        if targets is None:
+            with hooks.preserved_state(model):
+                module.eval()
+                targets = greedy_targets(model, batch)
+            decoder_input = "decoder_start_token_id + the greedy output's tokens"
+        else:
+            decoder_input = "decoder_start_token_id + the target's tokens"
+        target_batch = decoder_batch(model, targets, len(batch), max_length=max_length)
+    elif encoder_decoder:
+        # no LM head and no targets: no output to read, so the decoder reads the texts
+        target_batch = encode_texts(model.tokenizer, batch.texts, max_length=max_length,
                                     max_positions=model.family.max_positions(model.model))
-        if len(target_batch) != len(batch):
-            raise ValueError(f"got {len(batch)} texts but {len(target_batch)} targets; pass one "
-                             f"target per text")
+        decoder_input = "the texts as tokenised"
 
     kinds = ("self", "decoder", "cross") if encoder_decoder else ("self",)
     collected: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
@@ -227,14 +242,18 @@ def attention(
     target_side = Side.from_batch(target_batch) if target_batch is not None else None
     importance_frame = None
     if importance:
+        seq2seq = model.task == "seq2seq-lm"
         importance_frame = head_importance(model, batch.texts, text_pairs=text_pairs,
+                                           targets=target_batch.texts if seq2seq else None,
                                            target=target, layers=layer_sel, heads=head_sel,
                                            max_length=max_length, batch_size=batch_size)
     meta = make_meta(model, method="attention", parameters={
         "layers": list(layer_sel), "heads": list(head_sel), "dtype": str(storage).split(".")[-1],
         "max_length": batch.max_length, "batch_size": batch_size,
         "capture": "output_attentions" if is_hf else "hooks:nn.MultiheadAttention",
-        "encoder_decoder": encoder_decoder, "importance": bool(importance),
+        "encoder_decoder": encoder_decoder,
+        **({"decoder_input": decoder_input} if decoder_input else {}),
+        "importance": bool(importance),
         "target": target, "rollout_residual": 0.5})
     return AttentionResult(maps={k: tuple(v) for k, v in collected.items()}, layers=layer_sel,
                            heads=head_sel, source=source, target=target_side,

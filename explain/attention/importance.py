@@ -26,6 +26,7 @@ from torch import nn
 from .. import hooks
 from ..checks import positive_int
 from ..results import TableResult, make_meta
+from ..text import TextBatch
 from .figures import head_grid_figure
 from .inputs import (
     batch_rows,
@@ -36,7 +37,7 @@ from .inputs import (
     mha_modules,
 )
 
-__all__ = ["HeadImportanceResult", "head_importance"]
+__all__ = ["HeadImportanceResult", "decoder_batch", "greedy_targets", "head_importance"]
 
 
 class HeadImportanceResult(TableResult):
@@ -225,8 +226,9 @@ def head_importance(
     LMs; for a ``"seq2seq-lm"`` model, the mean log-probability of the tokens of ``targets``
     given the source and the target tokens before them (teacher forcing: the decoder reads the
     model's ``decoder_start_token_id`` then the target's tokens, no special tokens added, as
-    ``explain.attribute(..., continuation=targets)`` does; an end-of-sequence token is not
-    scored). Heads: those of the ``"self"`` stack (the encoder of an
+    ``explain.attribute(..., continuation=targets)`` does, built by ``decoder_batch``; an
+    end-of-sequence token is not scored; a target longer than the decoder's limit is truncated
+    and flagged in ``truncated``). Heads: those of the ``"self"`` stack (the encoder of an
     encoder-decoder); a seq2seq LM's ``attention`` stacks (keys of ``ATTENTIONS``, default all
     three), ``layers`` and ``heads`` selecting within each. Returns a ``HeadImportanceResult``
     (its ``to_frame()``: one row per (layer, head)). Cost: ``1 + layers x heads`` forward passes
@@ -252,7 +254,7 @@ def head_importance(
     batch = model.encode_texts(texts, text_pairs=text_pairs,
                                max_length=max_length)
     if seq2seq:
-        decoder_ids, decoder_mask = _decoder_inputs(model, targets, len(batch))
+        decoder = decoder_batch(model, targets, len(batch), max_length=max_length)
         plan = {kind: _stack_heads(model, kind) for kind in stacks}
         plan = {kind: (names, len(names), n_heads, True) for kind, (names, n_heads) in plan.items()}
     else:
@@ -290,9 +292,7 @@ def head_importance(
             inputs = batch_rows(batch, start, stop)
             call = forward_inputs(module, inputs) if not model.is_huggingface else inputs
             if seq2seq:
-                width = int(decoder_mask[start:stop].sum(1).max())
-                inputs = {"input_ids": decoder_ids[start:stop, :width],
-                          "attention_mask": decoder_mask[start:stop, :width]}
+                inputs = batch_rows(decoder, start, stop)
                 call = {**call, "decoder_input_ids": inputs["input_ids"],
                         "decoder_attention_mask": inputs["attention_mask"]}
             output = module(**call)
@@ -337,40 +337,103 @@ def head_importance(
            if seq2seq else {}),
         "masking": "output projection input" if by_projection
         else "nn.MultiheadAttention contribution"})
-    return HeadImportanceResult(pd.DataFrame(rows), texts=batch.texts, truncated=batch.truncated,
+    truncated = batch.truncated if not seq2seq else tuple(
+        a or b for a, b in zip(batch.truncated, decoder.truncated, strict=True))
+    return HeadImportanceResult(pd.DataFrame(rows), texts=batch.texts, truncated=truncated,
                                 meta=meta)
 
 
-def _decoder_inputs(model, targets, n_texts: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Teacher forcing, as ``explain.attribute(..., continuation=targets)`` reads it: per target,
-    the model's ``decoder_start_token_id`` then the target's tokens (no special tokens added),
-    right-padded; returns ``(decoder_input_ids, decoder_attention_mask)``."""
-    if isinstance(targets, str):
-        targets = [targets]
-    targets = list(targets)
+def decoder_batch(model, targets, n_texts: int, *, max_length: int | None = None) -> TextBatch:
+    """The decoder input of an encoder-decoder under teacher forcing, as it was trained and as
+    ``explain.attribute(..., continuation=targets)`` reads it: per target, the model's
+    ``decoder_start_token_id`` (a special token, a word unit of its own) then the target's tokens
+    without special tokens, right-padded, as a ``TextBatch`` (its words are the tokenizer's).
+    A target longer than the decoder reads after its start token (``max_length`` or the model's
+    position limit, minus one) is truncated, flagged in ``truncated`` and warned about."""
+    import warnings
+
+    from ..errors import ExplainWarning
+    from ..text import encode_texts, model_max_length
+
+    targets = [targets] if isinstance(targets, str) else list(targets)
     if len(targets) != n_texts:
         raise ValueError(f"got {n_texts} texts but {len(targets)} targets; pass one target per text")
+    for i, text in enumerate(targets):
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"targets[{i}] is empty or not a string: {text!r}; pass the target "
+                             f"text the decoder should read")
     start = getattr(model.config, "decoder_start_token_id", None)
     if start is None:
         raise ValueError(f"{type(model.model).__name__}'s config has no decoder_start_token_id, "
                          f"so its decoder has no first input; set model.config."
                          f"decoder_start_token_id (the token its decoder was trained to start "
                          f"from)")
-    limit = model.family.max_positions(model.model)
-    rows = []
+    tokenizer = model.tokenizer
+    limit = model_max_length(tokenizer, model.family.max_positions(model.model))
+    keep = (limit if max_length is None else min(limit, max_length)) - 1
+    # The words come from encode_texts (special tokens added, then dropped here); it may keep
+    # up to keep + the special tokens it adds, never more than the tokenizer's own limit.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExplainWarning)
+        words = encode_texts(tokenizer, targets, max_length=min(
+            keep + tokenizer.num_special_tokens_to_add(), model_max_length(tokenizer)))
+    plain = tokenizer(targets, add_special_tokens=False)["input_ids"]
+    columns: dict[str, list] = {k: [] for k in ("ids", "tokens", "offsets", "special", "segment",
+                                                "word_index", "truncated")}
+    start_token = tokenizer.convert_ids_to_tokens(int(start))
     for i, text in enumerate(targets):
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"targets[{i}] is empty or not a string: {text!r}")
-        ids = [int(start), *model.tokenizer(text, add_special_tokens=False)["input_ids"]]
-        if limit is not None and len(ids) > limit:
-            raise ValueError(f"targets[{i}] has {len(ids) - 1} tokens, more than the "
-                             f"{limit - 1} the decoder reads after its start token; shorten it")
-        rows.append(ids)
-    width = max(len(ids) for ids in rows)
-    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
-    ids = torch.full((len(rows), width), int(pad), dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, :len(row)] = torch.tensor(row)
-        mask[i, :len(row)] = 1
-    return ids, mask
+        kept = [t for t, special in enumerate(words.special[i]) if not special][:keep]
+        ids = [int(v) for v in words.input_ids[i, kept]]
+        if ids != plain[i][:len(kept)]:
+            raise ValueError(f"targets[{i}] {text!r} tokenises differently with and without "
+                             f"special tokens, so its decoder tokens have no words; pass the "
+                             f"target as the tokenizer reads it")
+        columns["ids"].append([int(start), *ids])
+        columns["tokens"].append((start_token, *(words.tokens[i][t] for t in kept)))
+        columns["offsets"].append(((0, 0), *(words.offsets[i][t] for t in kept)))
+        columns["special"].append((True, *(False for _ in kept)))
+        columns["segment"].append((-1, *(words.segment[i][t] for t in kept)))
+        columns["word_index"].append((-1, *(words.word_index[i][t] for t in kept)))
+        columns["truncated"].append(len(kept) < len(plain[i]))
+    if any(columns["truncated"]):
+        which = [i for i, cut in enumerate(columns["truncated"]) if cut]
+        warnings.warn(f"targets {which} have more than the {keep} tokens the decoder reads after "
+                      f"its start token and were truncated; the result marks them in "
+                      f"`truncated`", ExplainWarning, stacklevel=3)
+    lengths = tuple(len(ids) for ids in columns["ids"])
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    input_ids = torch.full((n_texts, max(lengths)), int(pad), dtype=torch.long)
+    mask = torch.zeros_like(input_ids)
+    for i, ids in enumerate(columns["ids"]):
+        input_ids[i, :len(ids)] = torch.tensor(ids)
+        mask[i, :len(ids)] = 1
+    n_words = [max(index, default=-1) + 1 for index in columns["word_index"]]
+    return TextBatch(
+        texts=tuple(targets), text_pairs=None, input_ids=input_ids, attention_mask=mask,
+        token_type_ids=None, lengths=lengths, tokens=tuple(columns["tokens"]),
+        offsets=tuple(columns["offsets"]), special=tuple(columns["special"]),
+        segment=tuple(columns["segment"]), word_index=tuple(columns["word_index"]),
+        words=tuple(w[:n] for w, n in zip(words.words, n_words, strict=True)),
+        word_spans=tuple(w[:n] for w, n in zip(words.word_spans, n_words, strict=True)),
+        truncated=tuple(columns["truncated"]), max_length=keep + 1)
+
+
+def greedy_targets(model, batch: TextBatch) -> list[str]:
+    """The model's greedy output for each source of ``batch`` as text (its tokens up to the first
+    end-of-sequence token, special tokens left out), as ``explain.attribute(continuation=None)``
+    generates it (``explain.attribution.targets.decoder_targets``); a ``ValueError`` when an
+    output does not tokenise back to the same tokens (its words could not be read)."""
+    from ..attribution.targets import decoder_targets
+
+    tokenizer, texts = model.tokenizer, []
+    for i, (ids, explained) in enumerate(decoder_targets(model, batch.input_ids,
+                                                         batch.attention_mask, None)):
+        tokens = [ids[j] for j in explained]
+        text = tokenizer.decode(tokens)
+        if tokenizer(text, add_special_tokens=False)["input_ids"] != tokens:
+            raise ValueError(f"the greedy output for texts[{i}] "
+                             f"{tokenizer.convert_ids_to_tokens(tokens)[:8]} does not tokenise "
+                             f"back to the same tokens as text ({text[:60]!r}), so its words "
+                             f"cannot be read; pass targets= the texts the decoder should read")
+        texts.append(text)
+    return texts

@@ -154,10 +154,8 @@ class AttentionResult(Result):
     @property
     def truncated(self) -> tuple[bool, ...]:
         """Per text: True when the text (or its target) was cut at the model's maximum length."""
-        if self._target is None:
-            return self._source.truncated
-        return tuple(a or b for a, b in zip(self._source.truncated, self._target.truncated,
-                                            strict=True))
+        other = self._source.truncated if self._target is None else self._target.truncated
+        return tuple(a or b for a, b in zip(self._source.truncated, other, strict=True))
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -290,9 +288,9 @@ class AttentionResult(Result):
     # ---- head statistics
 
     def head_statistics(self, *, attention: str = "self") -> Any:
-        """``pandas.DataFrame``, one row per captured (layer, head): ``layer``, ``head``, then one
-        column per ``HEAD_STATISTICS`` key (mean over the query rows of each text, then over
-        texts), plus ``importance`` when it was computed."""
+        """``pandas.DataFrame``, one row per captured (layer, head): ``layer``, ``head``, one
+        column per ``HEAD_STATISTICS`` key (mean over query rows, then texts), and ``importance``
+        when computed (a ``"seq2seq-lm"``: of this ``attention`` stack; others: ``"self"``)."""
         import pandas as pd
 
         _, key_side = self.sides(attention)
@@ -302,9 +300,11 @@ class AttentionResult(Result):
         frame = pd.DataFrame({"layer": layer_grid.ravel(), "head": head_grid.ravel()})
         for key in HEAD_STATISTICS:
             frame[key] = np.mean([s[key] for s in per_text], axis=0).ravel()
-        if self.importance is not None and attention == "self":
-            frame = frame.merge(self.importance.to_frame()[["layer", "head", "importance"]],
-                                on=["layer", "head"], how="left")
+        found = self.importance.to_frame() if self.importance is not None else None
+        if found is not None and ("attention" in found or attention == "self"):
+            found = found[found["attention"] == attention] if "attention" in found else found
+            frame = frame.merge(found[["layer", "head", "importance"]], on=["layer", "head"],
+                                how="left")
         return frame
 
     # ---- tidy frame

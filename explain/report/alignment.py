@@ -5,7 +5,8 @@ the per-head heatmap. Not registered by default (``register_analysis(ALIGNMENT)`
 
 from __future__ import annotations
 
-from ..attention.alignment import alignment_scores, teacher_forced_attention
+from ..attention.alignment import alignment_scores
+from ..attention.capture import attention
 from ..text import read_texts
 from .protocol import Analysis, Context
 from .sections import Section
@@ -40,8 +41,7 @@ def _run(context: Context) -> None:
     sources = read_texts(context.data, context.text_column, rows)
     targets = read_texts(context.data, "target", rows)
     alignments = context.data["alignment"].iloc[rows].fillna("").astype(str).tolist()
-    scores = alignment_scores(teacher_forced_attention(context.model, sources, targets),
-                              alignments)
+    scores = alignment_scores(attention(context.model, sources, targets=targets), alignments)
     layer, head, aer = scores.best_head
     baseline = float(scores.to_frame()["baseline_aer"].iloc[0])
     report.add(scores, section="alignment", title=f"{part}: alignment error rate per head",
