@@ -277,3 +277,38 @@ def test_eraser_faithfulness_keeps_the_decoder_input(seq2seq, heldout):
     assert len(table) == sum(len(t.split()) for t in rows.target)
     assert table["comprehensiveness"].notna().all()
     assert table["comprehensiveness"].mean() > table["random_comprehensiveness"].mean() + 0.2
+
+
+# ----------------------------------------------------------------------------- attention
+
+
+def test_attention_defaults_to_the_greedy_output(seq2seq, heldout):
+    rows = heldout.head(4)
+    sources, targets = rows["source"].tolist(), rows["target"].tolist()
+    greedy = explain.attention(seq2seq, sources)
+    # the trained model's greedy output is the target on these dates (held-out exact match)
+    assert greedy.targets == tuple(targets)
+    assert greedy.meta["parameters"]["decoder_input"] == \
+        "decoder_start_token_id + the greedy output's tokens"
+    given = explain.attention(seq2seq, sources, targets=targets)
+    assert given.tokens(0, side="target") == ("</s>", *targets[0].split())  # start token: </s>
+    for kind in ("self", "decoder", "cross"):
+        for a, b in zip(greedy.maps[kind], given.maps[kind], strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_attention_importance_scores_the_targets_per_stack(seq2seq, heldout):
+    from explain.attention import head_importance
+
+    rows = heldout.head(8)
+    sources, targets = rows["source"].tolist(), rows["target"].tolist()
+    result = explain.attention(seq2seq, sources, targets=targets, importance=True)
+    cross = result.head_statistics(attention="cross").set_index(["layer", "head"])
+    direct = head_importance(seq2seq, sources, targets=targets, attention="cross").to_frame()
+    np.testing.assert_allclose(cross["importance"].to_numpy(), direct["importance"].to_numpy(),
+                               atol=1e-6)
+    # measured on 16 rows: the layer-1 cross heads cost 0.06-1.0 nats per target token, the
+    # layer-0 ones under 0.002
+    assert cross.loc[1, "importance"].max() > 10 * cross.loc[0, "importance"].abs().max()
+    assert set(result.importance.to_frame()["attention"]) == {"self", "decoder", "cross"}
+    assert hooks.count_hooks(seq2seq) == 0
