@@ -129,16 +129,16 @@ def reduce_units(spec: MethodSpec, attr: torch.Tensor, units: torch.Tensor, n_un
     flat_units = units.reshape(-1)
     keep = flat_units >= 0
     if spec.grouped:
-        scores = torch.zeros(n_units, dtype=torch.float64)
+        scores = torch.zeros(n_units, dtype=torch.float64, device=flat_attr.device)
         index = flat_units[keep]
         values = flat_attr[keep]
         # first element of each unit (all elements of a group carry the same value)
-        order = torch.arange(index.numel() - 1, -1, -1)
+        order = torch.arange(index.numel() - 1, -1, -1, device=index.device)
         scores[index[order]] = values[order]
-        return scores.numpy()
-    scores = torch.zeros(n_units, dtype=torch.float64)
+        return scores.cpu().numpy()
+    scores = torch.zeros(n_units, dtype=torch.float64, device=flat_attr.device)
     scores.index_add_(0, flat_units[keep], flat_attr[keep])
-    return scores.numpy()
+    return scores.cpu().numpy()
 
 
 def compute(loaded, prepared: Prepared, spec: MethodSpec, *, n_steps: int,
@@ -160,9 +160,9 @@ def compute(loaded, prepared: Prepared, spec: MethodSpec, *, n_steps: int,
     # batch are assumed to cost proportionally less (the x3 safety factor covers attention's
     # quadratic part).
     longest = max(items, key=lambda it: it.length)
-    px, _, pargs, _ = collate(prepared, [longest])
+    px, _, pargs, _ = loaded.to_device(collate(prepared, [longest]))
     if longest.target < 0:
-        pargs = (*pargs[:3], torch.zeros(1, dtype=torch.long), *pargs[4:])
+        pargs = (*pargs[:3], torch.zeros(1, dtype=torch.long, device=px.device), *pargs[4:])
     probe_bytes = bytes_per_row(scorer, px, pargs)
     probe_width = max(1, longest.length)
 
@@ -191,7 +191,7 @@ def compute(loaded, prepared: Prepared, spec: MethodSpec, *, n_steps: int,
         try:
             for rows in batches:
                 batch_items = [items[i] for i in rows]
-                x, b, args, units = collate(prepared, batch_items)
+                x, b, args, units = loaded.to_device(collate(prepared, batch_items))
                 with torch.no_grad():
                     dist = scorer.distribution(x, *args[:3], position=args[5],
                                                decoder_input_ids=_decoder_ids(args))
@@ -199,7 +199,8 @@ def compute(loaded, prepared: Prepared, spec: MethodSpec, *, n_steps: int,
                 for r, it in enumerate(batch_items):
                     if it.target < 0:
                         it.target = int(predicted[r])
-                args = (*args[:3], torch.tensor([it.target for it in batch_items]), *args[4:])
+                args = (*args[:3], torch.tensor([it.target for it in batch_items],
+                                                device=x.device), *args[4:])
                 width = x.shape[1] if prepared.kind == "text" else 0
                 rows_budget = rows_budget_for(width)
                 attr, delta, fit = _with_retry(
@@ -211,14 +212,19 @@ def compute(loaded, prepared: Prepared, spec: MethodSpec, *, n_steps: int,
                 r2 = float("nan") if fit is None else fit.r2
                 if fit is not None and math.isnan(fit.r2):
                     unfit.append((fit.n_samples, fit.p))
-                rows_index = torch.arange(len(batch_items))
+                rows_index = torch.arange(len(batch_items), device=x.device)
                 f_x = dist[rows_index, args[3]] - torch.where(
-                    args[4] >= 0, dist[rows_index, args[4].clamp(min=0)], torch.zeros(()))
+                    args[4] >= 0, dist[rows_index, args[4].clamp(min=0)],
+                    torch.zeros((), device=x.device))
                 if spec.completeness:
                     with torch.no_grad():
                         f_b = scorer(b, *args)
                     total = attr.reshape(len(batch_items), -1).double().sum(1)
                     delta = total - (f_x.double() - f_b.double())
+                # Results leave the device here: everything after this works on the CPU.
+                attr, units, dist, f_x = attr.cpu(), units.cpu(), dist.cpu(), f_x.cpu()
+                predicted = predicted.cpu()
+                delta = None if delta is None else delta.cpu()
                 for r, it in enumerate(batch_items):
                     results[id(it)] = (attr[r], None if delta is None else float(delta[r]),
                                        r2, int(predicted[r]), float(dist[r, predicted[r]]),
@@ -337,7 +343,8 @@ def _with_retry(spec: MethodSpec, scorer, x, b, args, units, *, n_steps, rows_bu
                 # both are seeded here and put back afterwards.
                 numpy_state = np.random.get_state()
                 try:
-                    with torch.random.fork_rng(devices=[]):
+                    devices = [x.device] if x.device.type == "cuda" else []
+                    with torch.random.fork_rng(devices=devices):
                         torch.manual_seed(seed)
                         np.random.seed(seed % (2**32))
                         return run_method(spec, scorer, x, b, args, units, n_steps=n_steps,

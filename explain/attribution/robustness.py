@@ -38,22 +38,25 @@ def robustness(loaded, result, *, n_perturb_samples: int = 8, max_inputs: int = 
     n_steps = 16 if n_steps == "auto" else int(n_steps)
     infid, sens, random_infid = [], [], []
     for k, item in enumerate(prepared.items[:max_inputs]):
-        x, b, args, _ = collate(prepared, [item])
+        x, b, args, _ = loaded.to_device(collate(prepared, [item]))
         scale = float((x - b).std()) or 1.0
-        element = _element_attr(run, k, item)
+        element = _element_attr(run, k, item).to(x.device)
+        # the device's generator too, which its perturbations draw from (seeded, put back)
+        devices = [x.device] if x.device.type == "cuda" else []
 
         def perturb(inputs, baselines=None, _scale=scale):
             noise_t = torch.randn_like(inputs) * noise * _scale
             return noise_t, inputs - noise_t
 
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed * 1_000_003 + k)
             value = infidelity(scorer, perturb, x, element[None], additional_forward_args=args,
                                n_perturb_samples=n_perturb_samples, normalize=True)
             # the same perturbations scored against random attributions of the same shape
             torch.manual_seed(seed * 1_000_003 + k)
             generator = torch.Generator().manual_seed(seed * 7_919 + k)
-            noise_attr = torch.randn(element.shape, generator=generator)[None]
+            noise_attr = torch.randn(element.shape, generator=generator,
+                                     device="cpu")[None].to(x.device)
             random_value = infidelity(scorer, perturb, x, noise_attr,
                                       additional_forward_args=args,
                                       n_perturb_samples=n_perturb_samples, normalize=True)
@@ -72,7 +75,8 @@ def robustness(loaded, result, *, n_perturb_samples: int = 8, max_inputs: int = 
                                   output=result.meta["parameters"]["output"], options=options,
                                   keep_elements=True, layer=result.meta["parameters"]["layer"])
                 outs.append(_element_attr(sub_run, 0, clone))
-            return (torch.stack(outs),) if packed else torch.stack(outs)
+            outs = torch.stack(outs).to(xs.device)
+            return (outs,) if packed else outs
 
         def perturb_sens(inputs, perturb_radius=noise * scale):
             if isinstance(inputs, tuple):
@@ -80,7 +84,7 @@ def robustness(loaded, result, *, n_perturb_samples: int = 8, max_inputs: int = 
                              for v in inputs)
             return inputs + torch.empty_like(inputs).uniform_(-perturb_radius, perturb_radius)
 
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed * 1_000_003 + k + 17)
             value = sensitivity_max(explain_fn, x, perturb_func=perturb_sens,
                                     n_perturb_samples=max(2, n_perturb_samples // 2),
@@ -93,7 +97,7 @@ def robustness(loaded, result, *, n_perturb_samples: int = 8, max_inputs: int = 
 
 
 def _clone_item(item, x, kind):
-    return replace(item, x=x.detach().clone())
+    return replace(item, x=x.detach().cpu().clone())
 
 
 def _element_attr(run, k, item) -> torch.Tensor:

@@ -4,6 +4,7 @@ model's explained output (``OUTPUTS``) of each row, with the attributed tensor s
 from __future__ import annotations
 
 import inspect
+import itertools
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -47,6 +48,13 @@ class Scorer(nn.Module):
         self.takes_token_types = "token_type_ids" in parameters or any(
             p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
+    @property
+    def device(self) -> torch.device:
+        """The device of the model's first parameter (or buffer); the CPU when it has none."""
+        for tensor in itertools.chain(self.model.parameters(), self.model.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+
     def logits(self, x: torch.Tensor, input_ids=None, attention_mask=None,
                token_type_ids=None, decoder_input_ids=None) -> torch.Tensor:
         if self.kind != "text":
@@ -82,7 +90,7 @@ class Scorer(nn.Module):
         """``(N, K)`` scores over classes (or vocabulary at ``position``) under ``output``."""
         logits = self.logits(x, input_ids, attention_mask, token_type_ids, decoder_input_ids)
         if logits.dim() == 3:
-            logits = logits[torch.arange(logits.shape[0]), position]
+            logits = logits[torch.arange(logits.shape[0], device=logits.device), position]
         if self.output == "probability":
             return torch.softmax(logits, dim=-1)
         if self.output == "log_probability":
@@ -93,7 +101,7 @@ class Scorer(nn.Module):
                 contrast=None, position=None, decoder_input_ids=None):
         scores = self.distribution(x, input_ids, attention_mask, token_type_ids, position,
                                    decoder_input_ids)
-        rows = torch.arange(scores.shape[0])
+        rows = torch.arange(scores.shape[0], device=scores.device)
         out = scores[rows, target]
         if contrast is not None and bool((contrast >= 0).any()):
             other = scores[rows, contrast.clamp(min=0)]

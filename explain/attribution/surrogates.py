@@ -148,8 +148,8 @@ def global_surrogate(model, inputs, *, max_depth: int = 3, sparsity: float = 0.1
     if len(x) < 10:
         raise ValueError(f"a global surrogate needs at least 10 rows, got {len(x)}")
     with torch.no_grad():
-        predicted = model.model(x).argmax(-1).numpy()
-    features = x.numpy().astype(np.float64)
+        predicted = model.model(model.to_device(x)).argmax(-1).cpu().numpy()
+    features = x.cpu().numpy().astype(np.float64)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(features))
     n_test = max(1, round(test_fraction * len(features)))

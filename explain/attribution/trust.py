@@ -284,11 +284,13 @@ def _evaluate_kept(scorer, prepared, item, keeps: Sequence[np.ndarray], chunk: i
     for start in range(0, len(keeps), chunk):
         part = keeps[start:start + chunk]
         width = max(int(k.sum()) for k in part)
-        batch_ids = torch.full((len(part), width), prepared.pad_id, dtype=torch.long)
-        mask = torch.zeros(len(part), width, dtype=torch.long)
-        batch_types = torch.zeros(len(part), width, dtype=torch.long) if types is not None \
-            else None
-        position = torch.full((len(part),), -1, dtype=torch.long)
+        # built row by row on the CPU (where the item's ids are), then moved as one batch
+        batch_ids = torch.full((len(part), width), prepared.pad_id, dtype=torch.long,
+                               device="cpu")
+        mask = torch.zeros(len(part), width, dtype=torch.long, device="cpu")
+        batch_types = torch.zeros(len(part), width, dtype=torch.long, device="cpu") \
+            if types is not None else None
+        position = torch.full((len(part),), -1, dtype=torch.long, device="cpu")
         for r, keep in enumerate(part):
             kept = torch.from_numpy(np.flatnonzero(keep))
             batch_ids[r, :len(kept)] = ids[kept]
@@ -301,20 +303,26 @@ def _evaluate_kept(scorer, prepared, item, keeps: Sequence[np.ndarray], chunk: i
                 position[r] = len(kept) - 1
             elif decoder is not None:  # seq2seq: the decoder input and position stay
                 position[r] = item.position
+        device = scorer.device
+        batch_ids, mask, position = batch_ids.to(device), mask.to(device), position.to(device)
+        batch_types = None if batch_types is None else batch_types.to(device)
         x = prepared.embedding(batch_ids).detach().float()
         rows = len(part)
-        target = torch.full((rows,), item.target, dtype=torch.long)
-        contrast = torch.full((rows,), item.contrast, dtype=torch.long)
-        decoder_ids = None if decoder is None else decoder[None].expand(rows, -1)
+        target = torch.full((rows,), item.target, dtype=torch.long, device=device)
+        contrast = torch.full((rows,), item.contrast, dtype=torch.long, device=device)
+        decoder_ids = None if decoder is None else decoder[None].expand(rows, -1).to(device)
         values.append(scorer(x, batch_ids, mask, batch_types, target, contrast,
                              position, decoder_ids).double())
-    return torch.cat(values).numpy()
+    return torch.cat(values).cpu().numpy()
 
 
 def _evaluate(scorer, prepared, item, masks: Sequence[np.ndarray], memory_budget: int
               ) -> np.ndarray:
+    device = scorer.device
     x, b, args, _ = collate(prepared, [item])
-    mask = torch.from_numpy(np.stack(masks))
+    x, b = x.to(device), b.to(device)
+    args = tuple(a.to(device) if isinstance(a, torch.Tensor) else a for a in args)
+    mask = torch.from_numpy(np.stack(masks)).to(device)
     chunk = max(1, min(len(masks), memory_budget // max(1, 8 * x.numel() * 4 * 10)))
     values = []
     for start in range(0, len(masks), chunk):
@@ -324,7 +332,7 @@ def _evaluate(scorer, prepared, item, masks: Sequence[np.ndarray], memory_budget
         expanded = tuple(a.expand(rows, *a.shape[1:]) if isinstance(a, torch.Tensor) else a
                          for a in args)
         values.append(scorer(xs, *expanded).double())
-    return torch.cat(values).numpy()
+    return torch.cat(values).cpu().numpy()
 
 
 # ----------------------------------------------------------------------- agreement

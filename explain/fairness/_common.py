@@ -52,8 +52,8 @@ def class_probabilities(model: Any, data: pd.DataFrame | Sequence[str], *,
         with preserved_state(model), torch.no_grad():
             model.model.eval()
             for start in range(0, len(inputs), batch_size * 16):
-                chunks.append(torch.softmax(model.model(inputs[start:start + batch_size * 16])
-                                            .double(), -1))
+                rows = model.to_device(inputs[start:start + batch_size * 16])
+                chunks.append(torch.softmax(model.model(rows).double(), -1).cpu())
         return torch.cat(chunks).numpy() if chunks else np.zeros((0, 2))
     if model.task != "sequence-classification":
         raise TypeError(f"{model.name} is a {model.task!r} model; group audits and "
@@ -72,9 +72,9 @@ def class_probabilities(model: Any, data: pd.DataFrame | Sequence[str], *,
         model.model.eval()
         for start in range(0, len(texts), batch_size):
             batch = model.encode_texts(texts[start:start + batch_size])
-            output = model.model(**batch.model_inputs())
+            output = model.model(**model.to_device(batch.model_inputs()))
             logits = output.logits if hasattr(output, "logits") else output
-            chunks.append(torch.softmax(logits.double(), -1))
+            chunks.append(torch.softmax(logits.double(), -1).cpu())
     return torch.cat(chunks).numpy()
 
 

@@ -245,22 +245,23 @@ def encode_sentences(model: Any, sentences: Sequence[str], *, layer: int = -1,
         model.model.eval()
         for start in range(0, len(sentences), batch_size):
             batch = model.encode_texts(list(sentences[start:start + batch_size]))
-            output = model.model(**batch.model_inputs(), output_hidden_states=True)
+            output = model.model(**model.to_device(batch.model_inputs()),
+                                 output_hidden_states=True)
             states = output.hidden_states
             if not -len(states) <= layer < len(states):
                 raise ValueError(f"layer={layer} is out of range: {model.name} has "
                                  f"{len(states)} hidden states (0 = embeddings .. "
                                  f"{len(states) - 1})")
             hidden = states[layer].double()
-            mask = batch.attention_mask.double()
+            mask = model.to_device(batch.attention_mask).double()
             if pooling == "mean":
                 pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
             elif pooling == "first":
                 pooled = hidden[:, 0]
             else:
-                last = batch.attention_mask.sum(1) - 1
-                pooled = hidden[torch.arange(len(hidden)), last]
-            chunks.append(pooled.numpy())
+                last = mask.long().sum(1) - 1
+                pooled = hidden[torch.arange(len(hidden), device=hidden.device), last]
+            chunks.append(pooled.cpu().numpy())
     return np.concatenate(chunks)
 
 

@@ -92,13 +92,15 @@ def _pool(tensor: torch.Tensor, mask: torch.Tensor | None) -> np.ndarray:
         tensor = (tensor * m).sum(1) / m.sum(1).clamp(min=1)
     elif tensor.ndim > 2:
         tensor = tensor.flatten(2).mean(-1) if tensor.ndim == 4 else tensor.mean(1)
-    return tensor.reshape(len(tensor), -1).numpy()
+    return tensor.reshape(len(tensor), -1).cpu().numpy()
 
 
 def _input_matrix(model: Any, inputs: Any) -> torch.Tensor:
     if isinstance(inputs, pd.DataFrame):
         return model.encode_frame(inputs)
-    return torch.as_tensor(np.asarray(inputs), dtype=torch.float32)
+    if isinstance(inputs, torch.Tensor):
+        return inputs.detach().cpu().float()
+    return torch.as_tensor(np.asarray(inputs), dtype=torch.float32, device="cpu")
 
 
 def _bag_of_tokens(batches: Sequence[Any]) -> np.ndarray:
@@ -124,11 +126,12 @@ def _collect_states(model: Any, inputs: Any, layers: Sequence[str], *,
         texts = [inputs] if isinstance(inputs, str) else list(inputs)
         batches = [model.encode_texts(texts[i:i + batch_size])
                    for i in range(0, len(texts), batch_size)]
-        calls = [(b.model_inputs(), b.attention_mask) for b in batches]
+        calls = [(model.to_device(b.model_inputs()), model.to_device(b.attention_mask))
+                 for b in batches]
         raw = _bag_of_tokens(batches)
     else:
         matrix = _input_matrix(model, inputs)
-        calls = [((matrix[i:i + batch_size],), None)
+        calls = [((model.to_device(matrix[i:i + batch_size]),), None)
                  for i in range(0, len(matrix), batch_size)]
         raw = matrix.double().reshape(len(matrix), -1).numpy()
     states: dict[str, list[np.ndarray]] = {name: [] for name in layers}
