@@ -7,12 +7,16 @@ How each modality is attributed (one representation for every method, so methods
   model's word-embedding layer, ``(N, T, D)``; the forward pass swaps it in through
   ``explain.hooks.edit_outputs``. An encoder-decoder's is its encoder's token embedding of the
   source (given as ``inputs_embeds``); each target token is one item, explained given the
-  source and the target tokens before it (teacher forcing: the decoder prefix is fixed). Integrated gradients on it *is* Captum's
-  ``LayerIntegratedGradients`` on the word embeddings. The baseline replaces every non-special
-  token by the pad token (special tokens are kept). Perturbation methods replace a token's
-  embedding by the baseline embedding, which equals replacing the token by the pad token.
-  Token score = sum over the embedding dimension (gradient methods) or the token's group value
-  (perturbation methods); word score = sum over the word's tokens (``explain.text.fold_scores``).
+  source and the target tokens before it (teacher forcing: the decoder prefix is fixed).
+  Integrated gradients on it *is* Captum's ``LayerIntegratedGradients`` on the word
+  embeddings. The baseline replaces every non-special token by the pad token (special tokens
+  are kept); perturbation methods replace a token's embedding by the baseline's, i.e. the
+  token by the pad token. Token score = sum over the embedding dimension (gradient methods) or
+  the token's group value (perturbation methods); word score = sum over the word's tokens
+  (``explain.text.fold_scores``). A text longer than ``max_length`` is truncated, warned about
+  and marked ``truncated``: a causal LM keeps the *end* of its prompt (its next token and a
+  continuation follow the prompt's end), other models the start; a ``[MASK]`` after the cut,
+  and a continuation or encoder-decoder target longer than the context, are ``ValueError``s.
 * **tabular**: the encoded float matrix ``(N, F)``; baseline zeros (the training mean of a
   standardised numeric column; "no category" for a one-hot group). One-hot groups of
   ``model.feature_groups`` are one feature: summed for gradient methods, perturbed together
@@ -42,6 +46,7 @@ from .targets import (
     assign_class_targets,
     baseline_token,
     continuation_fits,
+    continuation_texts,
     decoder_targets,
     encoder_embedding,
     mask_in_context,
@@ -278,14 +283,7 @@ def _prepare_text(loaded, inputs, *, target, text_pairs, baseline, max_length,
     if not texts:
         raise ValueError("no inputs given; pass one string or a non-empty list of strings")
     if continuation is not None:
-        if isinstance(continuation, str):
-            continuation = [continuation] * len(texts)
-        continuation = list(continuation)
-        if len(continuation) != len(texts):
-            raise ValueError(f"got {len(continuation)} continuations for {len(texts)} texts")
-        for i, c in enumerate(continuation):
-            if not isinstance(c, str) or not c:
-                raise ValueError(f"continuation[{i}] is empty: {c!r}")
+        continuation = continuation_texts(continuation, len(texts))
     if task == "causal-lm":
         # A causal LM explains what follows the end of its prompt: a too-long prompt keeps its
         # end (left truncation), not its start. LoadedModel.encode_texts has no side to choose.

@@ -1,6 +1,6 @@
 """What an attribution explains and against what: class targets (a label, an index, a
-contrast ``"A-B"``), language-model target tokens, an encoder-decoder's target sequences, and
-the baseline token of text."""
+contrast ``"A-B"``), language-model target tokens (continuations, the mask) and whether they
+fit the context, an encoder-decoder's target sequences, and the baseline token of text."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import torch
 from ..text import model_max_length
 
 __all__ = ["GENERATED_TOKENS", "assign_class_targets", "baseline_token", "continuation_fits",
-           "decoder_targets", "encoder_embedding", "mask_in_context", "resolve_class_target",
-           "token_id"]
+           "continuation_texts", "decoder_targets", "encoder_embedding", "mask_in_context",
+           "resolve_class_target", "token_id"]
 
 
 def resolve_class_target(loaded, target) -> tuple[int, int] | None:
@@ -88,6 +88,19 @@ def baseline_token(loaded, baseline) -> int:
         return token_id(loaded, int(baseline))
     raise TypeError(f"a text baseline is a token string or id (every non-special token is "
                     f"replaced by it), got {type(baseline).__name__}")
+
+def continuation_texts(continuation, n_texts: int) -> list[str]:
+    """``continuation=`` as one non-empty string per text (one string serves every text)."""
+    if isinstance(continuation, str):
+        continuation = [continuation] * n_texts
+    continuation = list(continuation)
+    if len(continuation) != n_texts:
+        raise ValueError(f"got {len(continuation)} continuations for {n_texts} texts")
+    for i, c in enumerate(continuation):
+        if not isinstance(c, str) or not c:
+            raise ValueError(f"continuation[{i}] is empty: {c!r}")
+    return continuation
+
 
 def continuation_fits(tokenizer, batch, i: int, prompt: str, continuation: str) -> None:
     """A left-truncated prompt + continuation must keep one prompt token before the
