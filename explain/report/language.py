@@ -22,7 +22,7 @@ from .protocol import Analysis, Context
 from .sections import Section
 
 __all__ = ["CONTINUATION_WORDS", "LANGUAGE", "MAX_TEXTS", "N_STEPS", "OUTPUT", "PROMPT_WORDS",
-           "TOP_K", "perplexity_sentence", "split_text"]
+           "TOP_K", "continuation_figure", "perplexity_sentence", "split_text"]
 
 #: A text is split into a prompt of at most its first ``PROMPT_WORDS`` words and a
 #: continuation of the next ``CONTINUATION_WORDS`` words at most (``split_text``).
@@ -240,9 +240,9 @@ def continuation_figure(frame: pd.DataFrame, text: str, decode=str, *, title: st
         image = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap, norm=norm, aspect="auto")
         for (i, j), value in np.ndenumerate(matrix):
             if np.isfinite(value):
-                shown = f"{value:.1f}"
-                ax.text(j, i, "0.0" if shown == "-0.0" else shown, ha="center", va="center", fontsize=6.5,
-                        color="white" if abs(value) > 0.6 * norm.vmax else "black")
+                number = f"{value:.1f}"
+                ax.text(j, i, "0.0" if number == "-0.0" else number, ha="center", va="center",
+                        fontsize=6.5, color="white" if abs(value) > 0.6 * norm.vmax else "black")
         ax.axvline(n_prompt - 0.5, color="0.25", linestyle="--", linewidth=0.9)
         ax.set_xticks(range(n_cols), columns, rotation=60, ha="right", rotation_mode="anchor")
         ax.set_yticks(range(len(steps)), rows)
@@ -270,10 +270,14 @@ def _next_tokens(context: Context, pairs) -> None:
         probabilities = probabilities.softmax(-1).cpu()
     top_p, top_i = probabilities.topk(TOP_K, dim=-1)
     rows, hits = [], 0
-    for k, (row, prompt, _) in enumerate(pairs):
+    for k, (row, prompt, continuation) in enumerate(pairs):
         # the continuation's first token: the first one that ends after the prompt
-        actual = next(int(full.input_ids[k, t]) for t in range(full.lengths[k])
-                      if full.offsets[k][t][1] > len(prompt) and not full.special[k][t])
+        actual = next((int(full.input_ids[k, t]) for t in range(full.lengths[k])
+                       if full.offsets[k][t][1] > len(prompt) and not full.special[k][t]), None)
+        if actual is None:
+            raise ValueError(f"row {row}: the continuation {continuation!r} of the prompt "
+                             f"{prompt[:60]!r} has no token within {loaded.name}'s context; "
+                             f"shorten the text or leave the row out")
         hits += actual in top_i[k].tolist()
         for rank, (p, i) in enumerate(zip(top_p[k].tolist(), top_i[k].tolist(), strict=True)):
             rows.append({"row": row, "prompt": prompt, "rank": rank + 1,
