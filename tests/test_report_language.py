@@ -15,32 +15,15 @@ import torch
 
 import explain
 from explain.hooks import count_hooks
-from explain.report import build_report, register_analysis
+from explain.report import build_report
 from explain.report.language import (
     CONTINUATION_WORDS,
-    LANGUAGE,
     MAX_TEXTS,
     PROMPT_WORDS,
     TOP_K,
     perplexity_sentence,
     split_text,
 )
-
-
-@pytest.fixture
-def registered():
-    """LANGUAGE registered for one test; the registries put back as they were after it."""
-    from explain.report import analyses, sections
-
-    saved = (dict(analyses._analyses), dict(sections._sections), dict(sections._content))
-    register_analysis(LANGUAGE)
-    try:
-        yield
-    finally:
-        for live, before in zip((analyses._analyses, sections._sections, sections._content),
-                                saved, strict=True):
-            live.clear()
-            live.update(before)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +59,7 @@ def test_the_perplexity_sentence_compares_with_each_baseline():
         "lm: perplexity 50.0 on its held-out split (model card; lower is better).")
 
 
-def test_a_report_of_the_lm(registered, lm, tmp_path):
+def test_a_report_of_the_lm(lm, tmp_path):
     report = build_report(lm, name="lm", quiet=True, analyses=("language",), n_examples=4)
     path = report.save(tmp_path)
     manifest = json.loads((path / "manifest.json").read_text())
@@ -150,7 +133,7 @@ def test_a_report_of_the_lm(registered, lm, tmp_path):
     assert count_hooks(lm) == 0 and not lm.model.training
 
 
-def test_a_model_that_is_not_a_causal_lm_gets_the_reason(registered, tiny_mlp, tmp_path):
+def test_a_model_that_is_not_a_causal_lm_gets_the_reason(tiny_mlp, tmp_path):
     table = pd.DataFrame(np.random.default_rng(0).normal(size=(6, 5)),
                          columns=[f"x{i}" for i in range(5)])
     report = build_report(tiny_mlp, table, name="mlp", quiet=True, analyses=("language",))
@@ -161,7 +144,7 @@ def test_a_model_that_is_not_a_causal_lm_gets_the_reason(registered, tiny_mlp, t
 
 
 def test_without_card_metrics_and_with_one_word_texts_it_says_what_it_left_out(
-        registered, tiny_gpt2, tmp_path):
+        tiny_gpt2, tmp_path):
     data = pd.DataFrame({"text": ["hello", "the cat sat on the mat and looked at me"]})
     report = build_report(tiny_gpt2, data, name="tiny", quiet=True, analyses=("language",))
     path = report.save(tmp_path)

@@ -22,6 +22,7 @@ from .attention import ATTENTION
 from .attributions import ATTRIBUTIONS
 from .fairness import ASSOCIATION, COUNTERFACTUAL, FAIRNESS, REPRESENTATION
 from .images import IMAGES
+from .language import LANGUAGE
 from .predictions import PREDICTIONS
 from .protocol import Analysis
 from .sections import register_section
@@ -53,6 +54,6 @@ def register_analysis(analysis: Analysis) -> Analysis:
     return analysis
 
 
-for _builtin in (PREDICTIONS, ATTENTION, ATTRIBUTIONS, IMAGES, ALIGNMENT, FAIRNESS, COUNTERFACTUAL,
-                 REPRESENTATION, ASSOCIATION):
+for _builtin in (PREDICTIONS, ATTENTION, ATTRIBUTIONS, IMAGES, LANGUAGE, ALIGNMENT, FAIRNESS,
+                 COUNTERFACTUAL, REPRESENTATION, ASSOCIATION):
     register_analysis(_builtin)

@@ -1,8 +1,7 @@
 """The report's causal-language-model analysis: the held-out perplexity of the model card against
 its unigram and bigram baselines; integrated-gradients attributions of each token of a few
 texts' continuations to the tokens before it (a heatmap per text and a per-token table); the
-top next tokens of the texts' prompts. Not registered by default
-(``register_analysis(LANGUAGE)``)."""
+top next tokens of the texts' prompts."""
 
 from __future__ import annotations
 
