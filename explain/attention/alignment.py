@@ -257,8 +257,8 @@ class AlignmentResult(TableResult):
             fig, ax = axes_or_new(ax, max(4.5, 0.6 * n_h + 2.6), max(3.0, 0.5 * n_l + 1.8))
             # reversed: dark = low AER = good alignment
             image = ax.imshow(values, cmap=f"{SEQUENTIAL}_r", vmin=0.0, vmax=1.0, aspect="auto")
-            ax.set_xticks(range(n_h), [str(h) for h in grid.columns])
-            ax.set_yticks(range(n_l), [str(x) for x in grid.index])
+            ax.set_xticks(range(n_h), [str(int(h)) for h in grid.columns])
+            ax.set_yticks(range(n_l), [str(int(x)) for x in grid.index])
             ax.set_xlabel("head")
             ax.set_ylabel("decoder layer")
             for r in range(n_l):
