@@ -158,16 +158,18 @@ def _masked_log_probs(model, ids: list[int], positions: list[int],
     if not positions:
         return np.zeros(0)
     mask_id = model.tokenizer.mask_token_id
-    base = torch.tensor(ids)
+    device = model.device
+    base = torch.tensor(ids, device=device)
     out = []
     for start in range(0, len(positions), batch_size):
         chunk = positions[start:start + batch_size]
+        rows = torch.arange(len(chunk), device=device)
+        where = torch.tensor(chunk, device=device)
         batch = base.repeat(len(chunk), 1)
-        batch[torch.arange(len(chunk)), torch.tensor(chunk)] = mask_id
+        batch[rows, where] = mask_id
         logits = model.model(input_ids=batch, attention_mask=torch.ones_like(batch)).logits
         log_probs = torch.log_softmax(logits.double(), -1)
-        out.append(log_probs[torch.arange(len(chunk)), torch.tensor(chunk),
-                             base[torch.tensor(chunk)]].numpy())
+        out.append(log_probs[rows, where, base[where]].cpu().numpy())
     return np.concatenate(out)
 
 
@@ -177,10 +179,10 @@ def _causal_log_probs(model, text: str) -> np.ndarray:
     if len(ids) < 2:
         raise ValueError(f"{text!r} is too short to score with a causal LM (one token and no "
                          f"BOS token)")
-    tensor = torch.tensor([ids])
+    tensor = torch.tensor([ids], device=model.device)
     logits = model.model(input_ids=tensor, attention_mask=torch.ones_like(tensor)).logits
     log_probs = torch.log_softmax(logits[0, :-1].double(), -1)
-    return log_probs[torch.arange(len(ids) - 1), tensor[0, 1:]].numpy()
+    return log_probs[torch.arange(len(ids) - 1, device=tensor.device), tensor[0, 1:]].cpu().numpy()
 
 
 def sentence_scores(model: Any, texts: list[str], *, spans: list[tuple[int, int] | None] | None
