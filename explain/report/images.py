@@ -70,10 +70,17 @@ def _run(context: Context) -> None:
         extra = {"patch_size": patch} if method == "occlusion" else {}
         result = attribute(model, pixels, method=method, output="logit", faithfulness=False,
                            seed=context.seed, progress=context.progress, **options, **extra)
+        caption = (f"{method} of the predicted class's logit; images in the order of the "
+                   f"table above ({', '.join(names)}).")
+        if method == "integrated_gradients":
+            # completeness: the attributions sum to f(image) - f(black) up to the Riemann error
+            errors = result.explanations()["relative_delta"].to_numpy()
+            caption += (f" With {options['n_steps']} steps the attributions sum to the logit's "
+                        f"change from a black image within {100 * errors.max():.0f}% "
+                        f"(relative completeness error per image: "
+                        f"{', '.join(f'{100 * e:.0f}%' for e in errors)}).")
         report.add(result, section=SECTION.key, title=f"{part}: {method}", plots="image",
-                   plot_options={"max_inputs": len(names)},
-                   caption=f"{method} of the predicted class's logit; images in the order of "
-                           f"the table above ({', '.join(names)}).")
+                   plot_options={"max_inputs": len(names)}, caption=caption)
 
 
 IMAGES = Analysis("images", "image classifiers: the images with their top-3 classes and "
