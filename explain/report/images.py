@@ -76,7 +76,7 @@ def _run(context: Context) -> None:
             # completeness: the attributions sum to f(image) - f(black) up to the Riemann error
             errors = result.explanations()["relative_delta"].to_numpy()
             caption += (f" With {options['n_steps']} steps the attributions sum to the logit's "
-                        f"change from a black image within {100 * errors.max():.0f}% "
+                        f"change from the all-zero baseline image within {100 * errors.max():.0f}% "
                         f"(relative completeness error per image: "
                         f"{', '.join(f'{100 * e:.0f}%' for e in errors)}).")
         report.add(result, section=SECTION.key, title=f"{part}: {method}", plots="image",
