@@ -19,9 +19,9 @@ __all__ = ["IMAGES", "METHODS"]
 
 SECTION = Section("images", "Image attributions", caveat=(
     "Each map explains the logit of the predicted class (GradCAM on the family's default "
-    "convolution, upsampled; integrated gradients from a black image; occlusion of square "
-    "patches by black). Maps are smoothed and clipped for display only; the CSV files hold "
-    "the raw values."))
+    "convolution, upsampled; integrated gradients from the all-zero image, black for photos; "
+    "occlusion of square patches by zeros). Photo maps are smoothed and clipped for display "
+    "only; the CSV files hold the raw values."))
 
 #: Method -> its options in this analysis (occlusion also gets patches of a quarter of the
 #: image side: a 4 x 4 grid).
@@ -73,7 +73,7 @@ def _run(context: Context) -> None:
         caption = (f"{method} of the predicted class's logit; images in the order of the "
                    f"table above ({', '.join(names)}).")
         if method == "integrated_gradients":
-            # completeness: the attributions sum to f(image) - f(black) up to the Riemann error
+            # completeness: the attributions sum to f(image) - f(zeros) up to the Riemann error
             errors = result.explanations()["relative_delta"].to_numpy()
             caption += (f" With {options['n_steps']} steps the attributions sum to the logit's "
                         f"change from the all-zero baseline image within {100 * errors.max():.0f}% "
