@@ -1,5 +1,5 @@
 """The masked-language-model analysis of a report (``explain.report.masked.MASKED``) on the
-trained reference masked LM ``mlm``, registered for each test only."""
+trained reference masked LM ``mlm``."""
 
 from __future__ import annotations
 
@@ -12,24 +12,8 @@ import pytest
 
 import explain
 from explain.hooks import count_hooks
-from explain.report import build_report, register_analysis
-from explain.report.masked import MASKED, STOP_WORDS, TOP_K, accuracy_sentence, choose_word
-
-
-@pytest.fixture
-def registered():
-    """Register the masked analysis for one test, and leave the registries as they were."""
-    from explain.report import analyses, sections
-
-    saved = (dict(analyses._analyses), dict(sections._sections), dict(sections._content))
-    register_analysis(MASKED)
-    try:
-        yield
-    finally:
-        for live, before in zip((analyses._analyses, sections._sections, sections._content),
-                                saved, strict=True):
-            live.clear()
-            live.update(before)
+from explain.report import build_report
+from explain.report.masked import STOP_WORDS, TOP_K, accuracy_sentence, choose_word
 
 
 @pytest.fixture(scope="module")
@@ -39,17 +23,17 @@ def mlm():
     return explain.load_model(explain_models.ensure("mlm"))
 
 
-def test_report_of_the_mlm(registered, mlm, tmp_path):
+def test_report_of_the_mlm(mlm, tmp_path):
     report = build_report(mlm, quiet=True, n_examples=3, analyses=("masked",))
     path = report.save(tmp_path / "report")
     manifest = json.loads((path / "manifest.json").read_text())
     items = {a["title"]: a for a in manifest["analyses"] if a["section"] == "masked"}
     assert set(items) == {"mlm: held-out masked-token accuracy",
                           f"mlm: top-{TOP_K} predictions at the mask",
-                          "mlm: attributions of the top prediction at the mask"}
+                          "mlm: attributions of the masked word at the mask"}
     for item in items.values():
         assert (path / "data" / f"{item['id']}.csv").is_file()
-    assert any(path.glob(f"figures/{items['mlm: attributions of the top prediction at the mask']['id']}*.png"))
+    assert any(path.glob(f"figures/{items['mlm: attributions of the masked word at the mask']['id']}*.png"))
     assert count_hooks(mlm) == 0
 
     # the accuracy table and sentence are the card's numbers
@@ -90,7 +74,7 @@ def test_the_masked_word_is_a_seeded_content_word(mlm):
     assert choose_word("it is so", mlm.tokenizer, np.random.default_rng(0)) is None
 
 
-def test_a_model_that_is_not_a_masked_lm_gets_the_reason(registered, tiny_bert, tmp_path):
+def test_a_model_that_is_not_a_masked_lm_gets_the_reason(tiny_bert, tmp_path):
     table = pd.DataFrame({"text": ["a fine film", "a dull film"]})
     report = build_report(tiny_bert, table, name="toy", quiet=True, analyses=("masked",))
     page = html.unescape((report.save(tmp_path / "toy") / "index.html").read_text())

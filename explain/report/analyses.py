@@ -23,6 +23,7 @@ from .attributions import ATTRIBUTIONS
 from .fairness import ASSOCIATION, COUNTERFACTUAL, FAIRNESS, REPRESENTATION
 from .images import IMAGES
 from .language import LANGUAGE
+from .masked import MASKED
 from .predictions import PREDICTIONS
 from .protocol import Analysis
 from .sections import register_section
@@ -54,6 +55,6 @@ def register_analysis(analysis: Analysis) -> Analysis:
     return analysis
 
 
-for _builtin in (PREDICTIONS, ATTENTION, ATTRIBUTIONS, IMAGES, LANGUAGE, ALIGNMENT, FAIRNESS,
-                 COUNTERFACTUAL, REPRESENTATION, ASSOCIATION):
+for _builtin in (PREDICTIONS, ATTENTION, ATTRIBUTIONS, IMAGES, LANGUAGE, MASKED, ALIGNMENT,
+                 FAIRNESS, COUNTERFACTUAL, REPRESENTATION, ASSOCIATION):
     register_analysis(_builtin)

@@ -1,7 +1,7 @@
 """The report's masked-language-model analysis: the held-out masked-token accuracy of the model
 card against its unigram baseline; for a few selected texts, one content word masked, the
-model's top predictions there, and the integrated-gradients attribution of its top prediction
-to the tokens of the masked text. Not registered by default (``register_analysis(MASKED)``)."""
+model's top predictions there, and the integrated-gradients attribution of the masked word's
+probability at the mask to the tokens of the masked text."""
 
 from __future__ import annotations
 
@@ -167,21 +167,24 @@ def _predictions(context: Context, examples) -> None:
 
 def _attributions(context: Context, examples) -> None:
     report, part = context.report, context.part
+    # the masked word's own probability: what in the context points to the word that was there
+    # (the top prediction is often punctuation, which says little about the text)
     result = attribute(context.model, [t for _, t, _ in examples],
+                       target=[word for _, _, word in examples],
                        method="integrated_gradients", n_steps=N_STEPS, faithfulness=False,
                        seed=context.seed, progress=False)
     errors = result.explanations()["relative_delta"].abs()
     report.add(result, section=SECTION.key, plots="text",
                plot_options={"max_inputs": len(examples)},
-               title=f"{part}: attributions of the top prediction at the mask",
-               caption=f"Integrated gradients ({N_STEPS} steps) of the probability of the "
-                       f"model's top prediction at the mask, over the tokens of each masked "
-                       f"text (rows {', '.join(str(r) for r, _, _ in examples)}); red raises "
-                       f"it, blue lowers it. Completeness error at most {errors.max():.1%} of "
-                       f"the change from the baseline.")
+               title=f"{part}: attributions of the masked word at the mask",
+               caption=f"Integrated gradients ({N_STEPS} steps) of the probability of the word "
+                       f"that was masked, at the mask, over the tokens of each masked text (rows "
+                       f"{', '.join(str(r) for r, _, _ in examples)}); red raises it, blue "
+                       f"lowers it. Completeness error at most {errors.max():.1%} of the change "
+                       f"from the baseline.")
 
 
 MASKED = Analysis(
     "masked", "masked language models: held-out masked-token accuracy against the card's "
               "unigram baseline, top predictions for a masked content word of a few texts, and "
-              "their integrated-gradients attributions", SECTION, _run, _applies)
+              "the integrated-gradients attribution of that word's probability", SECTION, _run, _applies)
