@@ -18,6 +18,7 @@ __all__ = ["build_demo"]
 #: analyses, examples.
 _SYSTEMS = (
     ("lm", "LM", ("attention", "language"), 3),
+    ("mlm", "MLM", ("masked",), 3),
     ("seq2seq", "Dates", ("attention", "alignment"), 3),
     ("imagenet", "ImageNet", ("images",), 3),
     ("vit", "ViT", ("attention", "images"), 3),
