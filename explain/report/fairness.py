@@ -174,6 +174,9 @@ def _run_representation(context: Context) -> None:
 def _association_applies(context: Context) -> str | None:
     if not (context.is_text and context.model.is_huggingface):
         return "SEAT association tests need a Hugging Face text encoder"
+    if context.model.family.encoder_decoder:
+        return "SEAT association tests read the sentence encodings of an encoder or LM, not of " \
+               "an encoder-decoder"
     return None
 
 
