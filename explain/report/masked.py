@@ -170,15 +170,17 @@ def _attributions(context: Context, examples) -> None:
     # the masked word's own probability: what in the context points to the word that was there
     # (the top prediction is often punctuation, which says little about the text)
     result = attribute(context.model, [t for _, t, _ in examples],
-                       target=[word for _, _, word in examples],
+                       target=[word for _, _, word in examples], output="log_probability",
                        method="integrated_gradients", n_steps=N_STEPS, faithfulness=False,
                        seed=context.seed, progress=False)
     errors = result.explanations()["relative_delta"].abs()
     report.add(result, section=SECTION.key, plots="text",
                plot_options={"max_inputs": len(examples)},
                title=f"{part}: attributions of the masked word at the mask",
-               caption=f"Integrated gradients ({N_STEPS} steps) of the probability of the word "
-                       f"that was masked, at the mask, over the tokens of each masked text (rows "
+               caption=f"Integrated gradients ({N_STEPS} steps) of the log-probability of the "
+                       f"word that was masked, at the mask (the unit of a language model's loss; "
+                       f"the probabilities of unlikely words give vanishing attributions), over "
+                       f"the tokens of each masked text (rows "
                        f"{', '.join(str(r) for r, _, _ in examples)}); red raises it, blue "
                        f"lowers it. Completeness error at most {errors.max():.1%} of the change "
                        f"from the baseline.")
