@@ -187,10 +187,10 @@ def attention(
         module.eval()
         for start in range(0, len(batch), batch_size):
             stop = min(start + batch_size, len(batch))
-            inputs = batch_rows(batch, start, stop)
+            inputs = batch_rows(batch, start, stop, device=model.device)
             if is_hf:
                 if encoder_decoder:
-                    decoder = batch_rows(target_batch, start, stop)
+                    decoder = batch_rows(target_batch, start, stop, device=model.device)
                     inputs = {"input_ids": inputs["input_ids"],
                               "attention_mask": inputs["attention_mask"],
                               "decoder_input_ids": decoder["input_ids"],
@@ -216,7 +216,7 @@ def attention(
                                          f"{n_layers} x {n_heads}; explain needs equal stacks")
             # Fill each text's array layer by layer and drop the model's tensor for that layer
             # at once, so the transient peak is one batch of float32 maps plus what is kept.
-            head_index = torch.tensor(head_sel)
+            head_index = torch.tensor(head_sel, device=found["self"][0].device)
             numpy_dtype = np.float16 if storage == torch.float16 else np.float32
             for kind in list(found):
                 maps = list(found.pop(kind))
@@ -229,7 +229,7 @@ def attention(
                     arrays.append(np.empty((len(layer_sel), len(head_sel), q_len, k_len),
                                            dtype=numpy_dtype))
                 for position, layer in enumerate(layer_sel):
-                    layer_maps = maps[layer].index_select(1, head_index).to(storage)
+                    layer_maps = maps[layer].index_select(1, head_index).to("cpu", storage)
                     maps[layer] = None
                     for row, array in enumerate(arrays):
                         q_len, k_len = array.shape[-2:]

@@ -289,10 +289,10 @@ def head_importance(
         chunks, baseline = [], []
         for start in range(0, len(batch), batch_size):
             stop = min(start + batch_size, len(batch))
-            inputs = batch_rows(batch, start, stop)
+            inputs = batch_rows(batch, start, stop, device=model.device)
             call = forward_inputs(module, inputs) if not model.is_huggingface else inputs
             if seq2seq:
-                inputs = batch_rows(decoder, start, stop)
+                inputs = batch_rows(decoder, start, stop, device=model.device)
                 call = {**call, "decoder_input_ids": inputs["input_ids"],
                         "decoder_attention_mask": inputs["attention_mask"]}
             output = module(**call)
@@ -300,7 +300,8 @@ def head_importance(
             if model.task == "sequence-classification":
                 logits = output.logits if hasattr(output, "logits") else output
                 classes = (logits.argmax(-1) if target_index is None
-                           else torch.full((stop - start,), target_index, dtype=torch.long))
+                           else torch.full((stop - start,), target_index, dtype=torch.long,
+                                           device=logits.device))
             baseline.append(_scores(model, output, inputs, classes))
             chunks.append((call, inputs, classes))
         baseline = torch.cat(baseline)
@@ -310,7 +311,7 @@ def head_importance(
                 for head in head_sel:
                     edit = _mask_projection(head, n_heads) if by_projection else _mask_mha(head)
                     masked = run({names[layer]: edit}, chunks, by_projection)
-                    change = (baseline - masked).double().numpy()
+                    change = (baseline - masked).double().cpu().numpy()
                     rows.append({**({"attention": kind} if seq2seq else {}),
                                  "layer": layer, "head": head,
                                  "score": float(baseline.double().mean()),
@@ -402,10 +403,11 @@ def decoder_batch(model, targets, n_texts: int, *, max_length: int | None = None
                       f"`truncated`", ExplainWarning, stacklevel=3)
     lengths = tuple(len(ids) for ids in columns["ids"])
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    input_ids = torch.full((n_texts, max(lengths)), int(pad), dtype=torch.long)
+    # a TextBatch is CPU data, like encode_texts' (batch_rows moves its rows to the model)
+    input_ids = torch.full((n_texts, max(lengths)), int(pad), dtype=torch.long, device="cpu")
     mask = torch.zeros_like(input_ids)
     for i, ids in enumerate(columns["ids"]):
-        input_ids[i, :len(ids)] = torch.tensor(ids)
+        input_ids[i, :len(ids)] = torch.tensor(ids, device="cpu")
         mask[i, :len(ids)] = 1
     n_words = [max(index, default=-1) + 1 for index in columns["word_index"]]
     return TextBatch(

@@ -58,8 +58,7 @@ def check_images(model, images) -> torch.Tensor:
         bad = (~torch.isfinite(images.flatten(1))).any(1).nonzero().flatten().tolist()
         raise ValueError(f"images {bad[:5]} hold NaN or infinite pixels; attention needs finite "
                          f"pixels")
-    parameter = next(model.model.parameters(), None)
-    return images if parameter is None else images.to(parameter.device)
+    return images.to(model.device)
 
 
 def check_selection(values, n: int, what: str) -> tuple[int, ...]:
@@ -104,9 +103,11 @@ def forward_inputs(module: nn.Module, inputs: dict[str, torch.Tensor]) -> dict[s
     return {k: v for k, v in inputs.items() if k in parameters}
 
 
-def batch_rows(batch: TextBatch, start: int, stop: int) -> dict[str, torch.Tensor]:
+def batch_rows(batch: TextBatch, start: int, stop: int, *, device: torch.device
+               ) -> dict[str, torch.Tensor]:
+    """The model inputs of rows ``start:stop``, cut to their longest text, on ``device``."""
     width = max(batch.lengths[start:stop])
-    return {k: v[start:stop, :width] for k, v in batch.model_inputs().items()}
+    return {k: v[start:stop, :width].to(device) for k, v in batch.model_inputs().items()}
 
 
 

@@ -160,7 +160,7 @@ def compute(loaded, prepared: Prepared, spec: MethodSpec, *, n_steps: int,
     # batch are assumed to cost proportionally less (the x3 safety factor covers attention's
     # quadratic part).
     longest = max(items, key=lambda it: it.length)
-    px, _, pargs, _ = loaded.to_device(collate(prepared, [longest]))
+    px, _, pargs, _ = collate(prepared, [longest], device=loaded.device)
     if longest.target < 0:
         pargs = (*pargs[:3], torch.zeros(1, dtype=torch.long, device=px.device), *pargs[4:])
     probe_bytes = bytes_per_row(scorer, px, pargs)
@@ -191,7 +191,7 @@ def compute(loaded, prepared: Prepared, spec: MethodSpec, *, n_steps: int,
         try:
             for rows in batches:
                 batch_items = [items[i] for i in rows]
-                x, b, args, units = loaded.to_device(collate(prepared, batch_items))
+                x, b, args, units = collate(prepared, batch_items, device=loaded.device)
                 with torch.no_grad():
                     dist = scorer.distribution(x, *args[:3], position=args[5],
                                                decoder_input_ids=_decoder_ids(args))

@@ -130,7 +130,7 @@ def _as_float_tensor(values: Any, what: str) -> torch.Tensor:
         tensor = values.detach().to(torch.float32).cpu()
     else:
         try:
-            tensor = torch.as_tensor(np.asarray(values, dtype=np.float32))
+            tensor = torch.as_tensor(np.asarray(values, dtype=np.float32), device="cpu")
         except (TypeError, ValueError) as error:
             raise TypeError(f"{what} must be numeric (a tensor, array or DataFrame of numbers): "
                             f"{error}") from None
@@ -223,7 +223,7 @@ def prepare(loaded, inputs, *, target=None, text_pairs=None, baseline=None,
         x = _tabular_inputs(loaded, inputs)
         base = _broadcast_baseline(baseline, x, "inputs")
         groups = _groups(loaded)
-        units = torch.full((x.shape[1],), -1, dtype=torch.long)
+        units = torch.full((x.shape[1],), -1, dtype=torch.long, device="cpu")
         for g, (_, indices) in enumerate(groups):
             units[indices] = g
         labels = [name for name, _ in groups]
@@ -233,8 +233,8 @@ def prepare(loaded, inputs, *, target=None, text_pairs=None, baseline=None,
         base = _broadcast_baseline(baseline, x, "images")
         _, channels, height, width = x.shape
         patch = _patch_size(patch_size, height, width)
-        rows = torch.arange(height)[:, None] // patch
-        cols = torch.arange(width)[None, :] // patch
+        rows = torch.arange(height, device="cpu")[:, None] // patch
+        cols = torch.arange(width, device="cpu")[None, :] // patch
         n_cols = math.ceil(width / patch)
         grid = (rows * n_cols + cols).expand(channels, height, width).contiguous()
         labels = []
@@ -297,9 +297,9 @@ def _prepare_text(loaded, inputs, *, target, text_pairs, baseline, max_length,
     model = loaded.model
     if seq2seq:
         name, embedding = encoder_embedding(model)
-        lengths = torch.as_tensor(batch.lengths)
-        mask = (torch.arange(batch.input_ids.shape[1])[None] < lengths[:, None]).long()
-        decoded = decoder_targets(loaded, batch.input_ids, mask, continuation)
+        # encode_texts pads on the right: its attention mask marks each row's real tokens
+        decoded = decoder_targets(
+            loaded, *loaded.to_device((batch.input_ids, batch.attention_mask)), continuation)
     else:
         name = loaded.family.embedding_name(model)
         if name is None:  # load_model refuses such a text model; a hand-made LoadedModel may
@@ -321,7 +321,7 @@ def _prepare_text(loaded, inputs, *, target, text_pairs, baseline, max_length,
             length = batch.lengths[i]
             ids = batch.input_ids[i, :length]
             types = batch.token_type_ids[i, :length] if batch.token_type_ids is not None else None
-            special = torch.tensor(batch.special[i], dtype=torch.bool)
+            special = torch.tensor(batch.special[i], dtype=torch.bool, device="cpu")
             base_ids = torch.where(special, ids, torch.full_like(ids, pad_id))
             text_info = {"text": texts[i], "text_pair": text_pairs[i] if text_pairs else None,
                          "tokens": batch.tokens[i], "offsets": batch.offsets[i],
@@ -345,14 +345,14 @@ def _prepare_text(loaded, inputs, *, target, text_pairs, baseline, max_length,
                 keep = cut if continuation is not None and not seq2seq else length
                 # embeddings are looked up per batch (collate), so a large dataset holds token
                 # ids only; units are a broadcast view (no copy)
-                units = torch.arange(keep)[:, None].expand(keep, dim)
+                units = torch.arange(keep, device="cpu")[:, None].expand(keep, dim)
                 extra = {"input_ids": ids[:keep], "baseline_ids": base_ids[:keep]}
                 if types is not None:
                     extra["token_type_ids"] = types[:keep]
                 info = dict(text_info)
                 if seq2seq:
                     # the decoder reads the target tokens before ``cut`` and predicts ``cut``
-                    extra["decoder_input_ids"] = torch.tensor(decoder_ids[:cut])
+                    extra["decoder_input_ids"] = torch.tensor(decoder_ids[:cut], device="cpu")
                     info["target_tokens"] = tuple(tokenizer.convert_ids_to_tokens(
                         decoder_ids[1:]))
                 elif continuation is not None:
@@ -393,7 +393,8 @@ def _embedding_dim(embedding: nn.Module) -> int:
     if isinstance(weight, torch.Tensor) and weight.dim() == 2:
         return int(weight.shape[1])
     with torch.no_grad():
-        return int(embedding(torch.zeros(1, 1, dtype=torch.long)).shape[-1])
+        probe = torch.zeros(1, 1, dtype=torch.long, device=next(embedding.parameters()).device)
+        return int(embedding(probe).shape[-1])
 
 
 def _slice_text(info: dict, keep: int) -> dict:
@@ -412,32 +413,32 @@ def _slice_text(info: dict, keep: int) -> dict:
 # ------------------------------------------------------------------------------ batching
 
 
-def collate(prepared: Prepared, items: Sequence[Item]) -> tuple[torch.Tensor, torch.Tensor,
-                                                                  tuple, torch.Tensor]:
-    """Stack items into ``(x, baseline, extra_args, units)``. Text is right-padded with the pad
-    token (input == baseline on padding, attention-masked) and embedded here. ``extra_args``:
-    ``(input_ids, attention_mask, token_type_ids, target, contrast, position)``, and for an
-    encoder-decoder the decoder prefixes ``(N, L)`` seventh (``Scorer``'s
-    ``decoder_input_ids``)."""
-    target = torch.tensor([it.target for it in items], dtype=torch.long)
-    contrast = torch.tensor([it.contrast for it in items], dtype=torch.long)
-    position = torch.tensor([it.position for it in items], dtype=torch.long)
+def collate(prepared: Prepared, items: Sequence[Item], *, device: torch.device
+            ) -> tuple[torch.Tensor, torch.Tensor, tuple, torch.Tensor]:
+    """Stack items (CPU data) into ``(x, baseline, extra_args, units)`` on ``device``, the
+    model's. Text is right-padded with the pad token on the CPU (input == baseline on padding,
+    attention-masked), then moved and embedded. ``extra_args``: ``(input_ids, attention_mask,
+    token_type_ids, target, contrast, position)``, and for an encoder-decoder the decoder
+    prefixes ``(N, L)`` seventh (``Scorer``'s ``decoder_input_ids``)."""
+    target = torch.tensor([it.target for it in items], dtype=torch.long, device=device)
+    contrast = torch.tensor([it.contrast for it in items], dtype=torch.long, device=device)
+    position = torch.tensor([it.position for it in items], dtype=torch.long, device=device)
     if prepared.kind != "text":
-        x = torch.stack([it.x for it in items])
-        b = torch.stack([it.baseline for it in items])
-        units = torch.stack([it.units for it in items])
+        x = torch.stack([it.x for it in items]).to(device)
+        b = torch.stack([it.baseline for it in items]).to(device)
+        units = torch.stack([it.units for it in items]).to(device)
         return x, b, (None, None, None, target, contrast, position), units
     width = max(it.length for it in items)
-    ids = torch.full((len(items), width), prepared.pad_id, dtype=torch.long)
-    base_ids = torch.full((len(items), width), prepared.pad_id, dtype=torch.long)
-    mask = torch.zeros(len(items), width, dtype=torch.long)
+    ids = torch.full((len(items), width), prepared.pad_id, dtype=torch.long, device="cpu")
+    base_ids = torch.full((len(items), width), prepared.pad_id, dtype=torch.long, device="cpu")
+    mask = torch.zeros(len(items), width, dtype=torch.long, device="cpu")
     has_types = "token_type_ids" in items[0].extra
-    types = torch.zeros(len(items), width, dtype=torch.long) if has_types else None
+    types = torch.zeros(len(items), width, dtype=torch.long, device="cpu") if has_types else None
     decoder = None
     if "decoder_input_ids" in items[0].extra:  # right-padded; the decoder is causal
         prefixes = [it.extra["decoder_input_ids"] for it in items]
         decoder = torch.full((len(items), max(len(p) for p in prefixes)), prepared.pad_id,
-                             dtype=torch.long)
+                             dtype=torch.long, device="cpu")
         for r, prefix in enumerate(prefixes):
             decoder[r, :len(prefix)] = prefix
     for r, it in enumerate(items):
@@ -447,19 +448,21 @@ def collate(prepared: Prepared, items: Sequence[Item]) -> tuple[torch.Tensor, to
         mask[r, :n] = 1
         if has_types:
             types[r, :n] = it.extra["token_type_ids"]
+    ids, base_ids, mask, types, decoder = (None if t is None else t.to(device)
+                                           for t in (ids, base_ids, mask, types, decoder))
     with torch.no_grad():
         # padding: input == baseline == the pad token's embedding (and attention-masked)
         x = prepared.embedding(ids).detach().float()
         b = prepared.embedding(base_ids).detach().float()
     dim = x.shape[2]
-    units = torch.full((len(items), width, dim), -1, dtype=torch.long)
+    units = torch.full((len(items), width, dim), -1, dtype=torch.long, device="cpu")
     for r, it in enumerate(items):
         n = it.length
         if it.x is not None:  # an explicit (e.g. perturbed) embedding tensor
-            x[r, :n] = it.x
+            x[r, :n] = it.x.to(device)
         units[r, :n] = it.units
     args = (ids, mask, types, target, contrast, position)
-    return x, b, args if decoder is None else (*args, decoder), units
+    return x, b, args if decoder is None else (*args, decoder), units.to(device)
 
 
 def _slice_args(args: tuple, rows) -> tuple:

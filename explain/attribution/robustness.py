@@ -38,7 +38,7 @@ def robustness(loaded, result, *, n_perturb_samples: int = 8, max_inputs: int = 
     n_steps = 16 if n_steps == "auto" else int(n_steps)
     infid, sens, random_infid = [], [], []
     for k, item in enumerate(prepared.items[:max_inputs]):
-        x, b, args, _ = loaded.to_device(collate(prepared, [item]))
+        x, b, args, _ = collate(prepared, [item], device=loaded.device)
         scale = float((x - b).std()) or 1.0
         element = _element_attr(run, k, item).to(x.device)
         # the device's generator too, which its perturbations draw from (seeded, put back)

@@ -318,11 +318,8 @@ def _evaluate_kept(scorer, prepared, item, keeps: Sequence[np.ndarray], chunk: i
 
 def _evaluate(scorer, prepared, item, masks: Sequence[np.ndarray], memory_budget: int
               ) -> np.ndarray:
-    device = scorer.device
-    x, b, args, _ = collate(prepared, [item])
-    x, b = x.to(device), b.to(device)
-    args = tuple(a.to(device) if isinstance(a, torch.Tensor) else a for a in args)
-    mask = torch.from_numpy(np.stack(masks)).to(device)
+    x, b, args, _ = collate(prepared, [item], device=scorer.device)
+    mask = torch.from_numpy(np.stack(masks)).to(x.device)
     chunk = max(1, min(len(masks), memory_budget // max(1, 8 * x.numel() * 4 * 10)))
     values = []
     for start in range(0, len(masks), chunk):
