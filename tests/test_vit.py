@@ -234,6 +234,13 @@ def test_report_attention_draws_the_rollout_on_selected_images(vit, vit_path, tm
     assert list(rollout.columns) == ["image_id", "patch", "row", "column", "rollout"]
     assert len(rollout) == 16 and rollout.patch.iloc[5] == "r1c1"
     np.testing.assert_allclose(rollout.rollout.sum(), 1.0, atol=1e-6)
-    with pytest.raises(ValueError, match="reads 64 pixel columns"):
-        build_report(vit, data.assign(extra=1.0), label="label", analyses=["attention"],
-                     quiet=True)
+    # pixels are read by name (p0..p63): other columns are ignored, a missing one is the reason
+    # the analysis is not run
+    extra = build_report(vit, data.head(3).assign(extra=1.0), label="label",
+                         analyses=["attention"], quiet=True)
+    assert extra.sections["attention"] > 0
+    missing = build_report(vit, data.drop(columns=["p5"]), label="label", analyses=["attention"],
+                           quiet=True)
+    assert missing.sections["attention"] == 0
+    saved = json.loads((Path(missing.save(tmp_path / "missing")) / "manifest.json").read_text())
+    assert "no 'p5'" in saved["skipped"]["attention"]

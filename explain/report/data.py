@@ -119,5 +119,5 @@ def read_images(model, data: pd.DataFrame, rows=None) -> tuple[list[str], Any]:
         raise ValueError(f"an image model's rows are photos of explain.datasets.PHOTOS in a "
                          f"'name' column, or pixel columns p0..p{len(columns) - 1} (row-major, "
                          f"input shape {shape}); the data has neither (no {missing[0]!r})")
-    values = torch.tensor(chosen[columns].to_numpy(dtype=np.float32)).reshape(-1, *shape)
+    values = torch.tensor(chosen[columns].to_numpy(dtype=np.float32), device="cpu").reshape(-1, *shape)
     return [f"row {i}" for i in (range(len(data)) if rows is None else rows)], values
