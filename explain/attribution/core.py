@@ -163,7 +163,8 @@ def attribute(
     either); ``seed``: seeds every sampling method (and the random ranking) per input, with the
     input's content (see ``explain.attribution.compute``); ``progress``: a tqdm bar (default:
     on for 100 inputs or more); ``max_length``: tokens per text (longer texts are truncated,
-    warned about and marked; text models only). ``method_options``: the options of ``method``
+    warned about and marked; a causal LM keeps the end of its prompt, other models the start;
+    text models only). ``method_options``: the options of ``method``
     listed in ``METHODS[method].options`` (e.g. ``n_samples``, ``stdevs``, ``abs``, ``alpha``
     for LIME), passed to Captum; any other is a ValueError. Every count (``n_steps``,
     ``n_samples``, ``batch_size``, ``max_length``, ``patch_size``) must be a positive integer,
