@@ -60,6 +60,15 @@ def _run(context: Context) -> None:
                     f"{hits} of {len(expected)} images.")
     report.add(table, section=SECTION.key, title=f"{part}: top-{TOP_K} classes",
                max_rows=TOP_K * len(names), caption=caption)
+    top = table[table["rank"] == 1]
+    named = "; ".join(f"{image}: {cls} ({p:.3f})" for image, cls, p in
+                      zip(top["image"], top["class"], top["probability"], strict=True))
+    if "expected_class" in table:
+        finding = (f"The top-1 class is the expected one for {hits} of {len(top)} images "
+                   f"(softmax probability in brackets): {named}.")
+    else:
+        finding = f"Top-1 classes (softmax probability in brackets): {named}."
+    report.add_finding(finding, sources=report.last_id, kind="top_classes", part=part)
     patch = max(1, pixels.shape[-1] // 4)
     # GradCAM reads a convolution's feature maps; a vision transformer's only convolution is its
     # patch embedding, the input layer, where GradCAM is not the published method
