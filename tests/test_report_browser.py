@@ -85,8 +85,9 @@ def test_demo_report_in_chromium(browser, tmp_path):
     # every section is there, in order
     sections = page.evaluate("Array.from(document.querySelectorAll('section')).map(s => s.id)")
     assert sections == ["section-summary", "section-predictions", "section-attention",
-                        "section-attributions", "section-fairness", "section-caveats",
-                        "section-provenance"]
+                        "section-attributions", "section-images", "section-language",
+                        "section-masked", "section-alignment", "section-fairness",
+                        "section-caveats", "section-provenance"]
 
     # the interactive attention view answers a click on a token
     view = page.locator(".view").first

@@ -46,8 +46,9 @@ def test_demo_manifest_records_provenance():
         digest = names[name]["provenance"]["weights_sha256"]
         assert re.fullmatch(r"[0-9a-f]{64}", digest)
         assert names[name]["card"]["seed"] == 0
-    assert {d["name"] for d in manifest["datasets"]} == {"sentiment held-out rows",
-                                                          "compas held-out rows"}
+    assert {d["name"] for d in manifest["datasets"]} == {
+        f"{name} held-out rows" for name in ("sentiment", "compas", "lm", "mlm", "seq2seq",
+                                             "imagenet", "vit")}
     assert all(re.fullmatch(r"[0-9a-f]{64}", d["sha256"]) for d in manifest["datasets"])
     assert manifest["versions"]["torch"].startswith("2.13")
     timings = manifest["run"]["timings_seconds"]

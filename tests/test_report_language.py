@@ -49,14 +49,14 @@ def test_the_perplexity_sentence_compares_with_each_baseline():
     metrics = {"heldout_perplexity": 80.25, "heldout_tokens": 33614.0,
                "bigram_baseline_perplexity": 91.3, "unigram_baseline_perplexity": 626.4}
     assert perplexity_sentence("lm", metrics) == (
-        "lm: perplexity 80.2 on 33,614 held-out tokens, below the bigram baseline's 91.3 and "
+        "lm: perplexity 80.25 on 33,614 held-out tokens, below the bigram baseline's 91.3 and "
         "the unigram baseline's 626.4 (model card; lower is better).")
     metrics["heldout_perplexity"] = 123.5
     assert perplexity_sentence("lm", metrics) == (
         "lm: perplexity 123.5 on 33,614 held-out tokens, above the bigram baseline's 91.3 and "
         "below the unigram baseline's 626.4 (model card; lower is better).")
     assert perplexity_sentence("lm", {"heldout_perplexity": 50.0}) == (
-        "lm: perplexity 50.0 on its held-out split (model card; lower is better).")
+        "lm: perplexity 50 on its held-out split (model card; lower is better).")
 
 
 def test_a_report_of_the_lm(lm, tmp_path):
@@ -77,10 +77,10 @@ def test_a_report_of_the_lm(lm, tmp_path):
     [finding] = [f for f in manifest["findings"] if f["kind"] == "perplexity"]
     assert finding["sources"] == [items[0]["id"]]
     assert finding["text"] == perplexity_sentence("lm", metrics)
-    assert (f"perplexity {metrics['heldout_perplexity']:.1f} on "
+    assert (f"perplexity {metrics['heldout_perplexity']:.4g} on "
             f"{round(metrics['heldout_tokens']):,} held-out tokens") in finding["text"]
     for name in ("bigram", "unigram"):
-        assert f"the {name} baseline's {metrics[f'{name}_baseline_perplexity']:.1f}" in \
+        assert f"the {name} baseline's {metrics[f'{name}_baseline_perplexity']:.4g}" in \
             finding["text"]
     [metric] = [m for m in manifest["metrics"] if m["kind"] == "perplexity"]
     assert metric["value"] == metrics["heldout_perplexity"]

@@ -27,6 +27,13 @@ def _count(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+def _number(value: Any) -> str:
+    """A metric: a whole number with thousands separators, else four significant digits."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{int(value):,}" if float(value).is_integer() else f"{value:.4g}"
+    return str(value)
+
+
 def format_card(card: Mapping[str, Any], *, path: str, weights_sha256: str | None = None) -> str:
     """A model card as a readable block of text (one ``key  value`` line per section)."""
     data = card.get("data", {})
@@ -61,6 +68,9 @@ def format_card(card: Mapping[str, Any], *, path: str, weights_sha256: str | Non
         if "heldout_auc" in metrics:
             text += f", AUC {metrics['heldout_auc']:.3f}"
         lines.append(f"  metrics   {text}")
+    elif metrics:  # language models, the seq2seq, ImageNet: each metric with its baseline
+        shown = [f"{key.replace('_', ' ')} {_number(value)}" for key, value in metrics.items()]
+        lines.append(f"  metrics   {'; '.join(shown)}")
     lines.append(f"  training  {card.get('training_time_seconds', '?')} s")
     lines.append(f"  path      {path}")
     if weights_sha256:

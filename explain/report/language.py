@@ -81,12 +81,12 @@ def perplexity_sentence(part: str, metrics) -> str:
         baseline = metrics.get(key)
         if _number(baseline):
             word = "below" if value < baseline else "above" if value > baseline else "equal to"
-            relations.append((word, f"the {name} baseline's {baseline:.1f}"))
+            relations.append((word, f"the {name} baseline's {baseline:.4g}"))
     said = []
     for k, (word, what) in enumerate(relations):
         said.append(what if k and word == relations[k - 1][0] else f"{word} {what}")
     compared = f", {' and '.join(said)}" if said else ""
-    return f"{part}: perplexity {value:.1f}{on}{compared} (model card; lower is better)."
+    return f"{part}: perplexity {value:.4g}{on}{compared} (model card; lower is better)."
 
 
 def _applies(context: Context) -> str | None:
@@ -136,7 +136,7 @@ def _perplexity(context: Context) -> None:
     source = report.last_id
     report.add_metric(f"{part}: held-out perplexity", float(value), sources=source,
                       kind="perplexity", part=part,
-                      note=", ".join(f"{r['model']} {r['perplexity']:.1f}" for r in rows[1:])
+                      note=", ".join(f"{r['model']} {r['perplexity']:.4g}" for r in rows[1:])
                       or None)
     report.add_finding(perplexity_sentence(part, metrics), sources=source, kind="perplexity",
                        part=part)
@@ -198,8 +198,8 @@ def _continuations(context: Context, pairs) -> None:
     hits = int((table["token"] == table["predicted_token"]).sum())
     report.add_finding(
         f"{part}: the model's most likely next token is the actual one for {hits} of "
-        f"{len(table)} continuation tokens of {len(pairs)} texts (mean log-probability "
-        f"{table['log_probability'].mean():.2f}); integrated gradients explain each with a "
+        f"{len(table)} continuation tokens of {len(pairs)} texts; integrated gradients "
+        f"explain each with a "
         f"completeness error of at most {table['relative_completeness_error'].max():.1%} of "
         f"its change in log-probability.", sources=report.last_id, kind="continuation",
         part=part)

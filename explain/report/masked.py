@@ -64,7 +64,8 @@ def accuracy_sentence(part: str, metrics) -> str:
                 f"the unigram baseline's {baseline:.1%} (always the most frequent training "
                 f"token)")
     if _number(top) and _number(top_baseline):
-        sentence += f"; among the top {TOP_K}: {top:.1%} against {top_baseline:.1%}"
+        # the card's top-5 metrics; written out so that every number is one of the table's
+        sentence += f"; among the five most likely: {top:.1%} against {top_baseline:.1%}"
     return sentence + " (model card)."
 
 
