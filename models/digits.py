@@ -36,7 +36,7 @@ from explain import nets
 
 from ._recipe import heldout_metrics, make_card, save_checkpoint, stratified_split
 
-__all__ = ["train"]
+__all__ = ["load_split", "save_evaluated", "train"]
 
 SEED = 0
 HELDOUT_FRACTION = 0.2
@@ -56,14 +56,9 @@ def train(name: str, target: Path, *, progress: bool = True, epochs: int | None 
     ``epochs``: ``None`` for ``EPOCHS`` (the reference model); fewer only for quick checks of
     the recipe itself (the card records what was used).
     """
-    from sklearn.datasets import load_digits
-
     epochs = EPOCHS if epochs is None else epochs
     started = time.perf_counter()
-    digits = load_digits()
-    images = (np.asarray(digits.images, dtype=np.float32) / 16.0)[:, None]  # (N, 1, 8, 8)
-    labels = np.asarray(digits.target, dtype=np.int64)
-    train_index, heldout_index = stratified_split(labels, fraction=HELDOUT_FRACTION, seed=SEED)
+    images, labels, train_index, heldout_index = load_split()
     x_train = torch.from_numpy(images[train_index])
     y_train = torch.from_numpy(labels[train_index])
 
@@ -78,6 +73,35 @@ def train(name: str, target: Path, *, progress: bool = True, epochs: int | None 
         torch.set_num_threads(threads)
     train_seconds = time.perf_counter() - started
 
+    return save_evaluated(
+        net, name, target, images, labels, train_index, heldout_index,
+        description="small ResNet classifying scikit-learn's 8x8 handwritten digits",
+        split_method="stratified by label", recipe_version=RECIPE_VERSION,
+        training={"architecture": "explain.nets.SmallResNet", "channels": list(CHANNELS),
+                  "residual_blocks": len(CHANNELS), "batch_norm": True,
+                  "epochs": epochs, "batch_size": BATCH_SIZE, "optimizer": "AdamW",
+                  "learning_rate": LEARNING_RATE, "weight_decay": WEIGHT_DECAY,
+                  "loss": "cross-entropy"},
+        train_seconds=train_seconds)
+
+
+def load_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The digits (``(N, 1, 8, 8)`` in [0, 1]), their labels, and the recipe's stratified
+    ``(train_indices, heldout_indices)``: the split every digits recipe (also ``vit``) uses."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = (np.asarray(digits.images, dtype=np.float32) / 16.0)[:, None]
+    labels = np.asarray(digits.target, dtype=np.int64)
+    return (images, labels,
+            *stratified_split(labels, fraction=HELDOUT_FRACTION, seed=SEED))
+
+
+def save_evaluated(net, name: str, target: Path, images, labels, train_index, heldout_index, *,
+                   description: str, split_method: str, recipe_version: int,
+                   training: dict, train_seconds: float) -> dict:
+    """Evaluate a trained digits classifier on the held-out split, write its checkpoint (card
+    and ``heldout.csv`` of pixels ``p0``..``p63`` and ``label``) into ``target``; the card."""
     with torch.inference_mode():
         predicted = net(torch.from_numpy(images[heldout_index])).argmax(dim=-1).numpy()
     heldout_labels = labels[heldout_index]
@@ -88,25 +112,20 @@ def train(name: str, target: Path, *, progress: bool = True, epochs: int | None 
                            columns=[f"p{i}" for i in range(64)])
     heldout["label"] = heldout_labels
     card = make_card(
-        name=name,
-        description="small ResNet classifying scikit-learn's 8x8 handwritten digits",
+        name=name, description=description,
         data={"loader": "sklearn.datasets.load_digits", "source_package": "scikit-learn",
               "licence": "CC BY 4.0 (UCI Optical Recognition of Handwritten Digits); "
                          "scikit-learn BSD-3-Clause",
               "rows": len(labels), "preprocessing": "pixels 0..16 divided by 16 -> [0, 1]",
               "label": "digit 0-9"},
-        split={"method": "stratified by label", "heldout_fraction": HELDOUT_FRACTION,
+        split={"method": split_method, "heldout_fraction": HELDOUT_FRACTION,
                "train_rows": len(train_index), "heldout_rows": len(heldout_index),
                "seed": SEED},
         seed=SEED,
-        recipe_version=RECIPE_VERSION,
+        recipe_version=recipe_version,
         input_shape=[1, 8, 8],
         label_names=list(LABEL_NAMES),
-        training={"architecture": "explain.nets.SmallResNet", "channels": list(CHANNELS),
-                  "residual_blocks": len(CHANNELS), "batch_norm": True,
-                  "epochs": epochs, "batch_size": BATCH_SIZE, "optimizer": "AdamW",
-                  "learning_rate": LEARNING_RATE, "weight_decay": WEIGHT_DECAY,
-                  "loss": "cross-entropy"},
+        training=training,
         metrics=metrics,
         training_time_seconds=train_seconds,
     )

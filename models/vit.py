@@ -23,21 +23,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
 
-import explain
 from explain import nets
 
-from . import digits
-from ._recipe import heldout_metrics, make_card, save_checkpoint, stratified_split
+from .digits import SEED, load_split, save_evaluated
 
 __all__ = ["train"]
 
-SEED = digits.SEED
-HELDOUT_FRACTION = digits.HELDOUT_FRACTION
-LABEL_NAMES = digits.LABEL_NAMES
 EPOCHS = 40
 BATCH_SIZE = 64
 LEARNING_RATE = 3e-3
@@ -56,14 +49,9 @@ def train(name: str, target: Path, *, progress: bool = True, epochs: int | None 
     ``epochs``: ``None`` for ``EPOCHS`` (the reference model); fewer only for quick checks of
     the recipe itself (the card records what was used).
     """
-    from sklearn.datasets import load_digits
-
     epochs = EPOCHS if epochs is None else epochs
     started = time.perf_counter()
-    data = load_digits()
-    images = (np.asarray(data.images, dtype=np.float32) / 16.0)[:, None]  # (N, 1, 8, 8)
-    labels = np.asarray(data.target, dtype=np.int64)
-    train_index, heldout_index = stratified_split(labels, fraction=HELDOUT_FRACTION, seed=SEED)
+    images, labels, train_index, heldout_index = load_split()
 
     threads = torch.get_num_threads()
     # As in digits: batches of 64 tiny images do not pay for a second thread, and one thread
@@ -76,41 +64,18 @@ def train(name: str, target: Path, *, progress: bool = True, epochs: int | None 
         torch.set_num_threads(threads)
     train_seconds = time.perf_counter() - started
 
-    with torch.inference_mode():
-        predicted = net(torch.from_numpy(images[heldout_index])).argmax(dim=-1).numpy()
-    heldout_labels = labels[heldout_index]
-    metrics = heldout_metrics(predicted, labels[train_index], heldout_labels)
-    loaded = explain.load_model(net, input_shape=(1, 8, 8), label_names=list(LABEL_NAMES),
-                                name=name)
-    heldout = pd.DataFrame(images[heldout_index].reshape(len(heldout_index), 64),
-                           columns=[f"p{i}" for i in range(64)])
-    heldout["label"] = heldout_labels
-    card = make_card(
-        name=name,
-        description="small vision transformer (2x2 patches + [CLS]) classifying scikit-learn's "
-                    "8x8 handwritten digits",
-        data={"loader": "sklearn.datasets.load_digits", "source_package": "scikit-learn",
-              "licence": "CC BY 4.0 (UCI Optical Recognition of Handwritten Digits); "
-                         "scikit-learn BSD-3-Clause",
-              "rows": len(labels), "preprocessing": "pixels 0..16 divided by 16 -> [0, 1]",
-              "label": "digit 0-9"},
-        split={"method": "stratified by label (the split of the digits recipe)",
-               "heldout_fraction": HELDOUT_FRACTION, "train_rows": len(train_index),
-               "heldout_rows": len(heldout_index), "seed": SEED},
-        seed=SEED,
+    return save_evaluated(
+        net, name, target, images, labels, train_index, heldout_index,
+        description="small vision transformer (2x2 patches + [CLS]) classifying "
+                    "scikit-learn's 8x8 handwritten digits",
+        split_method="stratified by label (the split of the digits recipe)",
         recipe_version=RECIPE_VERSION,
-        input_shape=[1, 8, 8],
-        label_names=list(LABEL_NAMES),
         training={"architecture": "explain.nets.VisionTransformer", **net.config,
                   "epochs": epochs, "batch_size": BATCH_SIZE, "optimizer": "AdamW",
                   "schedule": "one-cycle (15% warm-up, cosine decay)",
                   "learning_rate": LEARNING_RATE, "weight_decay": WEIGHT_DECAY,
                   "loss": "cross-entropy"},
-        metrics=metrics,
-        training_time_seconds=train_seconds,
-    )
-    save_checkpoint(loaded, target, card=card, heldout=heldout)
-    return card
+        train_seconds=train_seconds)
 
 
 def _fit(x_train: torch.Tensor, y_train: torch.Tensor, *, epochs: int, name: str,
