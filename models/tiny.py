@@ -16,6 +16,7 @@ import explain
 from explain import nets
 
 __all__ = [
+    "bart_seq2seq",
     "bert_classifier",
     "bert_masked_lm",
     "bpe_tokenizer",
@@ -79,6 +80,25 @@ def _bert_config(tokenizer, **overrides):
                   attn_implementation="eager")
     values.update(overrides)
     return BertConfig(**values)
+
+
+def bart_seq2seq(seed: int = 0, **overrides) -> explain.LoadedModel:
+    """A tiny BART encoder-decoder LM (d_model 16, 2 + 2 layers, 2 heads, eager attention) with
+    the MiniLM tokenizer ([CLS] starts the decoder); ``overrides``: ``BartConfig`` fields."""
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    tokenizer = minilm_tokenizer()
+    values = dict(vocab_size=tokenizer.vocab_size, d_model=16, encoder_layers=2,
+                  decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
+                  encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64,
+                  pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.cls_token_id,
+                  eos_token_id=tokenizer.sep_token_id,
+                  decoder_start_token_id=tokenizer.cls_token_id, attn_implementation="eager")
+    values.update(overrides)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = BartForConditionalGeneration(BartConfig(**values))
+    return explain.load_model(model, tokenizer=tokenizer, name="tiny-bart")
 
 
 def bert_classifier(seed: int = 0, *, n_labels: int = 2) -> explain.LoadedModel:

@@ -26,20 +26,9 @@ GOLD = ["1-0 0-1", "3-0 1-1", "0-0"]
 
 @pytest.fixture(scope="module")
 def tiny_bart():
-    import torch
     from explain_models import tiny
-    from transformers import BartConfig, BartForConditionalGeneration
 
-    tokenizer = tiny.minilm_tokenizer()
-    config = BartConfig(vocab_size=tokenizer.vocab_size, d_model=16, encoder_layers=2,
-                        decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
-                        encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64,
-                        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.cls_token_id,
-                        eos_token_id=tokenizer.sep_token_id,
-                        decoder_start_token_id=tokenizer.cls_token_id, attn_implementation="eager")
-    torch.manual_seed(0)
-    return explain.load_model(BartForConditionalGeneration(config), tokenizer=tokenizer,
-                              name="tiny-bart")
+    return tiny.bart_seq2seq()
 
 
 @pytest.fixture(scope="module")

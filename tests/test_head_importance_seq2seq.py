@@ -19,19 +19,8 @@ TARGETS = ["three march", "may five", "one june"]
 @pytest.fixture(scope="module")
 def tiny_bart():
     from explain_models import tiny
-    from transformers import BartConfig, BartForConditionalGeneration
-
-    tokenizer = tiny.minilm_tokenizer()
     # the decoder has other head counts than the encoder: each stack is read on its own
-    config = BartConfig(vocab_size=tokenizer.vocab_size, d_model=16, encoder_layers=2,
-                        decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=4,
-                        encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64,
-                        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.cls_token_id,
-                        eos_token_id=tokenizer.sep_token_id,
-                        decoder_start_token_id=tokenizer.cls_token_id, attn_implementation="eager")
-    torch.manual_seed(0)
-    return explain.load_model(BartForConditionalGeneration(config), tokenizer=tokenizer,
-                              name="tiny-bart")
+    return tiny.bart_seq2seq(decoder_layers=1, decoder_attention_heads=4)
 
 
 @pytest.fixture(scope="module")
