@@ -10,6 +10,8 @@ Concepts, each with one home:
 * one package per analysis (``attention``, ``attribution``, ``fairness``), each function with
   its result type; attribution methods are specs (``register_method``);
 * ``explain.report``: the report, its analyses as specs (``register_analysis``);
+* ``explain.run``: one analysis over a whole dataset in resumable Parquet shards, its analyses
+  as specs (``RUN_ANALYSES``, ``register_run_analysis``);
 * ``explain.plotting``: figure helpers; ``explain.cli``: the command line over the public API.
 """
 
@@ -39,6 +41,7 @@ from .fairness import (
 from .families import Family, register_family
 from .loading import TASKS, LoadedModel, load_model, save_model
 from .report import Report
+from .run import RUN_ANALYSES, register_run_analysis, run
 
 __version__ = "0.1.0"
 
@@ -54,7 +57,7 @@ __all__ = [  # noqa: RUF022 - grouped by concept, in the order of the docs
     "register_method", "scorecard",
     # fairness and bias probes
     "audit", "counterfactual", "crows_pairs", "representation_probe", "seat", "stereoset", "weat",
-    # reports
-    "Report",
+    # reports and dataset-scale runs
+    "Report", "RUN_ANALYSES", "register_run_analysis", "run",
     "__version__",
 ]

@@ -34,7 +34,7 @@ LAYERS = {
     **dict.fromkeys(("errors", "provenance", "checks", "staging", "hooks", "text", "families",
                      "_hf", "_sklearn", "loading", "nets", "datasets", "plotting", "results"), 0),
     **dict.fromkeys(("attention", "attribution", "fairness"), 1),
-    "report": 2,
+    **dict.fromkeys(("report", "run"), 2),
     "": 3,  # explain/__init__.py, the face of the package
     **dict.fromkeys(("cli", "__main__"), 4),
 }

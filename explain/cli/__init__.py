@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 __all__ = ["SUBCOMMANDS", "console_main", "main"]
 
-SUBCOMMANDS = ("models", "attention", "report", "audit", "probe", "attribute")
+SUBCOMMANDS = ("models", "attention", "report", "audit", "probe", "attribute", "run")
 
 
 def build_parser() -> argparse.ArgumentParser:
