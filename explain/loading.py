@@ -27,8 +27,6 @@ import itertools
 import json
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -43,6 +41,7 @@ from . import _hf, _sklearn, nets
 from .checks import available_device, check_columns, check_feature_groups, one_of
 from .families import Family, family_of
 from .provenance import sha256_files, sha256_state_dict
+from .staging import staged_directory
 
 __all__ = ["TASKS", "LoadedModel", "as_loaded", "load_model", "save_model"]
 
@@ -435,15 +434,12 @@ def save_model(loaded: LoadedModel, directory: str | os.PathLike, *,
 
     Hugging Face models use ``save_pretrained`` (+ tokenizer); ``explain.nets`` models write
     ``config.json`` + ``model.safetensors`` (+ the tokenizer files of a text model). ``card`` is
-    stored as ``model_card.json``. The directory is written to a temporary sibling and moved
-    into place, so a crash never leaves a half-written checkpoint. Returns the directory.
+    stored as ``model_card.json``. The directory is written through ``explain.staging`` (a
+    crash never leaves a half-written checkpoint; ``overwrite`` replaces only a checkpoint
+    explain wrote). Returns the directory.
     """
     target = Path(directory)
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{str(target)!r} exists; pass overwrite=True to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    with staged_directory(target, overwrite=overwrite, what="model checkpoint") as tmp:
         arch = nets.architecture_name(loaded.model)
         if loaded.is_huggingface:
             loaded.model.save_pretrained(tmp)
@@ -470,12 +466,6 @@ def save_model(loaded: LoadedModel, directory: str | os.PathLike, *,
                             f"have a pickle-free format")
         if card is not None:
             (tmp / "model_card.json").write_text(json.dumps(dict(card), indent=2, sort_keys=True))
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

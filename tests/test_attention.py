@@ -523,7 +523,8 @@ def test_head_importance_result(tiny_bert, tmp_path):
     top = frame.loc[frame["importance"].idxmax()]
     assert f"layer {int(top['layer'])}, head {int(top['head'])}" in importance.summary()
     out = importance.export(tmp_path / "importance")
-    assert sorted(p.name for p in out.iterdir()) == ["heatmap.png", "meta.json", "results.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [".explain-output.json", "heatmap.png", "meta.json",
+                                                     "results.csv"]
 
 
 def test_hooks_are_removed_when_the_forward_raises(tiny_bert, tiny_mha, monkeypatch):
@@ -607,7 +608,7 @@ def test_result_is_immutable_and_checks_plot_options(tiny_bert, tmp_path):
     assert result.applicable_plots() == ("head", "grid", "head_summary")
     out = result.export(tmp_path / "attention")
     assert sorted(p.name for p in out.iterdir()) == [
-        "attention.csv", "grid.png", "head.png", "head_statistics.csv", "head_summary.png",
+        ".explain-output.json", "attention.csv", "grid.png", "head.png", "head_statistics.csv", "head_summary.png",
         "meta.json"]
     full = explain.attention(tiny_bert, TEXTS)
     assert full.applicable_plots() == tuple(full.PLOTS)

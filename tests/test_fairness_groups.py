@@ -553,7 +553,7 @@ def test_every_fairness_result_follows_the_result_protocol(tmp_path, tiny_mlm, t
         written = sorted(path.name for path in directory.iterdir())
         assert written == sorted([*(f"{table}.csv" for table in result.tables()),
                                   *(f"{kind}.png" for kind in result.applicable_plots()),
-                                  "meta.json"]), name
+                                  "meta.json", ".explain-output.json"]), name
         for table, content in result.tables().items():
             assert (directory / f"{table}.csv").read_text() == content.to_csv(index=False)
 

@@ -56,8 +56,8 @@ def test_native_round_trip_without_pickle(tmp_path, builder):
     loaded = getattr(tiny, builder)()
     path = explain.save_model(loaded, tmp_path / "ckpt")
     tokenizer_files = ["tokenizer.json", "tokenizer_config.json"] if loaded.is_text else []
-    assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors",
-                                                      *tokenizer_files]
+    assert sorted(p.name for p in path.iterdir()) == [".explain-output.json", "config.json",
+                                                      "model.safetensors", *tokenizer_files]
     again = explain.load_model(path)
     assert again.task == loaded.task and again.label_names == loaded.label_names
     if loaded.is_text:

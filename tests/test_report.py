@@ -432,7 +432,7 @@ def test_staged_directory_replaces_only_when_complete(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
     with staged_directory(target, overwrite=True) as staging:
         (staging / "b.txt").write_text("second")
-    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+    assert sorted(p.name for p in target.iterdir()) == [".explain-output.json", "b.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 

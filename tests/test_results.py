@@ -121,8 +121,8 @@ def test_export_writes_tables_plots_and_meta(tmp_path):
     toy = Toy([1, 2, 3], drawable=("line",))
     out = toy.export(tmp_path / "toy", formats=("png", "svg"))
     assert out == tmp_path / "toy"
-    assert sorted(p.name for p in out.iterdir()) == ["line.png", "line.svg", "meta.json",
-                                                     "totals.csv", "values.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [".explain-output.json", "line.png", "line.svg",
+                                                     "meta.json", "totals.csv", "values.csv"]
     assert pd.read_csv(out / "values.csv").equals(toy.to_frame())
     assert (out / "line.png").read_bytes() == figure_bytes(toy.plot("line"), "png", dpi=150)
     meta = json.loads((out / "meta.json").read_text())
@@ -137,8 +137,14 @@ def test_export_refuses_an_existing_directory_without_overwrite(tmp_path):
     with pytest.raises(FileExistsError, match="already exists; pass overwrite=True"):
         Toy([1]).export(target)
     assert [p.name for p in target.iterdir()] == ["keep.txt"]
-    Toy([1]).export(target, overwrite=True)
-    assert not (target / "keep.txt").exists() and (target / "bars.png").is_file()
+    # overwrite replaces only what explain wrote: the user's file is never deleted
+    with pytest.raises(FileExistsError, match="explain did not write it"):
+        Toy([1]).export(target, overwrite=True)
+    assert [p.name for p in target.iterdir()] == ["keep.txt"]
+    (target / "keep.txt").unlink()
+    Toy([1]).export(target)
+    Toy([2]).export(target, overwrite=True)
+    assert (target / "bars.png").is_file()
 
 
 def test_export_is_atomic_when_a_plot_fails(tmp_path):

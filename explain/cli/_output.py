@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..staging import staged_directory
+from ..staging import MARKER, check_target, staged_directory
 
 __all__ = ["Outputs", "files_into", "read_table", "slug"]
 
@@ -49,10 +49,7 @@ class Outputs:
 
     def __init__(self, out: str, *, overwrite: bool) -> None:
         self.out = Path(out)
-        if self.out.exists() and not overwrite and (not self.out.is_dir() or
-                                                    any(self.out.iterdir())):
-            raise FileExistsError(f"{str(self.out)!r} exists and is not empty; pass --overwrite "
-                                  f"or another --out")
+        check_target(self.out, overwrite=overwrite, what="output directory")  # before any work
         self.overwrite = overwrite
         self.files: dict[str, Callable[[Path], None]] = {}
 
@@ -73,8 +70,7 @@ class Outputs:
 
     def write(self) -> list[Path]:
         # an empty directory (e.g. made by the caller) is replaced as if it were absent
-        empty = self.out.is_dir() and not any(self.out.iterdir())
-        with staged_directory(self.out, overwrite=self.overwrite or empty,
+        with staged_directory(self.out, overwrite=self.overwrite,
                               what="output directory") as staging:
             for name, writer in self.files.items():
                 writer(staging / name)
@@ -93,6 +89,7 @@ def files_into(out: str | os.PathLike) -> Iterator[Path]:
     try:
         out.mkdir(parents=True, exist_ok=True)
         for path in sorted(staged.iterdir()):
-            path.replace(out / path.name)
+            if path.name != MARKER:  # out is shared with other files: explain does not own it
+                path.replace(out / path.name)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
