@@ -1,0 +1,306 @@
+"""The Ray engine: the pending shards of a run as one Ray Data job.
+
+``ray.data.from_items`` of the pending shard descriptors (index, start, end; one block each) ->
+``map_batches(ShardWorker, batch_size=1)`` over a fixed pool of actors. Each actor loads the
+model once (from its checkpoint directory, ``loaded.provenance["source"]``, checked against the
+driver's weights; an in-memory model travels once through the object store, ``ray.put``) and,
+per shard, reads the rows with the same ``RowSource``, computes the same ``RunAnalysis`` and
+writes the shard itself (``store.write_shard``, through ``local.compute_shard``). The driver
+commits each record as it arrives, so a kill loses only the shards in flight, and shows the
+same progress as the local engine. Tables, shards and manifest are the local engine's
+(manifest ``"engine": "ray"``).
+
+Where it runs: ``address`` (else ``RAY_ADDRESS``) connects to a running cluster; without
+either, a local instance with ``max(workers, os.cpu_count())`` CPUs and no dashboard is
+started, and shut down at the end (a cluster connected to, or a Ray this process had already
+initialised, is left running). On a cluster, every node must reach the data, the run directory
+and the checkpoint at the same paths (a shared file system) and have ``explain`` installed.
+
+Resources: ``workers`` actors (never more than the pending shards), one shard in flight each.
+A CUDA model gets ``num_gpus=1`` per actor (default workers: the cluster's GPUs); a CPU model
+gets ``max(1, CPUs // actors)`` CPUs per actor, capped at the largest node, and that many torch
+threads (default workers: the cluster's CPUs, one thread each).
+
+An error inside an actor (loading the model, or a shard) is raised on the driver as the nearest
+builtin exception type, naming the shard and the original message; the worker's traceback is
+attached as a note. Warnings raised in an actor are raised again on the driver. An actor that
+dies (a lost node) is restarted and its shard retried, as Ray Data does by default.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any
+
+from ..checks import positive_int
+from ..errors import ExplainWarning
+from .config import RunConfig
+from .local import compute_shard, shard_line
+from .source import RowSource
+from .specs import RunAnalysis
+from .store import RunStore
+
+__all__ = ["ShardWorker", "run_ray"]
+
+def _import_ray():
+    try:
+        import ray
+        import ray.data
+    except ImportError as error:
+        raise ImportError("the ray engine needs Ray: pip install 'explain[ray]'") from error
+    return ray
+
+
+def _builtin(cls: type, root: type) -> type:
+    """The first class of ``cls.__mro__`` that the driver can name for sure: a builtin one or
+    ``ExplainWarning``, below ``root``."""
+    for klass in cls.__mro__:
+        if issubclass(klass, root) and (klass is ExplainWarning or klass.__module__ == "builtins"):
+            return klass
+    return root
+
+
+def _failure(error: BaseException, where: str) -> dict[str, str]:
+    return {"where": where, "type": _builtin(type(error), Exception).__name__,
+            "name": type(error).__name__, "message": str(error),
+            "traceback": traceback.format_exc()}
+
+
+class ShardWorker:
+    """One Ray actor: loads the model once, then computes, writes and returns one shard per call.
+
+    ``checkpoint``: the model's directory, loaded with ``load_options``, whose state dict must
+    hash to ``digest`` (the driver's model); else ``model_ref``: ``[ObjectRef]`` of the
+    ``LoadedModel`` (in a list, so Ray does not resolve it on the way). ``threads``: torch
+    threads. A failure to load is kept and reported by every call, naming the shard.
+    """
+
+    def __init__(self, *, spec: RunAnalysis, source: RowSource, out: str, config: RunConfig,
+                 checkpoint: str | None, load_options: dict[str, Any], digest: str,
+                 model_ref: list | None, threads: int) -> None:
+        self.spec, self.source, self.out, self.config = spec, source, out, config
+        self.failure = None
+        try:
+            import torch
+
+            torch.set_num_threads(threads)
+            self.loaded = self._load(checkpoint, load_options, digest, model_ref)
+        except Exception as error:
+            self.failure = _failure(error, "loading the model")
+
+    @staticmethod
+    def _load(checkpoint, load_options, digest, model_ref):
+        if checkpoint is None:
+            import ray
+
+            return ray.get(model_ref[0])
+        from ..loading import load_model
+        from ..provenance import sha256_state_dict
+
+        loaded = load_model(checkpoint, **load_options)
+        if sha256_state_dict(loaded.model) != digest:
+            raise ValueError(f"the checkpoint {checkpoint!r} does not hold the weights of the "
+                             f"model given to explain.run (changed on disk, or edited in memory "
+                             f"after loading); save the model (explain.save_model) and run on "
+                             f"that directory")
+        return loaded
+
+    def __call__(self, batch: dict) -> dict:
+        import numpy as np
+
+        index, start, end = (int(batch[key][0]) for key in ("index", "start", "end"))
+        where = f"shard {index} (rows {start}-{end - 1})"
+        if self.failure is not None:
+            payload = {"error": {**self.failure, "where": f"{where}: {self.failure['where']}"}}
+        else:
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    record = compute_shard(self.spec, self.loaded, self.source, self.out,
+                                           self.config, index, (start, end))
+                payload = {"record": record,
+                           "warnings": [(_builtin(w.category, Warning).__name__, str(w.message))
+                                        for w in caught]}
+            except Exception as error:
+                payload = {"error": _failure(error, where)}
+        return {"result": np.array([json.dumps(payload)], dtype=object)}
+
+
+def _worker_error(failure: dict[str, str]) -> Exception:
+    kind = getattr(builtins, failure["type"], RuntimeError)
+    name = "" if failure["name"] == failure["type"] else f"{failure['name']}: "
+    message = f"explain run (ray engine): {failure['where']} failed: {name}{failure['message']}"
+    try:
+        error = kind(message)
+    except TypeError:   # a builtin that takes other arguments (UnicodeDecodeError, ...)
+        error = RuntimeError(message)
+    error.add_note(f"traceback in the Ray worker:\n{failure['traceback'].rstrip()}")
+    return error
+
+
+def _warning_category(name: str) -> type[Warning]:
+    return ExplainWarning if name == "ExplainWarning" else getattr(builtins, name, UserWarning)
+
+
+def _connect(ray, address: str | None, workers: int | None) -> bool:
+    """Initialise Ray unless it already is; True when this call did (and must shut it down)."""
+    if ray.is_initialized():
+        if address is not None:
+            raise ValueError(f"Ray is already initialised in this process, so address="
+                             f"{address!r} cannot be connected to; drop address= (the run uses "
+                             f"this process's Ray) or call ray.shutdown() first")
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is not None:
+        ray.init(address=address, logging_level=logging.WARNING)
+    else:
+        ray.init(num_cpus=max(workers or 0, os.cpu_count() or 1), include_dashboard=False,
+                 logging_level=logging.WARNING)
+    return True
+
+
+def _resources(ray, loaded, workers: int | None, n_pending: int) -> tuple[int, int, int]:
+    """``(actors, CPUs per actor, GPUs per actor)`` for this cluster and model."""
+    total = ray.cluster_resources()
+    if loaded.device.type == "cuda":
+        gpus = int(total.get("GPU", 0))
+        if gpus == 0:
+            raise ValueError(f"the model is on {loaded.device}, but the Ray cluster has no GPU; "
+                             f"load the model on the CPU (device='cpu') or connect to a cluster "
+                             f"with GPUs (address=)")
+        return min(workers or gpus, n_pending), 1, 1
+    cpus = int(total.get("CPU", 0))
+    node_cpus = max((int(node["Resources"].get("CPU", 0)) for node in ray.nodes()
+                     if node.get("Alive")), default=cpus)
+    workers = workers or max(cpus, 1)
+    if workers > cpus:
+        raise ValueError(f"workers={workers} need {workers} CPUs, but the Ray cluster has "
+                         f"{cpus}; pass workers={max(cpus, 1)} or fewer")
+    actors = min(workers, n_pending)
+    return actors, max(1, min(cpus // actors, node_cpus)), 0
+
+
+def _model_options(loaded) -> dict[str, Any]:
+    """How each actor gets the model: its checkpoint directory, else the object store."""
+    from ..provenance import sha256_state_dict
+
+    source = loaded.provenance.get("source")
+    digest = sha256_state_dict(loaded.model)
+    if isinstance(source, str) and Path(source).is_dir():
+        options = {"task": loaded.task, "label_names": loaded.label_names, "name": loaded.name,
+                   "device": str(loaded.device),
+                   "allow_pickle": loaded.provenance.get("weights_format") == "pickle"}
+        if "attn_implementation" in loaded.provenance:
+            options["attn_implementation"] = loaded.provenance["attn_implementation"]
+        return {"checkpoint": str(Path(source).resolve()), "load_options": options,
+                "digest": digest, "model_ref": None}
+    import ray
+
+    return {"checkpoint": None, "load_options": {}, "digest": digest,
+            "model_ref": [ray.put(loaded)]}
+
+
+@contextlib.contextmanager
+def _quiet_ray_data():
+    """Ray Data's INFO lines (execution plans, timings) off while the run shows its own."""
+    logger = logging.getLogger("ray.data")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def run_ray(spec: RunAnalysis, model, source: RowSource, store: RunStore, config: RunConfig, *,
+            workers: int | None = None, address: str | None = None,
+            progress: bool | None = None) -> int:
+    """Compute every pending shard of ``store`` on Ray; returns how many were computed.
+
+    ``model``: the ``LoadedModel`` (or what ``explain.loading.as_loaded`` takes). ``workers``:
+    actors (default: one per CPU of the cluster, or per GPU for a CUDA model). ``address``: a
+    Ray cluster (default ``RAY_ADDRESS``, else a local instance). ``progress``: the tqdm bar
+    (``None``: when stderr is a terminal), else one line per shard. Nothing is started when no
+    shard is pending.
+    """
+    from ..loading import as_loaded
+
+    ray = _import_ray()
+    if workers is not None:
+        workers = positive_int(workers, "workers", fix="pass the number of Ray actors, e.g. 2")
+    loaded = as_loaded(model, analysis="run()")
+    pending = store.pending()
+    if not pending:
+        return 0
+    n_shards = len(store.manifest["shards"])
+    remaining = sum(end - start for start, end in map(store.rows, pending))
+    started = _connect(ray, address, workers)
+    bar = stream = None
+    try:
+        actors, cpus, gpus = _resources(ray, loaded, workers, len(pending))
+        kwargs = {"spec": spec, "source": source, "out": str(Path(store.out).resolve()),
+                  "config": config, "threads": cpus, **_model_options(loaded)}
+        items = [{"index": i, "start": store.rows(i)[0], "end": store.rows(i)[1]}
+                 for i in pending]
+        shards = ray.data.from_items(items, override_num_blocks=len(items))
+        results = shards.map_batches(
+            ShardWorker, batch_size=1, batch_format="numpy", fn_constructor_kwargs=kwargs,
+            # one shard in flight per actor: shards are seconds long, and a kill loses only
+            # the shards being computed, none queued behind them
+            compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1),
+            num_cpus=cpus, num_gpus=gpus or None)
+        results.context.enable_progress_bars = False
+        results.context.print_on_execution_start = False
+        show_bar = sys.stderr.isatty() if progress is None else bool(progress)
+        if show_bar:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=source.n_rows, initial=source.n_rows - remaining, unit="row",
+                       desc=f"explain run {spec.name} (ray, {actors} workers)", file=sys.stderr,
+                       dynamic_ncols=True)
+        began = time.perf_counter()
+        done_rows = committed = 0
+        with _quiet_ray_data():
+            stream = iter(results.iter_rows())
+            try:
+                for row in stream:
+                    payload = json.loads(row["result"])
+                    if "error" in payload:
+                        raise _worker_error(payload["error"])
+                    for category, message in payload["warnings"]:
+                        warnings.warn(message, _warning_category(category), stacklevel=2)
+                    record = payload["record"]
+                    store.commit(record)
+                    committed += 1
+                    n = record["rows"][1] - record["rows"][0]
+                    done_rows += n
+                    remaining -= n
+                    if bar is not None:
+                        bar.update(n)
+                    else:
+                        rate = done_rows / max(time.perf_counter() - began, 1e-9)
+                        print(shard_line(record["index"], n_shards, tuple(record["rows"]),
+                                         record["seconds"], rate, remaining),
+                              file=sys.stderr, flush=True)
+            except ray.exceptions.RayError as error:
+                first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+                raise RuntimeError(
+                    f"explain run (ray engine) stopped: {type(error).__name__}: {first}; "
+                    f"{n_shards - len(pending) + committed} of {n_shards} shards are done: "
+                    f"rerun the same command to compute the rest") from None
+    finally:
+        if stream is not None and hasattr(stream, "close"):
+            stream.close()   # stops the job's actors when the loop ended early
+        if bar is not None:
+            bar.close()
+        if started:
+            ray.shutdown()
+    return len(pending)

@@ -1,0 +1,167 @@
+"""The Ray engine of explain.run on a local Ray instance (2 CPUs, no dashboard, started once for
+the module): the same rows, shards and manifest as the local engine, resume that recomputes only
+the missing shards, and worker errors that name the shard."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+
+import pandas as pd
+import pytest
+import ray
+
+import explain
+from explain.run import read_manifest, run
+from explain.run.ray_engine import ShardWorker, _worker_error, run_ray
+
+ROWS = 40
+CHUNK = 10   # 4 shards
+# Float columns may differ in the last bits between engines (other torch thread counts).
+TOLERANCE = {"check_exact": False, "rtol": 1e-6, "atol": 1e-9}
+SAME_FIELDS = ("format", "format_version", "analysis", "config", "fingerprint", "chunk_size",
+               "model", "data", "versions", "tables", "status")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def sentiment():
+    import explain_models
+
+    return explain.load_model(explain_models.ensure("sentiment"))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    import explain_models
+
+    heldout = explain_models.ensure("sentiment") / "heldout.csv"
+    path = tmp_path_factory.mktemp("ray-data") / "reviews.csv"
+    pd.read_csv(heldout).head(ROWS).to_csv(path, index=False)
+    return path
+
+
+JOBS = {"predict": {"label": "label_name"},
+        "attribute": {"methods": ["saliency"], "faithfulness": False}}
+
+
+@pytest.fixture(scope="module")
+def runs(local_ray, sentiment, data, tmp_path_factory):
+    """Each job on the local engine, and on Ray with 2 workers (predict) and 1 (attribute)."""
+    root = tmp_path_factory.mktemp("ray-runs")
+    done = {}
+    for (analysis, options), workers in zip(JOBS.items(), (2, 1), strict=True):
+        local = run(analysis, sentiment, data, root / f"{analysis}-local", chunk_size=CHUNK,
+                    progress=False, **options)
+        on_ray = run(analysis, sentiment, data, root / f"{analysis}-ray", chunk_size=CHUNK,
+                     progress=False, engine="ray", workers=workers, **options)
+        done[analysis] = local, on_ray
+    return done
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("analysis", JOBS)
+def test_ray_writes_the_rows_shards_and_manifest_of_the_local_engine(runs, analysis):
+    local, on_ray = runs[analysis]
+    assert on_ray.computed == 4 and on_ray.skipped == 0
+    for table in local.tables:
+        expected, found = local.table(table), on_ray.table(table)
+        assert len(found) > 0 and found["row"].between(0, ROWS - 1).all()
+        pd.testing.assert_frame_equal(found, expected, **TOLERANCE)
+    ours, theirs = read_manifest(on_ray.out), read_manifest(local.out)
+    assert set(ours) == set(theirs)
+    assert ours["engine"] == "ray" and theirs["engine"] == "local"
+    assert {k: ours[k] for k in SAME_FIELDS} == {k: theirs[k] for k in SAME_FIELDS}
+    for mine, other in zip(ours["shards"], theirs["shards"], strict=True):
+        assert mine["status"] == "done" and mine["rows"] == other["rows"]
+        assert {t: (f["path"], f["rows"]) for t, f in mine["files"].items()} == \
+               {t: (f["path"], f["rows"]) for t, f in other["files"].items()}
+
+
+@pytest.mark.slow
+def test_resume_recomputes_only_the_missing_shards(runs, sentiment, data, tmp_path):
+    finished = runs["predict"][1]
+    out = tmp_path / "resumed"
+    shutil.copytree(finished.out, out)
+    (out / "predictions" / "part-00001.parquet").unlink()          # a lost file
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["shards"][3] = {"index": 3, "rows": manifest["shards"][3]["rows"],
+                             "status": "pending"}                  # a shard never committed
+    manifest["status"] = "incomplete"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    untouched = {i: (out / "predictions" / f"part-0000{i}.parquet").stat().st_mtime_ns
+                 for i in (0, 2)}
+
+    resumed = run("predict", sentiment, data, out, chunk_size=CHUNK, progress=False,
+                  engine="ray", workers=1, **JOBS["predict"])
+    assert (resumed.computed, resumed.skipped) == (2, 2)
+    assert resumed.manifest["status"] == "complete"
+    assert {i: (out / "predictions" / f"part-0000{i}.parquet").stat().st_mtime_ns
+            for i in (0, 2)} == untouched
+    pd.testing.assert_frame_equal(resumed.table("predictions"), finished.table("predictions"),
+                                  **TOLERANCE)
+    again = run("predict", sentiment, data, out, chunk_size=CHUNK, progress=False,
+                engine="ray", workers=2, **JOBS["predict"])
+    assert (again.computed, again.skipped) == (0, 4)
+
+
+@pytest.mark.slow
+def test_a_worker_error_names_the_shard_and_the_original_message(local_ray, sentiment, data,
+                                                                   tmp_path):
+    """An empty text in row 25 fails shard 2 (rows 20-29) inside its actor. The model is
+    in-memory (no checkpoint), so it travels to the actors through the object store."""
+    frame = pd.read_csv(data)
+    frame.loc[25, "text"] = " "
+    broken = tmp_path / "broken.csv"
+    frame.to_csv(broken, index=False)
+    in_memory = explain.load_model(sentiment.model, tokenizer=sentiment.tokenizer,
+                                   label_names=sentiment.label_names)
+    assert in_memory.provenance["source"] == "in-memory"
+    with pytest.raises(ValueError, match=r"shard 2 \(rows 20-29\) failed: the text column "
+                                         r"'text' is empty or missing") as caught:
+        run("predict", in_memory, broken, tmp_path / "out", chunk_size=CHUNK, progress=False,
+            engine="ray", workers=1)
+    assert "Traceback" not in str(caught.value)
+    assert any("traceback in the Ray worker" in note for note in caught.value.__notes__)
+    manifest = read_manifest(tmp_path / "out")
+    assert manifest["status"] == "incomplete" and manifest["shards"][2]["status"] == "pending"
+
+
+def test_a_model_that_differs_from_its_checkpoint_is_refused(sentiment, data, tmp_path):
+    """The actor's check, run in this process: the checkpoint's weights must hash to the
+    driver's model."""
+    import torch
+
+    from explain.run import open_source
+    from explain.run.config import RunConfig
+    from explain.run.specs import RUN_ANALYSES
+
+    worker = ShardWorker(spec=RUN_ANALYSES["predict"], source=open_source(data), out=str(tmp_path),
+                         config=RunConfig("predict"), checkpoint=sentiment.provenance["source"],
+                         load_options={"task": sentiment.task}, digest="0" * 64,
+                         model_ref=None, threads=torch.get_num_threads())
+    payload = json.loads(worker({"index": [1], "start": [10], "end": [20]})["result"][0])
+    error = _worker_error(payload["error"])
+    assert isinstance(error, ValueError)
+    assert "shard 1 (rows 10-19): loading the model failed" in str(error)
+    assert "does not hold the weights of the model given to explain.run" in str(error)
+
+
+def test_more_workers_than_cpus_is_refused(local_ray, sentiment, data, tmp_path):
+    with pytest.raises(ValueError, match=r"workers=3 need 3 CPUs, but the Ray cluster has 2"):
+        run("predict", sentiment, data, tmp_path / "out", chunk_size=CHUNK, progress=False,
+            engine="ray", workers=3)
+
+
+def test_without_ray_the_engine_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ImportError, match=r"pip install 'explain\[ray\]'"):
+        run_ray(None, None, None, None, None)
