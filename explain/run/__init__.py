@@ -77,10 +77,12 @@ class RunResult:
 
 
 def _model_identity(loaded) -> dict[str, Any]:
+    """The manifest's ``model``: name, ``sha256`` of the weights as they are in memory
+    (``sha256_state_dict``, so an edited model is another model) and its source."""
     from ..provenance import sha256_state_dict
 
-    digest = loaded.provenance.get("weights_sha256") or sha256_state_dict(loaded.model)
-    return {"name": loaded.name, "sha256": digest, "source": loaded.provenance.get("source")}
+    return {"name": loaded.name, "sha256": sha256_state_dict(loaded.model),
+            "source": loaded.provenance.get("source")}
 
 
 def _columns(source: RowSource, loaded, spec: RunAnalysis, *, text_column, label, keep):

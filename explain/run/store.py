@@ -123,13 +123,21 @@ def read_manifest(out: str | os.PathLike) -> dict[str, Any]:
     return manifest
 
 
+def _flat(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A config with its options as top-level keys (``options.n_steps``)."""
+    flat = {k: v for k, v in config.items() if k != "options"}
+    flat.update({f"options.{k}": v for k, v in config.get("options", {}).items()})
+    return flat
+
+
 def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, str]]:
     """``(what, detail)`` for each of config, model, data, chunk size that differs."""
     found = []
     if old["fingerprint"] != new["fingerprint"]:
-        keys = sorted(set(old["config"]) | set(new["config"]))
-        changed = [f"{k} {old['config'].get(k)!r} -> {new['config'].get(k)!r}" for k in keys
-                   if k != "chunk_size" and old["config"].get(k) != new["config"].get(k)]
+        before, after = _flat(old["config"]), _flat(new["config"])
+        changed = [f"{k} {before.get(k)!r} -> {after.get(k)!r}"
+                   for k in sorted(set(before) | set(after))
+                   if k != "chunk_size" and before.get(k) != after.get(k)]
         found.append(("config", "; ".join(changed) or "fingerprint"))
     if old["model"]["sha256"] != new["model"]["sha256"]:
         found.append(("model", f"{old['model']['name']} {old['model']['sha256'][:12]} -> "
@@ -170,6 +178,9 @@ class RunStore:
         if out.exists() and out.resolve() in (Path.cwd().resolve(), *Path.cwd().resolve().parents):
             raise ValueError(f"--out {str(out)!r} is the working directory (or holds it); pass "
                              f"--out NEW_DIR, a directory of its own for the run")
+        if out.is_dir():   # a manifest a kill left half-written is never trusted: remove it
+            for path in out.glob(f".{MANIFEST}{_TMP}*"):
+                path.unlink()
         entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
         if entries and MANIFEST not in entries:
             raise FileExistsError(f"{str(out)!r} is not empty and is not an explain run "
@@ -215,9 +226,6 @@ class RunStore:
                 for path in folder.iterdir():
                     if _TMP in path.name:
                         path.unlink()
-        for path in self.out.iterdir():
-            if _TMP in path.name and path.is_file():
-                path.unlink()
 
     def _done(self, record: Mapping[str, Any]) -> bool:
         if record.get("status") != "done" or set(record["files"]) != set(self.manifest["tables"]):
