@@ -1,10 +1,11 @@
-"""Dataset-level aggregates of runs (explain.run.aggregate), the report of a run and the
+"""Dataset-level aggregates of runs (explain.run.aggregate), the report of runs and the
 ``--from`` commands: the streamed numbers equal the in-memory API on the same rows."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +13,12 @@ import pandas as pd
 import pytest
 
 import explain
-from explain.attention import graph
 from explain.attention.graph import HEAD_STATISTICS
+from explain.attribution.result import importance_table
+from explain.cli import main
 from explain.fairness.intervals import mean_interval, wilson_interval
-from explain.run import aggregate
+from explain.report import report_from_run
+from explain.run import aggregate, run
 
 TEXTS = [
     "He was brilliant in this film and his timing is perfect.",
@@ -31,8 +34,9 @@ TEXTS = [
     "Funny, warm and smart.",
     "It drags, and the ending makes no sense.",
 ]
-#: Shard row ranges of the fake runs (uneven on purpose).
-RANGES = [(0, 5), (5, 9), (9, 12)]
+LABELS = [1, 0, 1, 0, 1, 1, 0, 0, 0, 1, 1, 0]
+METHODS = ("saliency", "input_x_gradient")
+CHUNK = 8  # 2 uneven shards of 12 rows
 
 
 @pytest.fixture(scope="module")
@@ -42,99 +46,79 @@ def sentiment():
     return explain.load_model(explain_models.ensure("sentiment"))
 
 
-def fake_run(out: Path, analysis: str, tables: dict[str, pd.DataFrame], *,
-             ranges=RANGES, status: str = "complete") -> Path:
-    """A run directory as explain.run writes it (manifest + one Parquet file per table per
-    shard), from whole tables with a ``row`` column."""
-    shards = []
-    for index, (start, end) in enumerate(ranges):
-        files = {}
-        for name, table in tables.items():
-            part = table[(table["row"] >= start) & (table["row"] < end)].reset_index(drop=True)
-            path = out / name / f"part-{index:05d}.parquet"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            part.to_parquet(path, index=False)
-            files[name] = {"path": f"{name}/{path.name}", "rows": len(part),
-                           "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
-        shards.append({"index": index, "rows": [start, end], "files": files, "seconds": 0.5,
-                       "status": "done" if status == "complete" or index == 0 else "pending"})
-    manifest = {"format": "explain-run", "format_version": 1, "analysis": analysis,
-                "config": {"analysis": analysis}, "fingerprint": "0" * 64, "chunk_size": 5,
-                "model": {"name": "sentiment", "sha256": "1" * 64, "source": "sentiment"},
-                "data": {"path": "texts.csv", "format": "csv", "sha256": "2" * 64,
-                         "n_rows": ranges[-1][1], "columns": ["text"]},
-                "versions": {}, "engine": "local", "tables": dict.fromkeys(tables, "a table"),
-                "shards": shards, "status": status, "created": "2026-12-01T00:00:00Z",
-                "seconds": 1.5}
-    (out / "manifest.json").write_text(json.dumps(manifest))
-    return out
+@pytest.fixture(scope="module")
+def runs(sentiment, tmp_path_factory):
+    """One run of each analysis over the same 12 texts (+ a group column for the audit)."""
+    root = tmp_path_factory.mktemp("runs")
+    data = root / "texts.csv"
+    pd.DataFrame({"text": TEXTS, "label": LABELS,
+                  "group": ["a", "b", "c"] * 4}).to_csv(data, index=False)
+    options = {"attribute": {"methods": METHODS, "faithfulness": False},
+               "score": {"label": "label"}, "attention": {}, "counterfactual": {}}
+    return {analysis: run(analysis, sentiment, data, root / analysis, chunk_size=CHUNK,
+                          progress=False, **kw).out for analysis, kw in options.items()}
 
 
-def _rows(frame: pd.DataFrame, column: str = "input_id") -> pd.DataFrame:
-    """``input_id`` (or another id) replaced by ``row``, first."""
-    frame = frame.rename(columns={column: "row"})
-    return frame[["row", *[c for c in frame.columns if c != "row"]]]
+def _whole(out: Path, table: str) -> pd.DataFrame:
+    return pd.concat(aggregate._shards(out, table), ignore_index=True)
 
 
-def test_global_importance_equals_the_in_memory_result(sentiment, tmp_path):
-    results = [explain.attribute(sentiment, TEXTS, method=m, faithfulness=False,
-                                 progress=False) for m in ("saliency", "input_x_gradient")]
-    units = pd.concat([_rows(r.to_frame()) for r in results], ignore_index=True)
-    out = fake_run(tmp_path / "run", "attribute", {"units": units})
-    for lowercase, min_count in ((True, 1), (False, 2)):
-        table = aggregate.global_importance(out, lowercase=lowercase, min_count=min_count)
-        for result in results:
-            expected = result.global_importance(lowercase=lowercase, min_count=min_count)
-            got = table[table["method"] == result.method].reset_index(drop=True)
-            assert list(got["label"]) == list(expected["label"])
-            assert list(got["predicted_label"]) == list(expected["predicted_label"])
-            assert (got["count"] == expected["count"]).all()
-            for column in ("mean_score", "mean_abs_score", "ci_low", "ci_high"):
-                np.testing.assert_allclose(got[column], expected[column], rtol=1e-9, atol=1e-15)
-    # with min_count=1 every occurrence of every row is counted, once
+def test_global_importance_equals_the_in_memory_api(sentiment, runs):
+    out = runs["attribute"]
+    units = _whole(out, "units")
     table = aggregate.global_importance(out)
-    for result in results:
-        mine = table[table["method"] == result.method]
-        assert mine["count"].sum() == len(result.to_frame())
-        assert (mine["n_rows"] == len(TEXTS)).all()
+    for method in METHODS:
+        got = table[table["method"] == method].drop(columns=["method", "n_rows"])
+        got = got.reset_index(drop=True)
+        # the in-memory function on the run's own rows, to the last digits
+        mine = units[units["method"] == method].assign(label=lambda f: f["label"].str.lower())
+        expected = importance_table(mine)
+        pd.testing.assert_frame_equal(got[["predicted_label", "label", "count"]],
+                                      expected[["predicted_label", "label", "count"]])
+        for column in ("mean_score", "mean_abs_score", "ci_low", "ci_high"):
+            np.testing.assert_allclose(got[column], expected[column], rtol=1e-9, atol=1e-15)
+        # every occurrence of every row is counted, once
+        assert got["count"].sum() == len(mine)
+        assert (table.loc[table["method"] == method, "n_rows"] == len(TEXTS)).all()
+    assert len(_whole(out, "explanations")) == len(TEXTS) * len(METHODS)
+    # the in-memory API on the same texts (other batches: float32 noise only)
+    memory = explain.attribute(sentiment, TEXTS, method=METHODS[0], faithfulness=False,
+                               progress=False).global_importance()
+    got = table[table["method"] == METHODS[0]].reset_index(drop=True)
+    assert list(got["label"]) == list(memory["label"])
+    assert (got["count"] == memory["count"]).all()
+    np.testing.assert_allclose(got["mean_score"], memory["mean_score"], rtol=1e-4, atol=1e-7)
+    at_least = aggregate.global_importance(out, min_count=3, lowercase=False)
+    assert (at_least["count"] >= 3).all() and len(at_least) < len(table)
 
 
-def test_head_statistics_equal_the_in_memory_result(sentiment, tmp_path):
-    result = explain.attention(sentiment, TEXTS)
-    _, keys = result.sides("self")
-    rows = []
-    for row, maps in enumerate(result.maps["self"]):  # each text's statistics, as a run keeps
-        statistics = graph.head_statistics(maps, keys.special[row])
-        layer, head = np.meshgrid(result.layers, result.heads, indexing="ij")
-        rows.append(pd.DataFrame({"row": row, "layer": layer.ravel(), "head": head.ravel(),
-                                  **{k: v.ravel() for k, v in statistics.items()}}))
-    heads = pd.concat(rows, ignore_index=True)
-    out = fake_run(tmp_path / "run", "attention", {"heads": heads})
+def test_head_statistics_equal_the_in_memory_api(sentiment, runs):
+    out = runs["attention"]
+    heads = _whole(out, "heads")
     table = aggregate.head_statistics(out)
-    expected = result.head_statistics()
+    memory = explain.attention(sentiment, TEXTS).head_statistics()
+    assert len(table) == len(memory) * len(HEAD_STATISTICS)
     for statistic in HEAD_STATISTICS:
         got = table[table["statistic"] == statistic].reset_index(drop=True)
-        np.testing.assert_allclose(got["mean"], expected[statistic], rtol=1e-9)
         assert (got["count"] == len(TEXTS)).all()
-        values = np.stack([heads[heads["row"] == r][statistic].to_numpy()
-                           for r in range(len(TEXTS))], axis=1)
-        low, high = mean_interval(values, 0.95)
+        np.testing.assert_allclose(got["mean"], memory[statistic], rtol=1e-5, atol=1e-8)
+        values = heads.pivot(index=["layer", "head"], columns="row", values=statistic)
+        low, high = mean_interval(values.to_numpy(), 0.95)
+        np.testing.assert_allclose(got["mean"], values.mean(axis=1), rtol=1e-9)
         np.testing.assert_allclose(got["ci_low"], low, rtol=1e-9)
         np.testing.assert_allclose(got["ci_high"], high, rtol=1e-9)
-    assert len(table) == len(expected) * len(HEAD_STATISTICS)
 
 
-def test_flip_rates_equal_the_counterfactual_probe(sentiment, tmp_path):
+def test_flip_rates_equal_the_counterfactual_probe(sentiment, runs):
+    table = aggregate.flip_rates(runs["counterfactual"])
     with pytest.warns(explain.ExplainWarning, match="no word of the swap list"):
-        result = explain.counterfactual(sentiment, TEXTS, swaps="gender")
-    frame = result.to_frame().drop(columns="row").rename(columns={"unit": "row"})
-    out = fake_run(tmp_path / "run", "counterfactual", {"counterfactuals": frame})
-    table = aggregate.flip_rates(out)
+        probe = explain.counterfactual(sentiment, TEXTS, swaps="gender")
     overall = table[table["group"] == "all"].iloc[0]
-    comparison = result.comparisons.iloc[0]
-    assert overall["n_texts"] == comparison["n_pairs"]
+    comparison = probe.comparisons.iloc[0]
+    assert overall["n_texts"] == comparison["n_pairs"] == 7
     assert overall["flip_rate"] == pytest.approx(comparison["flip_rate"])
     groups = table[table["group"] != "all"]
+    assert set(groups["group"]) <= {"male", "female"}
     assert groups["n_texts"].sum() == overall["n_texts"]
     assert groups["n_flips"].sum() == overall["n_flips"]
     low, high = wilson_interval(table["n_flips"], table["n_texts"])
@@ -143,21 +127,100 @@ def test_flip_rates_equal_the_counterfactual_probe(sentiment, tmp_path):
     assert (table["n_rows"] == len(TEXTS)).all()
 
 
-def test_incomplete_runs_and_other_analyses_are_refused(sentiment, tmp_path):
-    units = _rows(explain.attribute(sentiment, TEXTS[:3], method="saliency", progress=False,
-                                    faithfulness=False).to_frame())
-    ranges = [(0, 2), (2, 3)]
-    pending = fake_run(tmp_path / "pending", "attribute", {"units": units}, ranges=ranges,
-                       status="incomplete")
-    with pytest.raises(ValueError, match=r"1 of 2 shards done; rerun the same command"):
-        aggregate.global_importance(pending)
-    done = fake_run(tmp_path / "done", "attribute", {"units": units}, ranges=ranges)
+def test_audit_from_a_run_equals_the_audit_of_its_scored_rows(sentiment, runs, tmp_path):
+    out = runs["score"]
+    options = {"n_permutations": 199, "min_group_size": 2, "seed": 3}
+    result = aggregate.audit_run(out, sensitive_features="group", label="label", **options)
+    frame = aggregate.scored_rows(out, ["group", "label", "score_fresh"])
+    assert list(frame["row"]) == list(range(len(TEXTS)))
+    expected = explain.audit(None, frame.assign(label=frame["label"].map({"0": "rotten",
+                                                                          "1": "fresh"})),
+                             sensitive_features="group", label="label", score="score_fresh",
+                             positive_label="fresh", **options)
+    for name, table in expected.tables().items():
+        pd.testing.assert_frame_equal(result.tables()[name], table)
+    # the model's own audit of the same rows: the same decisions
+    data = pd.DataFrame({"text": TEXTS, "label": LABELS, "group": ["a", "b", "c"] * 4})
+    model = explain.audit(sentiment, data, sensitive_features="group", label="label",
+                          text="text", **options)
+    pd.testing.assert_frame_equal(result.by_group, model.by_group, rtol=1e-6)
+    code = main(["audit", "--from", str(out), "--sensitive", "group", "--label", "label",
+                 "--n-permutations", "199", "--min-group-size", "2", "--seed", "3",
+                 "--out", str(tmp_path / "audit")])
+    assert code == 0
+    written = pd.read_csv(tmp_path / "audit" / "disparities.csv")
+    np.testing.assert_allclose(written["difference"], expected.disparities["difference"])
+    np.testing.assert_allclose(written["p_value_holm"], expected.disparities["p_value_holm"])
+
+
+def test_report_from_runs_covers_every_row_and_cites_them(runs, tmp_path):
+    directories = [runs["attribute"], runs["score"], runs["attention"], runs["counterfactual"]]
+    report = report_from_run(directories, name="from-runs", sensitive="group",
+                             min_count=2, audit_options={"n_permutations": 199,
+                                                         "min_group_size": 2})
+    path = report.save(tmp_path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    cited = manifest["config"]["runs"]
+    assert [c["directory"] for c in cited] == [str(d.resolve()) for d in directories]
+    for entry, directory in zip(cited, directories, strict=True):
+        assert entry["manifest_sha256"] == hashlib.sha256(
+            (directory / "manifest.json").read_bytes()).hexdigest()
+        assert entry["n_rows"] == len(TEXTS)
+    cards = {m["name"]: m["value"] for m in manifest["metrics"]}
+    for method in METHODS:
+        covered = cards[f"sentiment: rows covered by the global importance "
+                        f"({method.replace('_', ' ')})"]
+        assert covered == f"{len(TEXTS)} of {len(TEXTS)}"
+    kinds = {f["kind"] for f in manifest["findings"]}
+    assert {"predictions", "importance", "heads", "counterfactual", "audit"} <= kinds
+    for finding in manifest["findings"]:  # each sentence cites tables the report wrote
+        assert finding["sources"]
+        for source in finding["sources"]:
+            assert (path / "data" / f"{source}.csv").is_file()
+    accuracy = next(f for f in manifest["findings"] if f["kind"] == "predictions")["text"]
+    counts = aggregate.prediction_counts(runs["score"])
+    right = int(counts.loc[counts["label"] == counts["predicted_index"].astype(str),
+                           "count"].sum())
+    assert f"{100 * right / len(TEXTS):.1f}% of {len(TEXTS)} labelled rows" in accuracy
+    figures = sorted(p.name for p in (path / "figures").glob("*.png"))
+    assert sum(name.startswith("attributions-") for name in figures) == len(METHODS)
+    assert sum(name.startswith("attention-") for name in figures) == 2  # the two heatmaps
+    assert (path / "index.html").is_file()
+
+
+def test_report_cli_from_runs_and_its_errors(runs, tmp_path, capsys):
+    code = main(["report", "--from", str(runs["attribute"]), "--from", str(runs["score"]),
+                 "--out", str(tmp_path), "--name", "cli", "--quiet"])
+    assert code == 0
+    manifest = json.loads((tmp_path / "cli" / "manifest.json").read_text())
+    assert [c["analysis"] for c in manifest["config"]["runs"]] == ["attribute", "score"]
+    capsys.readouterr()
+    assert main(["report", "--from", str(runs["score"]), "--model", "sentiment",
+                 "--out", str(tmp_path)]) == 1
+    assert "reports on finished runs; --model do not apply" in capsys.readouterr().err
+    assert main(["audit", "--from", str(runs["attribute"]), "--sensitive", "group",
+                 "--out", str(tmp_path / "audit")]) == 1
+    error = capsys.readouterr().err
+    assert f"{str(runs['attribute'])!r} is a run of 'attribute'; an audit needs a run of " \
+           f"'score'" in error
+    with pytest.raises(ValueError, match="needs a score run"):
+        report_from_run(runs["attribute"], sensitive="group")
+    # a run killed half-way: its manifest says which shards are missing
+    broken = tmp_path / "broken"
+    shutil.copytree(runs["attribute"], broken)
+    manifest = json.loads((broken / "manifest.json").read_text())
+    manifest["status"] = "incomplete"
+    manifest["shards"][1]["status"] = "pending"
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    for call in (lambda: aggregate.global_importance(broken),
+                 lambda: report_from_run(broken)):
+        with pytest.raises(ValueError, match=r"'.*broken' is incomplete: 1 of 2 shards done; "
+                                             r"rerun the same command"):
+            call()
     for function in (aggregate.head_statistics, aggregate.flip_rates, aggregate.scored_rows):
         with pytest.raises(ValueError, match="is a run of 'attribute'"):
-            function(done)
+            function(runs["attribute"])
+    with pytest.raises(ValueError, match="has no column.*'race'"):
+        aggregate.scored_rows(runs["score"], ["race"])
     with pytest.raises(FileNotFoundError, match="holds no manifest.json"):
         aggregate.global_importance(tmp_path)
-    with pytest.raises(ValueError, match="has no column"):
-        fake = fake_run(tmp_path / "score", "score", {"scores": units[["row", "score"]]},
-                        ranges=ranges)
-        aggregate.scored_rows(fake, ["race"])

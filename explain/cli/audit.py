@@ -5,6 +5,11 @@
     explain audit sentiment --data reviews.csv --text text --sensitive group --out a/
     explain audit --data compas.csv --label two_year_recid --prediction compas_high_risk \\
         --sensitive race --out audit/                      # no model: audit existing decisions
+    explain audit --from runs/compas-score --sensitive race,sex --label label --out audit/
+                                                           # every row of a finished score run
+
+``--from DIR`` audits the scores of an ``explain run score`` directory
+(``explain.run.aggregate.audit_run``): the same tables as auditing the model on those rows.
 
 Writes ``by_group.csv``, ``disparities.csv``, ``contrasts.csv``, ``calibration.csv``,
 ``threshold_sweep.csv``
@@ -28,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", metavar="MODEL",
                         help="reference model (compas, adult, sentiment) or checkpoint "
                              "directory; omit to audit --prediction/--score columns")
+    parser.add_argument("--from", dest="from_run", metavar="DIR",
+                        help="a finished `explain run score` directory: audit its scored rows "
+                             "(instead of MODEL and --data)")
     parser.add_argument("--data", metavar="FILE",
                         help=f"table to audit ({', '.join(_READERS)}) or a built-in dataset "
                              f"(compas, adult); default: a reference model's held-out rows")
@@ -89,8 +97,17 @@ def run(args: argparse.Namespace) -> int:
     from ._output import Outputs, read_table, slug
     from ._resolve import resolve_model
 
+    if args.from_run is not None:
+        given = [flag for flag, value in (("MODEL", args.model), ("--data", args.data),
+                                          ("--prediction", args.prediction),
+                                          ("--score", args.score), ("--text", args.text),
+                                          ("--positive-label", args.positive_label))
+                 if value is not None]
+        if given:
+            raise ValueError(f"--from {args.from_run} audits the run's own scores; "
+                             f"{', '.join(given)} do not apply to it")
     outputs = Outputs(args.out, overwrite=args.overwrite)
-    data = read_table(args.data, args.model)
+    data = read_table(args.data, args.model) if args.from_run is None else None
     positive: Any = args.positive_label
     if positive is not None and args.model is None and args.label is not None:
         # a CSV reads 1 as an int: match the column's type
@@ -101,14 +118,20 @@ def run(args: argparse.Namespace) -> int:
         warnings.simplefilter("always", ExplainWarning)
         # once: audit and proxies
         loaded = resolve_model(args.model, progress=True) if args.model else None
-        result = audit(loaded, data, sensitive_features=args.sensitive, label=args.label,
-                       prediction=args.prediction, score=args.score, text=args.text,
-                       positive_label=positive, threshold=args.threshold,
-                       n_permutations=args.n_permutations, alpha=args.alpha,
-                       negligible_difference=args.negligible_difference,
+        options = dict(threshold=args.threshold, n_permutations=args.n_permutations,
+                       alpha=args.alpha, negligible_difference=args.negligible_difference,
                        reference_groups=reference_groups(args.reference_groups),
                        min_group_size=args.min_group_size,
                        exclude_small_groups=args.exclude_small_groups, seed=args.seed)
+        if args.from_run is not None:
+            from ..run.aggregate import audit_run
+
+            result = audit_run(args.from_run, sensitive_features=args.sensitive,
+                               label=args.label, **options)
+        else:
+            result = audit(loaded, data, sensitive_features=args.sensitive, label=args.label,
+                           prediction=args.prediction, score=args.score, text=args.text,
+                           positive_label=positive, **options)
     for warning in caught:
         print(f"warning: {warning.message}")
     for name, table in result.tables().items():
@@ -121,6 +144,13 @@ def run(args: argparse.Namespace) -> int:
                 outputs.figure(f"{kind}_{slug(feature)}",
                                result.plot(kind, sensitive_feature=feature))
     if args.proxies:
+        if args.from_run is not None:  # the run's kept input columns
+            from ..run.aggregate import scored_rows
+
+            data = scored_rows(args.from_run)
+            data = data.drop(columns=[c for c in data.columns if c in ("row", "predicted_label",
+                                                                       "predicted_index")
+                                      or c.startswith("score_")])
         for column in as_names(args.sensitive, "sensitive"):
             exclude = {column, args.label, args.prediction, args.score, args.text}
             pool = (loaded.encoder.columns if loaded is not None and loaded.encoder is not None

@@ -3,9 +3,11 @@
     explain report                                   # the demo, into reports/demo/
     explain report --model sentiment --data rotten_tomatoes --label label --name rt
     explain report --config report.toml              # the same keys as the flags
+    explain report --from runs/rt-attribute --from runs/rt-score --sensitive group --name rt
 
-Flags override the configuration file. The report is written atomically into
-``<out>/<name>/`` (default ``reports/<name>/``); an existing report is kept unless
+``--from DIR`` (repeatable) builds the report from finished ``explain run`` directories
+instead of a model and data, over every row of the runs (``explain.report.report_from_run``).
+Flags override the configuration file. The report is written atomically into ``<out>/<name>/`` (default ``reports/<name>/``); an existing report is kept unless
 ``--overwrite``.
 """
 
@@ -34,6 +36,8 @@ CONFIG_KEYS: Mapping[str, tuple[type | tuple[type, ...], str]] = MappingProxyTyp
                   "compas, adult, german_credit); default: the model's held-out rows"),
     "text_column": (str, "column of texts (text models; default: the one the model card names "
                          "for its held-out rows, else 'text')"),
+    "runs": (list, "finished explain run directories to report on, instead of --model (all "
+                   "their rows)"),
     "label": (str, "column of true classes"),
     "sensitive": (list, "sensitive column(s) for group metrics"),
     "decisions": (list, "columns of existing decisions to audit beside the model"),
@@ -57,6 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE.toml",
                         help="read these settings from a TOML file (flags override it)")
     parser.add_argument("--model", help=CONFIG_KEYS["model"][1])
+    parser.add_argument("--from", dest="runs", action="append", metavar="DIR",
+                        help=CONFIG_KEYS["runs"][1] + " (repeat for several)")
     parser.add_argument("--data", help=CONFIG_KEYS["data"][1])
     parser.add_argument("--text-column", dest="text_column", help=CONFIG_KEYS["text_column"][1])
     parser.add_argument("--label", help=CONFIG_KEYS["label"][1])
@@ -126,7 +132,7 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         if value is None:
             continue
         merged[key] = _split(value) if CONFIG_KEYS[key][0] is list else value
-    for key in ("sensitive", "decisions", "analyses", "format"):
+    for key in ("sensitive", "decisions", "analyses", "format", "runs"):
         if key in merged:
             merged[key] = _split(merged[key])
     for key, value in _DEFAULTS.items():
@@ -163,14 +169,23 @@ def _run(config: dict[str, Any]) -> int:
 
     for analysis in config.get("analyses") or ():  # before a model is loaded (or trained)
         one_of(analysis, ANALYSES, "analysis")
-    demo = config.get("model") is None
+    runs = config.get("runs") or []
+    demo = config.get("model") is None and not runs
+    if runs:
+        extra = [k for k in ("model", "data", "text_column", "decisions", "analyses",
+                             "max_rows") if config.get(k)]
+        if extra:
+            raise ValueError(f"--from {' --from '.join(runs)} reports on finished runs; "
+                             f"{', '.join('--' + k.replace('_', '-') for k in extra)} do not "
+                             f"apply to it (they are settings of explain run)")
     if demo:
         extra = [k for k in ("data", "text_column", "label", "sensitive", "decisions", "analyses",
                              "max_rows") if config.get(k)]
         if extra:
             raise ValueError(f"{', '.join('--' + k.replace('_', '-') for k in extra)} need "
                              f"--model; without --model, explain report builds the demo")
-    name = config.get("name") or ("demo" if demo else _default_name(config["model"]))
+    name = config.get("name") or ("demo" if demo else _default_name(runs[0] if runs
+                                                                    else config["model"]))
     target = Path(config["out"]).expanduser() / name
     if target.exists() and not config["overwrite"]:
         raise FileExistsError(f"report {str(target)!r} already exists; pass --overwrite to "
@@ -180,7 +195,17 @@ def _run(config: dict[str, Any]) -> int:
     recorded = {k: v for k, v in sorted(config.items())
                 if k not in ("quiet", "overwrite", "out")}
     recorded["name"] = name
-    if demo:
+    if runs:  # the settings of a report from runs (the rest belong to explain run)
+        recorded = {k: v for k, v in recorded.items()
+                    if k in ("runs", "sensitive", "label", "name", "title", "seed")}
+    if runs:
+        from ..report import report_from_run
+
+        report = report_from_run(runs, name=name, title=config.get("title"),
+                                 sensitive=config["sensitive"] or None,
+                                 label=config.get("label"), seed=config["seed"],
+                                 config=recorded)
+    elif demo:
         report = build_demo(name=name, n_examples=config["n_examples"], seed=config["seed"],
                             quiet=config["quiet"], config=recorded)
         if config.get("title"):

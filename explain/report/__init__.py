@@ -11,7 +11,8 @@ figures and provenance.
 collects the results. An analysis is an ``Analysis`` spec (name, ``Section``, ``applies``,
 ``run`` on a frozen ``Context``); ``register_analysis`` adds one from outside the package.
 ``explain report`` (``explain.cli.report``) wraps ``build_report``; with no arguments it builds
-the demo (``explain.cli._demo``).
+the demo (``explain.cli._demo``). ``report_from_run`` (``explain report --from DIR``) builds one
+from finished ``explain run`` directories, over all their rows.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .build import build_report, finish_sections
 from .core import FORMATS, Report
 from .data import DataSource, load_data
 from .examples import SELECTION_REASONS, select_examples
+from .from_run import report_from_run
 from .predictions import PredictionResult, predict
 from .protocol import Analysis, Context
 from .sections import SECTIONS, Section, register_section
@@ -30,4 +32,4 @@ from .sections import SECTIONS, Section, register_section
 __all__ = ["ANALYSES", "DATASETS", "FORMATS", "SECTIONS", "SELECTION_REASONS", "Analysis",
            "Context", "DataSource", "PredictionResult", "Report", "Section", "build_report",
            "finish_sections", "load_data", "predict", "read_texts", "register_analysis",
-           "register_section", "select_examples"]
+           "register_section", "report_from_run", "select_examples"]

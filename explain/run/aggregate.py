@@ -274,8 +274,11 @@ def scored_rows(out: str | os.PathLike, columns: Sequence[str] | None = None) ->
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=present)
 
 
-def _class_names(present: Sequence[str]) -> list[str]:
-    return [c[len("score_"):] for c in present if c.startswith("score_")]
+def _class_names(manifest: dict[str, Any], present: Sequence[str]) -> list[str]:
+    """The classes of a score run, in label order: its ``score_<class>`` columns (a kept input
+    column may also start with ``score_``: ``score_text`` of COMPAS)."""
+    kept = set(manifest["config"].get("keep") or ())
+    return [c[len("score_"):] for c in present if c.startswith("score_") and c not in kept]
 
 
 def audit_run(out: str | os.PathLike, *, sensitive_features: str | Sequence[str],
@@ -284,8 +287,9 @@ def audit_run(out: str | os.PathLike, *, sensitive_features: str | Sequence[str]
     scores: what ``explain.audit(model, data, ...)`` computes from the model on the same rows.
 
     A binary classifier's decisions are its probability of class 1 (``score_<class 1>``) at
-    ``threshold`` (default 0.5), and ``label`` (a column of the scores table: the run's
-    ``--label``, kept as text) counts as positive when it is class 1's name or index; a model
+    ``threshold`` (default 0.5), and ``label`` (a column of the scores table, usually
+    ``"label"``: the run's ``--label`` column, kept as text, which may also be called by its
+    name in the data) counts as positive when it is class 1's name or index; a model
     with more classes is audited one class against the rest, from its predicted class (that
     needs ``label``). ``options``: the other keyword arguments of ``explain.audit``.
     """
@@ -295,11 +299,13 @@ def audit_run(out: str | os.PathLike, *, sensitive_features: str | Sequence[str]
     manifest = _complete(out, ("score",), "an audit")
     present = _table_columns(out, manifest, "scores")
     sensitive = as_names(sensitive_features, "sensitive_features")
-    names = _class_names(present)
+    names = _class_names(manifest, present)
     for key in ("score", "prediction", "positive_label", "classes", "text"):
         if key in options:
             raise TypeError(f"audit_run takes no {key}=: the decisions are the run's scores "
                             f"of {', '.join(names)}")
+    if label is not None and label not in present and label == manifest["config"].get("label"):
+        label = "label"  # the run's --label column, stored as "label"
     columns = [*sensitive, *([label] if label else [])]
     _check_columns(out, "scores", present, columns)
     frame = scored_rows(out, [*columns, "predicted_label",
