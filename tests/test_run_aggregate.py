@@ -18,7 +18,7 @@ from explain.attribution.result import importance_table
 from explain.cli import main
 from explain.fairness.intervals import mean_interval, wilson_interval
 from explain.report import report_from_run
-from explain.run import aggregate, run
+from explain.run import aggregate, read_table, run
 
 TEXTS = [
     "He was brilliant in this film and his timing is perfect.",
@@ -60,7 +60,7 @@ def runs(sentiment, tmp_path_factory):
 
 
 def _whole(out: Path, table: str) -> pd.DataFrame:
-    return pd.concat(aggregate._shards(out, table), ignore_index=True)
+    return pd.concat(read_table(out, table), ignore_index=True)
 
 
 def test_global_importance_equals_the_in_memory_api(sentiment, runs):

@@ -254,7 +254,7 @@ def _importance(report: Report, out: Path, manifest, part: str, *, min_count: in
                            f"explained ({coverage}).")
         source = report.last_id
         report.add_metric(f"{part}: rows covered by the global importance ({name})",
-                          f"{covered:,} of {n_rows:,}", note=f"{occurrences:,} {unit}s",
+                          f"{covered:,} of {n_rows:,}", note=f"{occurrences:,} {unit} occurrences",
                           sources=source, kind="coverage", part=part)
         report.add_finding(findings.importance_finding(part, mine, n_rows=covered, unit=unit,
                                                        method=method, min_count=min_count),

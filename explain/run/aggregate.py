@@ -2,7 +2,8 @@
 
 Each function reads one shard of one table at a time (``explain.run.store.read_table``) and
 keeps only running sums, so the memory it needs grows with the number of distinct words, heads
-or groups, never with the number of rows:
+or groups, never with the number of rows (but ``scored_rows`` and ``audit_run``: an audit needs
+every row, so they hold the columns it reads):
 
 * ``global_importance``: per method x predicted label x word or feature (an ``attribute`` run's
   ``units``): ``count``, ``mean_score``, ``mean_abs_score`` and the Student-t interval of
@@ -11,8 +12,14 @@ or groups, never with the number of rows:
   mean over all texts with its Student-t interval and count;
 * ``flip_rates``: how often swapping the identity terms of a text flips its predicted class (a
   ``counterfactual`` run), per swap group and overall, with Wilson intervals;
+* ``prediction_counts``: rows per predicted class (and true class, when the run kept a label)
+  of a ``predict`` or ``score`` run;
 * ``scored_rows`` (a ``score`` run's ``scores`` as one frame) and ``audit_run`` (the group
-  fairness audit of those rows, ``explain.audit(None, frame, score=..., ...)``).
+  fairness audit of those rows, ``explain.audit(None, frame, score=..., ...)``: the tables the
+  audit of the model on the same rows gives).
+
+Each refuses a run that is incomplete ("N of M shards done; rerun the same command to finish")
+or of another analysis, naming the directory.
 
 Sums of squares are merged shard by shard as centred sums (Chan, Golub and LeVeque's pairwise
 update) rather than as raw sums of squares, which lose every digit of the variance when the
@@ -22,7 +29,7 @@ mean is large against the spread.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +43,6 @@ from .store import read_manifest, read_table
 
 __all__ = ["audit_run", "flip_rates", "global_importance", "head_statistics",
            "prediction_counts", "scored_rows"]
-
-_SUMS = ["count", "total", "total_abs", "m2"]
-
 
 # ------------------------------------------------------------------------ the run directory
 
@@ -57,11 +61,6 @@ def _complete(out, analyses: Sequence[str], what: str) -> dict[str, Any]:
         raise ValueError(f"the run in {str(out)!r} is incomplete: {done} of {len(shards)} "
                          f"shards done; rerun the same command to finish")
     return manifest
-
-
-def _shards(out, table: str, columns: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
-    """The shards of ``table``, one frame at a time, in shard order."""
-    yield from read_table(out, table, columns=None if columns is None else list(columns))
 
 
 def _table_columns(out, manifest: dict[str, Any], table: str) -> list[str]:
@@ -89,15 +88,14 @@ def _check_columns(out, table: str, present: Sequence[str], wanted: Sequence[str
 def _moments(frame: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
     """``count``, ``total``, ``total_abs`` and ``m2`` (sum of squared deviations from the
     group's own mean) of the finite ``value`` per ``keys`` of one shard."""
-    frame = frame[np.isfinite(frame[value].to_numpy(dtype=float))]
-    grouped = frame.groupby(keys, sort=False)[value]
-    deviation = frame[value] - grouped.transform("mean")
-    sums = pd.DataFrame({"count": grouped.size(), "total": grouped.sum(),
-                         "total_abs": frame[value].abs().groupby(
-                             [frame[k] for k in keys], sort=False).sum(),
-                         "m2": (deviation * deviation).groupby(
-                             [frame[k] for k in keys], sort=False).sum()})
-    return sums
+    frame = frame.loc[np.isfinite(frame[value].to_numpy(dtype=float)), [*keys, value]]
+    frame["magnitude"] = frame[value].abs()
+    frame["deviation"] = (frame[value]
+                          - frame.groupby(keys, sort=False)[value].transform("mean")) ** 2
+    grouped = frame.groupby(keys, sort=False)
+    return pd.DataFrame({"count": grouped.size(), "total": grouped[value].sum(),
+                         "total_abs": grouped["magnitude"].sum(),
+                         "m2": grouped["deviation"].sum()})
 
 
 def _merge(left: pd.DataFrame | None, right: pd.DataFrame) -> pd.DataFrame:
@@ -161,7 +159,7 @@ def global_importance(out: str | os.PathLike, *, min_count: int = 1, lowercase: 
     _check_columns(out, "units", _table_columns(out, manifest, "units"), wanted)
     keys = ["method", "predicted_label", "label"]
     sums, rows = None, {}
-    for frame in _shards(out, "units", wanted):
+    for frame in read_table(out, "units", wanted):
         units = set(frame["unit"].unique())
         if units & {"patch", "pixel"}:
             raise ValueError(f"the run in {str(out)!r} attributes image {sorted(units)[0]}es; "
@@ -195,7 +193,7 @@ def head_statistics(out: str | os.PathLike, *, confidence: float = 0.95) -> pd.D
     statistics = [s for s in HEAD_STATISTICS if s in present]
     _check_columns(out, "heads", present, ["row", "layer", "head", *statistics[:1]])
     sums = None
-    for frame in _shards(out, "heads", ["row", "layer", "head", *statistics]):
+    for frame in read_table(out, "heads", ["row", "layer", "head", *statistics]):
         long = frame.melt(id_vars=["layer", "head"], value_vars=statistics,
                           var_name="statistic", value_name="value")
         sums = _merge(sums, _moments(long, ["layer", "head", "statistic"], "value"))
@@ -224,7 +222,7 @@ def flip_rates(out: str | os.PathLike, *, confidence: float = 0.95) -> pd.DataFr
     _check_columns(out, "counterfactuals", present, wanted)
     by = ["swaps"] if "swaps" in present else []
     counts: dict[tuple, list[int]] = {}
-    for frame in _shards(out, "counterfactuals", [*wanted, *by]):
+    for frame in read_table(out, "counterfactuals", [*wanted, *by]):
         pairs = pd.DataFrame({
             "group": frame[frame["is_original"].astype(bool)].set_index([*by, "row"])["group"],
             "flip": frame.groupby([*by, "row"], sort=False)["predicted_label"].nunique() > 1})
@@ -253,7 +251,7 @@ def prediction_counts(out: str | os.PathLike) -> pd.DataFrame:
     present = _table_columns(out, manifest, table)
     keys = [*(["label"] if "label" in present else []), "predicted_label", "predicted_index"]
     total: pd.Series | None = None
-    for frame in _shards(out, table, keys):
+    for frame in read_table(out, table, keys):
         counts = frame.groupby(keys, sort=False).size()
         total = counts if total is None else total.add(counts, fill_value=0)
     if total is None:
@@ -270,7 +268,7 @@ def scored_rows(out: str | os.PathLike, columns: Sequence[str] | None = None) ->
     if columns is not None:
         columns = list(dict.fromkeys(["row", *columns]))
         _check_columns(out, "scores", present, columns)
-    frames = list(_shards(out, "scores", columns))
+    frames = list(read_table(out, "scores", columns))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=present)
 
 
