@@ -53,6 +53,9 @@ _STYLE = {
     "svg.fonttype": "path",
     "pdf.fonttype": 42,
     "image.interpolation": "nearest",
+    # every string is drawn as written: a group named "$\\alert$ A" or a review that says
+    # "paid $5 and $10" is text, never mathtext (which would fail or typeset it)
+    "text.parse_math": False,
 }
 
 

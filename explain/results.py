@@ -21,13 +21,53 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from .provenance import versions
 
-__all__ = ["FrozenMeta", "Result", "TableResult", "make_meta", "meta_json"]
+__all__ = ["FrozenMeta", "Result", "TableResult", "csv_safe", "make_meta", "meta_json",
+           "write_csv"]
+
+#: Characters that make a spreadsheet read a cell as a formula (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# after a leading + or -, only arithmetic on numbers (harmless, and how dashes and signed
+# numbers look: "-", "--", "-0.5", "+3%"); anything else (a name, a call, "|") may be a formula
+_ARITHMETIC = re.compile(r"^[\d\s.,+\-*/%eE]*$")
+
+
+def _neutralised(value: Any) -> Any:
+    if not isinstance(value, str) or not value.startswith(FORMULA_STARTS):
+        return value
+    if value[0] in "+-" and _ARITHMETIC.match(value[1:]):
+        return value
+    return "'" + value
+
+
+def csv_safe(frame):
+    """``frame`` with every text cell that a spreadsheet would run as a formula (starting with
+    ``=``, ``@``, a tab or a carriage return, or with ``+`` / ``-`` followed by more than
+    arithmetic on numbers: ``-0.5`` and a dash stay as they are) prefixed by ``'``, the OWASP
+    advice; numbers and other cells unchanged. The column
+    names are treated the same way."""
+    text = [c for c in frame.columns if frame[c].dtype == object or
+            str(frame[c].dtype) in ("string", "str", "category")]
+    renamed = {c: _neutralised(c) for c in frame.columns if _neutralised(c) != c}
+    if not renamed and not any(frame[c].astype(str).str.startswith(FORMULA_STARTS).any()
+                               for c in text):
+        return frame
+    out = frame.copy()
+    for column in text:
+        out[column] = out[column].map(_neutralised, na_action="ignore")
+    return out.rename(columns=renamed)
+
+
+def write_csv(frame, path: str | os.PathLike, **options) -> None:
+    """Write ``frame`` as CSV without its index, formula-leading cells neutralised
+    (``csv_safe``): every CSV explain writes goes through this."""
+    csv_safe(frame).to_csv(path, index=False, **options)
 
 
 def make_meta(loaded: Any, *, method: str, parameters: Mapping[str, Any],
@@ -120,7 +160,7 @@ class Result:
         target = Path(directory).expanduser()
         with staged_directory(target, overwrite=overwrite, what="result") as staging:
             for name, table in self.tables().items():
-                table.to_csv(staging / f"{name}.csv", index=False)
+                write_csv(table, staging / f"{name}.csv")
             for kind in self.applicable_plots():
                 save_figure(self.plot(kind), staging / kind, formats=formats)
             (staging / "meta.json").write_text(meta_json(self.meta), encoding="utf-8")

@@ -54,7 +54,9 @@ class Outputs:
         self.files: dict[str, Callable[[Path], None]] = {}
 
     def table(self, name: str, frame) -> None:
-        self.files[f"{name}.csv"] = lambda p, f=frame: f.to_csv(p, index=False)
+        from ..results import write_csv
+
+        self.files[f"{name}.csv"] = lambda p, f=frame: write_csv(f, p)
 
     def figure(self, name: str, fig) -> None:
         from ..plotting import figure_bytes

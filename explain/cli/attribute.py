@@ -111,7 +111,9 @@ def _read(path: Path, loaded, args):
 
 def _write_table(frame, path: Path, fmt: str) -> None:
     if fmt == "csv":
-        frame.to_csv(path, index=False)
+        from ..results import write_csv
+
+        write_csv(frame, path)
     else:
         frame.to_parquet(path, index=False)
 

@@ -35,6 +35,7 @@ import pandas as pd
 from .. import plotting
 from ..checks import positive_int
 from ..provenance import versions
+from ..results import write_csv
 from ..staging import staged_directory
 from . import render
 from .manifest import created_time, frame_sha256, jsonable
@@ -485,7 +486,7 @@ class Report:
         start = time.perf_counter()
         (staging / "data").mkdir()
         for stem, frame in rendered.tables.items():
-            frame.to_csv(staging / "data" / f"{stem}.csv", index=False, lineterminator="\n")
+            write_csv(frame, staging / "data" / f"{stem}.csv", lineterminator="\n")
         timings["write_data"] = time.perf_counter() - start
 
         created = created_time()
