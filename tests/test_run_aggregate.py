@@ -224,3 +224,29 @@ def test_report_cli_from_runs_and_its_errors(runs, tmp_path, capsys):
         aggregate.scored_rows(runs["score"], ["race"])
     with pytest.raises(FileNotFoundError, match="holds no manifest.json"):
         aggregate.global_importance(tmp_path)
+
+
+def test_audit_of_a_multiclass_run_is_one_class_against_the_rest(tmp_path):
+    import torch
+
+    from explain import nets
+
+    torch.manual_seed(0)
+    loaded = explain.load_model(nets.MLP(3, 3, hidden=(8,)), feature_names=["x0", "x1", "x2"],
+                                label_names=["a", "b", "c"], name="tiny-3")
+    rng = np.random.default_rng(0)
+    data = pd.DataFrame(rng.normal(size=(90, 3)), columns=["x0", "x1", "x2"])
+    data["label"] = rng.integers(0, 3, len(data))
+    data["group"] = rng.choice(["p", "q"], len(data))
+    data.to_csv(tmp_path / "rows.csv", index=False)
+    out = run("score", loaded, tmp_path / "rows.csv", tmp_path / "run", chunk_size=40,
+              label="label", progress=False).out
+    options = {"n_permutations": 399, "seed": 1}
+    result = aggregate.audit_run(out, sensitive_features="group", label="label", **options)
+    model = explain.audit(loaded, data, sensitive_features="group", label="label", **options)
+    assert sorted(set(result.by_group["class_label"])) == ["a", "b", "c"]
+    pd.testing.assert_frame_equal(result.by_group, model.by_group)
+    pd.testing.assert_frame_equal(result.disparities, model.disparities)
+    with pytest.raises(ValueError, match="scores 3 classes; auditing them one against the rest "
+                                         "needs label="):
+        aggregate.audit_run(out, sensitive_features="group")
