@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sys
 
@@ -15,7 +16,7 @@ import ray
 
 import explain
 from explain.run import read_manifest, run
-from explain.run.ray_engine import ShardWorker, _worker_error, run_ray
+from explain.run.ray_engine import ShardWorker, _connect, _worker_error, run_ray
 
 ROWS = 40
 CHUNK = 10   # 4 shards
@@ -116,7 +117,7 @@ def test_resume_recomputes_only_the_missing_shards(runs, sentiment, data, tmp_pa
 @pytest.mark.slow
 def test_a_worker_error_names_the_shard_and_the_original_message(local_ray, sentiment, data,
                                                                    tmp_path):
-    """An empty text in row 25 fails shard 2 (rows 20-29) inside its actor. The model is
+    """An empty text in row 25 fails shard 3/4 (rows 20-29) inside its actor. The model is
     in-memory (no checkpoint), so it travels to the actors through the object store."""
     frame = pd.read_csv(data)
     frame.loc[25, "text"] = " "
@@ -125,7 +126,7 @@ def test_a_worker_error_names_the_shard_and_the_original_message(local_ray, sent
     in_memory = explain.load_model(sentiment.model, tokenizer=sentiment.tokenizer,
                                    label_names=sentiment.label_names)
     assert in_memory.provenance["source"] == "in-memory"
-    with pytest.raises(ValueError, match=r"shard 2 \(rows 20-29\) failed: the text column "
+    with pytest.raises(ValueError, match=r"shard 3/4 \(rows 20-29\) failed: the text column "
                                          r"'text' is empty or missing") as caught:
         run("predict", in_memory, broken, tmp_path / "out", chunk_size=CHUNK, progress=False,
             engine="ray", workers=1)
@@ -149,9 +150,10 @@ def test_a_model_that_differs_from_its_checkpoint_is_refused(sentiment, data, tm
                          load_options={"task": sentiment.task}, digest="0" * 64,
                          model_ref=None, threads=torch.get_num_threads())
     payload = json.loads(worker({"index": [1], "start": [10], "end": [20]})["result"][0])
-    error = _worker_error(payload["error"])
+    assert payload["index"] == 1
+    error = _worker_error(payload["error"], "shard 2/4 (rows 10-19)")
     assert isinstance(error, ValueError)
-    assert "shard 1 (rows 10-19): loading the model failed" in str(error)
+    assert "shard 2/4 (rows 10-19): loading the model failed" in str(error)
     assert "does not hold the weights of the model given to explain.run" in str(error)
 
 
@@ -165,3 +167,33 @@ def test_without_ray_the_engine_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ImportError, match=r"pip install 'explain\[ray\]'"):
         run_ray(None, None, None, None, None)
+
+
+class _FakeRay:
+    """Records how ``_connect`` initialises Ray."""
+
+    def __init__(self, initialized):
+        self.initialized, self.calls = initialized, []
+
+    def is_initialized(self):
+        return self.initialized
+
+    def init(self, **kwargs):
+        self.calls.append(kwargs)
+
+
+def test_connect_starts_a_local_instance_only_when_none_is_running(monkeypatch):
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    fresh = _FakeRay(initialized=False)
+    assert _connect(fresh, None, 64) is True   # started here: run_ray shuts it down
+    assert fresh.calls == [{"num_cpus": max(64, os.cpu_count()), "include_dashboard": False,
+                            "logging_level": logging.WARNING}]
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
+    cluster = _FakeRay(initialized=False)
+    assert _connect(cluster, None, None) is True
+    assert cluster.calls == [{"address": "ray://head:10001", "logging_level": logging.WARNING}]
+    running = _FakeRay(initialized=True)
+    assert _connect(running, None, 2) is False and running.calls == []   # left running
+    with pytest.raises(ValueError, match="Ray is already initialised in this process"):
+        _connect(running, "ray://head:10001", 2)

@@ -51,6 +51,7 @@ from .store import RunStore
 
 __all__ = ["ShardWorker", "run_ray"]
 
+
 def _import_ray():
     try:
         import ray
@@ -69,8 +70,8 @@ def _builtin(cls: type, root: type) -> type:
     return root
 
 
-def _failure(error: BaseException, where: str) -> dict[str, str]:
-    return {"where": where, "type": _builtin(type(error), Exception).__name__,
+def _failure(error: BaseException, stage: str) -> dict[str, str]:
+    return {"stage": stage, "type": _builtin(type(error), Exception).__name__,
             "name": type(error).__name__, "message": str(error),
             "traceback": traceback.format_exc()}
 
@@ -118,9 +119,8 @@ class ShardWorker:
         import numpy as np
 
         index, start, end = (int(batch[key][0]) for key in ("index", "start", "end"))
-        where = f"shard {index} (rows {start}-{end - 1})"
         if self.failure is not None:
-            payload = {"error": {**self.failure, "where": f"{where}: {self.failure['where']}"}}
+            payload = {"index": index, "error": self.failure}
         else:
             try:
                 with warnings.catch_warnings(record=True) as caught:
@@ -130,14 +130,17 @@ class ShardWorker:
                            "warnings": [(_builtin(w.category, Warning).__name__, str(w.message))
                                         for w in caught]}
             except Exception as error:
-                payload = {"error": _failure(error, where)}
+                payload = {"index": index, "error": _failure(error, "")}
         return {"result": np.array([json.dumps(payload)], dtype=object)}
 
 
-def _worker_error(failure: dict[str, str]) -> Exception:
-    kind = getattr(builtins, failure["type"], RuntimeError)
+def _worker_error(failure: dict[str, str], where: str) -> Exception:
+    """The driver's exception for an actor's ``failure`` in ``where`` (the shard)."""
+    kind = getattr(builtins, failure["type"])
     name = "" if failure["name"] == failure["type"] else f"{failure['name']}: "
-    message = f"explain run (ray engine): {failure['where']} failed: {name}{failure['message']}"
+    stage = f": {failure['stage']}" if failure["stage"] else ""
+    message = (f"explain run (ray engine): {where}{stage} failed: {name}"
+               f"{failure['message']}")
     try:
         error = kind(message)
     except TypeError:   # a builtin that takes other arguments (UnicodeDecodeError, ...)
@@ -147,7 +150,7 @@ def _worker_error(failure: dict[str, str]) -> Exception:
 
 
 def _warning_category(name: str) -> type[Warning]:
-    return ExplainWarning if name == "ExplainWarning" else getattr(builtins, name, UserWarning)
+    return ExplainWarning if name == "ExplainWarning" else getattr(builtins, name)
 
 
 def _connect(ray, address: str | None, workers: int | None) -> bool:
@@ -274,7 +277,10 @@ def run_ray(spec: RunAnalysis, model, source: RowSource, store: RunStore, config
                 for row in stream:
                     payload = json.loads(row["result"])
                     if "error" in payload:
-                        raise _worker_error(payload["error"])
+                        index = payload["index"]
+                        start, end = store.rows(index)
+                        raise _worker_error(payload["error"], f"shard {index + 1}/{n_shards} "
+                                                              f"(rows {start}-{end - 1})")
                     for category, message in payload["warnings"]:
                         warnings.warn(message, _warning_category(category), stacklevel=2)
                     record = payload["record"]
