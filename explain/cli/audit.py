@@ -144,13 +144,12 @@ def run(args: argparse.Namespace) -> int:
                 outputs.figure(f"{kind}_{slug(feature)}",
                                result.plot(kind, sensitive_feature=feature))
     if args.proxies:
-        if args.from_run is not None:  # the run's kept input columns
+        if args.from_run is not None:  # the input columns the run kept
+            from ..run import read_manifest
             from ..run.aggregate import scored_rows
 
-            data = scored_rows(args.from_run)
-            data = data.drop(columns=[c for c in data.columns if c in ("row", "predicted_label",
-                                                                       "predicted_index")
-                                      or c.startswith("score_")])
+            kept = read_manifest(args.from_run)["config"]["keep"]
+            data = scored_rows(args.from_run, kept).drop(columns="row")
         for column in as_names(args.sensitive, "sensitive"):
             exclude = {column, args.label, args.prediction, args.score, args.text}
             pool = (loaded.encoder.columns if loaded is not None and loaded.encoder is not None
