@@ -61,7 +61,7 @@ _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 
 
-@dataclass
+@dataclass(repr=False)
 class LoadedModel:
     """A model with everything an analysis needs to read its inputs and outputs.
 
@@ -179,6 +179,14 @@ class LoadedModel:
         names = check_columns(frame, {"feature": list(self.feature_names)}, where="the data")
         columns = [nets._numeric_values(frame, name) for name in names]
         return torch.from_numpy(np.stack(columns, axis=1).astype(np.float32))
+
+    def __repr__(self) -> str:  # one line, not the module's repr (kilobytes)
+        labels = list(self.label_names) if self.label_names else None
+        shown = labels if labels is None or len(labels) <= 6 else [*labels[:6], "..."]
+        n = sum(p.numel() for p in self.model.parameters())
+        return (f"LoadedModel(name={self.name!r}, task={self.task!r}, family="
+                f"{getattr(self.family, 'name', None)!r}, labels={shown}, parameters={n:,}, "
+                f"device='{self.device}')")
 
     def _repr_html_(self) -> str:
         from html import escape

@@ -66,11 +66,19 @@ def style() -> Iterator[None]:
         yield
 
 
+class NotebookFigure(Figure):
+    """A ``Figure`` that shows itself as a PNG in Jupyter (``_repr_png_``), with or without
+    ``%matplotlib inline``; everywhere else it is a plain ``Figure``."""
+
+    def _repr_png_(self) -> bytes:
+        return figure_bytes(self, "png", dpi=100)
+
+
 def new_figure(width: float = 6.0, height: float = 4.0, *, nrows: int = 1, ncols: int = 1,
                **subplot_kw) -> tuple[Figure, Axes | Sequence[Axes]]:
     """A detached ``Figure`` (inches) with its axes, in house style."""
     with style():
-        fig = Figure(figsize=(width, height), layout="constrained")
+        fig = NotebookFigure(figsize=(width, height), layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=True, **subplot_kw)
     return fig, axes
 

@@ -58,3 +58,12 @@ def test_tour_notebook_runs_offline(tmp_path):
     for symptom in ("ConnectionError", "MaxRetryError", "gaierror", "network disabled"):
         assert symptom not in text
     assert "index.html" in text and "manifest.json" in text
+    # the report is saved next to the notebook (here: its working directory), not in a temp dir
+    assert (tmp_path / "tour" / "index.html").is_file()
+    # a figure as the last line of a cell shows as a PNG without %matplotlib inline
+    figures = [o for o in outputs if "Figure size" in str(o.get("data", {}).get("text/plain", ""))]
+    assert figures and all("image/png" in o["data"] for o in figures)
+    # the model shows a one-line repr, not kilobytes of module repr
+    model_repr = [str(o["data"]["text/plain"]) for o in outputs
+                  if str(o.get("data", {}).get("text/plain", "")).startswith("LoadedModel(")]
+    assert model_repr and all(len(r) < 300 for r in model_repr)
