@@ -294,6 +294,16 @@ def _swap_pairs(swaps) -> list:
     return [list(pair) for pair in swaps]
 
 
+def _one_sided(made: list[tuple[str, str]], pairs) -> bool:
+    """Whether swaps ``made`` in a text change words of one side of ``pairs`` only: the texts
+    ``explain.counterfactual`` keeps (it refuses a chunk with none)."""
+    firsts = {a.lower() for a, _ in pairs}
+    seconds = {b.lower() for _, b in pairs}
+    sides = {old.lower() in firsts for old, _ in made
+             if (old.lower() in firsts) != (old.lower() in seconds)}
+    return len(sides) == 1
+
+
 def _counterfactual(loaded, frame: pd.DataFrame, config: RunConfig) -> dict[str, pd.DataFrame]:
     from ..fairness import counterfactual
     from ..fairness.terms import swap_terms
@@ -301,7 +311,7 @@ def _counterfactual(loaded, frame: pd.DataFrame, config: RunConfig) -> dict[str,
     texts = _texts(frame, config)
     options = config.options
     pairs = _swap_pairs(options["swaps"])
-    if any(swap_terms(text, pairs)[1] for text in texts):
+    if any(_one_sided(swap_terms(text, pairs)[1], pairs) for text in texts):
         with warnings.catch_warnings():
             # texts without a word of the swap list get no rows; that is the table's definition
             warnings.filterwarnings("ignore", message=".*contain no word of the swap list")
