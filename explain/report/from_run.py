@@ -128,8 +128,8 @@ def report_from_run(directory: str | os.PathLike | Sequence[str | os.PathLike], 
                     title=title or f"Report of {len(runs)} run{'s' if len(runs) > 1 else ''} "
                                    f"({', '.join(m['analysis'] for _, m in runs)})",
                     seed=seed, config=recorded,
-                    description="Every number is computed over all rows of the runs below "
-                                "(their shards, streamed), not over a sample.")
+                    description="Every number is computed over all rows of the runs listed "
+                                "in the summary (their shards, streamed), not over a sample.")
     _summary(report, runs)
     for out, manifest in runs:
         part = str(manifest["model"]["name"])
