@@ -214,6 +214,12 @@ def test_bad_input_is_refused_naming_the_value(sentiment, reviews, tmp_path):
         explain.run("predict", sentiment, path, out, chunk_size=0)
     with pytest.raises(TypeError, match="takes no option n_steps; its options: seed, batch_size"):
         explain.run("predict", sentiment, path, out, n_steps=8)
+    with pytest.raises(ValueError, match="apply to the analyses whose tables copy input "
+                                         "columns \\(predict, score\\)"):
+        explain.run("attention", sentiment, path, out, keep=["movie_name"])
+    with pytest.raises(ValueError, match=r"the keep columns \['predicted_label'\]"):
+        pd.read_csv(path).assign(predicted_label="x").to_csv(tmp_path / "odd.csv", index=False)
+        explain.run("score", sentiment, tmp_path / "odd.csv", out)
     with pytest.raises(ValueError, match="unknown data format '.txt'"):
         (tmp_path / "texts.txt").write_text("a\n")
         explain.run("predict", sentiment, tmp_path / "texts.txt", out)

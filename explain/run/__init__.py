@@ -40,6 +40,8 @@ ENGINES: Mapping[str, str] = MappingProxyType({
     "ray": "Ray Data actors (one model per actor) on a local instance or a cluster "
            "(address= / RAY_ADDRESS); needs pip install 'explain[ray]'",
 })
+#: Column names of the predict and score tables that a keep column cannot take.
+_RESERVED = ("row", "predicted_label", "predicted_index", "predicted_score")
 #: Rows per shard when ``chunk_size`` is not given.
 DEFAULT_CHUNK_SIZE = 256
 
@@ -100,12 +102,22 @@ def _columns(source: RowSource, loaded, spec: RunAnalysis, *, text_column, label
         needed = (list(loaded.encoder.columns) if loaded.encoder is not None
                   else list(loaded.feature_names or ()))
         check_columns(header, {"feature": needed}, where=where)
+    if not spec.keeps and (label is not None or keep):
+        copying = ", ".join(name for name, other in RUN_ANALYSES.items() if other.keeps)
+        raise ValueError(f"label= and keep= (--label, --keep) apply to the analyses whose tables "
+                         f"copy input columns ({copying}); the tables of explain run "
+                         f"{spec.name} hold the row ids: join them with the input on 'row'")
     check_columns(header, {"label": label}, where=where)
     if keep is None:
         probe = RunConfig(spec.name, text_column=text_column, label=label)
         keep = spec.default_keep(source.columns, probe) if spec.default_keep else ()
     keep = tuple([keep] if isinstance(keep, str) else keep)
     check_columns(header, {"keep": list(keep)}, where=where)
+    taken = [c for c in keep if c in _RESERVED or c.startswith("score_")
+             or (c == "label" and label is not None)]
+    if taken:
+        raise ValueError(f"the keep columns {taken} have names the tables use already; rename "
+                         f"them in the input or leave them out of keep")
     return text_column, label, keep
 
 

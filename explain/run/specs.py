@@ -59,7 +59,8 @@ class RunAnalysis:
     DataFrame}``: one chunk (see the module docstring). ``options``: option name -> default
     (``explain.run(..., name=value)``; the defaults are recorded in the config).
     ``check(loaded, config)``: raises for a bad config before any row is computed (optional).
-    ``uses_methods``: it takes ``methods`` (attribution methods). ``default_keep(columns,
+    ``uses_methods``: it takes ``methods`` (attribution methods). ``keeps``: its tables carry
+    the ``label`` and ``keep`` columns (else passing them is an error). ``default_keep(columns,
     config)``: the keep columns when none are given (default: none).
     """
 
@@ -71,6 +72,7 @@ class RunAnalysis:
     options: Mapping[str, Any] = field(default_factory=dict)
     check: Callable[[Any, RunConfig], None] | None = None
     uses_methods: bool = False
+    keeps: bool = False
     default_keep: Callable[[tuple[str, ...], RunConfig], tuple[str, ...]] | None = None
 
 
@@ -347,12 +349,12 @@ for _spec in (
     RunAnalysis("predict", "the predicted class and its probability per row",
                 {"predictions": "one row per input row: predicted label, index and probability"},
                 ("text", "tabular"), _predict, options=_CLASSIFIER_OPTIONS,
-                check=_check_classifier),
+                check=_check_classifier, keeps=True),
     RunAnalysis("score", "every class's probability per row (the input of an audit)",
                 {"scores": "one row per input row: predicted label and one probability per "
                            "class, with the input's other columns"},
                 ("text", "tabular"), _score, options=_CLASSIFIER_OPTIONS,
-                check=_check_classifier, default_keep=_keep_inputs),
+                check=_check_classifier, keeps=True, default_keep=_keep_inputs),
     RunAnalysis("attribute", "attribution scores and trust numbers per row (explain.attribute)",
                 {"explanations": "one row per explanation: prediction, trust numbers, summary",
                  "units": "one row per word or feature of each explanation: its score"},
