@@ -88,7 +88,7 @@ def test_ray_writes_the_rows_shards_and_manifest_of_the_local_engine(runs, analy
 
 
 @pytest.mark.slow
-def test_resume_recomputes_only_the_missing_shards(runs, sentiment, data, tmp_path):
+def test_resume_recomputes_only_the_missing_shards(runs, sentiment, data, tmp_path, capfd):
     finished = runs["predict"][1]
     out = tmp_path / "resumed"
     shutil.copytree(finished.out, out)
@@ -101,9 +101,14 @@ def test_resume_recomputes_only_the_missing_shards(runs, sentiment, data, tmp_pa
     untouched = {i: (out / "predictions" / f"part-0000{i}.parquet").stat().st_mtime_ns
                  for i in (0, 2)}
 
+    capfd.readouterr()
     resumed = run("predict", sentiment, data, out, chunk_size=CHUNK, progress=False,
                   engine="ray", workers=1, **JOBS["predict"])
     assert (resumed.computed, resumed.skipped) == (2, 2)
+    lines = [line for line in capfd.readouterr().err.splitlines()
+             if line.startswith("explain run: shard")]   # the quiet mode: one line per shard
+    assert sorted(line.split(" in ")[0] for line in lines) == [
+        "explain run: shard 2/4 (rows 10-19)", "explain run: shard 4/4 (rows 30-39)"]
     assert resumed.manifest["status"] == "complete"
     assert {i: (out / "predictions" / f"part-0000{i}.parquet").stat().st_mtime_ns
             for i in (0, 2)} == untouched

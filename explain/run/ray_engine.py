@@ -223,6 +223,40 @@ def _quiet_ray_data():
         logger.setLevel(level)
 
 
+class _Progress:
+    """The local engine's progress, for shards that finish in any order: a tqdm bar over rows,
+    or one line per shard on stderr."""
+
+    def __init__(self, title: str, n_rows: int, remaining: int, n_shards: int,
+                 show_bar: bool) -> None:
+        self.n_shards, self.remaining, self.done_rows = n_shards, remaining, 0
+        self.began = None   # when the first shard started: Ray's and the actors' start-up
+                            # would make the first rates (and ETAs) far too pessimistic
+        self.bar = None
+        if show_bar:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=n_rows, initial=n_rows - remaining, unit="row", desc=title,
+                            file=sys.stderr, dynamic_ncols=True)
+
+    def update(self, record: dict[str, Any]) -> None:
+        if self.began is None:
+            self.began = time.perf_counter() - record["seconds"]
+        n = record["rows"][1] - record["rows"][0]
+        self.done_rows += n
+        self.remaining -= n
+        if self.bar is not None:
+            self.bar.update(n)
+            return
+        rate = self.done_rows / max(time.perf_counter() - self.began, 1e-9)
+        print(shard_line(record["index"], self.n_shards, tuple(record["rows"]),
+                         record["seconds"], rate, self.remaining), file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def run_ray(spec: RunAnalysis, model, source: RowSource, store: RunStore, config: RunConfig, *,
             workers: int | None = None, address: str | None = None,
             progress: bool | None = None) -> int:
@@ -244,69 +278,50 @@ def run_ray(spec: RunAnalysis, model, source: RowSource, store: RunStore, config
     if not pending:
         return 0
     n_shards = len(store.manifest["shards"])
-    remaining = sum(end - start for start, end in map(store.rows, pending))
     started = _connect(ray, address, workers)
-    bar = stream = None
+    shown = stream = None
+    committed = 0
     try:
         actors, cpus, gpus = _resources(ray, loaded, workers, len(pending))
         kwargs = {"spec": spec, "source": source, "out": str(Path(store.out).resolve()),
                   "config": config, "threads": cpus, **_model_options(loaded)}
         items = [{"index": i, "start": store.rows(i)[0], "end": store.rows(i)[1]}
                  for i in pending]
-        shards = ray.data.from_items(items, override_num_blocks=len(items))
-        results = shards.map_batches(
+        results = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             ShardWorker, batch_size=1, batch_format="numpy", fn_constructor_kwargs=kwargs,
             # one shard in flight per actor: shards are seconds long, and a kill loses only
             # the shards being computed, none queued behind them
             compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1),
             num_cpus=cpus, num_gpus=gpus or None)
-        results.context.enable_progress_bars = False
+        results.context.enable_progress_bars = False   # ours instead
         results.context.print_on_execution_start = False
-        show_bar = sys.stderr.isatty() if progress is None else bool(progress)
-        if show_bar:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=source.n_rows, initial=source.n_rows - remaining, unit="row",
-                       desc=f"explain run {spec.name} (ray, {actors} workers)", file=sys.stderr,
-                       dynamic_ncols=True)
-        began = time.perf_counter()
-        done_rows = committed = 0
+        shown = _Progress(f"explain run {spec.name} (ray, {actors} workers)", source.n_rows,
+                          sum(end - start for start, end in map(store.rows, pending)),
+                          n_shards, sys.stderr.isatty() if progress is None else bool(progress))
         with _quiet_ray_data():
             stream = iter(results.iter_rows())
-            try:
-                for row in stream:
-                    payload = json.loads(row["result"])
-                    if "error" in payload:
-                        index = payload["index"]
-                        start, end = store.rows(index)
-                        raise _worker_error(payload["error"], f"shard {index + 1}/{n_shards} "
-                                                              f"(rows {start}-{end - 1})")
-                    for category, message in payload["warnings"]:
-                        warnings.warn(message, _warning_category(category), stacklevel=2)
-                    record = payload["record"]
-                    store.commit(record)
-                    committed += 1
-                    n = record["rows"][1] - record["rows"][0]
-                    done_rows += n
-                    remaining -= n
-                    if bar is not None:
-                        bar.update(n)
-                    else:
-                        rate = done_rows / max(time.perf_counter() - began, 1e-9)
-                        print(shard_line(record["index"], n_shards, tuple(record["rows"]),
-                                         record["seconds"], rate, remaining),
-                              file=sys.stderr, flush=True)
-            except ray.exceptions.RayError as error:
-                first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-                raise RuntimeError(
-                    f"explain run (ray engine) stopped: {type(error).__name__}: {first}; "
-                    f"{n_shards - len(pending) + committed} of {n_shards} shards are done: "
-                    f"rerun the same command to compute the rest") from None
+            for row in stream:
+                payload = json.loads(row["result"])
+                if "error" in payload:
+                    start, end = store.rows(payload["index"])
+                    raise _worker_error(payload["error"], f"shard {payload['index'] + 1}/"
+                                                          f"{n_shards} (rows {start}-{end - 1})")
+                for category, message in payload["warnings"]:
+                    warnings.warn(message, _warning_category(category), stacklevel=2)
+                store.commit(payload["record"])
+                committed += 1
+                shown.update(payload["record"])
+    except ray.exceptions.RayError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise RuntimeError(
+            f"explain run (ray engine) stopped: {type(error).__name__}: {first}; "
+            f"{n_shards - len(pending) + committed} of {n_shards} shards are done: rerun the "
+            f"same command to compute the rest") from None
     finally:
         if stream is not None and hasattr(stream, "close"):
             stream.close()   # stops the job's actors when the loop ended early
-        if bar is not None:
-            bar.close()
+        if shown is not None:
+            shown.close()
         if started:
             ray.shutdown()
     return len(pending)
