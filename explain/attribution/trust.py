@@ -57,8 +57,10 @@ from types import MappingProxyType
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from ..text import fold_scores
+from .compute import bytes_per_row
 from .inputs import collate, content_seed
 from .scorer import scorer_for
 
@@ -132,16 +134,14 @@ def check_faithfulness(faithfulness, kind: str) -> str | None:
 
 
 def item_units(run, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Scores per faithfulness unit of item ``k`` and the element -> unit map of its tensor."""
+    """Scores per faithfulness unit of item ``k`` and the unit of each of its tokens (text:
+    its word, -1 for a special token, never removed) or of each element of its tensor."""
     item = run.prepared.items[k]
     scores = run.unit_scores[k]
     if item.kind != "text":
         return scores, item.units.numpy()
     word_index = np.asarray(item.text["word_index"])
-    words = fold_scores(scores, word_index)
-    token_unit = word_index  # -1 for special tokens: never removed
-    element = np.broadcast_to(token_unit[:, None], tuple(item.units.shape)).copy()
-    return words, element
+    return fold_scores(scores, word_index), word_index
 
 
 def _counts(n: int) -> list[int]:
@@ -156,61 +156,65 @@ def measure_faithfulness(loaded, run, *, output: str, seed: int, memory_budget: 
                          definition: str = "aopc", n_random: int = 2) -> Faithfulness:
     """Faithfulness of every explanation of ``run`` under ``definition`` (a key of
     ``FAITHFULNESS_DEFINITIONS``), its deletion/insertion curves, and those of random
-    rankings."""
+    rankings. The masked copies of all inputs are evaluated together, so the numbers do not
+    depend on which inputs are measured together."""
     prepared = run.prepared
     scorer = scorer_for(loaded, prepared, output)
-    probability = scorer_for(loaded, prepared, "probability") if definition == "eraser" \
-        else None
-    out = Faithfulness(definition, [], [], [], [], [], [])
+    text = prepared.kind == "text"
+    masks, unit_maps, n_units, eraser = [], [], [], []
+    for k, item in enumerate(prepared.items):
+        scores, unit_map = item_units(run, k)
+        n = len(scores)
+        rng = np.random.default_rng(content_seed(seed, "random ranking", item))
+        counts = np.array(_counts(n))
+        blocks = []
+        for order in [np.argsort(-scores, kind="stable")] + [rng.permutation(n)
+                                                             for _ in range(n_random)]:
+            # True = at the baseline: the top c units (deletion), then all others (insertion)
+            top = np.argsort(order)[None, :] < counts[:, None]
+            blocks += [top, ~top]
+        # a last column for the elements of no unit (special tokens): never at the baseline
+        rows = np.pad(np.concatenate(blocks), ((0, 0), (0, 1)))
+        if text:  # tokens kept (all), then tokens at the baseline
+            rows = np.concatenate([np.ones_like(rows[:, unit_map]), rows[:, unit_map]], axis=1)
+        masks.append(rows)
+        unit_maps.append(unit_map)
+        n_units.append(n)
+        if definition == "eraser":
+            eraser.append(_eraser_rows(loaded.task, item, run.unit_scores[k], rng, n_random))
     with torch.no_grad():
-        for k, item in enumerate(prepared.items):
-            scores, element = item_units(run, k)
-            n = len(scores)
-            rng = np.random.default_rng(content_seed(seed, "random ranking", item))
-            ranked = np.argsort(-scores, kind="stable")
-            orders = [ranked] + [rng.permutation(n) for _ in range(n_random)]
-            counts = _counts(n)
-            masks = []  # True = element at baseline
-            for order in orders:
-                for c in counts:
-                    masks.append(np.isin(element, order[:c]))       # deletion
-                for c in counts:
-                    masks.append(~np.isin(element, order[:c]) & (element >= 0))  # insertion
-            values = _evaluate(scorer, prepared, item, masks, memory_budget)
-            per = 2 * len(counts)
-            curves = values.reshape(len(orders), per)
-            deletion, insertion = curves[0, :len(counts)], curves[0, len(counts):]
-            random_del = curves[1:, :len(counts)].mean(0)
-            random_ins = curves[1:, len(counts):].mean(0)
-            if definition == "eraser":
-                comp, suff, random_comp, random_suff = _eraser(probability, prepared, item,
-                                                               run.unit_scores[k], rng,
-                                                               n_random)
-            else:
-                f_x = float(run.f_x[k])
-                aopc = [CURVE_FRACTIONS.index(f) for f in AOPC_FRACTIONS]
-                comp = float(np.mean(f_x - deletion[aopc]))
-                suff = float(np.mean(f_x - insertion[aopc]))
-                random_comp = float(np.mean(f_x - random_del[aopc]))
-                random_suff = float(np.mean(f_x - random_ins[aopc]))
-            out.metrics.append({
-                "faithfulness_definition": definition,
-                "comprehensiveness": comp,
-                "sufficiency": suff,
-                "random_comprehensiveness": random_comp,
-                "random_sufficiency": random_suff,
-                "comprehensiveness_gain": comp - random_comp,
-                "beats_random": bool(comp > random_comp),
-                "deletion_auc": _trapezoid(deletion),
-                "insertion_auc": _trapezoid(insertion),
-                "random_deletion_auc": _trapezoid(random_del),
-                "random_insertion_auc": _trapezoid(random_ins),
-            })
-            out.deletion.append(deletion)
-            out.insertion.append(insertion)
-            out.random_deletion.append(random_del)
-            out.random_insertion.append(random_ins)
-            out.n_units.append(n)
+        values = _evaluate_text(scorer, prepared, masks, memory_budget) if text else \
+            _evaluate_tensors(scorer, prepared, masks, unit_maps, memory_budget)
+        if definition == "eraser":
+            probability = scorer_for(loaded, prepared, "probability")
+            kept = _evaluate_text(probability, prepared, [rows for _, rows in eraser],
+                                  memory_budget)
+    out = Faithfulness(definition, [], [], [], [], [], n_units)
+    points = len(CURVE_FRACTIONS)
+    for k in range(len(prepared.items)):
+        curves = values[k].reshape(n_random + 1, 2 * points)
+        deletion, insertion = curves[0, :points], curves[0, points:]
+        random_del = curves[1:, :points].mean(0)
+        random_ins = curves[1:, points:].mean(0)
+        if definition == "eraser":
+            comp, suff, random_comp, random_suff = _eraser_metrics(eraser[k][0], kept[k])
+        else:
+            aopc = [CURVE_FRACTIONS.index(f) for f in AOPC_FRACTIONS]
+            comp, suff, random_comp, random_suff = (
+                float(np.mean(float(run.f_x[k]) - curve[aopc]))
+                for curve in (deletion, insertion, random_del, random_ins))
+        out.metrics.append({
+            "faithfulness_definition": definition, "comprehensiveness": comp,
+            "sufficiency": suff, "random_comprehensiveness": random_comp,
+            "random_sufficiency": random_suff, "comprehensiveness_gain": comp - random_comp,
+            "beats_random": bool(comp > random_comp), "deletion_auc": _trapezoid(deletion),
+            "insertion_auc": _trapezoid(insertion),
+            "random_deletion_auc": _trapezoid(random_del),
+            "random_insertion_auc": _trapezoid(random_ins)})
+        for curves, curve in zip((out.deletion, out.insertion, out.random_deletion,
+                                  out.random_insertion),
+                                 (deletion, insertion, random_del, random_ins), strict=True):
+            curves.append(curve)
     return out
 
 
@@ -235,13 +239,14 @@ def eraser_rationales(scores: np.ndarray, candidates: np.ndarray) -> list[np.nda
     return kept
 
 
-def _eraser(scorer, prepared, item, token_scores: np.ndarray, rng, n_random: int
-            ) -> tuple[float, float, float, float]:
-    """ERASER comprehensiveness and sufficiency of one text item, and of shuffled scores."""
-    ids = item.extra["input_ids"]
-    special = np.asarray(item.text["special"], dtype=bool)
-    fixed = special.copy()
-    if scorer.task == "masked-lm":
+def _eraser_rows(task: str, item, token_scores: np.ndarray, rng, n_random: int
+                 ) -> tuple[list[list[np.ndarray]], np.ndarray]:
+    """The ERASER rationales of one text item (its scores', then ``n_random`` shuffles'), and
+    the copies to evaluate (``_evaluate_text``'s masks): first the full input, then per
+    rationale the input without it (comprehensiveness) and the rationale alone (sufficiency)."""
+    n_tokens = len(item.extra["input_ids"])
+    fixed = np.array(item.text["special"], dtype=bool)
+    if task == "masked-lm":
         fixed[item.position] = True  # the mask whose prediction is explained
     candidates = np.flatnonzero(~fixed)
     token_scores = np.asarray(token_scores, dtype=np.float64)
@@ -250,93 +255,148 @@ def _eraser(scorer, prepared, item, token_scores: np.ndarray, rng, n_random: int
         shuffled = token_scores.copy()
         shuffled[candidates] = rng.permutation(token_scores[candidates])
         sets.append(eraser_rationales(shuffled, candidates))
-    keeps = [np.ones(len(ids), dtype=bool)]  # the full input: p(x)
+    keeps = [np.ones(n_tokens, dtype=bool)]  # the full input: p(x)
     for rationales in sets:
         for top in rationales:
-            removed = np.zeros(len(ids), dtype=bool)
+            removed = np.zeros(n_tokens, dtype=bool)
             removed[top] = True
             keeps.append(~removed)               # comprehensiveness: rationale deleted
             keeps.append(removed | fixed)        # sufficiency: only the rationale (and specials)
-    values = _evaluate_kept(scorer, prepared, item, keeps)
-    p_x, rest = values[0], values[1:]
-    results, cursor = [], 0
+    keeps = np.stack(keeps)
+    return sets, np.concatenate([keeps, np.zeros_like(keeps)], axis=1)  # nothing replaced
+
+
+def _eraser_metrics(sets: list[list[np.ndarray]], values: np.ndarray
+                    ) -> tuple[float, float, float, float]:
+    """ERASER comprehensiveness and sufficiency of the scores' rationales and the mean of the
+    shuffles', from the probabilities of the copies of ``_eraser_rows``."""
+    p_x, cursor, results = values[0], 1, []
     for rationales in sets:
-        if not rationales:  # ferret's values when no bin is kept
-            results.append((0.0, 1.0))
-            continue
-        block = rest[cursor:cursor + 2 * len(rationales)].reshape(len(rationales), 2)
+        block = values[cursor:cursor + 2 * len(rationales)].reshape(-1, 2)
         cursor += 2 * len(rationales)
-        results.append((float(np.mean(p_x - block[:, 0])), float(np.mean(p_x - block[:, 1]))))
-    comp, suff = results[0]
-    random_comp = float(np.mean([c for c, _ in results[1:]]))
-    random_suff = float(np.mean([s for _, s in results[1:]]))
-    return comp, suff, random_comp, random_suff
+        # ferret's values when no bin is kept: 0 and 1
+        results.append(np.mean(p_x - block, axis=0) if rationales else np.array([0.0, 1.0]))
+    random = np.mean(results[1:], axis=0)
+    return float(results[0][0]), float(results[0][1]), float(random[0]), float(random[1])
 
 
-def _evaluate_kept(scorer, prepared, item, keeps: Sequence[np.ndarray], chunk: int = 64
-                   ) -> np.ndarray:
-    """The scorer's output on shortened copies of a text item: ``keeps[j]`` marks the tokens
-    kept (the others are deleted, not replaced)."""
-    ids = item.extra["input_ids"]
-    types = item.extra.get("token_type_ids")
-    decoder = item.extra.get("decoder_input_ids")
-    values = []
-    for start in range(0, len(keeps), chunk):
-        part = keeps[start:start + chunk]
-        width = max(int(k.sum()) for k in part)
-        # built row by row on the CPU (where the item's ids are), then moved as one batch
-        batch_ids = torch.full((len(part), width), prepared.pad_id, dtype=torch.long,
-                               device="cpu")
-        mask = torch.zeros(len(part), width, dtype=torch.long, device="cpu")
-        batch_types = torch.zeros(len(part), width, dtype=torch.long, device="cpu") \
-            if types is not None else None
-        position = torch.full((len(part),), -1, dtype=torch.long, device="cpu")
-        for r, keep in enumerate(part):
-            kept = torch.from_numpy(np.flatnonzero(keep))
-            batch_ids[r, :len(kept)] = ids[kept]
-            mask[r, :len(kept)] = 1
-            if batch_types is not None:
-                batch_types[r, :len(kept)] = types[kept]
+# ------------------------------------------------------------------- batched forwards
+
+#: Most tokens (rows x padded length) in one faithfulness forward pass of a text model, and
+#: rows in one of a tabular or image model, where the memory budget allows: the best sizes
+#: measured on the reference models (bench/bench_attribution.py, bench/RESULTS.md).
+FORWARD_TOKENS = 2048
+FORWARD_ROWS = 1024
+
+
+def _layout(masks: Sequence[np.ndarray]):
+    """Per item its distinct mask rows and, per row, the index of its distinct row; and for
+    the distinct rows of all items (item by item), their item and index within it."""
+    distinct, inverse = zip(*(np.unique(m, axis=0, return_inverse=True) for m in masks),
+                          strict=True)
+    sizes = [len(d) for d in distinct]
+    owner = np.repeat(np.arange(len(masks)), sizes)
+    return distinct, inverse, owner, np.concatenate([np.arange(s) for s in sizes])
+
+
+def _per_item(values: np.ndarray, distinct, inverse) -> list[np.ndarray]:
+    """The values of the distinct rows (item by item) -> every row of every item."""
+    ends = np.cumsum([len(d) for d in distinct])
+    return [values[end - len(d):end][back.reshape(-1)]
+            for end, d, back in zip(ends, distinct, inverse, strict=True)]
+
+
+def _batches(widths: np.ndarray, rows_for) -> list[np.ndarray]:
+    """Row indices sorted by width (stable), cut greedily into batches of at most
+    ``rows_for(the batch's largest width)`` rows."""
+    order = np.argsort(widths, kind="stable")
+    batches, start = [], 0
+    for end in range(1, len(order) + 1):
+        if end == len(order) or end - start >= rows_for(int(widths[order[end]])):
+            batches.append(order[start:end])
+            start = end
+    return batches
+
+
+def _rows_for(scorer, prepared, memory_budget: int):
+    """Rows of one forward pass of width ``w`` (tokens; 0 for a tabular or image model) within
+    ``memory_budget`` and the best size. Memory of a row: the leaf outputs of a probe forward
+    on the longest item (``bytes_per_row`` counts them three times, for a backward pass)."""
+    longest = max(prepared.items, key=lambda it: it.length)
+    x, _, args, _ = collate(prepared, [longest], device=scorer.device)
+    token_bytes = max(1, bytes_per_row(scorer, x, args) // (3 * max(1, longest.length)))
+    if prepared.kind != "text":
+        return lambda width: max(1, min(FORWARD_ROWS, memory_budget // token_bytes))
+    return lambda width: max(1, min(FORWARD_TOKENS, memory_budget // token_bytes)
+                             // max(1, width))
+
+
+def _evaluate_tensors(scorer, prepared, masks: Sequence[np.ndarray],
+                      unit_maps: Sequence[np.ndarray], memory_budget: int) -> list[np.ndarray]:
+    """The scorer's output on copies of tabular or image items with some units at the
+    baseline: ``masks[k]`` ``(rows, n_units + 1)`` bool, True = unit at the baseline;
+    ``unit_maps[k]`` the unit of each element of its tensor. Returns per item ``(rows,)``."""
+    items = prepared.items
+    distinct, inverse, owner, local = _layout(masks)
+    values = np.empty(len(owner))
+    for batch in _batches(np.zeros(len(owner), dtype=np.int64),
+                          _rows_for(scorer, prepared, memory_budget)):
+        uniq, which = np.unique(owner[batch], return_inverse=True)
+        x, b, args, _ = collate(prepared, [items[k] for k in uniq], device=scorer.device)
+        at_baseline = np.stack([distinct[k][j][unit_maps[k]]
+                                for k, j in zip(owner[batch], local[batch], strict=True)])
+        index = torch.from_numpy(which).to(x.device)
+        xs = torch.where(torch.from_numpy(at_baseline).to(x.device), b[index], x[index])
+        values[batch] = scorer(xs, *(a[index] if isinstance(a, torch.Tensor) else a
+                                     for a in args)).double().cpu().numpy()
+    return _per_item(values, distinct, inverse)
+
+
+def _evaluate_text(scorer, prepared, masks: Sequence[np.ndarray], memory_budget: int
+                   ) -> list[np.ndarray]:
+    """The scorer's output on copies of text items: ``masks[k]`` ``(rows, 2 T)`` bool: the
+    tokens each copy of item ``k`` keeps (the others are deleted: the copy is shorter), then
+    those it replaces by the baseline token. Returns per item ``(rows,)``."""
+    items = prepared.items
+    distinct, inverse, owner, local = _layout(masks)
+    widths = np.concatenate([d[:, :d.shape[1] // 2].sum(1) for d in distinct]).astype(int)
+    cpu, device = torch.device("cpu"), scorer.device
+    values = np.empty(len(owner))
+    for batch in _batches(widths, _rows_for(scorer, prepared, memory_budget)):
+        n, width = len(batch), int(widths[batch].max())
+        its = [items[k] for k in owner[batch]]
+        # built row by row on the CPU (where the items' ids are), then moved as one batch;
+        # rows: input ids, baseline ids, token types, attention mask, at the baseline
+        grid = torch.zeros(5, n, width, dtype=torch.long, device=cpu)
+        grid[:2] = prepared.pad_id
+        explained = torch.tensor(  # target, contrast, position per row
+            [[it.target, it.contrast, it.position] for it in its], dtype=torch.long, device=cpu)
+        decoder = pad_sequence([it.extra["decoder_input_ids"] for it in its], batch_first=True,
+                               padding_value=prepared.pad_id).to(device) \
+            if "decoder_input_ids" in its[0].extra else None  # right-padded: it is causal
+        for r, (item, k, j) in enumerate(zip(its, owner[batch], local[batch], strict=True)):
+            row = torch.from_numpy(distinct[k][j])
+            kept = row[:item.length].nonzero().flatten()
+            m = len(kept)
+            grid[0, r, :m] = item.extra["input_ids"][kept]
+            grid[1, r, :m] = item.extra["baseline_ids"][kept]
+            if "token_type_ids" in item.extra:
+                grid[2, r, :m] = item.extra["token_type_ids"][kept]
+            grid[3, r, :m] = 1
+            grid[4, r, :m] = row[item.length:][kept]
             if scorer.task == "masked-lm":  # the mask moves with the deletions before it
-                position[r] = int(keep[:item.position].sum())
+                explained[r, 2] = int(row[:item.position].sum())
             elif scorer.task == "causal-lm":  # the next token after the shortened text
-                position[r] = len(kept) - 1
-            elif decoder is not None:  # seq2seq: the decoder input and position stay
-                position[r] = item.position
-        device = scorer.device
-        batch_ids, mask, position = batch_ids.to(device), mask.to(device), position.to(device)
-        batch_types = None if batch_types is None else batch_types.to(device)
-        x = prepared.embedding(batch_ids).detach().float()
-        rows = len(part)
-        target = torch.full((rows,), item.target, dtype=torch.long, device=device)
-        contrast = torch.full((rows,), item.contrast, dtype=torch.long, device=device)
-        decoder_ids = None if decoder is None else decoder[None].expand(rows, -1).to(device)
-        values.append(scorer(x, batch_ids, mask, batch_types, target, contrast,
-                             position, decoder_ids).double())
-    return torch.cat(values).cpu().numpy()
-
-
-def _evaluate(scorer, prepared, item, masks: Sequence[np.ndarray], memory_budget: int
-              ) -> np.ndarray:
-    x, b, args, _ = collate(prepared, [item], device=scorer.device)
-    mask = torch.from_numpy(np.stack(masks)).to(x.device)
-    chunk = max(1, min(len(masks), memory_budget // max(1, 8 * x.numel() * 4 * 10)))
-    values = []
-    for start in range(0, len(masks), chunk):
-        m = mask[start:start + chunk]
-        rows = m.shape[0]
-        xs = torch.where(m, b.expand(rows, *b.shape[1:]), x.expand(rows, *x.shape[1:]))
-        expanded = tuple(a.expand(rows, *a.shape[1:]) if isinstance(a, torch.Tensor) else a
-                         for a in args)
-        values.append(scorer(xs, *expanded).double())
-    return torch.cat(values).cpu().numpy()
+                explained[r, 2] = m - 1
+        grid, explained = grid.to(device), explained.to(device)
+        ids, types = grid[0], grid[2] if "token_type_ids" in its[0].extra else None
+        x = torch.where(grid[4, ..., None].bool(), prepared.embedding(grid[1]),
+                        prepared.embedding(ids)).detach().float()
+        values[batch] = scorer(x, ids, grid[3], types, *explained.T, decoder).double().cpu().numpy()
+    return _per_item(values, distinct, inverse)
 
 
 # ----------------------------------------------------------------------- agreement
-
-
-def _per_item_scores(result) -> list[np.ndarray]:
-    return [item_units(result._run, k)[0] for k in range(len(result._run.prepared.items))]
 
 
 def rank_agreement(results: Mapping[str, object] | Sequence[object]):
@@ -356,7 +416,8 @@ def rank_agreement(results: Mapping[str, object] | Sequence[object]):
     names = list(results)
     if len(names) < 2:
         raise ValueError("rank agreement needs at least two results")
-    scores = {name: _per_item_scores(results[name]) for name in names}
+    scores = {name: [item_units(results[name]._run, k)[0]
+                     for k in range(len(results[name]._run.prepared.items))] for name in names}
     lengths = {len(v) for v in scores.values()}
     if len(lengths) != 1:
         raise ValueError("the results explain different numbers of inputs; run every method "
