@@ -113,8 +113,9 @@ def _columns(source: RowSource, loaded, spec: RunAnalysis, *, text_column, label
         keep = spec.default_keep(source.columns, probe) if spec.default_keep else ()
     keep = tuple([keep] if isinstance(keep, str) else keep)
     check_columns(header, {"keep": list(keep)}, where=where)
-    taken = [c for c in keep if c in _RESERVED or c.startswith("score_")
-             or (c == "label" and label is not None)]
+    reserved = {*_RESERVED, *(f"score_{name}" for name in loaded.label_names or ()),
+                *(["label"] if label is not None else [])}
+    taken = [c for c in keep if c in reserved]
     if taken:
         raise ValueError(f"the keep columns {taken} have names the tables use already; rename "
                          f"them in the input or leave them out of keep")
