@@ -10,7 +10,9 @@ missing or damaged ones recomputed; a changed config, model, data or chunk size 
 Modules: ``config`` (``RunConfig``), ``source`` (``RowSource``, ``open_source``), ``specs``
 (``RunAnalysis``, ``RUN_ANALYSES``, ``register_run_analysis``), ``store`` (``write_shard``,
 ``RunStore``, ``read_table``), ``local`` (the local engine); ``ray_engine`` (the same job on
-Ray Data) is imported only for ``engine="ray"``.
+Ray Data) is imported only for ``engine="ray"``; ``aggregate`` reads a finished run's shards
+into dataset-level tables, one shard in memory at a time. ``explain.run`` is this package's
+``run`` function (the package face re-exports it); import its modules as ``explain.run.store``.
 """
 
 from __future__ import annotations
