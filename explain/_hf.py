@@ -104,6 +104,20 @@ def _no_weight_loading_bar():
             hf_logging.enable_progress_bar()
 
 
+def weights_error(where, error: Exception) -> ValueError:
+    """The error for weights that cannot be read (a truncated or damaged safetensors file) or
+    do not fit the architecture of the config (size mismatch), naming ``where``."""
+    text = str(error)
+    if "size mismatch" in text or "ignore_mismatched_sizes" in text or "shape" in text:
+        return ValueError(f"the weights in {str(where)!r} do not fit the architecture its "
+                          f"config.json describes (a layer's size differs); the config was "
+                          f"edited or belongs to another model: restore the checkpoint as "
+                          f"it was saved")
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return ValueError(f"cannot read the weights in {str(where)!r} ({first}); the file is "
+                      f"damaged or truncated: copy or save the checkpoint again")
+
+
 def load(source, *, task, tokenizer, label_names, revision, allow_pickle,
          attn_implementation, local) -> dict[str, Any]:
     """A Hugging Face text checkpoint (directory or Hub id) with its tokenizer, checked: the
@@ -139,6 +153,12 @@ def load(source, *, task, tokenizer, label_names, revision, allow_pickle,
         kwargs["num_labels"] = len(label_names)
         kwargs["id2label"] = dict(enumerate(label_names))
         kwargs["label2id"] = {n: i for i, n in enumerate(label_names)}
+    if task == "sequence-classification" and label_names is not None and \
+            getattr(config, "num_labels", len(label_names)) != len(label_names):
+        raise ValueError(f"{len(label_names)} label names ({', '.join(map(str, label_names))}) "
+                         f"for {source!r}, whose classification head has {config.num_labels} "
+                         f"classes; pass {config.num_labels} names, one per class in index "
+                         f"order")
     try:
         with warnings.catch_warnings(), _no_weight_loading_bar():
             warnings.simplefilter("ignore", FutureWarning)
@@ -147,6 +167,10 @@ def load(source, *, task, tokenizer, label_names, revision, allow_pickle,
         if local:
             raise ValueError(f"could not load weights from {source!r}: {error}") from None
         raise offline_error(source, error) from None
+    except Exception as error:  # a damaged file, or weights of another shape than config.json
+        if local:
+            raise weights_error(source, error) from None
+        raise
     model.eval()
     if tokenizer is None:
         if local:

@@ -15,9 +15,26 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 __all__ = ["as_names", "available_device", "check_columns", "check_feature_groups", "non_negative_float", "one_of",
-           "positive_int", "probability"]
+           "positive_int", "probability", "read_json_file"]
 
 _SHOWN_COLUMNS = 20
+
+
+def read_json_file(path: Any, what: str) -> Any:
+    """The JSON in ``path`` (a ``pathlib.Path``); a ``ValueError`` that names the file, the line
+    and column, and the fix when it is not valid UTF-8 JSON. ``what``: e.g. ``"the model's
+    config"``."""
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"cannot read {what} {str(path)!r}: it is not UTF-8 text (byte "
+                         f"{error.start}); restore the file from where it came from") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"cannot read {what} {str(path)!r}: not valid JSON at line "
+                         f"{error.lineno}, column {error.colno} ({error.msg}); fix the file or "
+                         f"restore it from where it came from") from None
 
 
 def _with_fix(message: str, fix: str | None) -> str:

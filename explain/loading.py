@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from . import _hf, _sklearn, nets
-from .checks import available_device, check_columns, check_feature_groups, one_of
+from .checks import available_device, check_columns, check_feature_groups, one_of, read_json_file
 from .families import Family, family_of
 from .provenance import sha256_files, sha256_state_dict
 from .staging import staged_directory
@@ -303,7 +303,7 @@ def _from_directory(path: Path, *, task, tokenizer, label_names, allow_pickle,
     if not config_file.is_file():
         raise ValueError(f"{str(path)!r} is not a checkpoint: it has no config.json. Pass a "
                          f"directory written by save_pretrained() or explain.save_model()")
-    config = json.loads(config_file.read_text())
+    config = read_json_file(config_file, "the checkpoint's config")
     if "auto_map" in config:
         raise ValueError(f"{str(path)!r} needs custom model code (auto_map in config.json); "
                          f"explain never runs remote or custom code")
@@ -320,7 +320,7 @@ def _from_directory(path: Path, *, task, tokenizer, label_names, allow_pickle,
     card = {}
     card_file = path / "model_card.json"
     if card_file.is_file():
-        card = json.loads(card_file.read_text())
+        card = read_json_file(card_file, "the model card")
     weights = safe or pickled
     provenance = {
         "name": name or card.get("name") or path.name,
@@ -346,8 +346,10 @@ def _native_from_directory(path, config, card, provenance, task, label_names,
     from safetensors.torch import load_file
 
     model = nets.build(config["explain_architecture"], config.get("architecture_config", {}))
-    state = load_file(str(path / "model.safetensors"))
-    model.load_state_dict(state, strict=True)
+    try:
+        model.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
+    except Exception as error:  # safetensors' own error type, or torch's RuntimeError
+        raise _hf.weights_error(path / "model.safetensors", error) from None
     model.eval()
     saved_task = config.get("task")
     if task is not None and saved_task is not None and task != saved_task:

@@ -10,7 +10,7 @@ import pytest
 
 import explain
 from explain import Report
-from explain.report.render import check_offline
+from explain.report.offline import check_offline
 from explain.results import csv_safe, write_csv
 
 #: Ordinary review sentences that mention what an external reference looks like.

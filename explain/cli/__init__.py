@@ -2,6 +2,9 @@
 
 Each subcommand lives in its own module of this package, which defines ``NAME``, ``HELP`` and
 ``add_arguments(parser)`` and ``run(args) -> int``; ``SUBCOMMANDS`` lists them in help order.
+Exit codes: 0 done, 1 an error in the input (one line naming it and the fix), 2 a usage error
+(argparse), 3 an internal error (one line; ``explain --debug ...`` shows the traceback), 130
+interrupted.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"explain {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (to report a bug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         module = importlib.import_module(f"{__name__}.{name}")
@@ -54,9 +59,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError,
             NotADirectoryError, PermissionError, OSError, ImportError) as error:
+        if args.debug:
+            raise
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"explain {args.command}: error: {message}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"explain {args.command}: interrupted (what is written is complete: outputs are "
+              f"put in place whole, and a run resumes from its finished shards)", file=sys.stderr)
+        return 130
+    except Exception as error:  # a bug of ours: one line, the traceback with --debug
+        if args.debug:
+            raise
+        print(f"explain {args.command}: internal error: {type(error).__name__}: {error}; rerun "
+              f"with --debug for the traceback (explain --debug {args.command} ...)",
+              file=sys.stderr)
+        return 3
 
 
 def console_main(argv: Sequence[str] | None = None) -> int:

@@ -78,17 +78,26 @@ def _read(path: Path, loaded, args):
     if loaded.task == "image-classification":
         if suffix != ".npy":
             raise ValueError(f"an image model reads a .npy array (N, C, H, W), got {path.name!r}")
-        data = np.load(path, allow_pickle=False)
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as error:
+            first = str(error).split(".")[0]
+            raise ValueError(f"cannot read {str(path)!r} as a NumPy array ({first}); write the "
+                             f"images with numpy.save(path, array) as a plain (N, C, H, W) "
+                             f"float array (explain never loads pickled arrays)") from None
         return data[:args.limit] if args.limit else data, None
     if suffix == ".txt":
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"cannot read {str(path)!r}: it is not UTF-8 text (byte "
+                             f"{error.start}); save it as UTF-8") from None
+        lines = [line for line in text.splitlines() if line.strip()]
         frame = pd.DataFrame({args.text_column: lines})
-    elif suffix == ".csv":
-        frame = pd.read_csv(path)
-    elif suffix == ".parquet":
-        frame = pd.read_parquet(path)
-    elif suffix == ".jsonl":
-        frame = pd.read_json(path, lines=True)
+    elif suffix in (".csv", ".parquet", ".jsonl"):
+        from ..report.data import read_table_file
+
+        frame = read_table_file(path)
     else:
         raise ValueError(f"unknown data format {suffix!r}; use .csv, .parquet, .jsonl, .txt or "
                          f".npy")

@@ -14,7 +14,7 @@ import pandas as pd
 
 from .. import datasets
 
-__all__ = ["DataSource", "load_data", "read_images"]
+__all__ = ["DataSource", "load_data", "read_images", "read_table_file"]
 
 
 @dataclass(frozen=True)
@@ -82,15 +82,57 @@ def load_data(spec: Any = None, *, model=None) -> DataSource:
         raise FileNotFoundError(f"no such data file {text!r}{hint}; pass a .csv, .tsv, .parquet "
                                 f"or .jsonl file or a built-in dataset: "
                                 f"{', '.join(datasets.DATASETS)}")
-    readers: dict[str, Callable[[Path], pd.DataFrame]] = {
-        ".csv": pd.read_csv, ".tsv": lambda p: pd.read_csv(p, sep="\t"),
-        ".parquet": pd.read_parquet, ".jsonl": lambda p: pd.read_json(p, lines=True),
-    }
-    reader = readers.get(path.suffix.lower())
+    return DataSource(read_table_file(path), path.stem, str(path))
+
+
+#: Table files ``load_data`` reads: suffix -> reader.
+_READERS: dict[str, Callable[[Path], pd.DataFrame]] = {
+    ".csv": pd.read_csv, ".tsv": lambda p: pd.read_csv(p, sep="\t"),
+    ".parquet": pd.read_parquet, ".jsonl": lambda p: pd.read_json(p, lines=True),
+}
+
+
+def _unreadable(path: Path, kind: str, error: Exception) -> str:
+    first = str(error).strip().splitlines()[0].rstrip(".") if str(error).strip() else \
+        type(error).__name__
+    fix = ("write it again with DataFrame.to_parquet" if kind == "PARQUET" else
+           f"check that it is a {kind} file with a header row and one value per column")
+    return f"cannot read {str(path)!r} as {kind} ({first}); {fix}"
+
+
+def read_table_file(path: str | os.PathLike) -> pd.DataFrame:
+    """A ``.csv`` / ``.tsv`` / ``.parquet`` / ``.jsonl`` file as a DataFrame; an empty, non-UTF-8
+    or damaged file is a ``ValueError`` that names the file and the fix."""
+    path = Path(path)
+    reader = _READERS.get(path.suffix.lower())
     if reader is None:
         raise ValueError(f"cannot read {path.name!r}: unknown file type {path.suffix!r}; use one "
-                         f"of {', '.join(readers)}")
-    return DataSource(reader(path), path.stem, str(path))
+                         f"of {', '.join(_READERS)}")
+    return _read(reader, path)
+
+
+def _read(reader: Callable[[Path], pd.DataFrame], path: Path) -> pd.DataFrame:
+    """``reader(path)``, its errors (empty, not UTF-8, not a table) naming the file and the fix."""
+    kind = path.suffix.lower().lstrip(".").upper()
+    try:
+        frame = reader(path)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"cannot read {str(path)!r}: the file is empty; pass a {kind} file "
+                         f"with a header row and at least one row") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"cannot read {str(path)!r}: it is not UTF-8 text (it holds the byte "
+                         f"{error.object[error.start:error.start + 1]!r}); save it as UTF-8 "
+                         f"{kind}") from None
+    except (pd.errors.ParserError, ValueError, OSError) as error:
+        if isinstance(error, (FileNotFoundError, PermissionError)):
+            raise
+        raise ValueError(_unreadable(path, kind, error)) from None
+    except Exception as error:  # pyarrow's errors for a damaged Parquet file
+        raise ValueError(_unreadable(path, kind, error)) from None
+    if frame.empty and len(frame.columns) == 0:
+        raise ValueError(f"cannot read {str(path)!r}: no columns; pass a {kind} file with a "
+                         f"header row")
+    return frame
 
 
 def read_images(model, data: pd.DataFrame, rows=None) -> tuple[list[str], Any]:
