@@ -9,12 +9,14 @@ import logging
 import os
 import shutil
 import sys
+import warnings
 
 import pandas as pd
 import pytest
 import ray
 
 import explain
+from explain.errors import ExplainWarning
 from explain.run import read_manifest, run
 from explain.run.ray_engine import ShardWorker, _connect, _worker_error, run_ray
 
@@ -50,28 +52,35 @@ def data(tmp_path_factory):
     return path
 
 
-JOBS = {"predict": {"label": "label_name"},
+# max_length=12 truncates most reviews: an ExplainWarning per chunk, raised in the actors
+JOBS = {"predict": {"label": "label_name", "max_length": 12},
         "attribute": {"methods": ["saliency"], "faithfulness": False}}
 
 
 @pytest.fixture(scope="module")
 def runs(local_ray, sentiment, data, tmp_path_factory):
-    """Each job on the local engine, and on Ray with 2 workers (predict) and 1 (attribute)."""
+    """Each job on the local engine, and on Ray with 2 workers (predict) and 1 (attribute),
+    with the ExplainWarning messages each raised."""
     root = tmp_path_factory.mktemp("ray-runs")
     done = {}
     for (analysis, options), workers in zip(JOBS.items(), (2, 1), strict=True):
-        local = run(analysis, sentiment, data, root / f"{analysis}-local", chunk_size=CHUNK,
-                    progress=False, **options)
-        on_ray = run(analysis, sentiment, data, root / f"{analysis}-ray", chunk_size=CHUNK,
-                     progress=False, engine="ray", workers=workers, **options)
-        done[analysis] = local, on_ray
+        results, said = [], []
+        for name, engine in (("local", {}), ("ray", {"engine": "ray", "workers": workers})):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                results.append(run(analysis, sentiment, data, root / f"{analysis}-{name}",
+                                   chunk_size=CHUNK, progress=False, **options, **engine))
+            said.append({str(w.message) for w in caught if w.category is ExplainWarning})
+        done[analysis] = (*results, *said)
     return done
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("analysis", JOBS)
 def test_ray_writes_the_rows_shards_and_manifest_of_the_local_engine(runs, analysis):
-    local, on_ray = runs[analysis]
+    local, on_ray, local_warnings, ray_warnings = runs[analysis]
+    assert ray_warnings == local_warnings   # raised in the actors, raised again here
+    assert bool(local_warnings) == (analysis == "predict")
     assert on_ray.computed == 4 and on_ray.skipped == 0
     for table in local.tables:
         expected, found = local.table(table), on_ray.table(table)
