@@ -19,12 +19,24 @@ Each timing is the best of ``--repeats`` runs; ratios are to the floor of the sa
 machine is shared, so torch runs on ``--threads`` threads (default 1) and both wall time and
 process CPU time are printed; the ratios use CPU time, which other processes disturb least.
 Usage: ``python bench/bench_attribution.py [--sentences 64] [--steps 50]``.
+
+``--floors`` (issue 13; its setting: ``--floors --sentences 32``) measures instead, with
+torch's default threads and wall time, each variant in a fresh process, best of ``--rounds``:
+
+* integrated gradients against its floor: the same forward and backward passes (the texts
+  of each of our batches, the same steps per pass, Gauss-Legendre points, the probability of
+  one class), plain torch on ``inputs_embeds``, no bookkeeping; ``n_steps=50`` and
+  ``n_steps="auto"`` (1% completeness), both as ratios to the fixed-50 floor;
+* faithfulness (``"aopc"``, of saliency scores) against its floor: the same forward passes
+  (the lengths of every row our evaluation ran, recorded from the attention masks), sorted
+  by length, at the best number of tokens per pass (probed), plain torch, no bookkeeping.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import time
@@ -127,6 +139,171 @@ def captum_loop(loaded, texts, n_steps: int):
     return out
 
 
+# ------------------------------------------------------------------ floors (issue 13)
+
+
+def ig_floor(loaded, texts, n_steps: int) -> None:
+    """The forward and backward passes of our batched integrated gradients, nothing else: the
+    batches and steps per pass of ``explain.attribution.compute`` (same memory budget rule),
+    on ``inputs_embeds``, parameters frozen. Planning the batches is not timed."""
+    from captum.attr._utils.approximation_methods import approximation_parameters
+
+    from explain.attribution import compute as c
+    from explain.attribution.inputs import collate, prepare
+    from explain.attribution.methods import METHODS
+    from explain.attribution.scorer import scorer_for
+    from explain.hooks import preserved_state
+
+    prepared = prepare(loaded, texts)
+    items, spec = prepared.items, METHODS["integrated_gradients"]
+    scorer = scorer_for(loaded, prepared, "probability")
+    longest = max(items, key=lambda it: it.length)
+    px, _, pargs, _ = collate(prepared, [longest], device=loaded.device)
+    pargs = (*pargs[:3], torch.zeros(1, dtype=torch.long), *pargs[4:])
+    probe = c.bytes_per_row(scorer, px, pargs)
+
+    def rows_budget_for(width: int) -> int:
+        return max(1, int(c.DEFAULT_MEMORY_BUDGET / (probe * width / longest.length)))
+
+    order = sorted(range(len(items)), key=lambda i: (items[i].length, i))
+    batches = []
+    for rows in c._text_batches(items, order, spec, n_steps, rows_budget_for):
+        x, b, args, _ = collate(prepared, [items[i] for i in rows], device=loaded.device)
+        n = len(rows)
+        per_chunk = max(1, min(n_steps, rows_budget_for(x.shape[1]) // n))
+        per_pass = max(2 * n, n * math.ceil(n_steps / math.ceil(n_steps / per_chunk))) // n
+        batches.append((x, b, args[1], args[2], per_pass))
+    alphas = torch.tensor(approximation_parameters("gausslegendre")[1](n_steps))
+    model = loaded.model
+    start = time.perf_counter()
+    with preserved_state(model):
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+        for x, b, mask, types, per_pass in batches:
+            n = x.shape[0]
+            for first in range(0, n_steps, per_pass):
+                a = alphas[first:first + per_pass].float()
+                k = len(a)
+                points = (b[None] + a[:, None, None, None] * (x - b)[None]).reshape(
+                    k * n, *x.shape[1:]).requires_grad_(True)
+                logits = model(inputs_embeds=points, attention_mask=mask.repeat(k, 1),
+                               token_type_ids=types.repeat(k, 1)).logits
+                torch.autograd.grad(torch.softmax(logits, -1)[:, 1].sum(), points)
+    return time.perf_counter() - start
+
+
+def faithfulness_floor(loaded, lengths: list[int], tokens: int) -> float:
+    """Forward passes of rows of these lengths, sorted, ``tokens`` tokens (rows x padded
+    length) per pass, plain torch, no gradients."""
+    lengths = sorted(lengths)
+    model, pad = loaded.model, loaded.tokenizer.pad_token_id
+    start = time.perf_counter()
+    with torch.no_grad():
+        first = 0
+        while first < len(lengths):
+            last = first + 1
+            while last < len(lengths) and (last + 1 - first) * lengths[last] <= tokens:
+                last += 1
+            rows = lengths[first:last]
+            width = rows[-1]
+            mask = (torch.arange(width)[None] < torch.tensor(rows)[:, None]).long()
+            model(input_ids=torch.full((len(rows), width), pad + 1), attention_mask=mask)
+            first = last
+    return time.perf_counter() - start
+
+
+def variant(name: str, n_sentences: int, n_steps: int, lengths_file: str) -> dict:
+    """One measurement, in this (fresh) process."""
+    from explain.attribution import attribute
+    from explain.attribution.trust import measure_faithfulness
+
+    loaded = load()
+    texts = sentences(n_sentences)
+    attribute(loaded, texts[:2], n_steps=4, faithfulness=False)  # warm-up
+    if name == "ig_floor":
+        return {"seconds": ig_floor(loaded, texts, n_steps)}
+    if name in ("ig_ours", "ig_auto"):
+        steps = "auto" if name == "ig_auto" else n_steps
+        start = time.perf_counter()
+        result = attribute(loaded, texts, n_steps=steps, tolerance=0.01, faithfulness=False)
+        seconds = time.perf_counter() - start
+        table = result.explanations()
+        return {"seconds": seconds, "steps": int(sum(2 * s - 8 for s in table.n_steps))
+                if name == "ig_auto" else n_steps * len(texts),
+                "within": float((table.relative_delta <= 0.01).mean())}
+    result = attribute(loaded, texts, method="saliency", faithfulness=False)
+    if name == "faithfulness_ours":
+        lengths: list[int] = []
+
+        def record(_module, _args, kwargs):
+            lengths.extend(kwargs["attention_mask"].sum(1).tolist())
+
+        handle = loaded.model.register_forward_pre_hook(record, with_kwargs=True)
+        try:
+            start = time.perf_counter()
+            measure_faithfulness(loaded, result._run, output=result.output, seed=0,
+                                 memory_budget=1 << 30)
+            seconds = time.perf_counter() - start
+        finally:
+            handle.remove()
+        lengths = lengths[1:]  # the first forward is the memory probe
+        with open(lengths_file, "w") as handle:
+            json.dump(lengths, handle)
+        return {"seconds": seconds, "rows": len(lengths), "tokens": int(sum(lengths))}
+    with open(lengths_file) as handle:
+        lengths = json.load(handle)
+    probe = {t: faithfulness_floor(loaded, lengths[::4], t) for t in (512, 1024, 2048, 4096,
+                                                                       8192)}
+    best = min(probe, key=probe.get)
+    return {"seconds": faithfulness_floor(loaded, lengths, best), "tokens_per_pass": best,
+            "probe": probe}
+
+
+def floors(args) -> None:
+    import subprocess
+    import sys
+    import tempfile
+
+    order = ("ig_floor", "ig_ours", "ig_auto", "faithfulness_ours", "faithfulness_floor")
+    best: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_ in range(args.rounds):
+            for name in order:
+                out = subprocess.run(
+                    [sys.executable, __file__, "--variant", name, "--sentences",
+                     str(args.sentences), "--steps", str(args.steps), "--lengths-file",
+                     os.path.join(tmp, "lengths.json")],
+                    check=True, capture_output=True, text=True).stdout
+                numbers = json.loads(out.strip().splitlines()[-1])
+                print(f"round {round_ + 1} {name}: {numbers['seconds']:.2f} s", flush=True)
+                if name not in best or numbers["seconds"] < best[name]["seconds"]:
+                    best[name] = numbers
+    ig, faith = best["ig_floor"]["seconds"], best["faithfulness_floor"]["seconds"]
+    print(f"\n{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads by default), load average "
+          f"{os.getloadavg()[0]:.1f}; {args.sentences} sentences; wall s, best of "
+          f"{args.rounds} rounds, fresh process per variant")
+    print(f"{'run':<58}{'wall s':>9}{'x floor':>9}")
+    for label, name, floor in (
+            (f"IG floor ({args.steps} steps, our batches)", "ig_floor", ig),
+            (f"explain.attribute, n_steps={args.steps}", "ig_ours", ig),
+            ("explain.attribute, n_steps='auto' (vs the fixed floor)", "ig_auto", ig),
+            (f"faithfulness floor ({best['faithfulness_floor']['tokens_per_pass']} tokens "
+             f"per pass)", "faithfulness_floor", faith),
+            ("measure_faithfulness (aopc, batched)", "faithfulness_ours", faith)):
+        print(f"{label:<58}{best[name]['seconds']:>9.2f}{best[name]['seconds'] / floor:>9.2f}")
+    auto = best["ig_auto"]
+    print(f"auto: {auto['steps']} steps evaluated vs {args.steps * args.sentences} fixed; "
+          f"within 1%: {100 * auto['within']:.0f}% (fixed: "
+          f"{100 * best['ig_ours']['within']:.0f}%); faithfulness: "
+          f"{best['faithfulness_ours']['rows']} forward rows, "
+          f"{best['faithfulness_ours']['tokens']} tokens; floor probe (s by tokens per pass): "
+          + ", ".join(f"{k}: {v:.2f}" for k, v in best["faithfulness_floor"]["probe"].items()))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(best, handle, indent=2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sentences", type=int, default=64)
@@ -137,7 +314,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: on a shared machine, multi-threaded "
                              "CPU time includes spin-waiting and is not comparable)")
+    parser.add_argument("--floors", action="store_true",
+                        help="issue 13: IG and faithfulness against their floors, default "
+                             "threads, wall time, a fresh process per variant")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--variant", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--lengths-file", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.variant:
+        print(json.dumps(variant(args.variant, args.sentences, args.steps,
+                                 args.lengths_file)))
+        return
+    if args.floors:
+        floors(args)
+        return
     torch.set_num_threads(args.threads)
 
     from explain.attribution import attribute, scorecard

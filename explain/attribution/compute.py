@@ -144,8 +144,11 @@ def reduce_units(spec: MethodSpec, attr: torch.Tensor, units: torch.Tensor, n_un
 def compute(loaded, prepared: Prepared, spec: MethodSpec, *, n_steps: int,
             batch_size: int | None, memory_budget: int, seed: int, progress, output: str,
             options: Mapping[str, Any], keep_elements: bool = False,
-            layer: str | None = None) -> Run:
-    """Attribute every prepared item with the method of ``spec``."""
+            layer: str | None = None, endpoints: dict | None = None) -> Run:
+    """Attribute every prepared item with the method of ``spec``. ``endpoints``: a dict that
+    keeps, per item, the model's output distribution on it and, for a complete method,
+    f(baseline); ``adaptive_ig`` passes the same one to every round, so they are computed
+    once."""
     from tqdm.auto import tqdm
 
     model = loaded.model
@@ -181,6 +184,7 @@ def compute(loaded, prepared: Prepared, spec: MethodSpec, *, n_steps: int,
     show = progress if progress is not None else n >= 100
     bar = tqdm(total=n, disable=not show, desc=f"attribute ({spec.name})", unit="input")
     results: dict[int, tuple] = {}
+    cache = endpoints if endpoints is not None else {}
     with hooks.preserved_state(model):
         for parameter in model.parameters():
             parameter.requires_grad_(False)
@@ -192,13 +196,7 @@ def compute(loaded, prepared: Prepared, spec: MethodSpec, *, n_steps: int,
             for rows in batches:
                 batch_items = [items[i] for i in rows]
                 x, b, args, units = collate(prepared, batch_items, device=loaded.device)
-                with torch.no_grad():
-                    dist = scorer.distribution(x, *args[:3], position=args[5],
-                                               decoder_input_ids=_decoder_ids(args))
-                predicted = dist.argmax(-1)
-                for r, it in enumerate(batch_items):
-                    if it.target < 0:
-                        it.target = int(predicted[r])
+                ends = _endpoints(scorer, spec, batch_items, x, b, args, cache)
                 args = (*args[:3], torch.tensor([it.target for it in batch_items],
                                                 device=x.device), *args[4:])
                 width = x.shape[1] if prepared.kind == "text" else 0
@@ -212,23 +210,16 @@ def compute(loaded, prepared: Prepared, spec: MethodSpec, *, n_steps: int,
                 r2 = float("nan") if fit is None else fit.r2
                 if fit is not None and math.isnan(fit.r2):
                     unfit.append((fit.n_samples, fit.p))
-                rows_index = torch.arange(len(batch_items), device=x.device)
-                f_x = dist[rows_index, args[3]] - torch.where(
-                    args[4] >= 0, dist[rows_index, args[4].clamp(min=0)],
-                    torch.zeros((), device=x.device))
-                if spec.completeness:
-                    with torch.no_grad():
-                        f_b = scorer(b, *args)
-                    total = attr.reshape(len(batch_items), -1).double().sum(1)
-                    delta = total - (f_x.double() - f_b.double())
                 # Results leave the device here: everything after this works on the CPU.
-                attr, units, dist, f_x = attr.cpu(), units.cpu(), dist.cpu(), f_x.cpu()
-                predicted = predicted.cpu()
+                attr, units = attr.cpu(), units.cpu()
+                if spec.completeness:  # f(x) - f(baseline), both known
+                    total = attr.reshape(len(batch_items), -1).double().sum(1)
+                    delta = total - (ends[:, 2] - ends[:, 4])
                 delta = None if delta is None else delta.cpu()
                 for r, it in enumerate(batch_items):
                     results[id(it)] = (attr[r], None if delta is None else float(delta[r]),
-                                       r2, int(predicted[r]), float(dist[r, predicted[r]]),
-                                       float(f_x[r]), float(dist[r, it.target]), units[r])
+                                       r2, int(ends[r, 0]), float(ends[r, 1]),
+                                       float(ends[r, 2]), float(ends[r, 3]), units[r])
                 bar.update(len(batch_items))
         finally:
             bar.close()
@@ -244,6 +235,43 @@ def compute(loaded, prepared: Prepared, spec: MethodSpec, *, n_steps: int,
     if spec.inexact_modules is not None:
         _warn_inexact(spec, spec.inexact_modules(loaded), results.values())
     return _assemble(prepared, spec, results, keep_elements, n_steps, layer_name)
+
+
+def _endpoints(scorer: Scorer, spec: MethodSpec, items, x: torch.Tensor, b: torch.Tensor,
+               args: tuple, cache: dict) -> torch.Tensor:
+    """Per item of a batch: its predicted class, that class's score, f(x), the target's score
+    and f(baseline) (NaN for a method without a completeness error), ``(n, 5)`` float64 on
+    the CPU. From ``cache``, else from one forward pass on the inputs and their baselines
+    together (f(baseline) for the completeness error, Captum's own costs two forward passes);
+    an item without a target gets the predicted class."""
+    if all(id(it) in cache for it in items):
+        return torch.stack([cache[id(it)] for it in items])
+    n, both = len(items), spec.completeness
+    rows = torch.cat([x, b]) if both else x
+    doubled = tuple(torch.cat([a, a]) if both and isinstance(a, torch.Tensor) else a
+                    for a in args)
+    with torch.no_grad():
+        dist = scorer.distribution(rows, *doubled[:3], position=doubled[5],
+                                   decoder_input_ids=_decoder_ids(doubled)).double()
+    index = torch.arange(n, device=dist.device)
+    predicted = dist[:n].argmax(-1)
+    for r, it in enumerate(items):
+        if it.target < 0:
+            it.target = int(predicted[r])
+    target = torch.tensor([it.target for it in items], dtype=torch.long, device=dist.device)
+    contrast = args[4].to(dist.device)
+
+    def explained(d: torch.Tensor) -> torch.Tensor:  # Scorer.forward on a distribution
+        return d[index, target] - torch.where(contrast >= 0, d[index, contrast.clamp(min=0)],
+                                              torch.zeros((), device=d.device, dtype=d.dtype))
+
+    f_b = explained(dist[n:]) if both else torch.full_like(predicted, math.nan,
+                                                           dtype=torch.float64)
+    values = torch.stack([predicted.double(), dist[index, predicted], explained(dist[:n]),
+                          dist[index, target], f_b], 1).cpu()
+    for r, it in enumerate(items):
+        cache[id(it)] = values[r]
+    return values
 
 
 def _decoder_ids(args: tuple) -> torch.Tensor | None:
@@ -420,11 +448,12 @@ def adaptive_ig(loaded, prepared: Prepared, spec: MethodSpec, *, tolerance: floa
     todo = list(range(len(prepared.items)))
     final: dict[int, dict] = {}
     run = None
+    endpoints: dict = {}  # f(x) and f(baseline) of every input, computed in the first round
     while todo:
         sub = replace(prepared, items=[prepared.items[i] for i in todo])
         run = compute(loaded, sub, spec, n_steps=steps, batch_size=batch_size,
                       memory_budget=memory_budget, seed=seed, progress=progress, output=output,
-                      options=options, layer=layer)
+                      options=options, layer=layer, endpoints=endpoints)
         remaining = []
         for k, i in enumerate(todo):
             total = float(np.sum(run.unit_scores[k]))
