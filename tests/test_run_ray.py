@@ -18,7 +18,7 @@ import ray
 import explain
 from explain.errors import ExplainWarning
 from explain.run import read_manifest, run
-from explain.run.ray_engine import ShardWorker, _connect, _worker_error, run_ray
+from explain.run.ray_engine import ShardWorker, _cause, _connect, _worker_error, run_ray
 
 ROWS = 40
 CHUNK = 10   # 4 shards
@@ -211,3 +211,14 @@ def test_connect_starts_a_local_instance_only_when_none_is_running(monkeypatch):
     assert _connect(running, None, 2) is False and running.calls == []   # left running
     with pytest.raises(ValueError, match="Ray is already initialised in this process"):
         _connect(running, "ray://head:10001", 2)
+
+
+def test_a_ray_error_is_summed_up_by_its_innermost_exception():
+    """What the driver's RuntimeError quotes from a Ray error (an actor that could not start)."""
+    died = RuntimeError("The actor died because of an error raised in its creation task, "
+                        "\x1b[36mray::MapWorker(MapBatches(ShardWorker)).__init__()\x1b[39m\n"
+                        "  File \"/x.py\", line 3, in <module>\n    import mymod\n"
+                        "ModuleNotFoundError: No module named 'mymod'\n")
+    assert _cause(died) == "ModuleNotFoundError: No module named 'mymod'"
+    assert _cause(RuntimeError("\n Task was killed: the node ran low on memory.\nSee logs")) \
+        == "Task was killed: the node ran low on memory."

@@ -14,7 +14,10 @@ Where it runs: ``address`` (else ``RAY_ADDRESS``) connects to a running cluster;
 either, a local instance with ``max(workers, os.cpu_count())`` CPUs and no dashboard is
 started, and shut down at the end (a cluster connected to, or a Ray this process had already
 initialised, is left running). On a cluster, every node must reach the data, the run directory
-and the checkpoint at the same paths (a shared file system) and have ``explain`` installed.
+and the checkpoint at the same paths (a shared file system) and have ``explain`` installed; so
+must the module of a run analysis registered from outside ``explain`` (one defined in the
+driver's script travels with the job). Locally, the actors import from the driver's working
+directory.
 
 Resources: ``workers`` actors (never more than the pending shards), one shard in flight each.
 A CUDA model gets ``num_gpus=1`` per actor (default workers: the cluster's GPUs); a CPU model
@@ -34,6 +37,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 import traceback
@@ -149,6 +153,15 @@ def _worker_error(failure: dict[str, str], where: str) -> Exception:
     return error
 
 
+def _cause(error: Exception) -> str:
+    """The line of a Ray error that says what went wrong: its innermost exception line
+    ("ModuleNotFoundError: No module named 'x'"), else its first line."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(error).splitlines()]
+    lines = [line for line in lines if line] or [repr(error)]
+    raised = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Exit): ", line)]
+    return raised[-1] if raised else lines[0]
+
+
 def _warning_category(name: str) -> type[Warning]:
     return ExplainWarning if name == "ExplainWarning" else getattr(builtins, name)
 
@@ -196,19 +209,19 @@ def _model_options(loaded) -> dict[str, Any]:
     from ..provenance import sha256_state_dict
 
     source = loaded.provenance.get("source")
-    digest = sha256_state_dict(loaded.model)
     if isinstance(source, str) and Path(source).is_dir():
+        # "cuda", not "cuda:N": Ray shows each actor only the GPU it was given
+        device = "cuda" if loaded.device.type == "cuda" else str(loaded.device)
         options = {"task": loaded.task, "label_names": loaded.label_names, "name": loaded.name,
-                   "device": str(loaded.device),
+                   "device": device,
                    "allow_pickle": loaded.provenance.get("weights_format") == "pickle"}
         if "attn_implementation" in loaded.provenance:
             options["attn_implementation"] = loaded.provenance["attn_implementation"]
         return {"checkpoint": str(Path(source).resolve()), "load_options": options,
-                "digest": digest, "model_ref": None}
+                "digest": sha256_state_dict(loaded.model), "model_ref": None}
     import ray
 
-    return {"checkpoint": None, "load_options": {}, "digest": digest,
-            "model_ref": [ray.put(loaded)]}
+    return {"checkpoint": None, "load_options": {}, "digest": "", "model_ref": [ray.put(loaded)]}
 
 
 @contextlib.contextmanager
@@ -312,11 +325,10 @@ def run_ray(spec: RunAnalysis, model, source: RowSource, store: RunStore, config
                 committed += 1
                 shown.update(payload["record"])
     except ray.exceptions.RayError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise RuntimeError(
-            f"explain run (ray engine) stopped: {type(error).__name__}: {first}; "
-            f"{n_shards - len(pending) + committed} of {n_shards} shards are done: rerun the "
-            f"same command to compute the rest") from None
+            f"explain run (ray engine) stopped: {type(error).__name__}: {_cause(error)}; "
+            f"{n_shards - len(pending) + committed} of {n_shards} shards are done and kept: "
+            f"rerun the same command once the cause is fixed") from None
     finally:
         if stream is not None and hasattr(stream, "close"):
             stream.close()   # stops the job's actors when the loop ended early
