@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import explain
@@ -25,8 +26,12 @@ def test_cli_writes_figures_and_view_and_marks_truncation(checkpoint, tmp_path, 
     names = sorted(p.name for p in out.iterdir())
     expected = sorted([f"text{i}_{kind}.{fmt}" for i in range(2)
                        for kind in ("head", "grid", "rollout", "flow") for fmt in ("png", "pdf")]
-                      + ["head_summary.png", "head_summary.pdf", "attention.html"])
+                      + ["head_summary.png", "head_summary.pdf", "attention.html",
+                         "attention.parquet", "head_statistics.parquet", ".explain-output.json"])
     assert names == expected
+    # the weights as a table: one row per layer, head, query and key word
+    weights = pd.read_parquet(out / "attention.parquet")
+    assert {"layer", "head", "weight"} <= set(weights.columns) and len(weights) > 0
     assert (out / "text0_head.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "text0_head.pdf").read_bytes()[:5] == b"%PDF-"
     assert "a charming film" in (out / "attention.html").read_text()
@@ -34,7 +39,7 @@ def test_cli_writes_figures_and_view_and_marks_truncation(checkpoint, tmp_path, 
     printed = capsys.readouterr().out
     assert "text 1 was truncated to 16 tokens" in printed
     assert "text 0 was truncated" not in printed
-    assert "wrote 19 files" in printed
+    assert "wrote 21 files" in printed
 
 
 @pytest.mark.parametrize(("arguments", "message"), [

@@ -146,11 +146,11 @@ def test_cli_writes_tables_and_figures(tiny_mlp, tmp_path, capsys):
     data.to_csv(tmp_path / "rows.csv", index=False)
     out = tmp_path / "out"
     code = main(["attribute", str(checkpoint), "--data", str(tmp_path / "rows.csv"),
-                 "--out", str(out), "--format", "csv", "--n-steps", "8"])
+                 "--out", str(out), "--table-format", "csv", "--n-steps", "8"])
     assert code == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["bar.png", "deletion.png", "explanations.csv", "global.png",
-                     "global_importance.csv", "scores.csv", "waterfall.png"]
+    assert names == [".explain-output.json", "bar.png", "deletion.png", "explanations.csv",
+                     "global.png", "global_importance.csv", "scores.csv", "waterfall.png"]
     scores = pd.read_csv(out / "scores.csv")
     assert len(scores) == 30 and set(scores.label) == {f"x{i}" for i in range(5)}
     assert "Predicted" in capsys.readouterr().out
@@ -171,7 +171,7 @@ def test_cli_text_file(tiny_bert, tmp_path):
     (tmp_path / "texts.txt").write_text("a warm story\n\nthe plot was dull\n")
     out = tmp_path / "out"
     assert main(["attribute", str(checkpoint), "--data", str(tmp_path / "texts.txt"),
-                 "--out", str(out), "--n-steps", "4", "--format", "csv"]) == 0
+                 "--out", str(out), "--n-steps", "4", "--table-format", "csv"]) == 0
     scores = pd.read_csv(out / "scores.csv")
     assert scores.input_id.unique().tolist() == [0, 1]
     assert (out / "text.png").is_file()

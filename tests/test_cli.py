@@ -64,7 +64,7 @@ def test_attribute_names_the_faithfulness_definition_it_used(tiny_bert, tmp_path
     (tmp_path / "texts.txt").write_text("a warm story\nthe plot was dull and slow\n")
     out = tmp_path / "out"
     assert main(["attribute", str(checkpoint), "--data", str(tmp_path / "texts.txt"),
-                 "--out", str(out), "--n-steps", "4", "--format", "csv",
+                 "--out", str(out), "--n-steps", "4", "--table-format", "csv",
                  "--faithfulness", definition]) == 0
     table = pd.read_csv(out / "explanations.csv")
     assert set(table.faithfulness_definition) == {definition}
@@ -79,7 +79,7 @@ def test_text_commands_refuse_an_empty_text_cell(tiny_bert, tmp_path, capsys):
     for command in (["attribute", str(checkpoint), "--data", str(tmp_path / "texts.csv"),
                      "--out", str(tmp_path / "attr")],
                     ["probe", "counterfactual", str(checkpoint), "--data",
-                     str(tmp_path / "texts.csv"), "--text", "text", "--swaps", "gender",
+                     str(tmp_path / "texts.csv"), "--text-column", "text", "--swaps", "gender",
                      "--out", str(tmp_path / "cf")],
                     ["probe", "representation", str(checkpoint), "--data",
                      str(tmp_path / "texts.csv"), "--text", "text", "--attribute", "group",
@@ -125,16 +125,17 @@ def test_attribute_writes_what_the_result_says_applies(tiny_mlp, tmp_path, capsy
     data.to_csv(tmp_path / "rows.csv", index=False)
     out = tmp_path / "skip"
     assert main(["attribute", str(checkpoint), "--data", str(tmp_path / "rows.csv"),
-                 "--out", str(out), "--format", "csv", "--n-steps", "4",
+                 "--out", str(out), "--table-format", "csv", "--n-steps", "4",
                  "--no-faithfulness"]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "bar.png", "explanations.csv", "global.png", "global_importance.csv", "scores.csv",
+        ".explain-output.json", "bar.png", "explanations.csv", "global.png", "global_importance.csv", "scores.csv",
         "waterfall.png"]
     out = tmp_path / "layer"
     assert main(["attribute", str(checkpoint), "--data", str(tmp_path / "rows.csv"),
-                 "--out", str(out), "--format", "csv", "--n-steps", "4",
+                 "--out", str(out), "--table-format", "csv", "--n-steps", "4",
                  "--method", "layer"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["layer.png", "scores.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [".explain-output.json", "layer.png",
+                                                     "scores.csv"]
     assert set(pd.read_csv(out / "scores.csv").columns) >= {"input_id", "layer", "neuron"}
     assert "wrote 2 files" in capsys.readouterr().out
     assert main(["attribute", str(checkpoint), "--data", str(tmp_path / "rows.csv"),

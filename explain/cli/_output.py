@@ -1,26 +1,54 @@
 """How subcommands write their files: always atomically, through ``explain.staging``.
 
-Two conventions, kept from before the staging module existed (issue 14 may unify them):
-
-* ``Outputs`` (``audit``, ``probe``): ``--out`` is the subcommand's own directory; an existing,
-  non-empty one is kept unless ``--overwrite`` (then replaced as a whole);
-* ``files_into`` (``attention``, ``attribute``): the files are moved into ``--out`` beside what
-  is already there (same names replaced), once every one of them is written.
+One convention for every subcommand: ``--out DIR`` is the directory the command writes (checked
+before any work: an existing, non-empty one is kept unless ``--overwrite``, which replaces it
+as a whole and only if explain wrote it); ``--format`` the figure formats, ``--table-format``
+the table format where there are tables, ``--quiet`` no progress bars (``add_output_arguments``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..staging import MARKER, check_target, staged_directory
+from ..staging import check_target, staged_directory
 
-__all__ = ["Outputs", "files_into", "read_table", "slug"]
+__all__ = ["Outputs", "add_output_arguments", "figure_formats", "read_table", "slug"]
+
+
+def add_output_arguments(parser, *, default_out: str | None, tables: bool = False,
+                         figures: bool = True) -> None:
+    """``--out``, ``--overwrite``, ``--format`` (figures), ``--table-format`` and ``--quiet``,
+    the same on every subcommand."""
+    if default_out is None:
+        parser.add_argument("--out", required=True, metavar="DIR",
+                            help="the output directory (written whole; see --overwrite)")
+    else:
+        parser.add_argument("--out", default=default_out, metavar="DIR",
+                            help=f"the output directory (default: {default_out})")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out (only a directory explain wrote)")
+    if figures:
+        parser.add_argument("--format", default="png", metavar="FORMATS",
+                            help="comma-separated figure formats: png, svg, pdf (default: png)")
+    if tables:
+        parser.add_argument("--table-format", default="parquet", choices=("parquet", "csv"),
+                            help="table format (default: parquet)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def figure_formats(text: str) -> tuple[str, ...]:
+    """The figure formats of ``--format`` (comma-separated), checked."""
+    from ..plotting import FORMATS
+
+    formats = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+    unknown = [f for f in formats if f not in FORMATS]
+    if not formats or unknown:
+        raise ValueError(f"unknown figure format(s) {', '.join(map(repr, unknown)) or repr(text)}; "
+                         f"valid: {', '.join(FORMATS)}")
+    return formats
 
 
 def slug(text: str) -> str:
@@ -45,30 +73,41 @@ def read_table(spec: str | None, model_name: str | None = None):
 
 
 class Outputs:
-    """Collects tables, figures and JSON, then writes them all into ``out`` at once."""
+    """Collects tables, figures and files, then writes them all into ``out`` at once (through
+    ``explain.staging``); ``out`` is checked when this is made, before any work."""
 
-    def __init__(self, out: str, *, overwrite: bool) -> None:
+    def __init__(self, out: str, *, overwrite: bool, formats: tuple[str, ...] = ("png",),
+                 table_format: str = "csv") -> None:
         self.out = Path(out)
         check_target(self.out, overwrite=overwrite, what="output directory")  # before any work
         self.overwrite = overwrite
+        self.formats = formats
+        self.table_format = table_format
         self.files: dict[str, Callable[[Path], None]] = {}
 
     def table(self, name: str, frame) -> None:
-        from ..results import write_csv
+        if self.table_format == "parquet":
+            self.files[f"{name}.parquet"] = lambda p, f=frame: f.to_parquet(p, index=False)
+        else:
+            from ..results import write_csv
 
-        self.files[f"{name}.csv"] = lambda p, f=frame: write_csv(f, p)
+            self.files[f"{name}.csv"] = lambda p, f=frame: write_csv(f, p)
 
     def figure(self, name: str, fig) -> None:
         from ..plotting import figure_bytes
 
-        data = figure_bytes(fig, "png")
-        self.files[f"{name}.png"] = lambda p, d=data: p.write_bytes(d)
+        for fmt in self.formats:
+            data = figure_bytes(fig, fmt)
+            self.files[f"{name}.{fmt}"] = lambda p, d=data: p.write_bytes(d)
 
     def json(self, name: str, value: Any) -> None:
         from ..results import meta_json
 
         text = meta_json(value)
         self.files[f"{name}.json"] = lambda p, t=text: p.write_text(t)
+
+    def file(self, name: str, writer: Callable[[Path], Any]) -> None:
+        self.files[name] = writer
 
     def write(self) -> list[Path]:
         # an empty directory (e.g. made by the caller) is replaced as if it were absent
@@ -77,21 +116,3 @@ class Outputs:
             for name, writer in self.files.items():
                 writer(staging / name)
         return [self.out / name for name in self.files]
-
-
-@contextlib.contextmanager
-def files_into(out: str | os.PathLike) -> Iterator[Path]:
-    """Yield an empty staging directory beside ``out``; on normal exit move each of its files
-    into ``out`` (created if needed; files already there under other names are kept). On an
-    exception nothing reaches ``out`` and the staging directory is removed."""
-    out = Path(out).expanduser().absolute()
-    staged = out.parent / f".{out.name}.files-{os.getpid()}"
-    with staged_directory(staged, overwrite=False, what="output directory") as staging:
-        yield staging
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        for path in sorted(staged.iterdir()):
-            if path.name != MARKER:  # out is shared with other files: explain does not own it
-                path.replace(out / path.name)
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)

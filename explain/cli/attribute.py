@@ -6,15 +6,15 @@ or ``.txt`` (one text per line) file; text models read ``--text-column`` (and
 ``--pair-column``), tabular models every column the model needs; an image model reads a
 ``.npy`` array ``(N, C, H, W)``.
 
-Writes into ``--out`` (default ``attributions``) the result's ``tables()``: ``scores.<format>``
-(``to_frame()``, one row per word, feature or patch), ``explanations.<format>`` (one row per
-input: prediction, trust numbers, summary sentence), ``global_importance.<format>`` (text and
-tabular); and each of its ``applicable_plots()`` as PNG (text: ``text``, ``bar``,
+Writes the directory ``--out`` (default ``attributions``; an existing one only with
+``--overwrite``): the result's ``tables()`` in ``--table-format``: ``scores``
+(``to_frame()``, one row per word, feature or patch), ``explanations`` (one row per
+input: prediction, trust numbers, summary sentence), ``global_importance`` (text and
+tabular); and each of its ``applicable_plots()`` in ``--format`` (default PNG; text: ``text``, ``bar``,
 ``waterfall``, ``global``; tabular: ``waterfall``, ``bar``, ``global``; image: ``image``,
 ``bar``, ``waterfall``; and ``deletion`` unless ``--no-faithfulness``). ``--method layer`` runs
-``attribute_layer`` and writes ``scores`` and the ``layer`` figure. Everything is written to a
-staging folder beside ``--out`` and moved in at the end (``_output.files_into``), so an error
-never leaves a half-written set.
+``attribute_layer`` and writes ``scores`` and the ``layer`` figure. Everything is written at
+once (``_output.Outputs``), so an error never leaves a half-written directory.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from pathlib import Path
 NAME = "attribute"
 HELP = "attribution scores (CSV/Parquet), trust numbers, summaries and figures for a dataset"
 
-_TABLE_FORMATS = ("parquet", "csv")
 #: ``--method layer``: ``explain.attribution.attribute_layer`` (neurons of a layer, not inputs).
 LAYER = "layer"
 
@@ -62,10 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              + " (default: aopc)")
     parser.add_argument("--no-faithfulness", action="store_true",
                         help="skip the faithfulness measures")
-    parser.add_argument("--out", default="attributions",
-                        help="output directory (default: attributions)")
-    parser.add_argument("--format", default="parquet", choices=_TABLE_FORMATS,
-                        help="table format (default: parquet)")
+    from ._output import add_output_arguments
+
+    add_output_arguments(parser, default_out="attributions", tables=True)
 
 
 def _read(path: Path, loaded, args):
@@ -118,20 +116,10 @@ def _read(path: Path, loaded, args):
     return frame, None
 
 
-def _write_table(frame, path: Path, fmt: str) -> None:
-    if fmt == "csv":
-        from ..results import write_csv
-
-        write_csv(frame, path)
-    else:
-        frame.to_parquet(path, index=False)
-
-
 def run(args: argparse.Namespace) -> int:
     from ..attribution import METHODS, attribute, attribute_layer
     from ..checks import one_of, positive_int
-    from ..plotting import save_figure
-    from ._output import files_into
+    from ._output import Outputs, figure_formats
     from ._resolve import resolve_model
 
     one_of(args.method, (*METHODS, LAYER), "method")
@@ -144,10 +132,12 @@ def run(args: argparse.Namespace) -> int:
                              ) from None
     if args.limit is not None:
         positive_int(args.limit, "--limit", fix="pass the number of rows to explain")
-    loaded = resolve_model(args.model, progress=True)
+    outputs = Outputs(args.out, overwrite=args.overwrite, formats=figure_formats(args.format),
+                      table_format=args.table_format)
+    loaded = resolve_model(args.model, progress=not args.quiet)
     inputs, pairs = _read(Path(args.data), loaded, args)
     common = {"target": args.target, "n_steps": n_steps, "batch_size": args.batch_size,
-              "max_length": args.max_length, "progress": None}
+              "max_length": args.max_length, "progress": False if args.quiet else None}
     if pairs is not None:
         common["text_pairs"] = pairs
     if args.method == LAYER:
@@ -157,18 +147,14 @@ def run(args: argparse.Namespace) -> int:
                            faithfulness=False if args.no_faithfulness else args.faithfulness,
                            **common)
 
-    out = Path(args.out)
-    written: list[str] = []
-    with files_into(out) as staging:
-        suffix = "csv" if args.format == "csv" else "parquet"
-        for name, table in result.tables().items():
-            _write_table(table, staging / f"{name}.{suffix}", args.format)
-            written.append(f"{name}.{suffix}")
-        for kind in result.applicable_plots():
-            written.extend(p.name for p in save_figure(result.plot(kind), staging / kind))
+    for name, table in result.tables().items():
+        outputs.table(name, table)
+    for kind in result.applicable_plots():
+        outputs.figure(kind, result.plot(kind))
+    written = [p.name for p in outputs.write()]
     print(result.summary())
     if args.method != LAYER:
         for sentence in result.sentences()[:3]:
             print(f"  {sentence}")
-    print(f"wrote {len(written)} files to {out}/: {', '.join(written)}")
+    print(f"wrote {len(written)} files to {args.out}/: {', '.join(written)}")
     return 0

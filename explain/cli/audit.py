@@ -2,7 +2,7 @@
 
     explain audit compas --sensitive race,sex --label two_year_recid --out audit/
     explain audit adult --data adult.csv --sensitive sex,race --label income_over_50k --out a/
-    explain audit sentiment --data reviews.csv --text text --sensitive group --out a/
+    explain audit sentiment --data reviews.csv --text-column text --sensitive group --out a/
     explain audit --data compas.csv --label two_year_recid --prediction compas_high_risk \\
         --sensitive race --out audit/                      # no model: audit existing decisions
     explain audit --from runs/compas-score --sensitive race,sex --label label --out audit/
@@ -44,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label", metavar="COL", help="column of true outcomes")
     parser.add_argument("--prediction", metavar="COL", help="column of existing decisions")
     parser.add_argument("--score", metavar="COL", help="column of existing scores")
-    parser.add_argument("--text", metavar="COL", help="column of texts (text models)")
+    parser.add_argument("--text-column", "--text", dest="text", metavar="COL",
+                        help="column of texts (text models)")
     parser.add_argument("--positive-label", dest="positive_label", metavar="VALUE",
                         help="label value that counts as positive when labels are not 0/1")
     parser.add_argument("--threshold", type=float, default=None,
@@ -72,8 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--proxies", action="store_true",
                         help="also rank the columns by mutual information with each sensitive "
                              "column (proxies)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    from ._output import add_output_arguments
+
+    add_output_arguments(parser, default_out=None)
 
 
 def reference_groups(specs: list[str]) -> dict[str, str]:
@@ -94,19 +96,19 @@ def run(args: argparse.Namespace) -> int:
     from ..checks import as_names
     from ..errors import ExplainWarning
     from ..fairness import audit, proxies
-    from ._output import Outputs, read_table, slug
+    from ._output import Outputs, figure_formats, read_table, slug
     from ._resolve import resolve_model
 
     if args.from_run is not None:
         given = [flag for flag, value in (("MODEL", args.model), ("--data", args.data),
                                           ("--prediction", args.prediction),
-                                          ("--score", args.score), ("--text", args.text),
+                                          ("--score", args.score), ("--text-column", args.text),
                                           ("--positive-label", args.positive_label))
                  if value is not None]
         if given:
             raise ValueError(f"--from {args.from_run} audits the run's own scores; "
                              f"{', '.join(given)} do not apply to it")
-    outputs = Outputs(args.out, overwrite=args.overwrite)
+    outputs = Outputs(args.out, overwrite=args.overwrite, formats=figure_formats(args.format))
     data = read_table(args.data, args.model) if args.from_run is None else None
     positive: Any = args.positive_label
     if positive is not None and args.model is None and args.label is not None:
@@ -117,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ExplainWarning)
         # once: audit and proxies
-        loaded = resolve_model(args.model, progress=True) if args.model else None
+        loaded = resolve_model(args.model, progress=not args.quiet) if args.model else None
         options = dict(threshold=args.threshold, n_permutations=args.n_permutations,
                        alpha=args.alpha, negligible_difference=args.negligible_difference,
                        reference_groups=reference_groups(args.reference_groups),

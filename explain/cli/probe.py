@@ -4,8 +4,8 @@
     explain probe weat --keep-removed --fold-case --out weat2/  # our variant of the word lists
     explain probe seat minilm --tests weat6,weat7 --out seat/   # SEAT on the MiniLM encoder
     explain probe counterfactual sentiment --axis religion --out cf/
-    explain probe counterfactual sentiment --data reviews.csv --text text --swaps gender --out cf/
-    explain probe representation minilm --data people.csv --text text --attribute gender --out r/
+    explain probe counterfactual sentiment --data reviews.csv --text-column text --swaps gender --out cf/
+    explain probe representation minilm --data people.csv --text-column text --attribute gender --out r/
     explain probe crows-pairs MODEL --data crows_pairs_anonymized.csv --out crows/
     explain probe stereoset MODEL --data dev.json --out stereoset/
 
@@ -38,8 +38,9 @@ def _common(parser: argparse.ArgumentParser, *, model: bool) -> None:
         parser.add_argument("model", metavar="MODEL",
                             help="reference model (sentiment, ...), 'minilm', or a checkpoint "
                                  "directory")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    from ._output import add_output_arguments
+
+    add_output_arguments(parser, default_out=None)
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of WEAT/SEAT's balancing and sampled permutations and of the "
                              "representation probe's folds (default 0)")
@@ -95,7 +96,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="identity axis for templates (gender, gender_names, race, race_names, "
                          "religion, age, nationality, disability, sexual_orientation)")
     cf.add_argument("--data", metavar="FILE", help="real sentences to swap terms in")
-    cf.add_argument("--text", metavar="COL", default="text", help="column of sentences")
+    cf.add_argument("--text-column", "--text", dest="text", metavar="COL", default="text",
+                    help="column of sentences")
     cf.add_argument("--swaps", default="gender",
                     help="swap list for --data (gender, gender_names, race_names)")
     cf.add_argument("--target", help="class whose probability is the score")
@@ -107,7 +109,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _common(rep, model=True)
     rep.add_argument("--data", required=True, metavar="FILE", help="inputs and the attribute")
     rep.add_argument("--attribute", required=True, metavar="COL", help="attribute to probe")
-    rep.add_argument("--text", metavar="COL", help="column of texts (text models)")
+    rep.add_argument("--text-column", "--text", dest="text", metavar="COL",
+                     help="column of texts (text models)")
     rep.add_argument("--layers", metavar="NAME[,NAME]", help="module paths (default: every "
                                                                   "block)")
     rep.add_argument("--n-splits", dest="n_splits", type=int, default=5)
@@ -143,10 +146,10 @@ def _run(args: argparse.Namespace) -> int:
     from .. import fairness
     from ..checks import as_names, check_columns
     from ..text import read_texts
-    from ._output import Outputs, read_table
+    from ._output import Outputs, figure_formats, read_table
     from ._resolve import resolve_model
 
-    outputs = Outputs(args.out, overwrite=args.overwrite)
+    outputs = Outputs(args.out, overwrite=args.overwrite, formats=figure_formats(args.format))
     tests = as_names(args.tests, "tests") if getattr(args, "tests", None) else None
     if args.probe in ("weat", "seat"):
         options = {"tests": tests, "keep_removed": args.keep_removed, "balance": args.balance,
@@ -156,22 +159,22 @@ def _run(args: argparse.Namespace) -> int:
         if args.probe == "weat":
             result = fairness.weat(fold_case=args.fold_case, **options)
         else:
-            result = fairness.seat(resolve_model(args.model, progress=True), layer=args.layer,
+            result = fairness.seat(resolve_model(args.model, progress=not args.quiet), layer=args.layer,
                                    pooling=args.pooling, **options)
     elif args.probe == "counterfactual":
         texts = None
         if args.data is not None:
             texts = read_texts(read_table(args.data), args.text)
-        result = fairness.counterfactual(resolve_model(args.model, progress=True), texts,
+        result = fairness.counterfactual(resolve_model(args.model, progress=not args.quiet), texts,
                                          axis=args.axis, swaps=args.swaps, target=args.target,
                                          test=args.test)
     elif args.probe == "representation":
         frame = read_table(args.data)
         check_columns(frame, {"attribute": args.attribute}, where="the data")
-        model = resolve_model(args.model, progress=True)
+        model = resolve_model(args.model, progress=not args.quiet)
         if model.is_text:
             if args.text is None:
-                raise ValueError("a text model needs --text COL (the column of texts)")
+                raise ValueError("a text model needs --text-column COL (the column of texts)")
             inputs = read_texts(frame, args.text)
         else:
             inputs = frame
@@ -180,9 +183,9 @@ def _run(args: argparse.Namespace) -> int:
                                                layers=layers, n_splits=args.n_splits,
                                                seed=args.seed)
     elif args.probe == "crows-pairs":
-        result = fairness.crows_pairs(resolve_model(args.model, progress=True), args.data)
+        result = fairness.crows_pairs(resolve_model(args.model, progress=not args.quiet), args.data)
     else:
-        result = fairness.stereoset(resolve_model(args.model, progress=True), args.data)
+        result = fairness.stereoset(resolve_model(args.model, progress=not args.quiet), args.data)
     for name, table in result.tables().items():
         outputs.table(name, table)
     if args.probe == "counterfactual":
