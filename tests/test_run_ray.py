@@ -150,6 +150,7 @@ def test_a_worker_error_names_the_shard_and_the_original_message(local_ray, sent
     assert manifest["status"] == "incomplete" and manifest["shards"][2]["status"] == "pending"
 
 
+@pytest.mark.slow
 def test_a_model_that_differs_from_its_checkpoint_is_refused(sentiment, data, tmp_path):
     """The actor's check, run in this process: the checkpoint's weights must hash to the
     driver's model."""
@@ -171,6 +172,7 @@ def test_a_model_that_differs_from_its_checkpoint_is_refused(sentiment, data, tm
     assert "does not hold the weights of the model given to explain.run" in str(error)
 
 
+@pytest.mark.slow
 def test_more_workers_than_cpus_is_refused(local_ray, sentiment, data, tmp_path):
     with pytest.raises(ValueError, match=r"workers=3 need 3 CPUs, but the Ray cluster has 2"):
         run("predict", sentiment, data, tmp_path / "out", chunk_size=CHUNK, progress=False,
