@@ -94,8 +94,6 @@ def run(args: argparse.Namespace) -> int:
     if "n_steps" in options:
         options["n_steps"] = _n_steps(options["n_steps"])
     model = resolve_model(args.model, progress=not args.quiet)
-    if args.engine == "ray" and model.provenance.get("source"):
-        model = model.provenance["source"]   # each Ray actor loads the checkpoint itself
     result = run_analysis(
         args.analysis, model, args.data, args.out, engine=args.engine,
         chunk_size=DEFAULT_CHUNK_SIZE if args.chunk_size is None else args.chunk_size,

@@ -207,7 +207,7 @@ def run(analysis: str, model, data: str | os.PathLike, out: str | os.PathLike, *
     if engine == "ray":
         from .ray_engine import run_ray
 
-        computed = run_ray(spec, model, source, store, config, workers=workers,
+        computed = run_ray(spec, loaded, source, store, config, workers=workers,
                            address=address, progress=progress)
     else:
         from .local import run_local
