@@ -32,7 +32,8 @@ MAX_LINES = 500
 #: layer. ``explain`` itself is the package face over everything but the command line.
 LAYERS = {
     **dict.fromkeys(("errors", "provenance", "checks", "staging", "hooks", "text", "families",
-                     "_hf", "_sklearn", "loading", "nets", "datasets", "plotting", "results"), 0),
+                     "_hf", "_sklearn", "loading", "nets", "datasets", "plotting", "results",
+                     "progress"), 0),
     **dict.fromkeys(("attention", "attribution", "fairness"), 1),
     **dict.fromkeys(("report", "run"), 2),
     "": 3,  # explain/__init__.py, the face of the package

@@ -149,7 +149,9 @@ def compute(loaded, prepared: Prepared, spec: MethodSpec, *, n_steps: int,
     keeps, per item, the model's output distribution on it and, for a complete method,
     f(baseline); ``adaptive_ig`` passes the same one to every round, so they are computed
     once."""
-    from tqdm.auto import tqdm
+    from ..progress import tqdm_class
+
+    tqdm = tqdm_class()
 
     model = loaded.model
     scorer = scorer_for(loaded, prepared, output)

@@ -52,7 +52,9 @@ class _Progress:
 
     def __post_init__(self):
         if not self.quiet:
-            from tqdm.auto import tqdm
+            from ..progress import tqdm_class
+
+            tqdm = tqdm_class()
 
             self.bar = tqdm(total=self.total, desc=self.desc, file=sys.stderr, unit="stage",
                             leave=True, dynamic_ncols=True)

@@ -61,7 +61,9 @@ def run_local(spec: RunAnalysis, loaded, source: RowSource, store: RunStore, con
     show_bar = sys.stderr.isatty() if progress is None else bool(progress)
     bar = None
     if show_bar:
-        from tqdm.auto import tqdm
+        from ..progress import tqdm_class
+
+        tqdm = tqdm_class()
 
         bar = tqdm(total=source.n_rows, initial=source.n_rows - remaining, unit="row",
                    desc=f"explain run {spec.name}", file=sys.stderr, dynamic_ncols=True)

@@ -247,7 +247,9 @@ class _Progress:
                             # would make the first rates (and ETAs) far too pessimistic
         self.bar = None
         if show_bar:
-            from tqdm.auto import tqdm
+            from ..progress import tqdm_class
+
+            tqdm = tqdm_class()
 
             self.bar = tqdm(total=n_rows, initial=n_rows - remaining, unit="row", desc=title,
                             file=sys.stderr, dynamic_ncols=True)
