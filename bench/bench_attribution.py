@@ -66,7 +66,7 @@ def sentences(n: int, seed: int = 0) -> list[str]:
 
 
 def best_of(fn, repeats: int):
-    from explain.attribution.trust import PeakMemory
+    from explain.attribution.memory import PeakMemory
 
     times, cpu, peak, out = [], [], 0, None
     for _ in range(repeats):

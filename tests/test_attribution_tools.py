@@ -11,8 +11,8 @@ from torch import nn
 
 import explain
 from explain.attribution import attribute, global_surrogate, scorecard
+from explain.attribution.memory import PeakMemory
 from explain.attribution.robustness import robustness
-from explain.attribution.trust import PeakMemory
 from explain.hooks import count_hooks
 
 

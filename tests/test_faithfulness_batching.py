@@ -5,6 +5,7 @@ reference sentiment (text), COMPAS (tabular) and digits (image) models."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -126,3 +127,17 @@ def test_copies_of_all_inputs_share_forward_passes(explained):
     # the memory probe, then every copy of every input at once (text: these texts' copies,
     # under 20 tokens each, fit in one forward pass of FORWARD_TOKENS)
     assert batched == 2
+
+
+def test_faithfulness_shows_its_progress(explained, capsys):
+    """A long faithfulness measure is never silent: with progress on, a bar counts the masked
+    copies it evaluates (and it is off by default for fewer than 100 inputs)."""
+    model, result, _ = explained
+    quiet = measure_faithfulness(model, result._run, output=result.output, seed=0,
+                                 memory_budget=1 << 30)
+    assert "faithfulness" not in capsys.readouterr().err
+    shown = measure_faithfulness(model, result._run, output=result.output, seed=0,
+                                 memory_budget=1 << 30, progress=True)
+    err = capsys.readouterr().err
+    copies = int(re.findall(r"faithfulness: 100%\|[^|]*\| (\d+)/\1", err)[-1])
+    assert copies > 0 and shown.metrics == quiet.metrics

@@ -194,7 +194,8 @@ def attribute(
     trust = None
     if definition is not None:
         trust = measure_faithfulness(loaded, run, output=output, seed=seed,
-                                     memory_budget=budget, definition=definition)
+                                     memory_budget=budget, definition=definition,
+                                     progress=progress)
     parameters = {"n_steps": n_steps, "tolerance": tolerance if n_steps == "auto" else None,
                   "batch_size": batch_size, "memory_budget": budget, "output": output,
                   "layer": run.layer_name, "patch_size": patch_size, "max_length": max_length,

@@ -16,9 +16,10 @@ from ..plotting import axes_or_new, new_figure, style
 from ..results import Result, make_meta
 from .core import attribute
 from .inputs import modality
+from .memory import PeakMemory
 from .methods import METHODS, applicable_methods
 from .robustness import robustness
-from .trust import PeakMemory, check_faithfulness, item_units, measure_faithfulness, rank_agreement
+from .trust import check_faithfulness, item_units, measure_faithfulness, rank_agreement
 
 __all__ = ["ScorecardResult", "scorecard"]
 

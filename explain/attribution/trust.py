@@ -47,10 +47,6 @@ are the same for every method, so methods are compared against the same random r
 from __future__ import annotations
 
 import math
-import os
-import threading
-import time
-import tracemalloc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -65,7 +61,7 @@ from .inputs import collate, content_seed
 from .scorer import scorer_for
 
 __all__ = ["AOPC_FRACTIONS", "CURVE_FRACTIONS", "ERASER_PERCENTS", "FAITHFULNESS",
-           "FAITHFULNESS_DEFINITIONS", "PeakMemory", "rank_agreement"]
+           "FAITHFULNESS_DEFINITIONS", "rank_agreement"]
 
 #: Fractions of units removed for the "aopc" comprehensiveness and sufficiency.
 AOPC_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5)
@@ -153,11 +149,13 @@ def _trapezoid(values: np.ndarray) -> float:
 
 
 def measure_faithfulness(loaded, run, *, output: str, seed: int, memory_budget: int,
-                         definition: str = "aopc", n_random: int = 2) -> Faithfulness:
+                         definition: str = "aopc", n_random: int = 2,
+                         progress: bool | None = None) -> Faithfulness:
     """Faithfulness of every explanation of ``run`` under ``definition`` (a key of
     ``FAITHFULNESS_DEFINITIONS``), its deletion/insertion curves, and those of random
     rankings. The masked copies of all inputs are evaluated together, so the numbers do not
-    depend on which inputs are measured together."""
+    depend on which inputs are measured together. ``progress``: a bar over the masked copies
+    (``None``: for 100 inputs or more, as ``attribute`` does)."""
     prepared = run.prepared
     scorer = scorer_for(loaded, prepared, output)
     text = prepared.kind == "text"
@@ -182,13 +180,17 @@ def measure_faithfulness(loaded, run, *, output: str, seed: int, memory_budget: 
         n_units.append(n)
         if definition == "eraser":
             eraser.append(_eraser_rows(loaded.task, item, run.unit_scores[k], rng, n_random))
-    with torch.no_grad():
-        values = _evaluate_text(scorer, prepared, masks, memory_budget) if text else \
-            _evaluate_tensors(scorer, prepared, masks, unit_maps, memory_budget)
+    from ..progress import tqdm_class
+
+    show = progress if progress is not None else len(prepared.items) >= 100
+    bar = tqdm_class()(total=0, disable=not show, desc="faithfulness", unit="copy")
+    with torch.no_grad(), bar:
+        values = _evaluate_text(scorer, prepared, masks, memory_budget, bar) if text else \
+            _evaluate_tensors(scorer, prepared, masks, unit_maps, memory_budget, bar)
         if definition == "eraser":
             probability = scorer_for(loaded, prepared, "probability")
             kept = _evaluate_text(probability, prepared, [rows for _, rows in eraser],
-                                  memory_budget)
+                                  memory_budget, bar)
     out = Faithfulness(definition, [], [], [], [], [], n_units)
     points = len(CURVE_FRACTIONS)
     for k in range(len(prepared.items)):
@@ -332,13 +334,15 @@ def _rows_for(scorer, prepared, memory_budget: int):
 
 
 def _evaluate_tensors(scorer, prepared, masks: Sequence[np.ndarray],
-                      unit_maps: Sequence[np.ndarray], memory_budget: int) -> list[np.ndarray]:
+                      unit_maps: Sequence[np.ndarray], memory_budget: int, bar
+                      ) -> list[np.ndarray]:
     """The scorer's output on copies of tabular or image items with some units at the
     baseline: ``masks[k]`` ``(rows, n_units + 1)`` bool, True = unit at the baseline;
     ``unit_maps[k]`` the unit of each element of its tensor. Returns per item ``(rows,)``."""
     items = prepared.items
     distinct, inverse, owner, local = _layout(masks)
     values = np.empty(len(owner))
+    bar.total += len(owner)
     for batch in _batches(np.zeros(len(owner), dtype=np.int64),
                           _rows_for(scorer, prepared, memory_budget)):
         uniq, which = np.unique(owner[batch], return_inverse=True)
@@ -349,10 +353,11 @@ def _evaluate_tensors(scorer, prepared, masks: Sequence[np.ndarray],
         xs = torch.where(torch.from_numpy(at_baseline).to(x.device), b[index], x[index])
         values[batch] = scorer(xs, *(a[index] if isinstance(a, torch.Tensor) else a
                                      for a in args)).double().cpu().numpy()
+        bar.update(len(batch))
     return _per_item(values, distinct, inverse)
 
 
-def _evaluate_text(scorer, prepared, masks: Sequence[np.ndarray], memory_budget: int
+def _evaluate_text(scorer, prepared, masks: Sequence[np.ndarray], memory_budget: int, bar
                    ) -> list[np.ndarray]:
     """The scorer's output on copies of text items: ``masks[k]`` ``(rows, 2 T)`` bool: the
     tokens each copy of item ``k`` keeps (the others are deleted: the copy is shorter), then
@@ -362,6 +367,7 @@ def _evaluate_text(scorer, prepared, masks: Sequence[np.ndarray], memory_budget:
     widths = np.concatenate([d[:, :d.shape[1] // 2].sum(1) for d in distinct]).astype(int)
     cpu, device = torch.device("cpu"), scorer.device
     values = np.empty(len(owner))
+    bar.total += len(owner)
     for batch in _batches(widths, _rows_for(scorer, prepared, memory_budget)):
         n, width = len(batch), int(widths[batch].max())
         its = [items[k] for k in owner[batch]]
@@ -393,6 +399,7 @@ def _evaluate_text(scorer, prepared, masks: Sequence[np.ndarray], memory_budget:
         x = torch.where(grid[4, ..., None].bool(), prepared.embedding(grid[1]),
                         prepared.embedding(ids)).detach().float()
         values[batch] = scorer(x, ids, grid[3], types, *explained.T, decoder).double().cpu().numpy()
+        bar.update(len(batch))
     return _per_item(values, distinct, inverse)
 
 
@@ -439,62 +446,3 @@ def rank_agreement(results: Mapping[str, object] | Sequence[object]):
                          "n_explanations": len(rho)})
     return pd.DataFrame(rows, columns=["method_a", "method_b", "spearman", "kendall",
                                        "n_explanations"])
-
-
-# -------------------------------------------------------------------------- memory
-
-
-def _rss() -> int:
-    try:
-        with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return -1
-
-
-class PeakMemory:
-    """Context manager measuring peak memory above the level at entry, in bytes.
-
-    On Linux it samples the resident set size (``/proc/self/statm``) every ``interval`` seconds,
-    which sees torch's tensor memory. Where ``/proc`` is missing it falls back to
-    ``tracemalloc``'s peak (Python objects only; it does not see tensor storage)."""
-
-    def __init__(self, interval: float = 0.002) -> None:
-        self.interval = interval
-        self.peak = 0
-        self.rss_peak = 0
-        self.python_peak = 0
-
-    def __enter__(self) -> PeakMemory:
-        self._start = _rss()
-        self._max = self._start
-        self._stop = threading.Event()
-        self._tracing = self._start < 0 and not tracemalloc.is_tracing()
-        if self._tracing:
-            tracemalloc.start()
-        if self._start < 0:
-            tracemalloc.reset_peak()
-            self._python_start = tracemalloc.get_traced_memory()[0]
-        if self._start >= 0:
-            self._thread = threading.Thread(target=self._poll, daemon=True)
-            self._thread.start()
-        return self
-
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            value = _rss()
-            if value > self._max:
-                self._max = value
-            time.sleep(self.interval)
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        if self._start >= 0:
-            self._thread.join()
-            self._max = max(self._max, _rss())
-            self.rss_peak = max(0, self._max - self._start)
-        if self._start < 0:
-            self.python_peak = max(0, tracemalloc.get_traced_memory()[1] - self._python_start)
-        if self._tracing:
-            tracemalloc.stop()
-        self.peak = max(self.rss_peak, self.python_peak)
