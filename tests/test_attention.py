@@ -149,18 +149,8 @@ def test_float16_storage(tiny_bert):
 
 def test_encoder_decoder_self_decoder_and_cross_attention():
     from explain_models import tiny
-    from transformers import BartConfig, BartForConditionalGeneration
 
-    tokenizer = tiny.minilm_tokenizer()
-    config = BartConfig(vocab_size=tokenizer.vocab_size, d_model=16, encoder_layers=2,
-                        decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
-                        encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64,
-                        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.cls_token_id,
-                        eos_token_id=tokenizer.sep_token_id,
-                        decoder_start_token_id=tokenizer.cls_token_id, attn_implementation="eager")
-    torch.manual_seed(0)
-    model = explain.load_model(BartForConditionalGeneration(config), tokenizer=tokenizer,
-                               name="tiny-bart")
+    model = tiny.bart_seq2seq()
     texts, targets = ["hello world", "a much longer source text"], ["bonjour", "x y"]
     result = explain.attention(model, texts, targets=targets)
     assert set(result.maps) == set(ATTENTIONS)
@@ -180,7 +170,7 @@ def test_encoder_decoder_self_decoder_and_cross_attention():
     assert stats["mean_distance"].isna().all() and stats["entropy"].notna().all()
     # Defaults: an encoder-decoder without an LM head (the BartModel inside) reads the texts
     # themselves; a seq2seq LM reads its greedy output (tests/test_seq2seq.py).
-    own = explain.attention(explain.load_model(model.model.model, tokenizer=tokenizer), texts)
+    own = explain.attention(explain.load_model(model.model.model, tokenizer=model.tokenizer), texts)
     assert own.tokens(0, side="target") == own.tokens(0)
     fig = result.plot("head", attention="cross", layer=0, head=1)
     assert "cross attention" in fig.axes[0].get_title()
