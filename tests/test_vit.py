@@ -231,8 +231,8 @@ def test_report_attention_draws_the_rollout_on_selected_images(vit, vit_path, tm
                        *[f"attention-vit-rollout-over-the-patches-of-image-{k}.png"
                          for k in (1, 2, 3)]]
     rollout = pd.read_csv(out / "data" / "attention-vit-rollout-over-the-patches-of-image-1.csv")
-    assert list(rollout.columns) == ["image_id", "patch", "row", "column", "rollout"]
-    assert len(rollout) == 16 and rollout.patch.iloc[5] == "r1c1"
+    assert list(rollout.columns) == ["image", "patch", "row", "column", "rollout"]
+    assert len(rollout) == 16 and (rollout.image == 1).all() and rollout.patch.iloc[5] == "r1c1"
     np.testing.assert_allclose(rollout.rollout.sum(), 1.0, atol=1e-6)
     # pixels are read by name (p0..p63): other columns are ignored, a missing one is the reason
     # the analysis is not run

@@ -14,6 +14,12 @@ and ``render_page(result)`` one standalone HTML document (``AttentionResult.save
   escaped, and the script inserts all text with ``textContent``: a text containing ``<script>`` is
   displayed, never run.
 
+The view opens on one head, not on the head mean (a near-uniform picture): the most important
+head when the result has head importance (``attention(..., importance=True)``: the head whose
+masking lowers the model's score most), else the most focused head of the first attention kind
+(lowest mean entropy of its attention rows, ``head_statistics()``), the clearest pattern to start
+from; the view says which and why.
+
 Weights are stored as bytes (``round(255 * weight)``) to keep pages small; a view holds at most
 ``max_tokens`` tokens and ``max_texts`` texts (it says so when it crops).
 """
@@ -35,7 +41,7 @@ from ..checks import positive_int
 from ..plotting import figure_data_uri
 from ..text import fold_matrix
 
-__all__ = ["render_page", "render_view"]
+__all__ = ["opening_head", "render_page", "render_view"]
 
 _ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 _CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
@@ -56,6 +62,39 @@ def _json_for_script(value: Any) -> str:
 def _bytes(block: np.ndarray) -> str:
     quantised = np.clip(np.rint(np.asarray(block, dtype=np.float64) * 255.0), 0, 255)
     return base64.b64encode(quantised.astype(np.uint8).tobytes()).decode("ascii")
+
+
+def opening_head(result) -> dict[str, Any]:
+    """The head the view opens on: ``kind`` (a key of ``result.maps``), ``layer`` and ``head``
+    (indices into ``result.layers`` / ``result.heads``), ``why`` (one sentence for readers);
+    see the module docstring for the rule."""
+    kinds = list(result.maps)
+    if result.importance is not None:
+        table = result.importance.to_frame()
+        if "attention" in table:
+            table = table[table["attention"].isin(kinds)]
+        else:
+            table = table.assign(attention=kinds[0])
+        top = table.sort_values("importance", ascending=False, kind="stable").iloc[0]
+        why = (f"the most important head (masking it lowers the model's score by "
+               f"{float(top['importance']):.3g})")
+    else:
+        table = result.head_statistics(attention=kinds[0]).assign(attention=kinds[0])
+        top = table.sort_values("entropy", kind="stable").iloc[0]
+        why = (f"the most focused head (lowest mean attention entropy, "
+               f"{float(top['entropy']):.2f} nats)")
+    layer, head, kind = int(top["layer"]), int(top["head"]), str(top["attention"])
+    stack = f"{kind} attention, " if len(kinds) > 1 else ""
+    return {"kind": kind, "layer": list(result.layers).index(layer),
+            "head": list(result.heads).index(head),
+            "why": f"Opens on {stack}layer {layer}, head {head}: {why}."}
+
+
+def _title(result) -> str:
+    n = len(result.texts)
+    kinds = ", ".join(result.maps)
+    return (f"Attention of {result.model_name}: {n} text{'s' if n != 1 else ''}, {kinds} "
+            f"attention, {len(result.layers)} layers x {len(result.heads)} heads")
 
 
 def _view_data(result, *, max_tokens: int, max_texts: int) -> dict[str, Any]:
@@ -95,16 +134,15 @@ def _view_data(result, *, max_tokens: int, max_texts: int) -> dict[str, Any]:
                       "cropped": "; ".join(cropped), "maps": maps})
     note = (f"showing the first {n_texts} of {len(result.texts)} texts"
             if n_texts < len(result.texts) else "")
-    title = (f"Attention of {result.model_name}: "
-             f"{len(result.texts)} text{'s' if len(result.texts) != 1 else ''}")
-    return {"title": title, "note": note, "kinds": list(result.maps),
+    return {"title": _title(result), "note": note, "kinds": list(result.maps),
+            "start": opening_head(result),
             "maxLength": result.meta.get("parameters", {}).get("max_length"),
             "layers": list(result.layers), "heads": list(result.heads), "texts": texts}
 
 
 def _fallback(result) -> str:
     figure = result.plot("grid")
-    return (f"<div class='ea-fallback'><p>Static picture of every head of text 0 (the "
+    return (f"<div class='ea-fallback'><p>Static picture of every head of text 1 (the "
             f"interactive view needs JavaScript; in Jupyter, trust the notebook or re-run the "
             f"cell).</p><img alt='attention of every layer and head' "
             f"src='{figure_data_uri(figure, dpi=80)}'/></div>")
@@ -126,7 +164,7 @@ def render_view(result, *, element_id: str | None = None, max_tokens: int = 128,
     positive_int(max_tokens, "max_tokens")
     positive_int(max_texts, "max_texts")
     data = _view_data(result, max_tokens=max_tokens, max_texts=max_texts)
-    summary = html.escape(result.summary())
+    summary = html.escape(_title(result))
     return (
         f"<div class='explain-attn-wrap'><style>{_static('attention_view.css')}</style>"
         f"<div class='explain-attn' id='{element_id}' aria-label='{summary}'>"
@@ -140,7 +178,7 @@ def render_view(result, *, element_id: str | None = None, max_tokens: int = 128,
 def render_page(result, *, max_tokens: int = 128, max_texts: int = 16) -> str:
     """One standalone, offline HTML document with the view (deterministic for a given result)."""
     element_id = f"explain-attn-{result.content_hash()}"
-    title = html.escape(result.summary())
+    title = html.escape(_title(result))
     body = render_view(result, element_id=element_id, max_tokens=max_tokens, max_texts=max_texts)
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..attention import attention
+from ..attention.view import opening_head
 from ..text import read_texts
 from .data import read_images
 from .protocol import Analysis, Context
@@ -52,7 +53,7 @@ def _run_images(context: Context) -> None:
                        "image patches.")
     rows, cols = result.patch_grid
     for image_id in range(min(3, len(result))):
-        frame = pd.DataFrame({"image_id": image_id, "patch": list(result.tokens(image_id)[1:]),
+        frame = pd.DataFrame({"image": image_id + 1, "patch": list(result.tokens(image_id)[1:]),
                               "row": np.repeat(np.arange(rows), cols),
                               "column": np.tile(np.arange(cols), rows),
                               "rollout": result.patch_rollout(image_id).ravel()})
@@ -65,7 +66,9 @@ def _run_images(context: Context) -> None:
                            "renormalised over the patches, drawn over the image.")
     report.add(result, section="attention", title=f"{part}: every head's [CLS] attention, "
                "image 1", plots="heads_image", plot_options={"image_id": 0},
-               frame_options={"text_id": 0}, view=False)
+               data=_numbered(result.to_frame(text_id=0), "image"), view=False,
+               caption="Attention of the [CLS] token over the image patches in every layer "
+                       "and head, for the first selected image.")
 
 
 def _run(context: Context) -> None:
@@ -75,13 +78,16 @@ def _run(context: Context) -> None:
     report, part, rows = context.report, context.part, context.rows
     texts = read_texts(context.data, context.text_column, rows)
     result = attention(context.model, texts)
-    last = result.layers[-1]
+    start = opening_head(result)
+    layer, head = result.layers[start["layer"]], result.heads[start["head"]]
     report.add(result, section="attention", title=f"{part}: attention of the selected "
                "examples", plots="head_summary", plot_options={"statistic": "entropy"},
                data=result.head_statistics(), view=True,
-               caption="Interactive view: pick a text, layer and head; click a token to see "
-                       "where it attends. The heatmap summarises every head by the entropy "
-                       "of its attention rows (low = focused), averaged over the examples.")
+               caption=f"Interactive view: pick an example (text 1 is example 1), layer and "
+                       f"head; click a token to see where it attends. "
+                       f"{start['why'].replace('Opens', 'It opens')} The heatmap summarises "
+                       f"every head by the entropy of its attention rows (low = focused), "
+                       f"averaged over the examples.")
     for text_id in range(min(3, len(texts))):
         words = result.words(text_id)
         rollout = result.rollout(text_id, level="word")
@@ -89,7 +95,7 @@ def _run(context: Context) -> None:
         tokens = result.tokens(text_id)
         position = result.query_index(text_id)
         query = tokens[position] if position == 0 else f"last ({tokens[position]!r})"
-        frame = pd.DataFrame({"text_id": text_id, "word_index": np.arange(len(rollout)),
+        frame = pd.DataFrame({"example": text_id + 1, "word_index": np.arange(len(rollout)),
                               "word": list(words)[:len(rollout)] if len(words) >= len(rollout)
                               else [str(i) for i in range(len(rollout))],
                               "rollout": rollout})
@@ -99,11 +105,26 @@ def _run(context: Context) -> None:
                    caption=f"“{texts[text_id]}” — share of the {query} token's final "
                            f"representation that each word accounts for (attention "
                            f"rollout, Abnar & Zuidema 2020).")
-    report.add(result, section="attention", title=f"{part}: last layer, head 0, example 1",
-               plots="head", plot_options={"text_id": 0, "layer": last, "head": 0,
-                                           "level": "word"},
-               frame_options={"text_id": 0, "layer": last, "head": 0, "level": "word"},
-               view=False)
+    options = {"text_id": 0, "layer": layer, "head": head, "level": "word"}
+    stack = f"{start['kind']} attention, " if len(result.maps) > 1 else ""
+    report.add(result, section="attention",
+               title=f"{part}: {stack}layer {layer}, head {head}, example 1", plots="head",
+               plot_options={**options, "attention": start["kind"]},
+               data=_numbered(result.to_frame(**options, attention=start["kind"]), "example"),
+               view=False,
+               caption=f"Word-level attention of the head the interactive view opens on, "
+                       f"{start['why'][start['why'].index(': ') + 2:].rstrip('.')}, on "
+                       f"example 1 (rows: the word attending; columns: the word attended to).")
+
+
+def _numbered(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """``frame`` with its 0-based ``text_id`` column replaced by ``name``, counting from 1 like
+    the titles and captions."""
+    numbers = frame["text_id"].to_numpy() + 1
+    position = frame.columns.get_loc("text_id")
+    frame = frame.drop(columns="text_id")
+    frame.insert(position, name, numbers)
+    return frame
 
 
 ATTENTION = Analysis(

@@ -122,10 +122,8 @@ def _run_global_importance(report, part, loaded, data, text_column, rows, *, see
     else:
         importance = overall.global_importance(min_count=findings.MIN_COUNT)
     importance["n_inputs"] = len(order)  # the rows explained, so the finding's count is here
-    fig = importance_figure(
-        importance, title=f"Global importance, top 10 {unit}s by mean |score| "
-                          f"({method.replace('_', ' ')}; {unit}s seen at least "
-                          f"{findings.MIN_COUNT} times)")
+    fig = importance_figure(importance, title=findings.importance_title(
+        unit, method, min_count=findings.MIN_COUNT, scope=f"{len(order)} rows ({part})"))
     report.add(fig, section="attributions", title=f"{part}: global importance over "
                f"{len(order)} rows",
                caption=f"Mean signed attribution ({method.replace('_', ' ')}) of each {unit} "
@@ -136,8 +134,8 @@ def _run_global_importance(report, part, loaded, data, text_column, rows, *, see
     report.add(overall, section="attributions", title=f"{part}: global importance table",
                plots=(), data=importance,
                caption=f"The {unit}s of the figure above: occurrences, mean and mean absolute "
-                       f"score, 95% Student-t interval of the mean, over the n_inputs rows "
-                       f"explained.")
+                       f"score, 95% Student-t interval of the mean, over the {len(order)} rows "
+                       f"explained (column n_inputs).")
     report.add_finding(findings.importance_finding(part, importance, n_rows=len(order),
                                                    unit=unit, method=method),
                        sources=report.last_id, kind="importance", part=part)
@@ -169,8 +167,8 @@ def _run_scorecard(report, part, loaded, data, text_column, rows, *, seed, is_te
                        + (f"({definition} definition) " if definition else "")
                        + "against a random ranking, stability across two seeds (Spearman), "
                        "agreement with the first method. Time and memory are left out: they "
-                       "change from run to run (explain.scorecard reports them; see "
-                       "bench/RESULTS.md).")
+                       "change from run to run and machine to machine, so they are not "
+                       "results of the model.")
     source = report.last_id
     report.add_finding(findings.scorecard_finding(part, full), sources=source,
                        kind="scorecard", part=part)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import time
 import warnings
@@ -40,6 +41,20 @@ def _loaded(model: Any) -> LoadedModel:
 
 
 # ------------------------------------------------------------------------ progress
+
+# advice to a programmer ("pass n_samples=40 or more", "use method='saliency'") starts a clause
+_ADVICE = re.compile(r"(?:pass|use|call|set|give|load|install)\b", re.IGNORECASE)
+
+
+def for_readers(message: str) -> str:
+    """A warning as the report shows it: what happened, without the advice to the programmer
+    (clauses that start with "pass", "use", ... : the caller still gets the full warning), and
+    ``name=value`` written as words ("threshold 0.5")."""
+    clauses = [c for c in re.split(r"(?<=[;.:])\s+", message.strip()) if c]
+    kept = [c for c in clauses if not _ADVICE.match(c)] or clauses[:1]
+    text = " ".join(kept).rstrip(";:,. ") + "."
+    return re.sub(r"\b([a-z][a-z0-9_]*)=", lambda m: m.group(1).replace("_", " ") + " ", text)
+
 
 
 @dataclass
@@ -73,7 +88,7 @@ class _Progress:
                 report.record_timing(f"{self.desc}.{name}", time.perf_counter() - start)
         for item in caught:  # into the report, and on to the caller as usual
             if issubclass(item.category, ExplainWarning):
-                text = f"{self.desc}, {name}: {item.message}"
+                text = f"{self.desc}, {name}: {for_readers(str(item.message))}"
                 if text not in self.warned:
                     self.warned.append(text)
             warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)

@@ -137,8 +137,9 @@ def _read(reader: Callable[[Path], pd.DataFrame], path: Path) -> pd.DataFrame:
 
 def read_images(model, data: pd.DataFrame, rows=None) -> tuple[list[str], Any]:
     """The images of ``rows`` of ``data`` (default all) for image model ``model``, with a name
-    each: ``(names, tensor (n, C, H, W))``. Rows are photos of ``explain.datasets.PHOTOS`` named
-    in a ``name`` column, or pixels in columns ``p0``, ``p1``, ... in row-major order of the
+    each: ``(names, tensor (n, C, H, W))``; a photo's name is its own, pixel rows are named
+    ``"image 1"``, ``"image 2"``, ... in the order read. Rows are photos of
+    ``explain.datasets.PHOTOS`` named in a ``name`` column, or pixels in columns ``p0``, ``p1``, ... in row-major order of the
     model's input shape (as the reference models' ``heldout.csv`` holds them). ``ValueError``
     saying which of the two is missing."""
     import torch
@@ -162,4 +163,4 @@ def read_images(model, data: pd.DataFrame, rows=None) -> tuple[list[str], Any]:
                          f"'name' column, or pixel columns p0..p{len(columns) - 1} (row-major, "
                          f"input shape {shape}); the data has neither (no {missing[0]!r})")
     values = torch.tensor(chosen[columns].to_numpy(dtype=np.float32), device="cpu").reshape(-1, *shape)
-    return [f"row {i}" for i in (range(len(data)) if rows is None else rows)], values
+    return [f"image {k + 1}" for k in range(len(chosen))], values

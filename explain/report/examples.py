@@ -1,8 +1,11 @@
 """Deterministic choice of the examples a report shows.
 
 Examples are picked round-robin from ranked lists (most confident, least confident,
-misclassified, one list per group) until ``n_examples`` distinct rows are chosen. Ranks break
-ties by row position, so the same predictions always give the same examples.
+misclassified, one list per group) until ``n_examples`` distinct rows are chosen. With the
+predicted classes known, each pick takes the list's best row among the predicted classes chosen
+least often so far, so every predicted class appears and the classes stay balanced (a class
+without a candidate in a list is passed over for that pick). Ranks break ties by row position,
+so the same predictions always give the same examples.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ def select_examples(confidence: Sequence[float] | np.ndarray, *,
 
     ``confidence``: ``(N,)`` probability of the predicted class. ``predicted`` and ``labels``:
     ``(N,)`` class indices or names (both needed for misclassified examples). ``groups``:
-    ``(N,)`` sensitive-group values (one list per group).
+    ``(N,)`` sensitive-group values (one list per group). With ``predicted``, every pick is
+    the list's best row among the least-chosen predicted classes (see the module docstring).
 
     Returns a DataFrame with columns ``row`` (position in the inputs), ``reason`` (a key of
     ``SELECTION_REASONS``), ``group`` (the group for ``reason == "group"``, else empty),
@@ -66,21 +70,30 @@ def select_examples(confidence: Sequence[float] | np.ndarray, *,
             if wrong is not None:
                 members = [i for i in members if wrong[i]][:1] + members
             lists.append(("group", group, members))
+    classes = None if predicted is None else \
+        np.unique(np.asarray(predicted, dtype=object), return_inverse=True)[1].ravel()
+    counts = None if classes is None else np.zeros(int(classes.max()) + 1 if n else 0, dtype=int)
     chosen: list[tuple[int, str, str]] = []
-    seen: set[int] = set()
-    cursors = [0] * len(lists)
+    seen = np.zeros(n, dtype=bool)
+    ranked = [np.asarray(rows, dtype=np.int64) for _, _, rows in lists]
     while len(chosen) < min(n_examples, n):
         progressed = False
-        for k, (reason, group, rows) in enumerate(lists):
+        for k, (reason, group, _) in enumerate(lists):
             if len(chosen) >= n_examples:
                 break
-            while cursors[k] < len(rows) and rows[cursors[k]] in seen:
-                cursors[k] += 1
-            if cursors[k] < len(rows):
-                row = rows[cursors[k]]
-                seen.add(row)
-                chosen.append((row, reason, group))
-                progressed = True
+            rows = ranked[k][~seen[ranked[k]]]
+            ranked[k] = rows  # drop the rows already chosen
+            if not len(rows):
+                continue
+            if counts is not None:  # the best row among the least-chosen classes it has
+                row_counts = counts[classes[rows]]
+                rows = rows[row_counts == row_counts.min()]
+            row = int(rows[0])
+            seen[row] = True
+            if counts is not None:
+                counts[classes[row]] += 1
+            chosen.append((row, reason, group))
+            progressed = True
         if not progressed:
             break
     return pd.DataFrame({

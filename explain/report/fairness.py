@@ -34,11 +34,30 @@ COUNTERFACTUAL_AXES = ("gender", "race_names")
 
 def _add_audit(report, result, *, part: str, who: str, title: str,
                caption: str) -> None:
-    report.add(result, section="fairness", title=title, plots=("metrics", "contrasts"),
-               caption=caption + " Bars are fairlearn estimates; lines are 95% Wilson score "
-                                 "intervals (rates) and Newcombe intervals (contrasts with the "
-                                 "reference group).")
     parameters = result.meta["parameters"]
+    confidence = round(parameters["confidence"] * 100)
+    for feature in result.sensitive_features:
+        # the figures of the audit CLI, per sensitive feature (intersections included)
+        kinds = [k for k in result.applicable_plots(sensitive_feature=feature)
+                 if k != "disparities"]
+        extra = []
+        if "calibration" in kinds:
+            extra.append(f"calibration: the observed rate of '{result.class_labels[0]}' "
+                         f"against the mean score in each of {parameters['n_bins']} score "
+                         f"bins, one line per group")
+        if "thresholds" in kinds:
+            extra.append("thresholds: selection rate, true and false positive rate of each "
+                         "group as the decision threshold moves")
+        by_group = result.by_group
+        report.add(result, section="fairness", title=f"{title}, by {feature}", plots=kinds,
+                   plot_options={"sensitive_feature": feature},
+                   data=by_group[by_group["sensitive_feature"] == feature]
+                   .reset_index(drop=True),
+                   caption=f"{caption} Groups of '{feature}'. Bars are fairlearn estimates; "
+                           f"lines are {confidence}% Wilson score intervals (rates) and "
+                           f"Newcombe intervals (contrasts with the reference group, "
+                           f"'{parameters['reference_groups'][feature]}')"
+                           + (f"; {'; '.join(extra)}." if extra else "."))
     report.add(result.disparities, section="fairness", title=f"{title}: disparities",
                caption="Difference between the groups with the largest and smallest rate "
                        "(fairlearn's between_groups), a permutation test of 'no disparity' "
@@ -188,8 +207,11 @@ def _run_association(context: Context) -> None:
     report.add(result, section="fairness", title=f"{part}: SEAT association tests on the "
                "encoder", caption=f"Effect size d of each test with its permutation p-value "
                f"(Holm-adjusted over the tests), next to the effect of the original human "
-               f"IAT (Caliskan et al., 2017, Table 1). Sentences: each word in the "
-               f"templates {' / '.join(templates)}; mean-pooled last layer of the encoder.")
+               f"IAT (Caliskan et al., 2017, Table 1). Sentences: each word of a test put "
+               f"into the templates "
+               f"{' and '.join(repr(t.replace('{}', '[word]')) for t in templates)} "
+               f"(e.g. {templates[0].format('love')!r}); mean-pooled last layer of the "
+               f"encoder.")
     report.add_finding(findings.seat_finding(part, result.to_frame()),
                        sources=report.last_id, kind="seat", part=part)
 

@@ -162,6 +162,16 @@ def word_importance(words: pd.DataFrame, *, label: str = "word", min_count: int 
     return importance_table(words, label=label, min_count=min_count, confidence=confidence)
 
 
+def importance_title(unit: str, method: str, *, min_count: int = MIN_COUNT,
+                     top_k: int = 10, scope: str = "") -> str:
+    """The title of the global-importance chart (``importance_figure``): its bars are the signed
+    mean score with its 95% Student-t interval, of the ``top_k`` units of each predicted class
+    ranked by mean |score|. ``scope``: what was explained (e.g. ``"all 5,000 rows"``)."""
+    return (f"Global importance{f' over {scope}' if scope else ''}: the {top_k} {unit}s with the largest mean |score| per "
+            f"predicted class\nbars: signed mean score with its 95% Student-t interval "
+            f"({method_name(method)}; {unit}s seen at least {min_count} times)")
+
+
 def importance_finding(part: str, table: pd.DataFrame, *, n_rows: int, unit: str,
                        method: str, min_count: int = MIN_COUNT) -> str:
     """The unit with the largest mean |attribution| per predicted label (``table``: the

@@ -237,9 +237,8 @@ def _importance(report: Report, out: Path, manifest, part: str, *, min_count: in
                        f"{name} run ({coverage}), so there is no global importance to show.",
                        section="attributions")
             continue
-        fig = importance_figure(
-            mine, title=f"{part}: global importance over all {n_rows:,} rows, top 10 {unit}s "
-                        f"by mean |score| ({name}; seen at least {min_count} times)")
+        fig = importance_figure(mine, title=findings.importance_title(
+            unit, method, min_count=min_count, scope=f"all {n_rows:,} rows ({part})"))
         report.add(fig, section="attributions",
                    title=f"{part}: global importance ({name}) over {n_rows:,} rows",
                    caption=f"Mean signed attribution ({name}) of each {unit} over all its "

@@ -28,6 +28,10 @@ SECTION = Section("images", "Image attributions", caveat=(
 METHODS: Mapping[str, Mapping[str, int]] = MappingProxyType({
     "gradcam": {}, "integrated_gradients": {"n_steps": 32}, "occlusion": {}})
 TOP_K = 3
+#: How titles and captions name the methods.
+METHOD_NAMES: Mapping[str, str] = MappingProxyType({
+    "gradcam": "GradCAM", "integrated_gradients": "integrated gradients",
+    "occlusion": "occlusion"})
 
 
 def _applies(context: Context) -> str | None:
@@ -47,16 +51,18 @@ def _run(context: Context) -> None:
     with torch.inference_mode():
         probabilities = model.model(model.to_device(pixels)).softmax(-1).cpu()
     top_p, top_i = probabilities.topk(TOP_K, dim=-1)
-    rows = [{"image": name, "rank": r + 1, "class": labels[int(i)], "probability": float(p)}
-            for name, ps, idx in zip(names, top_p, top_i, strict=True)
+    rows = [{"image": name, "row": row, "rank": r + 1, "class": labels[int(i)],
+             "probability": float(p)}
+            for name, row, ps, idx in zip(names, context.rows, top_p, top_i, strict=True)
             for r, (p, i) in enumerate(zip(ps, idx, strict=True))]
     table = pd.DataFrame(rows)
-    caption = "Softmax probability of the model's three most likely classes."
+    caption = ("Softmax probability of the model's three most likely classes ('row': the "
+               "image's position in the data, counting from 0).")
     if "expected_class" in context.data.columns:  # e.g. the ImageNet photos' held-out rows
         expected = context.data["expected_class"].iloc[list(context.rows)].astype(str).tolist()
         table["expected_class"] = [expected[k // TOP_K] for k in range(len(table))]
         hits = sum(table["class"][k * TOP_K] == e for k, e in enumerate(expected))
-        caption += (f" The expected class (expected_class of the data) is the top-1 class of "
+        caption += (f" The expected class (column 'expected_class' of the data) is the top-1 class of "
                     f"{hits} of {len(expected)} images.")
     report.add(table, section=SECTION.key, title=f"{part}: top-{TOP_K} classes",
                max_rows=TOP_K * len(names), caption=caption)
@@ -79,8 +85,9 @@ def _run(context: Context) -> None:
         extra = {"patch_size": patch} if method == "occlusion" else {}
         result = attribute(model, pixels, method=method, output="logit", faithfulness=False,
                            seed=context.seed, progress=context.progress, **options, **extra)
-        caption = (f"{method} of the predicted class's logit; images in the order of the "
-                   f"table above ({', '.join(names)}).")
+        name = METHOD_NAMES[method]
+        caption = (f"{name[0].upper() + name[1:]} of the predicted class's logit; images in "
+                   f"the order of the table above ({', '.join(names)}).")
         if method == "integrated_gradients":
             # completeness: the attributions sum to f(image) - f(zeros) up to the Riemann error
             errors = result.explanations()["relative_delta"].to_numpy()
@@ -88,7 +95,7 @@ def _run(context: Context) -> None:
                         f"change from the all-zero baseline image within {100 * errors.max():.0f}% "
                         f"(relative completeness error per image: "
                         f"{', '.join(f'{100 * e:.0f}%' for e in errors)}).")
-        report.add(result, section=SECTION.key, title=f"{part}: {method}", plots="image",
+        report.add(result, section=SECTION.key, title=f"{part}: {name}", plots="image",
                    plot_options={"max_inputs": len(names)}, caption=caption)
 
 

@@ -305,10 +305,19 @@ def _run(context: Context) -> dict[str, Any]:
         if predictions.labels is not None else None)
     if context.is_text:
         table.insert(1, "text", read_texts(frame, context.text_column, rows))
+    table.insert(0, "example", range(1, len(table) + 1))
+    per_class = table["predicted"].value_counts()
+    shown = ", ".join(f"{per_class.get(name, 0)} predicted '{name}'"
+                      for name in predictions.label_names)
+    reasons = "most confident, least confident" + (", most confident mistake"
+                                                   if predictions.labels is not None else "") + \
+        (f", then per '{sensitive[0]}' group" if sensitive else "")
     report.add(table, section=SECTION.key, title=f"{part}: selected examples",
-               caption="Chosen deterministically: most confident, least confident, "
-                       "misclassified, and per group; the attention and attribution "
-                       "sections explain these rows.")
+               caption=f"Chosen deterministically, in turn: {reasons}; each pick takes the "
+                       f"best row of the predicted class shown least so far, so every "
+                       f"predicted class appears (here {shown}). 'example' is the number the "
+                       f"attention and attribution sections use; 'row' is the row's position "
+                       f"in the data, counting from 0.")
     return {"predictions": predictions, "rows": tuple(rows)}
 
 

@@ -9,8 +9,9 @@
   if (!root || !source || root.getAttribute("data-ready") === "1") { return; }
   var data = JSON.parse(source.textContent);
   var ROW = 20, LINE_WIDTH = 150, THUMB = 78;
+  var start = data.start || {kind: data.kinds[0], layer: data.layers.length - 1, head: -1};
   var state = {
-    text: 0, kind: data.kinds[0], level: "token", layer: data.layers.length - 1, head: -1,
+    text: 0, kind: start.kind, level: "token", layer: start.layer, head: start.head,
     hide: false, mode: "head", focus: null, locked: false
   };
   var cache = {};
@@ -245,6 +246,7 @@
     if (text.truncated) { notes.push("this text was truncated to " + data.maxLength + " tokens"); }
     if (text.cropped) { notes.push(text.cropped); }
     if (data.note) { notes.push(data.note); }
+    if (data.start && data.start.why) { notes.push(data.start.why); }
     if (notes.length) { root.appendChild(el("div", "ea-note", notes.join("; "))); }
     var help = state.mode === "head"
       ? "Hover a token to see its attention (left: queries, right: keys); click to keep it."

@@ -158,7 +158,7 @@ class AuditResult(Result):
                     f"{parameters['alpha']:g}; negligible below "
                     f"{parameters['negligible_difference']:g}")
         else:
-            test = "not tested (n_permutations=0)"
+            test = "no permutation test"
         text = (f"Group fairness audit ({parameters['n_rows']} rows; {test}): " +
                 "; ".join(parts) + ".")
         if parameters["small_groups"]:
@@ -228,7 +228,7 @@ class AuditResult(Result):
                         va="bottom", fontsize=7, color="grey")
             ax.set_ylim(0, 1.05)
             ax.set_ylabel("rate")
-            ax.set_title(f"Group metrics by {feature} (class {label}; bars: "
+            ax.set_title(f"Group metrics by {feature} (class {label}; whiskers: "
                          f"{self._confidence()} Wilson intervals)",
                          pad=14 if small.any() else 6)
             ax.legend(ncols=len(wanted), loc="upper center", bbox_to_anchor=(0.5, -0.18 if
@@ -268,8 +268,8 @@ class AuditResult(Result):
             which = ("groups with at least "
                      f"{parameters['min_group_size']} rows" if parameters["exclude_small_groups"]
                      else "all groups")
-            ax.set_xlabel(f"largest minus smallest group value ({which}); intervals: "
-                          f"plot('contrasts')")
+            ax.set_xlabel(f"largest minus smallest group value ({which}; each group's "
+                          f"interval: the contrasts figure)")
             ax.set_xlim(0, right * 1.6)
             ax.set_title(f"Disparities (class {label}; p: permutation test of group labels, "
                          f"Holm-adjusted; faint: not significant at {parameters['alpha']:g})")
@@ -286,7 +286,7 @@ class AuditResult(Result):
         fig, ax = axes_or_new(ax, 7.0, 0.16 * len(rows) + 0.2 * len(groups) + 1.5)
         with style():
             palette = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3"]
-            ticks, positions = [], []
+            ticks, positions, labelled = [], [], set()
             position = 0.0
             for group in groups:
                 part = rows[rows["group"] == group].set_index("metric")
@@ -296,12 +296,18 @@ class AuditResult(Result):
                         continue
                     entry = part.loc[metric]
                     value = float(entry["difference"])
+                    colour = palette[k % len(palette)]
+                    if not np.isfinite(value):  # undefined (e.g. no predicted positives): no dot
+                        ax.text(0, -position, " n/a", va="center", ha="left", fontsize=6,
+                                color=colour)
+                        position += 1
+                        continue
                     err = interval_errors(np.array([value]), [entry["ci_low"]],
                                           [entry["ci_high"]])
-                    ax.errorbar(np.nan_to_num(value), -position, xerr=err, fmt="o",
-                                markersize=3, capsize=2, color=palette[k % len(palette)],
-                                alpha=0.45 if small else 1.0,
-                                label=metric.replace("_", " ") if group == groups[0] else None)
+                    ax.errorbar(value, -position, xerr=err, fmt="o", markersize=3, capsize=2,
+                                color=colour, alpha=0.45 if small else 1.0,
+                                label=None if metric in labelled else metric.replace("_", " "))
+                    labelled.add(metric)
                     position += 1
                 ticks.append(f"{group}{' †' if small else ''}")
                 positions.append(-(position - (len(part) + 1) / 2))
@@ -313,7 +319,8 @@ class AuditResult(Result):
                           f"({self._confidence()} Newcombe intervals)")
             ax.set_title(f"Contrasts by {feature} (class {label}; † fewer than "
                          f"{self.meta['parameters']['min_group_size']} rows)")
-            ax.legend(frameon=False, fontsize=7, loc="best")
+            # beside the axes, never over an interval
+            ax.legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         return fig
 
     def _group_label(self, feature: str, group: str) -> tuple[str, str]:
