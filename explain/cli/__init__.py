@@ -2,6 +2,8 @@
 
 Each subcommand lives in its own module of this package, which defines ``NAME``, ``HELP`` and
 ``add_arguments(parser)`` and ``run(args) -> int``; ``SUBCOMMANDS`` lists them in help order.
+Only the arguments of the subcommand named on the command line are built (its module imports
+what its choices need), so ``explain --help`` and ``--version`` import no torch or pandas.
 Exit codes: 0 done, 1 an error in the input (one line naming it and the fix), 2 a usage error
 (argparse), 3 an internal error (one line; ``explain --debug ...`` shows the traceback), 130
 interrupted.
@@ -13,14 +15,16 @@ import argparse
 import importlib
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 __all__ = ["SUBCOMMANDS", "console_main", "main"]
 
 SUBCOMMANDS = ("models", "attention", "report", "audit", "probe", "attribute", "run")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Collection[str] = SUBCOMMANDS) -> argparse.ArgumentParser:
+    """The parser of ``explain``: every subcommand listed, the arguments of those in
+    ``commands`` built (all by default)."""
     parser = argparse.ArgumentParser(
         prog="explain",
         description="Interpretability and fairness analysis for PyTorch and Hugging Face models.",
@@ -34,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in SUBCOMMANDS:
         module = importlib.import_module(f"{__name__}.{name}")
         command = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
-        module.add_arguments(command)
+        if name in commands:
+            module.add_arguments(command)
         command.set_defaults(run=module.run)
     return parser
 
@@ -49,8 +54,17 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
               file=file or sys.stderr)
 
 
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names: its first word that is not an option (``explain``'s own
+    options take no value); ``None`` for none or an unknown one (argparse then says so)."""
+    word = next((w for w in argv if not w.startswith("-")), None)
+    return word if word in SUBCOMMANDS else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = _command_in(argv)
+    parser = build_parser(() if command is None else (command,))
     args = parser.parse_args(argv)
     if getattr(args, "run", None) is None:
         parser.print_help()
