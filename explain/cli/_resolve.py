@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +48,11 @@ def resolve_model(spec: Any, *, progress: bool = False):
     ``spec``: a ``LoadedModel`` (returned as it is); a reference-model name (a key of
     ``explain_models.RECIPES``, trained on first use, with progress bars when ``progress``)
     that is not also an existing path; ``"minilm"`` (the offline MiniLM encoder); or anything
-    ``explain.load_model`` reads (a checkpoint directory, a Hub id, an ``nn.Module``). A name that
-    loads as none of these gets the loader's error with the reference names (and a close match).
+    ``explain.load_model`` reads (a checkpoint directory, a Hub id, an ``nn.Module``). Before a
+    name goes to the Hub, one line on stderr lists the reference models; a name that loads as
+    none of these gets the loader's error with the reference names (and a close match).
     """
-    from ..loading import LoadedModel, load_model
+    from ..loading import LoadedModel, _looks_like_path, load_model
 
     if isinstance(spec, LoadedModel):
         return spec
@@ -62,11 +64,15 @@ def resolve_model(spec: Any, *, progress: bool = False):
         return load_model(minilm_path(), name="all-MiniLM-L6-v2")
     if not isinstance(spec, (str, os.PathLike)):
         return load_model(spec)
+    text, names = os.fspath(spec), [*reference_names(), MINILM]
+    to_hub = not Path(text).expanduser().exists() and not _looks_like_path(text)
+    if to_hub:  # said before the Hub is tried: offline, that attempt can take a while to fail
+        print(f"explain: {text!r} is no local directory and no reference model "
+              f"({', '.join(names)}); trying it as a Hugging Face Hub id", file=sys.stderr)
     try:
         return load_model(spec)
     except OSError as error:
-        names = [*reference_names(), MINILM]
-        close = difflib.get_close_matches(os.fspath(spec), names, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(text, names, n=1, cutoff=0.6)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise type(error)(f"{error}; {hint}reference models: {', '.join(names)}") from error
 
