@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import explain
-from explain.attention.view import render_view
+from explain.attention.view import opening_head, render_view
 
 CHROMIUM = "/usr/bin/chromium"
 HOSTILE = ['<script>window.__pwned = 1</script> bad film',
@@ -107,7 +107,12 @@ def test_two_views_on_one_page_work_independently(result, chromium, tmp_path):
     first.locator("select[data-control=layer]").select_option("0")
     first.locator("select[data-control=head]").select_option("2")
     assert first.get_attribute("data-layer") == "0" and first.get_attribute("data-head") == "2"
-    assert second.get_attribute("data-head") == "mean"
+    # the second view still shows the head it opens on (the most focused one), not a mean
+    start = opening_head(result)
+    layer, head = result.layers[start["layer"]], result.heads[start["head"]]
+    assert second.get_attribute("data-layer") == str(layer)
+    assert second.get_attribute("data-head") == str(head)
+    assert start["why"] in second.locator(".ea-note").inner_text()
     first.locator(".ea-left .ea-tok[data-index='2']").click()
     assert first.get_attribute("data-focus") == "query:2"
     assert second.get_attribute("data-focus") == ""
@@ -119,13 +124,14 @@ def test_two_views_on_one_page_work_independently(result, chromium, tmp_path):
     assert any(active for active, _ in displays)
     assert all((display != "none") == active for active, display in displays)
 
-    # The second view answers on its own, at its own layer (the last) and head (mean).
+    # The second view answers on its own, at its own layer and head.
     second.locator(".ea-right .ea-tok[data-index='1']").click()
     assert second.get_attribute("data-focus") == "key:1"
     assert first.get_attribute("data-focus") == "query:2"
     shown = [float(second.locator(f".ea-left .ea-tok[data-index='{i}']").get_attribute(
         "data-weight")) for i in range(len(result.tokens(0)))]
-    np.testing.assert_allclose(shown, result.matrix(0, layer=1)[:, 1], atol=1 / 255 + 1e-3)
+    np.testing.assert_allclose(shown, result.matrix(0, layer=layer, head=head)[:, 1],
+                               atol=1 / 255 + 1e-3)
     page.screenshot(path=str(tmp_path / "head_view.png"), full_page=True)
 
     # Model view: a click on a thumbnail opens that head in the head view.
