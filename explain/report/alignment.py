@@ -51,7 +51,10 @@ def _run(context: Context) -> None:
                f"alignment {baseline:.2f}.")
     table = report.last_id
     report.add(scores, section="alignment", title=f"{part}: best head on example 1",
-               plots="best_head", plot_options={"example": 0})
+               plots="best_head", plot_options={"example": 0},
+               caption=f"Cross attention of layer {layer}, head {head} (the head with the "
+                       f"lowest AER) on the first row, “{sources[0]}”, with its gold word "
+                       f"alignment.")
     report.add_metric(f"{part}: best cross-attention head AER", aer,
                       note=f"layer {layer}, head {head}; random alignment {baseline:.2f}",
                       sources=table, kind="alignment", part=part)

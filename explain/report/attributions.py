@@ -97,12 +97,13 @@ def _run(context: Context) -> None:
         report.add_metric(f"{part}: {label}", value, sources=report.last_id,
                           kind="beats_random", part=part)
     _run_global_importance(report, part, loaded, data, text_column, rows, seed=seed,
-                           is_text=is_text)
+                           is_text=is_text, progress=context.progress)
     _run_scorecard(report, part, loaded, data, text_column, rows, seed=seed,
                    is_text=is_text, n_steps=n_steps)
 
 
-def _run_global_importance(report, part, loaded, data, text_column, rows, *, seed, is_text):
+def _run_global_importance(report, part, loaded, data, text_column, rows, *, seed, is_text,
+                           progress):
     # integrated gradients: the scorecard shows the one-gradient methods (saliency, input x
     # gradient) no better than a random ranking on this model, so fewer steps for text (16)
     # keep the demo in budget without an unfaithful method
@@ -114,7 +115,7 @@ def _run_global_importance(report, part, loaded, data, text_column, rows, *, see
     global_inputs = _inputs(data, text_column, order, is_text)
     method = "integrated_gradients"
     overall = attribute(loaded, global_inputs, method=method, seed=seed, faithfulness=False,
-                        progress=False, n_steps=16 if is_text else 32)
+                        progress=progress, n_steps=16 if is_text else 32)
     unit = "word" if is_text else "feature"
     if is_text:  # whitespace words: "doesn't" is one word, not "doesn", "'" and "t"
         words = findings.whitespace_words(overall.to_frame(level="word"), global_inputs)

@@ -119,8 +119,7 @@ def _perplexity(context: Context) -> None:
     metrics = (context.model.card or {}).get("metrics") or {}
     value = metrics.get("heldout_perplexity")
     if not _number(value):
-        context.not_run("the model card has no held-out perplexity (metrics.heldout_perplexity)",
-                        section=SECTION.key)
+        context.not_run("the model card records no held-out perplexity", section=SECTION.key)
         return
     rows = [{"model": part, "perplexity": float(value)}]
     rows += [{"model": f"{name} baseline", "perplexity": float(metrics[key])}
