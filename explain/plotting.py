@@ -24,12 +24,15 @@ __all__ = [
     "DIVERGING",
     "FORMATS",
     "SEQUENTIAL",
+    "contrast_ratio",
     "diverging_norm",
     "figure_bytes",
     "figure_data_uri",
     "new_figure",
+    "relative_luminance",
     "save_figure",
     "style",
+    "text_colour",
 ]
 
 #: Output formats ``save_figure`` writes.
@@ -101,6 +104,31 @@ def diverging_norm(values, *, vmax: float | None = None) -> TwoSlopeNorm:
         vmax = float(np.abs(finite).max()) if finite.size else 1.0
     vmax = vmax if vmax > 0 else 1.0
     return TwoSlopeNorm(vcenter=0.0, vmin=-vmax, vmax=vmax)
+
+
+def relative_luminance(colour) -> float:
+    """WCAG 2 relative luminance of a matplotlib colour (alpha ignored): 0 black, 1 white."""
+    import numpy as np
+    from matplotlib.colors import to_rgb
+
+    rgb = np.asarray(to_rgb(colour), dtype=float)
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    return float(linear @ np.array([0.2126, 0.7152, 0.0722]))
+
+
+def contrast_ratio(first, second) -> float:
+    """WCAG 2 contrast ratio of two colours: 1 (the same) to 21 (black on white); text needs
+    4.5 to be read comfortably."""
+    high, low = sorted((relative_luminance(first), relative_luminance(second)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def text_colour(background) -> str:
+    """``"black"`` or ``"white"``, whichever contrasts more with ``background`` (an opaque
+    colour): at least 4.58:1 on any background, so text drawn on a colour-mapped cell is
+    always readable."""
+    return ("black" if contrast_ratio("black", background) >= contrast_ratio("white", background)
+            else "white")
 
 
 def _metadata(fmt: str) -> dict:

@@ -143,7 +143,8 @@ def test_image_figures_render(maps, tmp_path):
     for kind in ("rollout_image", "heads_image"):
         fig = maps.plot(kind, image_id=3)
         assert isinstance(fig, Figure)
-        assert "image 3" in (fig.axes[0].get_title() + fig.get_suptitle())
+        # figures number images from 1 for their readers: image_id 3 is the fourth image
+        assert "image 4" in (fig.axes[0].get_title() + fig.get_suptitle())
     fig = maps.plot("rollout_image", image_id=0)
     assert "patches sum to 1" in fig.axes[0].get_title()
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0", "1", "2", "3"]

@@ -13,7 +13,15 @@ import math
 import numpy as np
 
 from ..checks import one_of
-from ..plotting import DIVERGING, SEQUENTIAL, axes_or_new, diverging_norm, new_figure, style
+from ..plotting import (
+    DIVERGING,
+    SEQUENTIAL,
+    axes_or_new,
+    diverging_norm,
+    new_figure,
+    style,
+    text_colour,
+)
 from .graph import HEAD_STATISTICS
 
 __all__ = ["IMAGE_HEAT", "bars_figure", "grid_figure", "head_figure", "head_grid_figure",
@@ -67,7 +75,7 @@ def head_figure(result, *, ax, text_id: int, layer: int, head: int, level: str,
         ax.set_ylabel(f"query ({level})")
         kind = "" if attention == "self" else f"{attention} attention, "
         hidden = ", special tokens hidden" if hide_special else ""
-        ax.set_title(f"{result.model_name}: {kind}layer {layer}, head {head}, text {i}"
+        ax.set_title(f"{result.model_name}: {kind}layer {layer}, head {head}, text {i + 1}"
                      f"{hidden}{_truncated(result, i)}")
         bar = fig.colorbar(image, ax=ax, shrink=0.8)
         bar.set_label("attention weight")
@@ -107,7 +115,7 @@ def grid_figure(result, *, text_id: int, level: str, attention: str, hide_specia
                     ax.set_ylabel(f"layer {layer}", fontsize=8)
         kind = "" if attention == "self" else f"{attention} attention, "
         hidden = ", special tokens hidden" if hide_special else ""
-        fig.suptitle(f"{result.model_name}: {kind}all heads, text {i} "
+        fig.suptitle(f"{result.model_name}: {kind}all heads, text {i + 1} "
                      f"({int(q_keep.sum())} x {int(k_keep.sum())} {level}s{hidden})"
                      f"{_truncated(result, i)}", fontsize=10)
         bar = fig.colorbar(image, ax=axes, shrink=0.6, aspect=30)
@@ -138,7 +146,8 @@ def head_summary_figure(result, *, ax, statistic: str, attention: str):
 
 def head_grid_figure(grid: np.ndarray, *, ax, layers, heads, statistic: str, title: str):
     """Layer x head heatmap of ``grid`` (``(len(layers), len(heads))``), values written in the
-    cells when there are at most 200; ``"importance"`` is drawn on a diverging scale."""
+    cells when there are at most 200, each in black or white, whichever contrasts more with its
+    cell; ``"importance"`` is drawn on a diverging scale centred at zero."""
     n_l, n_h = grid.shape
     with style():
         fig, ax = axes_or_new(ax, min(16.0, max(4.5, 0.55 * n_h + 2.2)),
@@ -153,18 +162,15 @@ def head_grid_figure(grid: np.ndarray, *, ax, layers, heads, statistic: str, tit
         ax.set_ylabel("layer")
         if n_l * n_h <= 200:
             finite = grid[np.isfinite(grid)]
-            middle = (finite.min() + finite.max()) / 2 if finite.size else 0.0
             scale = float(np.abs(finite).max()) if finite.size else 0.0
             for r in range(n_l):
                 for c in range(n_h):
                     value = grid[r, c]
                     if not np.isfinite(value):
                         continue
-                    dark = (abs(value) > 0.6 * np.abs(finite).max()) if statistic == "importance" \
-                        else value > middle
                     text = f"{value:.2f}" if scale >= 0.1 else f"{value:.1e}"
                     ax.text(c, r, text, ha="center", va="center", fontsize=6.5,
-                            color="white" if dark else "black")
+                            color=text_colour(image.cmap(image.norm(value))))
         ax.set_title(title)
         bar = fig.colorbar(image, ax=ax, shrink=0.85)
         bar.set_label(_DESCRIPTIONS[statistic], fontsize=7)
@@ -203,8 +209,8 @@ def bars_figure(result, kind: str, *, ax, text_id: int, level: str, query: int |
         ax.grid(axis="x", linewidth=0.4, alpha=0.5)
         ax.set_axisbelow(True)
         name = "rollout" if kind == "rollout" else "flow"
-        ax.set_title(f"{result.model_name}: attention {name}, text {i}, query token {q} "
-                     f"{q_text}{_truncated(result, i)}")
+        ax.set_title(f"{result.model_name}: attention {name}, text {i + 1}, from query "
+                     f"{q_text} (token {q + 1} of {len(side.tokens[i])}){_truncated(result, i)}")
         if any(specials):
             from matplotlib.patches import Patch
 
@@ -269,7 +275,7 @@ def rollout_image_figure(result, *, ax, image_id: int, query: int | None):
     with style():
         fig, ax = axes_or_new(ax, 4.6, 4.0)
         heat = _on_image(ax, result, i, values, vmax=float(values.max()), ticks=True)
-        ax.set_title(f"{result.model_name}: attention rollout of {name}, image {i}\n"
+        ax.set_title(f"{result.model_name}: attention rollout of {name}, image {i + 1}\n"
                      f"patches sum to 1 ({name} keeps {own:.2f} of the rollout, left out)")
         bar = fig.colorbar(heat, ax=ax, shrink=0.85)
         bar.set_label(f"share of the {name} rollout")
@@ -295,11 +301,15 @@ def heads_image_figure(result, *, image_id: int, query: int | None):
             for col, head in enumerate(result.heads):
                 ax = axes[row][col]
                 heat = _on_image(ax, result, i, grids[layer, head], vmax=vmax, ticks=False)
+                for spine in ax.spines.values():  # a thin frame on all four sides
+                    spine.set_visible(True)
+                    spine.set_linewidth(0.4)
                 if row == 0:
                     ax.set_title(f"head {head}", fontsize=8)
                 if col == 0:
                     ax.set_ylabel(f"layer {layer}", fontsize=8)
-        fig.suptitle(f"{result.model_name}: attention of {name} over the patches, image {i}",
+        fig.suptitle(f"{result.model_name}: attention of {name} over the patches, image "
+                     f"{i + 1}",
                      fontsize=10)
         bar = fig.colorbar(heat, ax=axes, shrink=0.7, aspect=30)
         bar.set_label(f"attention weight of {name} (not renormalised)")

@@ -7,10 +7,18 @@ import textwrap
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from ..plotting import DIVERGING, axes_or_new, diverging_norm, new_figure, style
+from ..plotting import (
+    DIVERGING,
+    NotebookFigure,
+    axes_or_new,
+    diverging_norm,
+    new_figure,
+    style,
+    text_colour,
+)
 
-__all__ = ["CLIP_PERCENTILE", "plot_bar", "plot_deletion", "plot_global", "plot_image", "plot_layer", "plot_text",
-           "plot_waterfall"]
+__all__ = ["CLIP_PERCENTILE", "importance_figure", "plot_bar", "plot_deletion", "plot_global",
+           "plot_image", "plot_layer", "plot_text", "plot_waterfall", "written_words"]
 
 _POS = "#b2182b"
 _NEG = "#2166ac"
@@ -25,58 +33,134 @@ def _short(label: str, width: int = 28) -> str:
     return label if len(label) <= width else label[:width - 1] + "…"
 
 
+def _method(result) -> str:
+    return result.method.replace("_", " ")
+
+
+def _label(result, text: str) -> str:
+    """A class name as it is, a token of a language model quoted (``'.'`` reads as a token)."""
+    return repr(text) if result.task in ("masked-lm", "causal-lm", "seq2seq-lm") else text
+
+
+def written_words(result, k: int) -> list[tuple[int, str, float]]:
+    """The words of text explanation ``k`` as the user wrote them: ``(segment, word, score)``.
+
+    The tokenizer's words (subword pieces already joined, ``explain.text``) that touch, with no
+    character between them, are one written word: ``don't`` (``don``, ``'``, ``t``),
+    ``well-made`` and ``film,`` are one word each, scored by the sum of their parts (as token
+    scores are summed into words). ``segment`` is 1 for the second text of a pair, else 0.
+    """
+    info = result._run.prepared.items[k].text
+    _, scores = result.units(k)
+    segments: dict[int, int] = {}
+    for t, w in enumerate(info["word_index"]):
+        if w >= 0:
+            segments.setdefault(w, max(0, info["segment"][t]))
+    spans: list[list] = []  # [segment, start, end, score]
+    for w, (start, end) in enumerate(info["word_spans"]):
+        segment = segments.get(w, 0)
+        if spans and spans[-1][0] == segment and spans[-1][2] == start:
+            spans[-1][2] = end
+            spans[-1][3] += float(scores[w])
+        else:
+            spans.append([segment, start, end, float(scores[w])])
+    texts = (info["text"], info.get("text_pair") or "")
+    return [(segment, texts[segment][start:end], score) for segment, start, end, score in spans]
+
+
+# The word figure's layout, in points: font size, box padding (in font sizes), the gap between
+# two boxes, the distance between lines of words, a header line and the space after a block.
+_FONT, _PAD, _GAP, _LINE, _HEAD, _BLOCK = 10.0, 0.2, 4.0, 21.0, 16.0, 8.0
+
+
 def plot_text(result, *, ax=None, input=0, max_inputs=8):
-    """Words coloured by score, one block per explanation, one shared colour bar."""
+    """The explained texts, word by word as written, each word on a cell coloured by its score
+    (diverging scale centred at zero, one colour bar for all), in black or white, whichever
+    contrasts more with the cell (WCAG, at least 4.58:1). Words are laid out in points, an
+    equal gap between cells, and wrap at the width of the figure (of ``ax`` when given, as it is
+    when called); one block per explanation, numbered from 1."""
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.transforms import ScaledTranslation
 
     indices = list(range(input, min(len(result), input + max_inputs)))
-    units = [result.units(k) for k in indices]
-    norm = diverging_norm(np.concatenate([s for _, s in units]) if units else [0.0])
+    blocks = [(k, written_words(result, k)) for k in indices]
+    norm = diverging_norm([s for _, words in blocks for _, _, s in words] or [0.0])
     cmap = matplotlib.colormaps[DIVERGING]
     created = ax is None
-    fig, ax = axes_or_new(ax, 8.0, 4.0)
+    if created:
+        fig = NotebookFigure(figsize=(8.0, 4.0))
+        ax = fig.add_axes((0.02, 0.0, 0.96, 1.0))
+    fig = ax.figure
     if not hasattr(fig.canvas, "get_renderer"):
         FigureCanvasAgg(fig)
+    renderer = fig.canvas.get_renderer()
+    points = 72.0 / fig.dpi
     with style():
         ax.set_axis_off()
-        ax.set_xlim(0, 1)
-        renderer = fig.canvas.get_renderer()
-        ax_width = ax.get_window_extent(renderer).width
-        gap = 7.0 / ax_width
-        line = 0.0  # y in line units, downward
-        for k, (labels, values) in zip(indices, units, strict=True):
-            head = (f"#{k}  predicted {result._predicted_label(k)} "
-                    f"({result._run.predicted_score[k]:.2f}), explaining "
-                    f"{result._target_label(k)}")
-            ax.text(0, line, head, fontsize=8, color="0.3", va="center")
-            line -= 1.0
-            x = 0.0
-            for label, value in zip(labels, values, strict=True):
-                text = ax.text(x, line, label, fontsize=10, va="center",
-                               bbox={"facecolor": cmap(norm(value)), "edgecolor": "none",
-                                     "boxstyle": "round,pad=0.15"})
-                width = text.get_window_extent(renderer).width / ax_width
-                if x > 0 and x + width > 1.0:
-                    line -= 1.0
-                    x = 0.0
-                    text.set_position((x, line))
-                x += width + gap
-            line -= 1.4
-        ax.set_ylim(line + 0.6, 0.6)
-        if created:
-            fig.set_size_inches(8.0, 1.3 + 0.27 * (0.6 - line))
+        room = ax.get_window_extent(renderer).width * points
+        pad = _PAD * _FONT
+        placed = []  # (artist, x, y): points right of and below the axes' top-left corner
+        y = _HEAD / 2
+        for k, words in blocks:
+            item = result._run.prepared.items[k]
+            head = (f"{k + 1}. predicted {_label(result, result._predicted_label(k))} "
+                    f"({_quantity(result)} {result._run.predicted_score[k]:.2f}), explaining "
+                    f"{_label(result, result._target_label(k))}"
+                    f"{' (truncated)' if item.truncated else ''}")
+            placed.append((ax.text(0, 0, head, fontsize=8, color="0.3", va="center"), 0.0, y))
+            y += (_HEAD + _LINE) / 2
+            x, segment = 0.0, 0
+            for word_segment, word, value in words:
+                background = cmap(norm(value))
+                text = ax.text(0, 0, word, fontsize=_FONT, va="center", ha="left",
+                               color=text_colour(background),
+                               bbox={"facecolor": background, "edgecolor": "none",
+                                     "boxstyle": f"square,pad={_PAD}"})
+                width = text.get_window_extent(renderer).width * points + 2 * pad
+                if x > 0 and (x + width > room or word_segment != segment):
+                    x, y = 0.0, y + _LINE
+                segment = word_segment
+                placed.append((text, x + pad, y))
+                x += width + _GAP
+            y += _LINE / 2 + _HEAD / 2 + _BLOCK
+        height = y - _HEAD / 2 - _BLOCK + _LINE / 2
+        title = f"Word attributions ({_method(result)})"
+        label = (f"attribution to the {_quantity(result)} of the explained "
+                 f"{'token' if result.task in ('masked-lm', 'causal-lm', 'seq2seq-lm') else 'label'}")
+        if created:  # the figure is sized to its words: the axes hold them, title and bar around
+            top, bottom = 0.45, 0.7  # inches: the title above, the colour bar below
+            total = top + height / 72.0 + bottom
+            fig.set_size_inches(8.0, total)
+            ax.set_position((0.02, bottom / total, 0.96, height / 72.0 / total))
+            bar_axes = fig.add_axes((0.15, 0.4 / total, 0.7, 0.12 / total))
+            fig.suptitle(title, y=1 - 0.12 / total, va="top")
         mappable = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
-        bar = fig.colorbar(mappable, ax=ax, orientation="horizontal", fraction=0.08,
-                           pad=0.02, aspect=50, shrink=0.8)
-        bar.set_label(f"attribution to the {_quantity(result)} of the explained label "
-                      f"({result.method})")
-        ax.set_title(f"Word attributions ({result.method})")
+        if created:
+            bar = fig.colorbar(mappable, cax=bar_axes, orientation="horizontal")
+        else:
+            bar = fig.colorbar(mappable, ax=ax, orientation="horizontal", fraction=0.08,
+                               pad=0.02, aspect=50, shrink=0.8)
+            ax.set_title(title)
+        bar.set_label(label)
+        for artist, x, y in placed:
+            artist.set_position((0.0, 1.0))
+            artist.set_transform(ax.transAxes + ScaledTranslation(x / 72.0, -y / 72.0,
+                                                                  fig.dpi_scale_trans))
     return fig
 
 
+def _units(result, k: int) -> tuple[list[str], np.ndarray]:
+    """Labels and scores of explanation ``k``: written words for text (``written_words``), else
+    ``result.units``."""
+    if result.kind != "text":
+        return result.units(k)
+    words = written_words(result, k)
+    return [w for _, w, _ in words], np.array([s for _, _, s in words], dtype=float)
+
+
 def plot_bar(result, *, ax=None, input=0, top_k=10):
-    labels, scores = result.units(input)
+    labels, scores = _units(result, input)
     order = np.argsort(-np.abs(scores), kind="stable")[:top_k][::-1]
     fig, ax = axes_or_new(ax, 6.0, 1.0 + 0.3 * len(order))
     with style():
@@ -85,9 +169,9 @@ def plot_bar(result, *, ax=None, input=0, top_k=10):
         ax.set_yticks(range(len(order)), [_short(labels[j]) for j in order])
         ax.axvline(0, color="0.2", linewidth=0.8)
         ax.set_xlabel(f"attribution to the {_quantity(result)} of "
-                      f"{result._target_label(input)}")
-        ax.set_title(_wrap(f"Top {len(order)} by |score|, explanation #{input} "
-                           f"({result.method})"))
+                      f"{_label(result, result._target_label(input))}")
+        ax.set_title(_wrap(f"Explanation {input + 1}: top {len(order)} units by |score| "
+                           f"({_method(result)})"))
     return fig
 
 
@@ -98,7 +182,7 @@ def _wrap(text: str, width: int = 70) -> str:
 def plot_waterfall(result, *, ax=None, input=0, top_k=10):
     """From f(baseline) (= f(x) - sum of scores, exact up to the completeness error) to f(x):
     the top units by |score| as steps, the rest summed in one step."""
-    labels, scores = result.units(input)
+    labels, scores = _units(result, input)
     f_x = result._run.f_x[input]
     start = f_x - float(np.sum(scores))
     order = list(np.argsort(-np.abs(scores), kind="stable")[:top_k])
@@ -107,6 +191,9 @@ def plot_waterfall(result, *, ax=None, input=0, top_k=10):
         rest = float(np.sum(np.delete(scores, order)))
         steps.append((f"{len(scores) - len(order)} others", rest))
     fig, ax = axes_or_new(ax, 6.5, 1.4 + 0.32 * len(steps))
+    largest = max((abs(v) for _, v in steps), default=0.0)
+    # one number of decimals for every step: three, or more when every step is below 0.01
+    decimals = 3 if largest == 0 or largest >= 0.01 else 1 - int(np.floor(np.log10(largest))) + 1
     with style():
         level = start
         levels = [start]
@@ -114,8 +201,10 @@ def plot_waterfall(result, *, ax=None, input=0, top_k=10):
         for j, (_, value) in enumerate(steps):
             y = n - 1 - j
             ax.barh(y, value, left=level, color=_POS if value > 0 else _NEG, height=0.7)
-            ax.text(level + value, y, f" {value:+.3g} ", va="center", fontsize=7,
-                    ha="left" if value >= 0 else "right")
+            # on a white box, so the f(x) and f(baseline) lines never run through a number
+            ax.text(level + value, y, f" {value:+.{decimals}f} ", va="center", fontsize=7,
+                    ha="left" if value >= 0 else "right", zorder=3,
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5})
             level += value
             levels.append(level)
         ax.axvline(start, color="0.45", linewidth=0.9, linestyle=":",
@@ -125,10 +214,10 @@ def plot_waterfall(result, *, ax=None, input=0, top_k=10):
         low, high = min(levels), max(levels)
         pad = 0.15 * (high - low) if high > low else max(abs(high), 1e-9) * 0.1
         ax.set_xlim(low - pad, high + pad)
-        ax.set_xlabel(f"{_quantity(result)} of {result._target_label(input)}")
+        ax.set_xlabel(f"{_quantity(result)} of {_label(result, result._target_label(input))}")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=2, frameon=False)
-        ax.set_title(_wrap(f"Explanation #{input}: contributions from f(baseline) to f(x) "
-                           f"({result.method})"))
+        ax.set_title(_wrap(f"Explanation {input + 1}: contributions from f(baseline) to f(x) "
+                           f"({_method(result)})"))
     return fig
 
 
@@ -211,7 +300,7 @@ def _bare(a) -> None:
 
 def _image_title(result, k: int) -> str:
     run = result._run
-    head = _wrap(f"#{k} predicted {result._predicted_label(k)}", 34)
+    head = _wrap(f"{k + 1}. predicted {result._predicted_label(k)}", 34)
     tail = f"{_quantity(result)} {run.predicted_score[k]:.2f}"
     target = result._target_label(k)
     if target != result._predicted_label(k):
@@ -261,7 +350,7 @@ def plot_image(result, *, ax=None, input=0, max_inputs=8):
         summed = ("summed over RGB" if channels == 3 else "per pixel")
         if run.layer_name is not None:
             summed = f"of layer {run.layer_name}, upsampled"
-        fig.suptitle(_wrap(f"{result.method} attributions to the {_quantity(result)} "
+        fig.suptitle(_wrap(f"{_method(result)} attributions to the {_quantity(result)} "
                            f"({summed}; red raises it, blue lowers it; each map its own scale)",
                            max(40, int(14 * len(indices) + 10))), fontsize=9)
     return fig
@@ -275,14 +364,25 @@ def plot_global(result, *, ax=None, top_k=10, min_count=1):
     if ax is not None and labels > 1:
         raise ValueError(f"plot('global') draws one panel per predicted label ({labels} here) "
                          f"in a figure of its own; call it without ax")
-    return importance_figure(frame, ax=ax, top_k=top_k, title=f"Global importance, top {top_k} "
-                             f"by mean |score| ({result.method})")
+    unit = "words" if result.kind == "text" else "features"
+    return importance_figure(frame, ax=ax, top_k=top_k,
+                             title=importance_title(top_k, unit, _method(result), min_count))
+
+
+def importance_title(top_k: int, unit: str, method: str, min_count: int) -> str:
+    """The title of ``importance_figure``: what ranks the rows and what the bars are."""
+    seen = f"; {unit} seen at least {min_count} times" if min_count > 1 else ""
+    return (f"Global importance: the {top_k} {unit} with the largest mean |score| per predicted "
+            f"class\nbars: signed mean score with its 95% Student-t interval ({method}{seen})")
 
 
 def importance_figure(frame, *, title: str, ax=None, top_k: int = 10):
     """Bars of ``mean_score`` with their intervals (``ci_low``/``ci_high``; none where NaN), one
     panel per predicted label (the top ``top_k`` rows of each, as ``frame`` orders them: the
-    columns of ``AttributionResult.global_importance``), labelled with the counts."""
+    columns of ``AttributionResult.global_importance``, ranked by ``mean_abs_score``),
+    labelled with the counts; ``mean_abs_score``, when ``frame`` has it, as a grey mark on
+    each row, so a row ranked high with a signed mean near zero (scores of both signs) shows
+    why it is there."""
     labels = list(dict.fromkeys(frame["predicted_label"])) or ["(none)"]
     if ax is not None:
         fig, axes = ax.figure, [ax]
@@ -301,12 +401,23 @@ def importance_figure(frame, *, title: str, ax=None, top_k: int = 10):
             a.barh(ys, means, color=[_POS if m > 0 else _NEG for m in means])
             a.errorbar(means, ys, xerr=[means - low, high - means], fmt="none", ecolor="0.2",
                        elinewidth=0.8, capsize=2)
+            if "mean_abs_score" in part:
+                a.scatter(part["mean_abs_score"].to_numpy(dtype=float), ys, marker="D", s=14,
+                          facecolor="white", edgecolor="0.35", linewidth=0.9, zorder=3,
+                          label="mean |score| (ranks the rows)")
             a.set_yticks(ys, [f"{_short(str(w), 20)} (n={c})" for w, c in
                               zip(part["label"], part["count"], strict=True)])
             a.axvline(0, color="0.2", linewidth=0.8)
             a.set_title(f"predicted {label}")
-            a.set_xlabel("mean attribution (95% Student-t CI)")
-        fig.suptitle(title)
+            a.set_xlabel("signed mean score (95% Student-t CI)")
+        if "mean_abs_score" in frame and len(frame):
+            handles, names = axes[0].get_legend_handles_labels()
+            if ax is None:
+                fig.legend(handles, names, loc="outside lower center", frameon=False)
+            else:
+                ax.legend(handles, names, loc="best", frameon=False)
+        width = max(50, int(11 * fig.get_figwidth()))  # characters that fit on one line
+        fig.suptitle("\n".join(_wrap(line, width) for line in title.split("\n")))
     return fig
 
 
@@ -337,13 +448,14 @@ def plot_deletion(result, *, ax=None):
         ax.set_xlim(0, 1)
         ax.legend(loc="best", frameon=False)
         ax.set_title(_wrap(f"Deletion and insertion curves, {len(result)} explanations "
-                           f"({result.method})"))
+                           f"({_method(result)})"))
     return fig
 
 
 def plot_layer(result, *, ax=None, top_k=10):
-    """The ``top_k`` neurons of a ``LayerAttributionResult`` by mean |score| over its inputs,
-    with the standard deviation over inputs."""
+    """The ``top_k`` neurons of a ``LayerAttributionResult`` ranked by the absolute value of
+    their mean score over its inputs, bars the signed mean, with the standard deviation over
+    inputs."""
     labels = result.neuron_labels()
     matrix = result.scores()
     mean = matrix.mean(0)
@@ -358,6 +470,8 @@ def plot_layer(result, *, ax=None, top_k=10):
                         elinewidth=0.8, capsize=2)
         ax.set_yticks(range(len(order)), [labels[j] for j in order])
         ax.axvline(0, color="0.2", linewidth=0.8)
-        ax.set_xlabel(f"mean attribution over {len(result)} inputs (± std)")
-        ax.set_title(_wrap(f"Top {len(order)} units of layer {result.layer}"))
+        spread = " (± standard deviation)" if len(result) > 1 else ""
+        ax.set_xlabel(f"mean signed score over {len(result)} input"
+                      f"{'s' if len(result) != 1 else ''}{spread}")
+        ax.set_title(_wrap(f"Layer {result.layer}: top {len(order)} units by |mean score|"))
     return fig

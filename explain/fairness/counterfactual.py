@@ -496,5 +496,7 @@ class CounterfactualResult(Result):
             ax.set_xlabel(f"change in {measure}{' (nats)' if log_probability else ''} vs "
                           f"{reference!r} (dots: one {unit}; diamond: "
                           f"mean, {ci}% CI;\ngrey band: negligible, |change| < {negligible:g})")
-            ax.set_title(f"Counterfactual score shifts ({self.meta['parameters']['test']} test)")
+            test = {"wilcoxon": "Wilcoxon signed-rank test", "t": "paired t-test"}.get(
+                self.meta["parameters"]["test"], f"{self.meta['parameters']['test']} test")
+            ax.set_title(f"Counterfactual score shifts (right: verdict, flip rate, p of the {test})")
         return fig
