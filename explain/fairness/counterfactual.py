@@ -489,14 +489,12 @@ class CounterfactualResult(Result):
             spread = [np.abs(change) for _, change, _, _ in rows if len(change)]
             spread += [np.abs([row.change_ci_low, row.change_ci_high]) for *_, row, _ in rows]
             finite = np.concatenate(spread)
-            finite = finite[np.isfinite(finite)]
-            lim = max(0.05, 1.5 * negligible, float(finite.max()) if len(finite) else 0.0)
+            lim = max(0.05, 1.5 * negligible, *finite[np.isfinite(finite)].tolist())
             ax.set_xlim(-lim * 1.1, lim * 1.1)
             unit = "template" if self.meta["parameters"]["design"] == "templates" else "sentence"
             ax.set_xlabel(f"change in {measure}{' (nats)' if log_probability else ''} vs "
                           f"{reference!r} (dots: one {unit}; diamond: "
                           f"mean, {ci}% CI;\ngrey band: negligible, |change| < {negligible:g})")
-            test = {"wilcoxon": "Wilcoxon signed-rank test", "t": "paired t-test"}.get(
-                self.meta["parameters"]["test"], f"{self.meta['parameters']['test']} test")
-            ax.set_title(f"Counterfactual score shifts (right: verdict, flip rate, p of the {test})")
+            test = "paired t" if self.meta["parameters"]["test"] == "t" else "Wilcoxon signed-rank"
+            ax.set_title(f"Counterfactual score shifts (right: verdict, flip rate, p, {test} test)")
         return fig
