@@ -37,9 +37,12 @@ def _method(result) -> str:
     return result.method.replace("_", " ")
 
 
+_TOKEN_TASKS = ("masked-lm", "causal-lm", "seq2seq-lm")  # their labels are tokens
+
+
 def _label(result, text: str) -> str:
     """A class name as it is, a token of a language model quoted (``'.'`` reads as a token)."""
-    return repr(text) if result.task in ("masked-lm", "causal-lm", "seq2seq-lm") else text
+    return repr(text) if result.task in _TOKEN_TASKS else text
 
 
 def written_words(result, k: int) -> list[tuple[int, str, float]]:
@@ -124,16 +127,16 @@ def plot_text(result, *, ax=None, input=0, max_inputs=8):
                 placed.append((text, x + pad, y))
                 x += width + _GAP
             y += _LINE / 2 + _HEAD / 2 + _BLOCK
-        height = y - _HEAD / 2 - _BLOCK + _LINE / 2
+        height = y - _HEAD / 2 - _BLOCK  # down to the bottom of the last line
         title = f"Word attributions ({_method(result)})"
         label = (f"attribution to the {_quantity(result)} of the explained "
-                 f"{'token' if result.task in ('masked-lm', 'causal-lm', 'seq2seq-lm') else 'label'}")
+                 f"{'token' if result.task in _TOKEN_TASKS else 'label'}")
         if created:  # the figure is sized to its words: the axes hold them, title and bar around
-            top, bottom = 0.45, 0.7  # inches: the title above, the colour bar below
+            top, bottom = 0.45, 0.62  # inches: the title above, the colour bar below
             total = top + height / 72.0 + bottom
             fig.set_size_inches(8.0, total)
             ax.set_position((0.02, bottom / total, 0.96, height / 72.0 / total))
-            bar_axes = fig.add_axes((0.15, 0.4 / total, 0.7, 0.12 / total))
+            bar_axes = fig.add_axes((0.15, 0.36 / total, 0.7, 0.12 / total))
             fig.suptitle(title, y=1 - 0.12 / total, va="top")
         mappable = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
         if created:
