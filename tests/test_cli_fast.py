@@ -27,13 +27,6 @@ except SystemExit:
 print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & set(json.loads(sys.argv[2])))))
 """
 
-# These build their choices from the registries' packages (explain.attribution, explain.fairness,
-# explain.run), which import torch; `attribute --help` also fails on the '%' in a faithfulness
-# description. Strict: once fixed in their modules, these pass and the mark must go.
-_HEAVY_HELP = pytest.mark.xfail(strict=True, reason="the subcommand's add_arguments imports "
-                                                    "torch (issue 14)")
-
-
 def _imported_by(argv: list[str]) -> list[str]:
     done = subprocess.run([sys.executable, "-c", _MAIN, json.dumps(argv), json.dumps(HEAVY)],
                           capture_output=True, text=True, check=True)
@@ -43,8 +36,7 @@ def _imported_by(argv: list[str]) -> list[str]:
 
 @pytest.mark.parametrize("argv", [
     ["--help"], ["--version"], [],
-    *[pytest.param([name, "--help"], marks=_HEAVY_HELP if name in ("probe", "attribute", "run")
-                   else ()) for name in SUBCOMMANDS],
+    *[[name, "--help"] for name in SUBCOMMANDS],
 ], ids=" ".join)
 def test_help_and_version_import_no_heavy_library(argv):
     assert _imported_by(argv) == []
@@ -115,3 +107,21 @@ def test_a_path_that_does_not_exist_never_mentions_the_hub(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="no such checkpoint directory"):
         resolve_model(str(tmp_path / "nowhere"))
     assert "Hub" not in capsys.readouterr().err
+
+
+def test_the_cli_names_the_registries_built_ins():
+    """The choices the CLI lists without importing torch are the registries' built-ins."""
+    from explain.attribution import FAITHFULNESS_DEFINITIONS
+    from explain.attribution.methods import _BUILT_IN
+    from explain.cli import attribute, probe, run
+    from explain.fairness import POOLINGS, TESTS
+    from explain.fairness.association import P_VALUES
+    from explain.run import ENGINES, RUN_ANALYSES
+
+    assert tuple(spec.name for spec in _BUILT_IN) == attribute.METHOD_NAMES
+    assert tuple(FAITHFULNESS_DEFINITIONS) == attribute.FAITHFULNESS_NAMES
+    # the built-ins are registered first (tests may register more after them)
+    assert tuple(RUN_ANALYSES)[:len(run.ANALYSIS_NAMES)] == run.ANALYSIS_NAMES
+    assert tuple(ENGINES) == run.ENGINE_NAMES
+    assert tuple(probe.P_VALUE_RULES) == tuple(P_VALUES)
+    assert tuple(POOLINGS) == probe.POOLING_NAMES and tuple(TESTS) == probe.TEST_NAMES

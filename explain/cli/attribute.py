@@ -27,11 +27,16 @@ HELP = "attribution scores (CSV/Parquet), trust numbers, summaries and figures f
 
 #: ``--method layer``: ``explain.attribution.attribute_layer`` (neurons of a layer, not inputs).
 LAYER = "layer"
+#: The built-in methods and faithfulness definitions, named here so that ``--help`` imports no
+#: torch (tests/test_cli_fast.py holds them equal to ``explain.attribution``'s); ``run`` checks
+#: ``--method`` against ``METHODS``, registered methods included.
+METHOD_NAMES = ("integrated_gradients", "saliency", "input_x_gradient", "deeplift",
+                "gradient_shap", "smoothgrad", "occlusion", "feature_ablation",
+                "shapley_sampling", "lime", "kernel_shap", "gradcam")
+FAITHFULNESS_NAMES = ("aopc", "eraser")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..attribution import METHODS
-
     parser.add_argument("model", metavar="MODEL",
                         help="a checkpoint directory or a reference model name (sentiment, "
                              "compas, adult, digits)")
@@ -39,8 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="inputs: .csv, .parquet, .jsonl, .txt (one text per line) or .npy "
                              "(images)")
     parser.add_argument("--method", default="integrated_gradients",
-                        help=f"one of: {', '.join(METHODS)}, or {LAYER} (the neurons of a "
-                             f"layer: attribute_layer) (default: integrated_gradients)")
+                        help=f"one of: {', '.join(METHOD_NAMES)} (or a registered method), or "
+                             f"{LAYER} (the neurons of a layer: attribute_layer) (default: "
+                             f"integrated_gradients)")
     parser.add_argument("--target", default=None,
                         help="label to explain, or a contrast 'A-B' (default: the prediction)")
     parser.add_argument("--text-column", default="text", help="text column (default: text)")
@@ -53,12 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="inputs per batch")
     parser.add_argument("--max-length", type=int, default=None, help="tokens per text")
     parser.add_argument("--seed", type=int, default=0, help="seed of sampling methods")
-    from ..attribution import FAITHFULNESS_DEFINITIONS
-
-    parser.add_argument("--faithfulness", default="aopc", choices=list(FAITHFULNESS_DEFINITIONS),
-                        help="definition of comprehensiveness and sufficiency: "
-                             + "; ".join(f"{k}: {v}" for k, v in FAITHFULNESS_DEFINITIONS.items())
-                             + " (default: aopc)")
+    parser.add_argument("--faithfulness", default="aopc", choices=FAITHFULNESS_NAMES,
+                        help="definition of comprehensiveness and sufficiency: aopc (ours: the "
+                             "top 10-50%% of words, features or patches by signed score replaced "
+                             "by the baseline) or eraser (DeYoung et al. 2020 as ferret computes "
+                             "it; text only) (default: aopc)")
     parser.add_argument("--no-faithfulness", action="store_true",
                         help="skip the faithfulness measures")
     from ._output import add_output_arguments

@@ -46,17 +46,25 @@ def _common(parser: argparse.ArgumentParser, *, model: bool) -> None:
                              "representation probe's folds (default 0)")
 
 
-def _association(parser: argparse.ArgumentParser, *, p_value: str) -> None:
-    from ..fairness.association import P_VALUES
+#: Choices of the probes, named here so that ``--help`` imports no torch (tests/test_cli_fast.py
+#: holds them equal to ``explain.fairness``'s ``P_VALUES``, ``POOLINGS`` and ``TESTS``).
+P_VALUE_RULES = MappingProxyType({
+    "caliskan2017": "share of partitions with a strictly greater statistic (Caliskan et al. 2017)",
+    "conservative": "share of partitions with an at least as large statistic, the observed one "
+                    "included (May et al. 2019, scipy.stats.permutation_test)"})
+POOLING_NAMES = ("mean", "first", "last")
+TEST_NAMES = ("wilcoxon", "t")
 
+
+def _association(parser: argparse.ArgumentParser, *, p_value: str) -> None:
     parser.add_argument("--tests", metavar="NAME[,NAME]",
                         help="built-in tests (weat1..weat10; default all)")
     parser.add_argument("--n-permutations", dest="n_permutations", type=int, default=100_000,
                         help="permutations for the p-value (default 100000; exact when fewer "
                              "partitions exist)")
-    parser.add_argument("--p-value", dest="p_value", default=p_value, choices=list(P_VALUES),
+    parser.add_argument("--p-value", dest="p_value", default=p_value, choices=list(P_VALUE_RULES),
                         help=f"how partitions are counted (default {p_value}: "
-                             f"{P_VALUES[p_value]})")
+                             f"{P_VALUE_RULES[p_value]})")
     parser.add_argument("--keep-removed", dest="keep_removed", action="store_true",
                         help="keep the words Caliskan et al. removed from the lists (our "
                              "variant; default: the published lists)")
@@ -71,8 +79,6 @@ def _association(parser: argparse.ArgumentParser, *, p_value: str) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..fairness import POOLINGS, TESTS
-
     sub = parser.add_subparsers(dest="probe", metavar="PROBE", required=True)
     weat = sub.add_parser("weat", help=PROBES["weat"], description=PROBES["weat"])
     _common(weat, model=False)
@@ -86,7 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _association(seat, p_value="conservative")
     seat.add_argument("--layer", type=int, default=-1,
                       help="hidden state to pool (0 = embeddings, -1 = last; default -1)")
-    seat.add_argument("--pooling", default="mean", choices=list(POOLINGS),
+    seat.add_argument("--pooling", default="mean", choices=POOLING_NAMES,
                       help="how token states become one sentence vector (default mean)")
 
     cf = sub.add_parser("counterfactual", help=PROBES["counterfactual"],
@@ -101,7 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cf.add_argument("--swaps", default="gender",
                     help="swap list for --data (gender, gender_names, race_names)")
     cf.add_argument("--target", help="class whose probability is the score")
-    cf.add_argument("--test", default="wilcoxon", choices=list(TESTS),
+    cf.add_argument("--test", default="wilcoxon", choices=TEST_NAMES,
                     help="paired test of the score changes (default wilcoxon)")
 
     rep = sub.add_parser("representation", help=PROBES["representation"],

@@ -21,18 +21,24 @@ HELP = "one analysis over every row of a dataset: resumable Parquet shards and a
 _OPTIONS = ("n_steps", "faithfulness", "target", "batch_size", "max_length", "seed", "swaps")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..run import ENGINES, RUN_ANALYSES
+#: The built-in run analyses and engines, named here so that ``--help`` imports no torch
+#: (tests/test_cli_fast.py holds them equal to ``explain.run``'s; ``run`` checks the analysis
+#: against ``RUN_ANALYSES``, registered ones included).
+ANALYSIS_NAMES = ("predict", "score", "attribute", "attention", "counterfactual")
+ENGINE_NAMES = ("local", "ray")
 
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("analysis", metavar="ANALYSIS",
-                        help=f"one of: {', '.join(RUN_ANALYSES)}")
+                        help=f"one of: {', '.join(ANALYSIS_NAMES)} (or a registered run "
+                             f"analysis)")
     parser.add_argument("model", metavar="MODEL",
                         help="a checkpoint directory or a reference model name")
     parser.add_argument("--data", required=True, metavar="PATH",
                         help="a .csv, .tsv or .parquet file, a directory of .parquet files, or "
                              "a dataset name")
     parser.add_argument("--out", required=True, metavar="DIR", help="the run directory")
-    parser.add_argument("--engine", default="local", choices=list(ENGINES),
+    parser.add_argument("--engine", default="local", choices=ENGINE_NAMES,
                         help="local (this process) or ray (Ray Data actors) (default: local)")
     parser.add_argument("--chunk-size", type=int, default=None, metavar="N",
                         help="rows per shard (default: 256)")
