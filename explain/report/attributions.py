@@ -124,7 +124,8 @@ def _run_global_importance(report, part, loaded, data, text_column, rows, *, see
         importance = overall.global_importance(min_count=findings.MIN_COUNT)
     importance["n_inputs"] = len(order)  # the rows explained, so the finding's count is here
     fig = importance_figure(importance, title=findings.importance_title(
-        unit, method, min_count=findings.MIN_COUNT, scope=f"{len(order)} rows ({part})"))
+        unit, method, min_count=findings.MIN_COUNT, scope=f"{len(order)} rows ({part})",
+        top_k=findings.shown_units(importance)))
     report.add(fig, section="attributions", title=f"{part}: global importance over "
                f"{len(order)} rows",
                caption=f"Mean signed attribution ({method.replace('_', ' ')}) of each {unit} "

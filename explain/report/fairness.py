@@ -98,7 +98,7 @@ def _run_fairness(context: Context) -> None:
         result = audit(data=data, prediction=column, sensitive_features=sensitive,
                        label=label, seed=seed)
         _add_audit(report, result, part=part, who=f"{part} '{column}' decisions",
-                   title=f"{part}: group metrics of the decisions in column '{column}'",
+                   title=f"{part}: group metrics of '{column}'",
                    caption="The same metrics for decisions recorded in the data (not made "
                            "by the model).")
 

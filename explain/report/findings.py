@@ -167,9 +167,16 @@ def importance_title(unit: str, method: str, *, min_count: int = MIN_COUNT,
     """The title of the global-importance chart (``importance_figure``): its bars are the signed
     mean score with its 95% Student-t interval, of the ``top_k`` units of each predicted class
     ranked by mean |score|. ``scope``: what was explained (e.g. ``"all 5,000 rows"``)."""
-    return (f"Global importance{f' over {scope}' if scope else ''}: the {top_k} {unit}s with the largest mean |score| per "
-            f"predicted class\nbars: signed mean score with its 95% Student-t interval "
-            f"({method_name(method)}; {unit}s seen at least {min_count} times)")
+    return (f"Global importance{f' over {scope}' if scope else ''}, {method_name(method)}\n"
+            f"top {top_k} {unit}s per predicted class by mean |score| (seen at least "
+            f"{min_count} times)\nbars: signed mean score with its 95% Student-t interval")
+
+
+def shown_units(table: pd.DataFrame, top_k: int = 10) -> int:
+    """How many units per predicted class the global-importance chart shows: ``top_k``, or
+    fewer when no class has that many."""
+    counts = table.groupby("predicted_label").size()
+    return int(min(top_k, counts.max())) if len(counts) else 0
 
 
 def importance_finding(part: str, table: pd.DataFrame, *, n_rows: int, unit: str,

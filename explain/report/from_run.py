@@ -238,7 +238,8 @@ def _importance(report: Report, out: Path, manifest, part: str, *, min_count: in
                        section="attributions")
             continue
         fig = importance_figure(mine, title=findings.importance_title(
-            unit, method, min_count=min_count, scope=f"all {n_rows:,} rows ({part})"))
+            unit, method, min_count=min_count, scope=f"all {n_rows:,} rows ({part})",
+            top_k=findings.shown_units(mine)))
         report.add(fig, section="attributions",
                    title=f"{part}: global importance ({name}) over {n_rows:,} rows",
                    caption=f"Mean signed attribution ({name}) of each {unit} over all its "

@@ -76,7 +76,7 @@
     if (data.texts.length > 1) {
       bar.appendChild(select("text", data.texts.map(function (t, i) {
         var s = t.text.length > 40 ? t.text.slice(0, 39) + "\u2026" : t.text;
-        return [i, i + ": " + s];
+        return [i, (i + 1) + ": " + s];  // readers count texts from 1
       }), state.text, function (v) { state.text = +v; reset(); }, "text"));
     }
     if (data.kinds.length > 1) {
