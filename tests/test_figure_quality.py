@@ -180,3 +180,6 @@ def test_audit_figures_say_what_they_draw():
     assert sum(t.get_text().strip() == "n/a" for t in contrasts.texts) == len(undefined)
     dots = [line for line in contrasts.lines if line.get_marker() == "o"]
     assert len(dots) == int(np.isfinite(result.contrasts["difference"]).sum())
+    # every metric in the legend, in drawing order, even one undefined for the first group
+    legend = [t.get_text() for t in contrasts.get_legend().get_texts()]
+    assert legend == [m.replace("_", " ") for m in dict.fromkeys(result.contrasts["metric"])]

@@ -419,8 +419,8 @@ def importance_figure(frame, *, title: str, ax=None, top_k: int = 10):
                 fig.legend(handles, names, loc="outside lower center", frameon=False)
             else:
                 ax.legend(handles, names, loc="best", frameon=False)
-        width = max(50, int(11 * fig.get_figwidth()))  # characters that fit on one line
-        fig.suptitle("\n".join(_wrap(line, width) for line in title.split("\n")))
+        width = max(50, int(13 * fig.get_figwidth()))  # characters that fit on one line
+        fig.suptitle("\n".join(_wrap(line, width) for line in title.split("\n")), fontsize=10)
     return fig
 
 

@@ -286,7 +286,7 @@ class AuditResult(Result):
         fig, ax = axes_or_new(ax, 7.0, 0.16 * len(rows) + 0.2 * len(groups) + 1.5)
         with style():
             palette = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3"]
-            ticks, positions, labelled = [], [], set()
+            ticks, positions = [], []
             position = 0.0
             for group in groups:
                 part = rows[rows["group"] == group].set_index("metric")
@@ -305,9 +305,7 @@ class AuditResult(Result):
                     err = interval_errors(np.array([value]), [entry["ci_low"]],
                                           [entry["ci_high"]])
                     ax.errorbar(value, -position, xerr=err, fmt="o", markersize=3, capsize=2,
-                                color=colour, alpha=0.45 if small else 1.0,
-                                label=None if metric in labelled else metric.replace("_", " "))
-                    labelled.add(metric)
+                                color=colour, alpha=0.45 if small else 1.0)
                     position += 1
                 ticks.append(f"{group}{' †' if small else ''}")
                 positions.append(-(position - (len(part) + 1) / 2))
@@ -319,8 +317,14 @@ class AuditResult(Result):
                           f"({self._confidence()} Newcombe intervals)")
             ax.set_title(f"Contrasts by {feature} (class {label}; † fewer than "
                          f"{self.meta['parameters']['min_group_size']} rows)")
-            # beside the axes, never over an interval
-            ax.legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+            from matplotlib.lines import Line2D
+
+            # every metric in drawing order, at full colour (a small group's are faint), beside
+            # the axes, never over an interval
+            handles = [Line2D([], [], color=palette[k % len(palette)], marker="o", markersize=3,
+                              label=metric.replace("_", " ")) for k, metric in enumerate(metrics)]
+            ax.legend(handles=handles, frameon=False, fontsize=7, loc="upper left",
+                      bbox_to_anchor=(1.01, 1.0))
         return fig
 
     def _group_label(self, feature: str, group: str) -> tuple[str, str]:
@@ -353,7 +357,7 @@ class AuditResult(Result):
             ax.set_ylabel("observed positive rate")
             ax.set_title(f"Calibration by {feature} (class {label}; † dotted: fewer than "
                          f"{self.meta['parameters']['min_group_size']} rows)")
-            ax.legend(loc="upper left", frameon=False)
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # off the curves
         return fig
 
     def _plot_thresholds(self, ax, sensitive_feature, class_label):
@@ -382,7 +386,9 @@ class AuditResult(Result):
                 axis.set_ylabel(metric.replace("_", " "))
                 axis.set_ylim(-0.02, 1.02)
                 axis.set_title(metric.replace("_", " "))
-            axes[-1].legend(frameon=False, fontsize=7)
+            # beside the panels, off the curves
+            fig.legend(*axes[-1].get_legend_handles_labels(), loc="outside right upper",
+                       frameon=False, fontsize=7)
             line = (f"vertical line: threshold {threshold:g}" if threshold is not None
                     else "decisions: highest-probability class")
             fig.suptitle(f"Threshold sweep by {feature} (class {label}; {line}; † dotted: "
