@@ -82,7 +82,7 @@ def opening_head(result) -> dict[str, Any]:
         table = result.head_statistics(attention=kinds[0]).assign(attention=kinds[0])
         top = table.sort_values("entropy", kind="stable").iloc[0]
         why = (f"the most focused head (lowest mean attention entropy, "
-               f"{float(top['entropy']):.2f} nats)")
+               f"{float(top['entropy']):.2g} nats)")
     layer, head, kind = int(top["layer"]), int(top["head"]), str(top["attention"])
     stack = f"{kind} attention, " if len(kinds) > 1 else ""
     return {"kind": kind, "layer": list(result.layers).index(layer),
