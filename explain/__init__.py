@@ -16,8 +16,9 @@ Concepts, each with one home:
 
 The names below are imported on first use (``explain.attribute`` imports torch, captum and
 pandas the first time it is read), so ``import explain`` and ``explain --help`` stay fast; every
-submodule is reachable as an attribute too (``explain.datasets``). ``explain.run`` is the
-function, also once its package ``explain/run/`` is imported (``import explain.run.store``).
+submodule is reachable as an attribute too (``explain.datasets``). ``explain.run`` and
+``explain.attention`` are the functions, also once their packages are imported
+(``import explain.run.store``, ``from explain.attention import graph``).
 """
 
 from __future__ import annotations
@@ -112,10 +113,11 @@ def __dir__() -> list[str]:
 
 class _Face(types.ModuleType):
     def __setattr__(self, name: str, value: Any) -> None:
-        # Importing the package explain/run/ binds it here as `run` (the import system does
-        # that for every subpackage); the face's `run` is that package's function.
-        if name == "run" and isinstance(value, types.ModuleType):
-            value = value.run
+        # Importing the package explain/run/ (explain/attention/) binds it here as `run`
+        # (`attention`): the import system does that for every subpackage. The face's `run`
+        # (`attention`) is that package's function of the same name.
+        if isinstance(value, types.ModuleType) and _HOME_OF.get(name) == name:
+            value = getattr(value, name)
         super().__setattr__(name, value)
 
 

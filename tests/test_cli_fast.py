@@ -50,10 +50,12 @@ assert not {m.split('.')[0] for m in sys.modules} & set(heavy), 'import explain'
 import explain.run.store                      # the subpackage first: explain.run stays the function
 assert callable(explain.run) and explain.run.__name__ == 'run', explain.run
 from explain.run import RunConfig, store      # the subpackage's own names
+import explain.attention.graph                # the same for explain.attention
+assert callable(explain.attention) and explain.attention.__name__ == 'attention'
 for name in explain.__all__:
     exec(f'from explain import {name}')
     assert getattr(explain, name) is not None
-assert callable(explain.run), explain.run
+assert callable(explain.run) and callable(explain.attention), (explain.run, explain.attention)
 assert isinstance(explain.datasets, types.ModuleType)  # any submodule, as an attribute
 assert set(explain.__all__) <= set(dir(explain))
 try:
