@@ -9,6 +9,7 @@ as text and runs nothing.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -96,10 +97,37 @@ def test_demo_report_in_chromium(browser, tmp_path):
     token.click()
     assert view.locator(".ea-line.ea-active").count() > 0
     assert view.locator("[data-locked='1']").count() == 1
-    # printing: navigation hidden, collapsed data tables opened
+    # the contents list nests the items under their sections and stays in view when scrolled
+    entries = page.evaluate("[document.querySelectorAll('nav>ol>li').length, "
+                            "document.querySelectorAll('nav ol ol li').length]")
+    assert entries[0] == len(sections) and entries[1] > 2 * len(sections), entries
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight / 2)")
+    assert 0 <= page.evaluate("document.querySelector('nav').getBoundingClientRect().top") < 5
+    # every table fits its column (wrapped, or scrolled inside its box), data tables opened too
+    page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+    over = page.evaluate("""() => { const main = document.querySelector('main')
+        .getBoundingClientRect().right + 1;
+      return [document.documentElement.scrollWidth - document.documentElement.clientWidth,
+              [...document.querySelectorAll('.table-wrap')].filter(w =>
+                 w.getBoundingClientRect().right > main).map(w =>
+                 w.querySelector('table').dataset.source || 'a table')]; }""")
+    assert over == [0, []], over
+    page.evaluate("document.querySelectorAll('details').forEach(d => d.open = false)")
+    # printing: navigation and interactive views hidden, A4, no table wider than the page, and
+    # the whole demo on fewer than 25 pages
     page.emulate_media(media="print")
+    page.set_viewport_size({"width": 718, "height": 1000})  # A4 minus the margins, CSS px
     assert page.evaluate("getComputedStyle(document.querySelector('nav')).display") == "none"
+    cut = page.evaluate("""() => [...document.querySelectorAll('table')].filter(t =>
+        t.offsetParent !== null && t.getBoundingClientRect().right >
+        document.documentElement.clientWidth + 1).map(t => t.dataset.source || 'a table')""")
+    assert cut == [], cut
+    pdf = page.pdf(format="A4", prefer_css_page_size=True)
+    pages = len(re.findall(rb"/Type\s*/Page[^s]", pdf))
+    assert 0 < pages < 25, pages
+    (tmp_path / "demo-report.pdf").write_bytes(pdf)
     page.emulate_media(media="screen")
+    page.set_viewport_size({"width": 1200, "height": 900})
     visit.assert_offline_and_clean()
 
     shots = Path(os.environ.get("EXPLAIN_SCREENSHOTS", tmp_path))

@@ -330,8 +330,9 @@ def test_summary_groups_cards_and_findings_by_part_and_links_their_tables():
                        kind="predictions", part="Sentiment")
     report.add_finding("COMPAS model, by sex: nothing.", part="COMPAS")
     page = report.to_html()
-    assert page.index("<h3 class=part>Sentiment</h3>") < page.index(">80.5%<") \
-        < page.index("<h3 class=part>COMPAS</h3>") < page.index("COMPAS model, by sex")
+    assert page.index("<h3 class=part id='summary-sentiment'>Sentiment</h3>") \
+        < page.index(">80.5%<") < page.index("<h3 class=part id='summary-compas'>COMPAS</h3>") \
+        < page.index("COMPAS model, by sex")
     assert "<li data-kind='predictions'>The model is right on 80.5% of 2 rows." in page
     assert f"(<a href='#{source}' data-source='data/{source}.csv'>table</a>)" in page
     with pytest.raises(ValueError, match="unknown source item.*'nowhere'"):

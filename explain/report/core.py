@@ -89,6 +89,7 @@ class _Rendered:
     figure_objects: dict[str, Any] = field(default_factory=dict)  # stem -> Figure (for svg/pdf)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # stem -> frame
     blocks: dict[str, list[str]] = field(default_factory=dict)  # section -> HTML blocks
+    titles: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # section -> (id, title)
     summarised: set[int] = field(default_factory=set)  # results whose summary is shown
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
         ("draw_figures", "encode_png", "tables", "views"), 0.0))
@@ -365,6 +366,8 @@ class Report:
                                f"({item.kind} in section {item.section!r})")
                 raise
             rendered.blocks[item.section].append(block)
+            if item.title:
+                rendered.titles.setdefault(item.section, []).append((item.slug, item.title))
         return rendered
 
     def manifest(self, *, run: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -447,9 +450,9 @@ class Report:
     # -------------------------------------------------------------------------- saving
 
     def save(self, directory: str | os.PathLike | None = None, *, overwrite: bool = False,
-             formats: Sequence[str] = ("png",)) -> Path:
-        """Write the report to ``<directory>/<name>/`` (``directory`` defaults to ``reports``)
-        and return that path.
+             formats: Sequence[str] = ("png",), folder: str | None = None) -> Path:
+        """Write the report to ``<directory>/<name>/`` (``directory`` defaults to ``reports``;
+        ``folder``: another name for that last directory) and return that path.
 
         ``formats``: figure formats (keys of ``FORMATS``); PNG is always written. The report is
         built in a temporary sibling directory and renamed into place, so a failure never leaves
@@ -461,7 +464,12 @@ class Report:
             raise ValueError(f"unknown figure format(s) {', '.join(map(repr, unknown))}; valid: "
                              f"{', '.join(FORMATS)}")
         formats = ("png", *sorted(set(formats) - {"png"}, key=list(FORMATS).index))
-        target = Path("reports" if directory is None else directory).expanduser() / self.name
+        if folder is not None and (not isinstance(folder, str) or not folder
+                                   or Path(folder).name != folder or folder in (".", "..")):
+            raise ValueError(f"folder={folder!r} is not a directory name; pass a plain name "
+                             f"such as 'audit-2026' (the parent is the directory argument)")
+        target = (Path("reports" if directory is None else directory).expanduser()
+                  / (self.name if folder is None else folder))
         with staged_directory(target, overwrite=overwrite, what="report") as staging:
             self._write(staging, formats)
         return target
