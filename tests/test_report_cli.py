@@ -38,7 +38,7 @@ def test_flags_build_a_report_with_skip_reasons(tmp_path, text_setup, capsys):
     model_dir, data_file = text_setup
     out = tmp_path / "reports"
     argv = ["--model", str(model_dir), "--data", str(data_file), "--label", "label",
-            "--name", "tiny", "--out", str(out), "--n-examples", "8", "--quiet",
+            "--name", "tiny", "--out", str(out / "tiny"), "--n-examples", "8", "--quiet",
             "--analyses", "predictions,attention,fairness", "--format", "svg"]
     code, stdout, stderr = _run(argv, capsys)
     assert code == 0, stderr
@@ -79,11 +79,13 @@ def test_config_file_and_flag_override(tmp_path, text_setup, capsys):
     model_dir, data_file = text_setup
     config = tmp_path / "report.toml"
     config.write_text(f'model = "{model_dir}"\ndata = "{data_file}"\nlabel = "label"\n'
-                      f'sensitive = ["group"]\nname = "from-config"\nout = "{tmp_path}"\n'
+                      f'sensitive = ["group"]\nname = "from-config"\n'
+                      f'out = "{tmp_path / "from-config"}"\n'
                       'n_examples = 2\nanalyses = ["predictions", "fairness"]\nquiet = true\n')
     # the untrained tiny model scores every row about 0.5: the audit says so
     with pytest.warns(explain.ExplainWarning, match="gives every row the same decision"):
-        code, _, stderr = _run(["--config", str(config), "--name", "flag-wins"], capsys)
+        code, _, stderr = _run(["--config", str(config), "--name", "flag-wins", "--out",
+                                str(tmp_path / "flag-wins")], capsys)
     assert code == 0, stderr
     assert (tmp_path / "flag-wins" / "index.html").is_file()
     assert not (tmp_path / "from-config").exists()
@@ -136,12 +138,28 @@ def test_missing_column_and_empty_data(tmp_path, text_setup, capsys):
     assert code == 1 and "--data need --model" in stderr
 
 
+def test_out_is_the_report_directory(tmp_path, text_setup, capsys):
+    model_dir, data_file = text_setup
+    argv = ["--model", str(model_dir), "--data", str(data_file), "--quiet", "--analyses",
+            "predictions"]
+    assert _run([*argv, "--out", str(tmp_path / "audit-2026")], capsys)[0] == 0
+    assert sorted(p.name for p in (tmp_path / "audit-2026").iterdir()) == [
+        ".explain-output.json", "data", "figures", "index.html", "manifest.json"]
+    manifest = json.loads((tmp_path / "audit-2026" / "manifest.json").read_text())
+    assert manifest["report"]["name"] == "audit-2026"  # the directory's name, without --name
+    code, _, stderr = _run([*argv, "--out", str(tmp_path / "audit-2026")], capsys)
+    assert code == 1 and "already exists; pass --overwrite" in stderr
+    with pytest.raises(ValueError, match="is not a directory name"):
+        explain.Report(name="x").save(tmp_path, folder="a/b")
+
+
 def test_unwritable_output_directory(tmp_path, text_setup, capsys):
     model_dir, data_file = text_setup
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     code, _, stderr = _run(["--model", str(model_dir), "--data", str(data_file), "--out",
-                            str(blocker), "--quiet", "--analyses", "predictions"], capsys)
+                            str(blocker / "report"), "--quiet", "--analyses", "predictions"],
+                           capsys)
     assert code == 1 and "is a file" in stderr
 
 
@@ -151,7 +169,7 @@ def test_analyses_that_do_not_apply_are_skipped_with_reasons(tmp_path, tiny_mlm,
                           analyses=("predictions", "attention", "fairness"))
     path = report.save(tmp_path)
     page = (path / "index.html").read_text()
-    assert "predictions apply to classifiers; this is a &#x27;masked-lm&#x27; model" in page
+    assert "predictions apply to classifiers; this is a &#39;masked-lm&#39; model" in page
     assert "group metrics need a sensitive column" in page
     manifest = json.loads((path / "manifest.json").read_text())
     assert "attention" not in manifest["skipped"]
@@ -179,7 +197,7 @@ def test_no_arguments_builds_the_demo(tmp_path, monkeypatch, capsys):
         return report
 
     monkeypatch.setattr(demo, "build_demo", fake_demo)
-    code, stdout, stderr = _run(["--out", str(tmp_path)], capsys)
+    code, stdout, stderr = _run(["--out", str(tmp_path / "demo")], capsys)
     assert code == 0, stderr
     assert calls == [{"name": "demo", "n_examples": 6, "seed": 0, "quiet": False,
                       "config": calls[0]["config"]}]
@@ -208,8 +226,8 @@ def test_every_analysis_reruns_to_identical_files(tmp_path, text_setup, capsys):
     argv = ["--model", str(model_dir), "--data", str(data_file), "--label", "label",
             "--sensitive", "group", "--name", "again", "--n-examples", "3", "--quiet"]
     with pytest.warns(explain.ExplainWarning):
-        assert _run([*argv, "--out", str(tmp_path / "a")], capsys)[0] == 0
-        assert _run([*argv, "--out", str(tmp_path / "b")], capsys)[0] == 0
+        assert _run([*argv, "--out", str(tmp_path / "a" / "again")], capsys)[0] == 0
+        assert _run([*argv, "--out", str(tmp_path / "b" / "again")], capsys)[0] == 0
     first, second = _tree(tmp_path / "a" / "again"), _tree(tmp_path / "b" / "again")
     assert first.keys() == second.keys()
     assert [name for name in first if first[name] != second[name]] == []

@@ -42,9 +42,10 @@ CONFIG_KEYS: Mapping[str, tuple[type | tuple[type, ...], str]] = MappingProxyTyp
     "sensitive": (list, "sensitive column(s) for group metrics"),
     "decisions": (list, "columns of existing decisions to audit beside the model"),
     "analyses": (list, "analyses to run (default all that apply)"),
-    "name": (str, "report name: the directory under --out (default: demo, or the model name)"),
+    "name": (str, "report name (default: the --out directory's name, else demo or the model "
+                  "name)"),
     "title": (str, "report title"),
-    "out": (str, "parent directory of the report (default 'reports')"),
+    "out": (str, "the report's directory (default reports/NAME)"),
     "n_examples": (int, "examples selected for attention and attributions (default 6)"),
     "max_rows": (int, "analyse a seeded random sample of at most this many rows"),
     "format": (list, "extra figure formats: svg, pdf (PNG is always written)"),
@@ -53,7 +54,7 @@ CONFIG_KEYS: Mapping[str, tuple[type | tuple[type, ...], str]] = MappingProxyTyp
     "overwrite": (bool, "replace an existing report"),
 })
 
-_DEFAULTS = {"out": "reports", "n_examples": 6, "seed": 0, "quiet": False, "overwrite": False,
+_DEFAULTS = {"n_examples": 6, "seed": 0, "quiet": False, "overwrite": False,
              "format": [], "sensitive": [], "decisions": []}
 
 
@@ -184,12 +185,13 @@ def _run(config: dict[str, Any]) -> int:
         if extra:
             raise ValueError(f"{', '.join('--' + k.replace('_', '-') for k in extra)} need "
                              f"--model; without --model, explain report builds the demo")
-    name = config.get("name") or ("demo" if demo else _default_name(runs[0] if runs
-                                                                    else config["model"]))
-    target = Path(config["out"]).expanduser() / name
+    out = Path(config["out"]).expanduser() if config.get("out") else None
+    name = config.get("name") or (out.name if out is not None and out.name else None) or (
+        "demo" if demo else _default_name(runs[0] if runs else config["model"]))
+    target = out if out is not None else Path("reports") / name
     if target.exists() and not config["overwrite"]:
         raise FileExistsError(f"report {str(target)!r} already exists; pass --overwrite to "
-                              f"replace it, or --name to choose another")
+                              f"replace it, or another --out")
     start = time.perf_counter()
     # what shapes the report's content (not where it is written, nor how loudly)
     recorded = {k: v for k, v in sorted(config.items())
@@ -219,7 +221,7 @@ def _run(config: dict[str, Any]) -> int:
                               n_examples=config["n_examples"], max_rows=config.get("max_rows"),
                               seed=config["seed"], analyses=config.get("analyses") or None,
                               quiet=config["quiet"], config=recorded)
-    path = report.save(config["out"], overwrite=config["overwrite"],
+    path = report.save(target.parent, folder=target.name, overwrite=config["overwrite"],
                        formats=tuple(config["format"]) or ("png",))
     seconds = time.perf_counter() - start
     counts = ", ".join(f"{section} {n}" for section, n in report.sections.items() if n)
