@@ -85,7 +85,7 @@ def test_a_registered_gradient_method_runs_end_to_end(registered, tiny_mlp):
     columns = ["comprehensiveness", "sufficiency", "random_comprehensiveness"]
     np.testing.assert_allclose(toy.explanations()[columns], saliency.explanations()[columns],
                                rtol=1e-6, atol=1e-9)
-    assert toy.summary().startswith("gradient_times_two attributions of 6 explanation(s)")
+    assert toy.summary().startswith("gradient times two attributions of 6 explanations")
 
 
 def test_a_registered_perturbation_method_matches_captums_feature_ablation(registered, tiny_mlp,

@@ -215,7 +215,7 @@ class AlignmentResult(TableResult):
     def summary(self) -> str:
         layer, head, aer = self.best_head
         baseline = float(self.table["baseline_aer"].iloc[0])
-        text = (f"AlignmentResult: {len(self.gold)} examples; best cross-attention head: layer "
+        text = (f"{len(self.gold)} examples; best cross-attention head: layer "
                 f"{layer}, head {head} (AER {aer:.3f}; random alignment {baseline:.3f})")
         found = self.table[self.table["kind"] == "attribution"]
         if len(found):
@@ -244,7 +244,7 @@ class AlignmentResult(TableResult):
         return _alignment_figure(matrix, ax=ax, gold=self.gold[k],
                                  predicted=hard_alignment(matrix, target_words=self.scored_words[k]),
                                  source=self.source_words[k], target=self.target_words[k],
-                                 title=f"example {k}: {title}", label=label)
+                                 title=f"example {k + 1}: {title}", label=label)
 
     def _heads_figure(self, ax, baseline: float):
         heads = self.table[self.table["kind"] == "head"]

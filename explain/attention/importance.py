@@ -87,8 +87,9 @@ class HeadImportanceResult(TableResult):
         frame = self.table
         top = frame.loc[frame["importance"].idxmax()]
         stack = f"{top['attention']} " if "attention" in frame else ""
-        return (f"HeadImportanceResult: {len(frame)} heads of {self.model_name} over "
-                f"{len(self.texts)} text(s); most important: {stack}layer {int(top['layer'])}, "
+        n = len(self.texts)
+        return (f"head importance: {len(frame)} heads of {self.model_name} over "
+                f"{n} {'text' if n == 1 else 'texts'}; most important: {stack}layer {int(top['layer'])}, "
                 f"head {int(top['head'])} (importance {top['importance']:.3g})")
 
 def _stack_heads(model, kind: str) -> tuple[list[str], int]:

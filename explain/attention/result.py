@@ -107,8 +107,7 @@ class AttentionResult(Result):
     PLOTS: Mapping[str, str] = MappingProxyType({
         "head": "one head of one layer as a query x key heatmap with token labels",
         "grid": "layer x head thumbnails of every captured map of one text",
-        "head_summary": "heatmap of a head statistic (HEAD_STATISTICS or 'importance') "
-                        "over layers and heads",
+        "head_summary": "heatmap of one statistic per head over layers and heads",
         "rollout": "attention rollout from one query token, bars over the words",
         "flow": "attention flow from one query token, bars over the words",
     })
@@ -405,8 +404,9 @@ class AttentionResult(Result):
         kinds = ", ".join(self.maps)
         truncated = sum(self.truncated)
         note = f"; {truncated} truncated" if truncated else ""
-        return (f"AttentionResult: {len(self.texts)} text(s), {kinds} attention, layers "
-                f"{_ranges(self.layers)} x heads {_ranges(self.heads)} of "
+        n = len(self.texts)
+        return (f"{n} {'text' if n == 1 else 'texts'}, {kinds} attention, layers "
+                f"{_ranges(self.layers)} × heads {_ranges(self.heads)} of "
                 f"{self.model_name}{note}")
 
     def view_html(self, *, element_id: str | None = None, max_tokens: int = 128) -> str:

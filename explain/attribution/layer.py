@@ -92,7 +92,9 @@ class LayerAttributionResult(Result):
     def summary(self) -> str:
         mean = np.abs(self.scores()).mean(0)
         top = int(np.argmax(mean))
-        return (f"layer integrated gradients of {len(self)} explanation(s) over {self.layer} "
+        n = len(self)
+        return (f"layer integrated gradients of {n} {'explanation' if n == 1 else 'explanations'}"
+                f" over {self.layer} "
                 f"({len(mean)} units), {self.meta['model'].get('name', 'model')}; largest mean "
                 f"|score|: {self.neuron_labels()[top]} ({mean[top]:.3g})")
 

@@ -52,7 +52,7 @@ class AttributionResult(Result):
     PLOTS: Mapping[str, str] = MappingProxyType({
         "text": "words coloured by score (diverging colour map centred at zero, with colour bar)",
         "bar": "top-k units of one explanation (input=)",
-        "waterfall": "from f(baseline) to f(x), one bar per unit (tabular; any modality)",
+        "waterfall": "from f(baseline) to f(x), one bar per unit",
         "image": "attribution overlaid on the images",
         "global": "global importance per predicted label with 95% Student-t intervals",
         "deletion": "mean deletion and insertion curves vs a random ranking",
@@ -339,7 +339,9 @@ class AttributionResult(Result):
         return [self.sentence(k) for k in range(len(self))]
 
     def summary(self) -> str:
-        text = (f"{self.method} attributions of {len(self)} explanation(s), "
+        n = len(self)
+        text = (f"{self.method.replace('_', ' ')} attributions of {n} "
+                f"{'explanation' if n == 1 else 'explanations'}, "
                 f"{self.meta['model'].get('name', 'model')}")
         if self._trust is not None and len(self):
             metrics = self._trust.metrics
