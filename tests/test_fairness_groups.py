@@ -195,6 +195,35 @@ def test_p_values_agree_with_scipy_permutation_test_and_chi_square():
         chi2.pvalue, abs=tolerance(chi2.pvalue) + 0.01)
 
 
+def test_p_values_are_drawn_in_chunks_of_flat_memory(monkeypatch):
+    """Many permutations (1e8 used to raise MemoryError) are drawn chunk after chunk: each
+    count table holds at most PERMUTATION_CHUNK permutations, and the p-values stay valid."""
+    from explain.fairness.groups import permutation
+
+    rng = np.random.default_rng(3)
+    n = 600
+    frame = pd.DataFrame({"g": rng.choice(["a", "b"], n), "y": rng.integers(0, 2, n)})
+    frame["pred"] = (rng.random(n) < 0.3 + 0.3 * (frame["g"] == "b")).astype(int)
+    whole = audit(data=frame, sensitive_features="g", label="y", prediction="pred",
+                  n_permutations=2000, seed=1).disparities.set_index("measure")["p_value"]
+    sizes = []
+    draw = permutation.permutation_tables
+
+    def recorded(*args, **kwargs):
+        sizes.append(kwargs["n_permutations"])
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(permutation, "PERMUTATION_CHUNK", 300)
+    monkeypatch.setattr(permutation, "permutation_tables", recorded)
+    chunked = audit(data=frame, sensitive_features="g", label="y", prediction="pred",
+                    n_permutations=2000, seed=1).disparities.set_index("measure")["p_value"]
+    assert max(sizes) == 300 and sum(sizes) % 2000 == 0 and sizes.count(200) == sum(sizes) // 2000
+    for measure, p in whole.items():
+        if np.isfinite(p):  # the same test, other draws: within Monte Carlo error
+            assert chunked[measure] == pytest.approx(p, abs=4 * np.sqrt(p * (1 - p) / 2000)
+                                                     + 2 / 2000), measure
+
+
 def test_holm_adjustment():
     adjusted = holm(np.array([0.01, 0.04, 0.03, 0.005, np.nan]))
     np.testing.assert_allclose(adjusted[:4], [0.03, 0.06, 0.06, 0.02])

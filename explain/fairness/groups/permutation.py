@@ -18,6 +18,11 @@ _TEST_NAMES = {"all": "permutation of group labels",
                "decision": "permutation of group labels within each decision"}
 
 
+#: Permutations drawn at once by the audit's tests (their count tables are
+#: ``PERMUTATION_CHUNK x groups x 4`` integers); more are drawn chunk after chunk.
+PERMUTATION_CHUNK = 100_000
+
+
 def permutation_tables(codes: np.ndarray, cells: np.ndarray, strata: np.ndarray, *,
                        n_groups: int, n_cells: int, n_permutations: int,
                        rng: np.random.Generator) -> np.ndarray:
@@ -89,12 +94,18 @@ def _p_values(y: np.ndarray, p: np.ndarray, codes: np.ndarray, n_groups: int,
         strata = {"all": np.zeros(len(y), np.int64), "label": y.astype(np.int64),
                   "decision": p.astype(np.int64)}[scheme]
         rng = np.random.default_rng([*seed, k])
-        permuted = _statistics(permutation_tables(
-            codes, cells, strata, n_groups=n_groups, n_cells=4, n_permutations=n_permutations,
-            rng=rng))
-        for measure in (m for m in measures if _STRATA[m] == scheme):
-            statistic = float(observed_stat[measure])
-            # ties count as at least as extreme; the relative 1e-9 absorbs float noise only
-            extreme = np.count_nonzero(permuted[measure] >= statistic * (1 - 1e-9))
-            out[measure] = (1.0 + extreme) / (1.0 + n_permutations)
+        tested = [m for m in measures if _STRATA[m] == scheme]
+        extreme = dict.fromkeys(tested, 0)
+        # in chunks, so memory stays flat however many permutations are asked for
+        for start in range(0, n_permutations, PERMUTATION_CHUNK):
+            permuted = _statistics(permutation_tables(
+                codes, cells, strata, n_groups=n_groups, n_cells=4,
+                n_permutations=min(PERMUTATION_CHUNK, n_permutations - start), rng=rng))
+            for measure in tested:
+                statistic = float(observed_stat[measure])
+                # ties count as at least as extreme; the relative 1e-9 absorbs float noise only
+                extreme[measure] += np.count_nonzero(permuted[measure]
+                                                     >= statistic * (1 - 1e-9))
+        for measure in tested:
+            out[measure] = (1.0 + extreme[measure]) / (1.0 + n_permutations)
     return out
