@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -49,6 +50,23 @@ def positive_int(value: Any, name: str, *, minimum: int = 1, fix: str | None = N
         bound = "a positive int" if minimum == 1 else f"an int >= {minimum}"
         raise ValueError(_with_fix(f"{name} must be {bound}, got {value!r}", fix))
     return int(value)
+
+
+def memory_size(value: Any, name: str, *, default: int) -> int:
+    """A size in bytes: an int, or a string such as ``'512MB'``, ``'2GiB'`` (``None``: the
+    default)."""
+    if value is None:
+        return default
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]?)i?B?\s*", value, re.IGNORECASE)
+        if not match:
+            raise ValueError(f"{name} {value!r} is not a size; pass bytes (int) or a string like "
+                             f"'512MB' or '2GB'")
+        scale = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+        value = int(float(match.group(1)) * scale[match.group(2).upper()])
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive number of bytes, got {value!r}")
+    return value
 
 
 def _real(value: Any) -> bool:

@@ -119,3 +119,22 @@ def test_debug_shows_the_traceback_and_internal_errors_are_one_line(tmp_path, ca
                    "--debug for the traceback (explain --debug models ...)\n")
     with pytest.raises(RuntimeError, match="an unexpected bug"):
         main(["--debug", "models"])
+
+
+def test_attention_maps_above_the_memory_budget_are_refused_with_their_size(tiny_bert):
+    texts = ["a long and winding review of a film " * 6] * 12
+    with pytest.raises(ValueError) as raised:
+        explain.attention(tiny_bert, texts, memory_budget="64KB")
+    message = str(raised.value)
+    assert "the attention maps of 12 texts would take" in message
+    assert "above memory_budget=64.0 KiB" in message
+    for fix in ("layers=, heads=", "dtype='float16'", "max_length=", "memory_budget="):
+        assert fix in message, fix
+    # what fits is captured, and the default budget holds an ordinary capture
+    size = sum(m.nbytes for m in explain.attention(tiny_bert, texts, layers=[0], heads=[0],
+                                                   dtype="float16").maps["self"])
+    assert size < 64 << 10
+    explain.attention(tiny_bert, texts, layers=[0], heads=[0], dtype="float16",
+                      memory_budget="64KB")
+    with pytest.raises(ValueError, match="memory_budget 'lots' is not a size"):
+        explain.attention(tiny_bert, texts, memory_budget="lots")

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from .. import hooks
-from ..checks import positive_int
+from ..checks import memory_size, positive_int
 from ..results import make_meta
 from ..text import encode_texts
 from .importance import decoder_batch, greedy_targets, head_importance
@@ -109,6 +109,7 @@ def attention(
     batch_size: int = 16,
     importance: bool = False,
     target: int | str | None = None,
+    memory_budget: int | str | None = None,
 ) -> AttentionResult:
     """Capture per-layer, per-head attention maps of ``texts`` (or of images).
 
@@ -125,11 +126,15 @@ def attention(
     longer texts are truncated, flagged in ``result.truncated`` and in figure titles, and warned
     about). ``importance=True`` also runs ``head_importance`` for ``target`` (default: the
     predicted class; a ``"seq2seq-lm"`` is scored on the targets its decoder read, every stack).
-    Returns an ``AttentionResult``.
+    ``memory_budget``: the most the kept maps may take (bytes or e.g. ``'8GB'``; default
+    ``DEFAULT_MAPS_BUDGET``, 4 GiB): a larger capture is refused after the first batch, with
+    its size and how to shrink it, instead of running out of memory. Returns an
+    ``AttentionResult``.
     """
     model = check_model(model, "attention()", images=True)
     storage = _check_dtype(dtype)
     batch_size = positive_int(batch_size, "batch_size")
+    budget = memory_size(memory_budget, "memory_budget", default=DEFAULT_MAPS_BUDGET)
     if model.task == "image-classification":
         given = {"text_pairs": text_pairs, "targets": targets, "max_length": max_length,
                  "importance": importance or None, "target": target}
@@ -214,6 +219,8 @@ def attention(
                         raise ValueError(f"the {kind} attention has {len(maps)} layers x "
                                          f"{maps[0].shape[1]} heads, unlike the encoder's "
                                          f"{n_layers} x {n_heads}; explain needs equal stacks")
+                _check_kept_size(batch, target_batch, tuple(found), len(layer_sel),
+                                 len(head_sel), 2 if storage == torch.float16 else 4, budget)
             # Fill each text's array layer by layer and drop the model's tensor for that layer
             # at once, so the transient peak is one batch of float32 maps plus what is kept.
             head_index = torch.tensor(head_sel, device=found["self"][0].device)
@@ -260,6 +267,37 @@ def attention(
                            causal=model.family.causal or model.task == "causal-lm",
                            n_layers=n_layers, n_heads=n_heads,
                            meta=meta, importance=importance_frame)
+
+
+#: Default ``memory_budget`` of ``attention()``: the most its kept maps may take.
+DEFAULT_MAPS_BUDGET = 4 << 30
+
+
+def _check_kept_size(batch, target_batch, kinds, n_layers: int, n_heads: int, itemsize: int,
+                     budget: int) -> None:
+    """Refuse a capture whose kept maps (layers x heads x query x key per text and kind) would
+    exceed ``budget`` bytes, before most of it is computed."""
+    total = 0
+    for kind in kinds:
+        queries = target_batch.lengths if kind in ("decoder", "cross") else batch.lengths
+        keys = target_batch.lengths if kind == "decoder" else batch.lengths
+        total += sum(int(q) * int(k) for q, k in zip(queries, keys, strict=True))
+    total *= n_layers * n_heads * itemsize
+    if total <= budget:
+        return
+    raise ValueError(
+        f"the attention maps of {len(batch)} texts would take {_size(total)} "
+        f"({_size(total / len(batch))} per text on average: {n_layers} layers x {n_heads} "
+        f"heads x tokens^2 x {itemsize} bytes), above memory_budget={_size(budget)}; keep "
+        f"fewer layers or heads (layers=, heads=), store float16 (dtype='float16'), pass fewer "
+        f"or shorter texts (max_length=), or raise memory_budget (e.g. memory_budget='16GB')")
+
+
+def _size(n: float) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n / 1024:,.1f} KiB"
 
 
 def _image_attention(model, images, *, layers, heads, storage: torch.dtype,

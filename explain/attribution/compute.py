@@ -16,7 +16,6 @@ else is in the list, in whatever order, and whatever the batch size.
 from __future__ import annotations
 
 import math
-import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -27,7 +26,7 @@ import torch
 from torch import nn
 
 from .. import hooks
-from ..checks import positive_int
+from ..checks import memory_size, positive_int
 from ..errors import ExplainWarning
 from .inputs import Prepared, _slice_args, collate, content_seed
 from .methods import COMPLETENESS_GAP_WARNING, METHODS, MethodSpec
@@ -85,18 +84,7 @@ def bytes_per_row(scorer: Scorer, x: torch.Tensor, args: tuple) -> int:
 
 
 def parse_budget(memory_budget) -> int:
-    if memory_budget is None:
-        return DEFAULT_MEMORY_BUDGET
-    if isinstance(memory_budget, str):
-        match = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]?)i?B?\s*", memory_budget, re.IGNORECASE)
-        if not match:
-            raise ValueError(f"memory_budget {memory_budget!r} is not a size; pass bytes (int) "
-                             f"or a string like '512MB' or '2GB'")
-        scale = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-        memory_budget = int(float(match.group(1)) * scale[match.group(2).upper()])
-    if isinstance(memory_budget, bool) or not isinstance(memory_budget, int) or memory_budget < 1:
-        raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
-    return memory_budget
+    return memory_size(memory_budget, "memory_budget", default=DEFAULT_MEMORY_BUDGET)
 
 
 def _resolve_layer(loaded, spec: MethodSpec, layer: str | None
