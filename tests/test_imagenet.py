@@ -108,8 +108,8 @@ def test_gradcam_defaults_to_the_last_convolution_and_draws_a_map_per_photo(load
     fig = result.plot("image")
     assert isinstance(fig, Figure)
     titles = [a.get_title() for a in fig.axes if a.get_title()]
-    assert [t.split("\n")[0] for t in titles] == [f"#{k} predicted {c}" for k, (c, _)
-                                                  in enumerate(EXPECTED.values())]
+    assert [t.split("\n")[0] for t in titles] == [f"{k}. predicted {c}" for k, (c, _)
+                                                  in enumerate(EXPECTED.values(), 1)]
     # the display is smoothed and clipped; the data are not
     assert all(np.array_equal(a, b) for a, b in zip(raw, result._run.pixel_scores, strict=True))
 
