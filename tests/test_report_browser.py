@@ -119,7 +119,8 @@ def test_demo_report_in_chromium(browser, tmp_path):
     page.set_viewport_size({"width": 718, "height": 1000})  # A4 minus the margins, CSS px
     assert page.evaluate("getComputedStyle(document.querySelector('nav')).display") == "none"
     cut = page.evaluate("""() => [...document.querySelectorAll('table')].filter(t =>
-        t.offsetParent !== null && t.getBoundingClientRect().right >
+        !t.closest('details:not([open])') && t.getClientRects().length &&
+        getComputedStyle(t).visibility !== 'hidden' && t.getBoundingClientRect().right >
         document.documentElement.clientWidth + 1).map(t => t.dataset.source || 'a table')""")
     assert cut == [], cut
     pdf = page.pdf(format="A4", prefer_css_page_size=True)

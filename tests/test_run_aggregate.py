@@ -190,13 +190,13 @@ def test_report_from_runs_covers_every_row_and_cites_them(runs, tmp_path):
 
 def test_report_cli_from_runs_and_its_errors(runs, tmp_path, capsys):
     code = main(["report", "--from", str(runs["attribute"]), "--from", str(runs["score"]),
-                 "--out", str(tmp_path), "--name", "cli", "--quiet"])
+                 "--out", str(tmp_path / "cli"), "--quiet"])
     assert code == 0
     manifest = json.loads((tmp_path / "cli" / "manifest.json").read_text())
     assert [c["analysis"] for c in manifest["config"]["runs"]] == ["attribute", "score"]
     capsys.readouterr()
     assert main(["report", "--from", str(runs["score"]), "--model", "sentiment",
-                 "--out", str(tmp_path)]) == 1
+                 "--out", str(tmp_path / "mixed")]) == 1
     assert "reports on finished runs; --model do not apply" in capsys.readouterr().err
     assert main(["audit", "--from", str(runs["attribute"]), "--sensitive", "group",
                  "--out", str(tmp_path / "audit")]) == 1
