@@ -10,7 +10,7 @@ sentences, measured in one run:
 * ours: ``explain.attribution.attribute(..., n_steps=50, faithfulness=False)``;
 * the one-sentence-at-a-time Captum loop most users write (``LayerIntegratedGradients`` on the
   word embeddings, one ``attribute`` call per sentence, default settings);
-* adaptive steps: ``n_steps="auto"`` (start at 8, double per input until |delta| <= 1% of
+* adaptive steps: ``n_steps="auto"`` (start at 16, double per input until |delta| <= 1% of
   |f(x) - f(baseline)|) against the fixed 50 steps: total steps evaluated, time, share of
   inputs within the tolerance;
 * the scorecard's time and peak memory per method (a smaller set of sentences).

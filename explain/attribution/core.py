@@ -128,7 +128,7 @@ def attribute(
     classifier. ``baseline``: the reference input (text: a token that replaces every non-special
     token, default the pad token; tabular/image: a broadcastable tensor, default zeros).
     ``n_steps``: integration steps (integrated gradients; sample count default of
-    GradientSHAP), or ``"auto"``: start at 8 steps and double only for the inputs whose
+    GradientSHAP), or ``"auto"``: start at 16 steps and double only for the inputs whose
     completeness error exceeds ``tolerance`` x |f(x) - f(baseline)| (up to 512).
     ``batch_size``: inputs per padded batch of the batched methods (default: as many texts
     as fill the memory budget, at most 32; 64 rows or images); ``memory_budget``: bytes (or
