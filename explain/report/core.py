@@ -95,11 +95,6 @@ class _Rendered:
         ("draw_figures", "encode_png", "tables", "views"), 0.0))
 
 
-def _slugify(text: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return slug[:60].strip("-") or "item"
-
-
 def _check_name(name: str) -> str:
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name):
         raise ValueError(f"invalid report name {name!r}: use letters, digits, '.', '_' or '-' "
@@ -161,7 +156,7 @@ class Report:
         return {s: sum(i.section == s for i in self._items) for s in SECTIONS}
 
     def _unique_slug(self, section: str, title: str | None, fallback: str) -> str:
-        base = f"{section}-{_slugify(title or fallback)}"
+        base = f"{section}-{render.slugify(title or fallback)}"
         slug, n = base, 2
         while slug in self._slugs:
             slug, n = f"{base}-{n}", n + 1

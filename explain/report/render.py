@@ -15,6 +15,7 @@ import functools
 import hashlib
 import math
 import os
+import re
 import struct
 import time
 from collections.abc import Mapping
@@ -227,8 +228,15 @@ def _unprefixed(text: str, part: str | None) -> str:
     return text
 
 
-def _slug(text: str) -> str:
-    return "-".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
+def slugify(text: str) -> str:
+    """An HTML id (and file stem) from a title: lower-case letters, digits and '-'."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:60].strip("-") or "item"
+
+
+def _summary_parts(report) -> list[str | None]:
+    """The parts of the summary (``part=`` of its cards and findings), in order of first use."""
+    return list(dict.fromkeys(e.get("part") for e in (*report.metrics, *report.findings)))
 
 
 def _model_card(model) -> dict:
@@ -260,9 +268,7 @@ def _model_card(model) -> dict:
 
 def _summary_section(report, rendered) -> str:
     parts = []
-    names = list(dict.fromkeys([e.get("part") for e in report.metrics]
-                               + [e.get("part") for e in report.findings]))
-    for part in names:
+    for part in _summary_parts(report):
         metrics = []
         for metric in (m for m in report.metrics if m.get("part") == part):
             shown, exact = _card_value(metric["value"], metric["percent"])
@@ -272,7 +278,7 @@ def _summary_section(report, rendered) -> str:
         findings = [{"kind": f.get("kind"), "text": _unprefixed(f["text"], part),
                      "sources": list(f.get("sources") or ())}
                     for f in report.findings if f.get("part") == part]
-        parts.append({"name": part, "slug": f"summary-{_slug(part)}" if part else None,
+        parts.append({"name": part, "slug": f"summary-{slugify(part)}" if part else None,
                       "metrics": metrics, "findings": findings})
     datasets = None
     if report.datasets:
@@ -297,9 +303,7 @@ def _flat(value: Any) -> str:
 
 
 def _caveats_section(report, rendered) -> str:
-    notes = Markup("").join(Markup("<p class=caveat><strong>{}.</strong> {}</p>").format(head, text)
-                            for head, text in report.caveats)
-    return notes + Markup("".join(rendered.blocks["caveats"]))
+    return _blocks().caveats(report.caveats) + Markup("".join(rendered.blocks["caveats"]))
 
 
 def display_path(source: Any) -> Any:
@@ -356,8 +360,7 @@ def _provenance_section(report, manifest) -> str:
 def _entries(key: str, report: ReportView, rendered) -> list[tuple[str, str]]:
     """The contents entries under a section: its titled items (the summary: its parts)."""
     if key == "summary":
-        parts = dict.fromkeys(e.get("part") for e in (*report.metrics, *report.findings))
-        entries = [(f"summary-{_slug(p)}", p) for p in parts if p]
+        entries = [(f"summary-{slugify(p)}", p) for p in _summary_parts(report) if p]
         return entries + ([("summary-models", "Models")] if report.models else [])
     return list(rendered.titles.get(key, []))
 
