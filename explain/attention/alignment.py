@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 from matplotlib.patches import Rectangle
 
-from ..plotting import SEQUENTIAL, axes_or_new, style
+from ..plotting import SEQUENTIAL, axes_or_new, style, text_colour
 from ..results import TableResult
 from ..text import fold_scores
 from .graph import attention_rollout
@@ -264,7 +264,7 @@ class AlignmentResult(TableResult):
             for r in range(n_l):
                 for c in range(n_h):
                     ax.text(c, r, f"{values[r, c]:.2f}", ha="center", va="center", fontsize=7,
-                            color="white" if values[r, c] < 0.45 else "black")
+                            color=text_colour(image.cmap(image.norm(values[r, c]))))
             ax.add_patch(_box(list(grid.columns).index(head), list(grid.index).index(layer),
                               color="#d62728", width=2.0))
             ax.set_title(f"cross-attention AER per head (best: layer {layer}, head {head}, "

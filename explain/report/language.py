@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from ..attribution import attribute
-from ..plotting import DIVERGING, diverging_norm, new_figure, style
+from ..plotting import DIVERGING, diverging_norm, new_figure, style, text_colour
 from ..text import read_texts
 from .protocol import Analysis, Context
 from .sections import Section
@@ -240,7 +240,7 @@ def continuation_figure(frame: pd.DataFrame, text: str, decode=str, *, title: st
             if np.isfinite(value):
                 number = f"{value:.1f}"
                 ax.text(j, i, "0.0" if number == "-0.0" else number, ha="center", va="center",
-                        fontsize=6.5, color="white" if abs(value) > 0.6 * norm.vmax else "black")
+                        fontsize=6.5, color=text_colour(image.cmap(image.norm(value))))
         ax.axvline(n_prompt - 0.5, color="0.25", linestyle="--", linewidth=0.9)
         ax.set_xticks(range(n_cols), columns, rotation=60, ha="right", rotation_mode="anchor")
         ax.set_yticks(range(len(steps)), rows)

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from ..checks import check_columns, positive_int
-from ..plotting import SEQUENTIAL, axes_or_new
+from ..plotting import SEQUENTIAL, axes_or_new, text_colour
 from ..results import Result, make_meta
 from ..text import read_texts
 from .examples import select_examples
@@ -138,7 +138,7 @@ class PredictionResult(Result):
         for i in range(k):
             for j in range(k):
                 ax.text(j, i, f"{counts[i, j]:,}\n{share[i, j]:.0%}", ha="center", va="center",
-                        color="white" if share[i, j] > 0.6 else "black", fontsize=8)
+                        color=text_colour(image.cmap(image.norm(share[i, j]))), fontsize=8)
         ax.set_xticks(range(k), self.label_names, rotation=30 if k > 3 else 0)
         ax.set_yticks(range(k), self.label_names)
         ax.set_xlabel("predicted class")
