@@ -66,8 +66,8 @@ def _bytes(block: np.ndarray) -> str:
 
 def opening_head(result) -> dict[str, Any]:
     """The head the view opens on: ``kind`` (a key of ``result.maps``), ``layer`` and ``head``
-    (indices into ``result.layers`` / ``result.heads``), ``why`` (one sentence for readers);
-    see the module docstring for the rule."""
+    (indices into ``result.layers`` / ``result.heads``), ``reason`` (why this head, a phrase)
+    and ``why`` (the sentence the view shows); see the module docstring for the rule."""
     kinds = list(result.maps)
     if result.importance is not None:
         table = result.importance.to_frame()
@@ -87,7 +87,7 @@ def opening_head(result) -> dict[str, Any]:
     stack = f"{kind} attention, " if len(kinds) > 1 else ""
     return {"kind": kind, "layer": list(result.layers).index(layer),
             "head": list(result.heads).index(head),
-            "why": f"Opens on {stack}layer {layer}, head {head}: {why}."}
+            "reason": why, "why": f"Opens on {stack}layer {layer}, head {head}: {why}."}
 
 
 def _title(result) -> str:

@@ -80,12 +80,14 @@ def _run(context: Context) -> None:
     result = attention(context.model, texts)
     start = opening_head(result)
     layer, head = result.layers[start["layer"]], result.heads[start["head"]]
+    stack = f"{start['kind']} attention, " if len(result.maps) > 1 else ""
     report.add(result, section="attention", title=f"{part}: attention of the selected "
                "examples", plots="head_summary", plot_options={"statistic": "entropy"},
                data=result.head_statistics(), view=True,
                caption=f"Interactive view: pick an example (text 1 is example 1), layer and "
                        f"head; click a token to see where it attends. "
-                       f"{start['why'].replace('Opens', 'It opens')} The heatmap summarises "
+                       f"It opens on {stack}layer {layer}, head {head}: {start['reason']}. "
+                       f"The heatmap summarises "
                        f"every head by the entropy of its attention rows (low = focused), "
                        f"averaged over the examples.")
     for text_id in range(min(3, len(texts))):
@@ -106,14 +108,13 @@ def _run(context: Context) -> None:
                            f"representation that each word accounts for (attention "
                            f"rollout, Abnar & Zuidema 2020).")
     options = {"text_id": 0, "layer": layer, "head": head, "level": "word"}
-    stack = f"{start['kind']} attention, " if len(result.maps) > 1 else ""
     report.add(result, section="attention",
                title=f"{part}: {stack}layer {layer}, head {head}, example 1", plots="head",
                plot_options={**options, "attention": start["kind"]},
                data=_numbered(result.to_frame(**options, attention=start["kind"]), "example"),
                view=False,
                caption=f"Word-level attention of the head the interactive view opens on, "
-                       f"{start['why'][start['why'].index(': ') + 2:].rstrip('.')}, on "
+                       f"{start['reason']}, on "
                        f"example 1 (rows: the word attending; columns: the word attended to).")
 
 
