@@ -67,9 +67,9 @@ def test_scorecard_columns_and_values(tiny_mlp):
     alone = card.plot("faithfulness").axes[0]
     into = card.plot("faithfulness", ax=ax).axes[0]
     assert into is ax
-    for panel in (alone, into):
+    for panel in (alone, into):  # the methods named in words, as in the captions
         assert [t.get_text() for t in panel.get_yticklabels()] == \
-            ["integrated_gradients", "saliency", "lime"]
+            ["integrated gradients", "saliency", "lime"]
         assert [t.get_text() for t in panel.get_legend().get_texts()] == \
             ["method", "random ranking"]
         assert len(panel.patches) == 6

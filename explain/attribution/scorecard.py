@@ -98,7 +98,7 @@ class ScorecardResult(Result):
                    label="method")
             a.barh(y - 0.2, frame.random_comprehensiveness, height=0.4, color="0.7",
                    label="random ranking")
-            a.set_yticks(y, methods)
+            a.set_yticks(y, [m.replace("_", " ") for m in methods])  # words, not ids
             a.set_xlabel("comprehensiveness (higher = better)")
             # plain tick labels: an offset/multiplier ("1e-6") would sit on the x label
             a.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.2g}"))
