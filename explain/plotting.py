@@ -28,6 +28,7 @@ __all__ = [
     "diverging_norm",
     "figure_bytes",
     "figure_data_uri",
+    "figure_formats",
     "new_figure",
     "relative_luminance",
     "save_figure",
@@ -141,10 +142,20 @@ def _metadata(fmt: str) -> dict:
     return {}
 
 
+def figure_formats(formats) -> tuple[str, ...]:
+    """``formats`` (a name or names of ``FORMATS``) as a tuple without repeats, checked: none
+    at all or an unknown name is a ``ValueError`` that lists the valid ones."""
+    formats = tuple(dict.fromkeys((formats,) if isinstance(formats, str) else formats))
+    unknown = [fmt for fmt in formats if fmt not in FORMATS]
+    if not formats or unknown:
+        raise ValueError(f"unknown figure format(s) {', '.join(map(repr, unknown)) or '()'}; "
+                         f"valid: {', '.join(FORMATS)}")
+    return formats
+
+
 def figure_bytes(fig: Figure, fmt: str = "png", *, dpi: int = 150) -> bytes:
     """The figure encoded as ``fmt`` (one of ``FORMATS``), byte-for-byte reproducible."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown figure format {fmt!r}; valid: {', '.join(FORMATS)}")
+    figure_formats(fmt)
     buffer = io.BytesIO()
     with style():
         fig.savefig(buffer, format=fmt, dpi=dpi, metadata=_metadata(fmt))

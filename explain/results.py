@@ -149,14 +149,10 @@ class Result:
         ``applicable_plots()`` and ``meta.json`` into ``directory``, atomically (through
         ``explain.staging.staged_directory``: an error leaves no half-written directory; an
         existing one is a ``FileExistsError`` unless ``overwrite``). Returns the directory."""
-        from .plotting import FORMATS, save_figure
+        from .plotting import figure_formats, save_figure
         from .staging import staged_directory
 
-        formats = tuple(formats)
-        unknown = [fmt for fmt in formats if fmt not in FORMATS]
-        if not formats or unknown:
-            raise ValueError(f"unknown figure format(s) {', '.join(map(repr, unknown)) or '()'};"
-                             f" valid: {', '.join(FORMATS)}")
+        formats = figure_formats(formats)
         target = Path(directory).expanduser()
         with staged_directory(target, overwrite=overwrite, what="result") as staging:
             for name, table in self.tables().items():

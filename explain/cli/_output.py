@@ -41,14 +41,9 @@ def add_output_arguments(parser, *, default_out: str | None, tables: bool = Fals
 
 def figure_formats(text: str) -> tuple[str, ...]:
     """The figure formats of ``--format`` (comma-separated), checked."""
-    from ..plotting import FORMATS
+    from ..plotting import figure_formats as checked
 
-    formats = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
-    unknown = [f for f in formats if f not in FORMATS]
-    if not formats or unknown:
-        raise ValueError(f"unknown figure format(s) {', '.join(map(repr, unknown)) or repr(text)}; "
-                         f"valid: {', '.join(FORMATS)}")
-    return formats
+    return checked([part.strip().lower() for part in text.split(",") if part.strip()])
 
 
 def slug(text: str) -> str:

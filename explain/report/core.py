@@ -453,12 +453,8 @@ class Report:
         built in a temporary sibling directory and renamed into place, so a failure never leaves
         a half-written report. An existing report is replaced only with ``overwrite=True``.
         """
-        formats = (formats,) if isinstance(formats, str) else tuple(formats)
-        unknown = [f for f in formats if f not in FORMATS]
-        if unknown:
-            raise ValueError(f"unknown figure format(s) {', '.join(map(repr, unknown))}; valid: "
-                             f"{', '.join(FORMATS)}")
-        formats = ("png", *sorted(set(formats) - {"png"}, key=list(FORMATS).index))
+        formats = ("png", *sorted(set(plotting.figure_formats(formats or "png")) - {"png"},
+                                  key=list(FORMATS).index))
         if folder is not None and (not isinstance(folder, str) or not folder
                                    or Path(folder).name != folder or folder in (".", "..")):
             raise ValueError(f"folder={folder!r} is not a directory name; pass a plain name "
