@@ -67,6 +67,11 @@ def test_label_names_must_match_the_head(sentiment_dir):
     ("empty.csv", b"", r"cannot read '.*empty.csv': the file is empty"),
     ("latin.csv", b"text\ncaf\xe9\n", r"'.*latin.csv': it is not UTF-8 text \(it holds the byte b'\\xe9'\)"),
     ("ragged.csv", b'a,b\n1,2\n"x\n', r"'.*ragged.csv' as CSV \(.*\); check that it is a CSV"),
+    # a text with an unquoted comma: pandas would take the first value for an index and shift
+    # the rest into the wrong columns
+    ("comma.csv", b"text,label\ngreat, fun movie,1\nok, fine,0\n",
+     r"'.*comma.csv' as CSV \(line 2 has more values than the header's 2 columns \(text, "
+     r"label\); put a value that contains a ',' in double quotes\)"),
     ("junk.parquet", b"PAR1 not really", r"'.*junk.parquet' as PARQUET .*DataFrame.to_parquet"),
 ])
 def test_unreadable_tables_are_named(tmp_path, capsys, sentiment_dir, name, content, message):

@@ -3,7 +3,9 @@ rows, with where they came from."""
 
 from __future__ import annotations
 
+import csv
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,9 +87,30 @@ def load_data(spec: Any = None, *, model=None) -> DataSource:
     return DataSource(read_table_file(path), path.stem, str(path))
 
 
+def _read_delimited(path: Path, sep: str) -> pd.DataFrame:
+    """``pd.read_csv`` that never takes the first column for an index: a row with more values
+    than the header (a text with an unquoted comma, which pandas would silently split and
+    shift) is a ``ParserError`` that names its line and the fix."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        try:
+            return pd.read_csv(path, sep=sep, index_col=False)
+        except pd.errors.ParserWarning:
+            pass
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = csv.reader(handle, delimiter=sep)
+        header = next(rows)
+        line = next((rows.line_num for row in rows if len(row) > len(header)), None)
+    mark = "tab" if sep == "\t" else repr(sep)
+    raise pd.errors.ParserError(
+        f"{f'line {line}' if line else 'a row'} has more values than the header's "
+        f"{len(header)} columns ({', '.join(header)}); put a value that contains a {mark} in "
+        f"double quotes")
+
+
 #: Table files ``load_data`` reads: suffix -> reader.
 _READERS: dict[str, Callable[[Path], pd.DataFrame]] = {
-    ".csv": pd.read_csv, ".tsv": lambda p: pd.read_csv(p, sep="\t"),
+    ".csv": lambda p: _read_delimited(p, ","), ".tsv": lambda p: _read_delimited(p, "\t"),
     ".parquet": pd.read_parquet, ".jsonl": lambda p: pd.read_json(p, lines=True),
 }
 
