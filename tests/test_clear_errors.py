@@ -72,6 +72,7 @@ def test_label_names_must_match_the_head(sentiment_dir):
     ("comma.csv", b"text,label\ngreat, fun movie,1\nok, fine,0\n",
      r"'.*comma.csv' as CSV \(line 2 has more values than the header's 2 columns \(text, "
      r"label\); put a value that contains a ',' in double quotes\)"),
+    ("tab.tsv", b"text\tlabel\ngreat\tfun\t1\n", r"\(line 2 has more values .*contains a tab"),
     ("junk.parquet", b"PAR1 not really", r"'.*junk.parquet' as PARQUET .*DataFrame.to_parquet"),
 ])
 def test_unreadable_tables_are_named(tmp_path, capsys, sentiment_dir, name, content, message):

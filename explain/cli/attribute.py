@@ -1,8 +1,8 @@
 """``explain attribute MODEL --data FILE``: attribution scores and figures for a dataset.
 
 ``MODEL``: a checkpoint directory, or a reference model name (``sentiment``, ``compas``,
-``adult``, ``digits``; trained on first use). ``--data``: a ``.csv``, ``.parquet``, ``.jsonl``
-or ``.txt`` (one text per line) file; text models read ``--text-column`` (and
+``adult``, ``digits``; trained on first use). ``--data``: a ``.csv``, ``.tsv``, ``.parquet``,
+``.jsonl`` or ``.txt`` (one text per line) file; text models read ``--text-column`` (and
 ``--pair-column``), tabular models every column the model needs; an image model reads a
 ``.npy`` array ``(N, C, H, W)``.
 
@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a checkpoint directory or a reference model name (sentiment, "
                              "compas, adult, digits)")
     parser.add_argument("--data", required=True, metavar="FILE",
-                        help="inputs: .csv, .parquet, .jsonl, .txt (one text per line) or .npy "
+                        help="inputs: .csv, .tsv, .parquet, .jsonl, .txt (one text per line) or .npy "
                              "(images)")
     parser.add_argument("--method", default="integrated_gradients",
                         help=f"one of: {', '.join(METHOD_NAMES)} (or a registered method), or "
@@ -97,13 +97,13 @@ def _read(path: Path, loaded, args):
                              f"{error.start}); save it as UTF-8") from None
         lines = [line for line in text.splitlines() if line.strip()]
         frame = pd.DataFrame({args.text_column: lines})
-    elif suffix in (".csv", ".parquet", ".jsonl"):
+    elif suffix in (".csv", ".tsv", ".parquet", ".jsonl"):
         from ..report.data import read_table_file
 
         frame = read_table_file(path)
     else:
-        raise ValueError(f"unknown data format {suffix!r}; use .csv, .parquet, .jsonl, .txt or "
-                         f".npy")
+        raise ValueError(f"unknown data format {suffix!r}; use .csv, .tsv, .parquet, .jsonl, .txt "
+                         f"or .npy")
     if args.limit:
         frame = frame.head(args.limit)
     if frame.empty:
