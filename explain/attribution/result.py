@@ -475,7 +475,7 @@ def importance_table(frame: pd.DataFrame, *, label: str = "label", min_count: in
     the mean at ``confidence`` (NaN for one occurrence). Columns: ``predicted_label``,
     ``label``, ``count``, ``mean_score``, ``mean_abs_score``, ``ci_low``, ``ci_high``; sorted by
     predicted label, then ``mean_abs_score`` descending."""
-    from ..fairness.intervals import mean_interval
+    from scipy import stats
 
     rows = []
     for (predicted, name), group in frame.groupby(["predicted_label", label], sort=True):
@@ -483,7 +483,11 @@ def importance_table(frame: pd.DataFrame, *, label: str = "label", min_count: in
         if len(values) < max(min_count, 1):
             continue
         mean = float(values.mean())
-        low, high = mean_interval(values, confidence)  # NaN for a single value
+        low = high = float("nan")
+        if len(values) > 1:
+            half = (stats.t.ppf(0.5 + confidence / 2, len(values) - 1)
+                    * values.std(ddof=1) / math.sqrt(len(values)))
+            low, high = mean - half, mean + half
         rows.append({"predicted_label": predicted, "label": name, "count": len(values),
                      "mean_score": mean, "mean_abs_score": float(np.abs(values).mean()),
                      "ci_low": float(low), "ci_high": float(high)})
