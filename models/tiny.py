@@ -49,24 +49,23 @@ def minilm_tokenizer():
 
 
 @functools.lru_cache(maxsize=1)
-def _bpe_files() -> str:
-    import tempfile
-
+def _bpe_json() -> str:
+    """The trained BPE tokenizer as JSON, trained once per process and kept in memory (a
+    temporary file per process was never removed)."""
     from tokenizers import ByteLevelBPETokenizer
 
     tok = ByteLevelBPETokenizer()
     tok.train_from_iterator(_CORPUS, vocab_size=300, min_frequency=1,
                             special_tokens=["<|endoftext|>"], show_progress=False)
-    directory = tempfile.mkdtemp(prefix="explain-bpe-")
-    tok.save(f"{directory}/tokenizer.json")
-    return directory
+    return tok.to_str()
 
 
 def bpe_tokenizer():
     """A GPT-2 style byte-level BPE tokenizer (vocabulary ~300) with ``<|endoftext|>``."""
+    from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
-    tokenizer = PreTrainedTokenizerFast(tokenizer_file=f"{_bpe_files()}/tokenizer.json",
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(_bpe_json()),
                                         bos_token="<|endoftext|>", eos_token="<|endoftext|>",
                                         model_max_length=64)
     return tokenizer
