@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from explain.attribution.methods import method_title
 from explain.report import Report
 
 
@@ -159,7 +160,7 @@ def _check_scorecard(text: str, table: pd.DataFrame) -> list[str]:
                 f"{text!r}"]
     problems = []
     for row in table.itertuples(index=False):
-        name = row.method.replace("_", " ")
+        name = method_title(row.method)
         worse = row.comprehensiveness <= row.random_comprehensiveness
         parts = re.split(r"no better than a random ranking on average", text, maxsplit=1,
                          flags=re.I)

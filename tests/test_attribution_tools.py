@@ -69,7 +69,7 @@ def test_scorecard_columns_and_values(tiny_mlp):
     assert into is ax
     for panel in (alone, into):  # the methods named in words, as in the captions
         assert [t.get_text() for t in panel.get_yticklabels()] == \
-            ["integrated gradients", "saliency", "lime"]
+            ["integrated gradients", "saliency", "LIME"]
         assert [t.get_text() for t in panel.get_legend().get_texts()] == \
             ["method", "random ranking"]
         assert len(panel.patches) == 6

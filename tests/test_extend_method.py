@@ -86,6 +86,21 @@ def test_a_registered_gradient_method_runs_end_to_end(registered, tiny_mlp):
     np.testing.assert_allclose(toy.explanations()[columns], saliency.explanations()[columns],
                                rtol=1e-6, atol=1e-9)
     assert toy.summary().startswith("gradient times two attributions of 6 explanations")
+    # its title (the name with spaces unless the spec gives one) names it in prose and figures
+    import explain.attribution.methods as methods
+
+    methods._REGISTRY["gradient_times_two"] = dataclasses.replace(TIMES_TWO, title="2 x gradient")
+    assert toy.summary().startswith("2 x gradient attributions of 6 explanations")
+
+
+def test_built_in_methods_have_their_published_names():
+    from explain.attribution.methods import LAYER_METHOD, method_title
+
+    assert [method_title(m) for m in ("integrated_gradients", "deeplift", "kernel_shap", "lime",
+                                      "input_x_gradient", "gradcam")] == [
+        "integrated gradients", "DeepLIFT", "KernelSHAP", "LIME", "input × gradient", "GradCAM"]
+    assert method_title(LAYER_METHOD.name) == "layer integrated gradients"
+    assert method_title("not_a_method") == "not a method"
 
 
 def test_a_registered_perturbation_method_matches_captums_feature_ablation(registered, tiny_mlp,

@@ -121,7 +121,7 @@ def test_scorecard_finding_says_which_methods_are_worse_than_random():
     text = findings.scorecard_finding("S", _scorecard_table())
     assert text == ("S: on the scorecard's 3 examples, mean comprehensiveness against a random "
                     "ranking's: better than random: integrated gradients 0.200 vs 0.040 (3 of 3 "
-                    "explanations beat random); input x gradient 0.050 vs 0.040 (1 of 3 "
+                    "explanations beat random); input × gradient 0.050 vs 0.040 (1 of 3 "
                     "explanations beat random). No better than a random ranking on average: "
                     "saliency -0.060 vs 0.040 (2 of 3 explanations beat random).")
     assert findings.scorecard_card(_scorecard_table()) == (

@@ -14,6 +14,7 @@ import pytest
 
 import explain
 from explain.attention.graph import HEAD_STATISTICS
+from explain.attribution.methods import method_title
 from explain.attribution.result import importance_table
 from explain.cli import main
 from explain.fairness.intervals import mean_interval, wilson_interval
@@ -169,7 +170,7 @@ def test_report_from_runs_covers_every_row_and_cites_them(runs, tmp_path):
     cards = {m["name"]: m["value"] for m in manifest["metrics"]}
     for method in METHODS:
         covered = cards[f"sentiment: rows covered by the global importance "
-                        f"({method.replace('_', ' ')})"]
+                        f"({method_title(method)})"]
         assert covered == f"{len(TEXTS)} of {len(TEXTS)}"
     kinds = {f["kind"] for f in manifest["findings"]}
     assert {"predictions", "importance", "heads", "counterfactual", "audit"} <= kinds

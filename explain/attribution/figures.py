@@ -16,6 +16,7 @@ from ..plotting import (
     style,
     text_colour,
 )
+from .methods import method_title
 
 __all__ = ["CLIP_PERCENTILE", "importance_figure", "plot_bar", "plot_deletion", "plot_global",
            "plot_image", "plot_layer", "plot_text", "plot_waterfall", "written_words"]
@@ -34,7 +35,7 @@ def _short(label: str, width: int = 28) -> str:
 
 
 def _method(result) -> str:
-    return result.method.replace("_", " ")
+    return method_title(result.method)
 
 
 _TOKEN_TASKS = ("masked-lm", "causal-lm", "seq2seq-lm")  # their labels are tokens

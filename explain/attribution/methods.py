@@ -24,7 +24,8 @@ from .inputs import modality
 from .runners import Attributions, MethodCall
 
 __all__ = ["COMPLETENESS_GAP_WARNING", "FAMILIES", "LAYER_METHOD", "METHODS", "MODALITIES",
-           "MethodSpec", "applicable_methods", "default_output", "register_method"]
+           "MethodSpec", "applicable_methods", "default_output", "method_title",
+           "register_method"]
 
 #: Method family -> what its methods do; ``MethodSpec.family`` is one of these.
 FAMILIES: Mapping[str, str] = MappingProxyType({
@@ -79,7 +80,8 @@ class MethodSpec:
     (``ExplainWarning``). ``default_output``: the output (a key of
     ``explain.attribution.OUTPUTS``) that ``attribute(..., output=None)`` explains;
     ``family_outputs``: model-family name (``explain.families.FAMILIES``) -> the default there
-    instead (see ``default_output()``).
+    instead (see ``default_output()``). ``title``: how captions, findings and figures name it
+    (``"DeepLIFT"``; default: the name with spaces, ``"integrated gradients"``).
     """
 
     name: str
@@ -99,6 +101,7 @@ class MethodSpec:
     inexact_modules: Callable[[Any], tuple[str, ...]] | None = None
     default_output: str = "probability"
     family_outputs: Mapping[str, str] = field(default_factory=dict)
+    title: str = ""
 
     def __post_init__(self) -> None:
         # read-only copies, so a registered spec cannot change under the registry
@@ -136,21 +139,24 @@ _BUILT_IN = (
           "gradient", runners.saliency, options={"abs": "absolute gradients (default True)"},
           family_outputs=_CNN_LOGIT),
     _spec("input_x_gradient", "InputXGradient: input times gradient", "gradient",
-          runners.input_x_gradient, family_outputs=_CNN_LOGIT),
+          runners.input_x_gradient, family_outputs=_CNN_LOGIT, title="input × gradient"),
     _spec("deeplift", "DeepLift (rescale rule) relative to the baseline", "gradient",
           runners.deeplift, prepare_scorer=runners.deeplift_scorer,
-          inexact_modules=runners.deeplift_inexact_modules, family_outputs=_CNN_LOGIT),
+          inexact_modules=runners.deeplift_inexact_modules, family_outputs=_CNN_LOGIT,
+          title="DeepLIFT"),
     _spec("gradient_shap",
           "GradientShap: expected gradients over random points between the baseline and the "
           "input (n_samples, stdevs)", "gradient", runners.gradient_shap, stochastic=True,
           options={"n_samples": "random points per input (default n_steps)",
-                   "stdevs": "standard deviation of the noise added to each point (default 0)"}),
+                   "stdevs": "standard deviation of the noise added to each point (default 0)"},
+          title="GradientSHAP"),
     _spec("smoothgrad",
           "NoiseTunnel(Saliency), smoothgrad: gradients averaged over noisy copies "
           "(n_samples, stdevs)", "gradient", runners.smoothgrad, stochastic=True,
           options={"n_samples": "noisy copies per input (default 20)",
                    "stdevs": "noise standard deviation (default 0.1 x std(input - baseline))",
-                   "abs": "absolute gradients (default True)"}, family_outputs=_CNN_LOGIT),
+                   "abs": "absolute gradients (default True)"}, family_outputs=_CNN_LOGIT,
+          title="SmoothGrad"),
     _spec("occlusion",
           "Occlusion: output drop when a sliding window (a token; an image patch) is replaced "
           "by the baseline", "perturbation", runners.occlusion, grouped=True,
@@ -162,25 +168,28 @@ _BUILT_IN = (
           "replaced by the baseline", "perturbation", runners.feature_ablation, grouped=True),
     _spec("shapley_sampling", "ShapleyValueSampling over features (n_samples permutations)",
           "perturbation", runners.shapley_sampling, stochastic=True, grouped=True,
-          options={"n_samples": "feature permutations (default 25)"}),
+          options={"n_samples": "feature permutations (default 25)"},
+          title="Shapley value sampling"),
     _spec("lime",
           "Lime: a sparse linear surrogate (Lasso) fitted to perturbed inputs (n_samples); its "
           "fit quality is reported as surrogate_r2 (adjusted R^2 on its samples)",
           "perturbation", runners.lime, stochastic=True, grouped=True,
           options={"n_samples": "perturbed inputs the surrogate is fitted to (default 200)",
-                   "alpha": "Lasso regularisation of the surrogate (default 0.01)"}),
+                   "alpha": "Lasso regularisation of the surrogate (default 0.01)"}, title="LIME"),
     _spec("kernel_shap",
           "KernelShap: Shapley values from a weighted linear fit (n_samples); its fit quality "
           "is surrogate_r2 (adjusted R^2 on the sampled coalitions, without the full and empty "
           "coalitions it is constrained to pass through)",
           "perturbation", runners.kernel_shap, stochastic=True, grouped=True,
-          options={"n_samples": "perturbed inputs the weighted linear fit uses (default 200)"}),
+          options={"n_samples": "perturbed inputs the weighted linear fit uses (default 200)"},
+          title="KernelSHAP"),
     _spec("gradcam",
           "LayerGradCam on a convolutional layer (layer=, default: the last Conv2d), upsampled "
           "to the image", "gradient", runners.gradcam, modalities=("image",),
           why_not={"text": _GRADCAM_WHY_NOT, "tabular": _GRADCAM_WHY_NOT},
           layer="gradcam", layer_type=nn.Conv2d, default_output="logit",
-          options={"relu_attributions": "keep only positive GradCAM values (default False)"}),
+          options={"relu_attributions": "keep only positive GradCAM values (default False)"},
+          title="GradCAM"),
 )
 
 #: The method of ``attribute_layer``: integrated gradients over a layer's output (not in
@@ -242,6 +251,13 @@ def register_method(spec: MethodSpec) -> MethodSpec:
             raise TypeError(f"method {spec.name!r}: {name} must be callable, got {value!r}")
     _REGISTRY[spec.name] = spec
     return spec
+
+
+def method_title(method: str) -> str:
+    """How prose and figures name ``method``: its spec's ``title`` (``"DeepLIFT"``), else the
+    name with spaces."""
+    spec = _REGISTRY.get(method) or (LAYER_METHOD if method == LAYER_METHOD.name else None)
+    return (spec.title if spec is not None and spec.title else str(method).replace("_", " "))
 
 
 def check_method(method: Any, task: str) -> MethodSpec:

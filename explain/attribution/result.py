@@ -16,7 +16,7 @@ from ..plotting import diverging_norm
 from ..results import Result, make_meta
 from ..text import fold_scores
 from .inputs import item_offsets
-from .methods import METHODS
+from .methods import METHODS, method_title
 
 __all__ = ["LEVELS", "AttributionResult", "importance_table"]
 
@@ -340,7 +340,7 @@ class AttributionResult(Result):
 
     def summary(self) -> str:
         n = len(self)
-        text = (f"{self.method.replace('_', ' ')} attributions of {n} "
+        text = (f"{method_title(self.method)} attributions of {n} "
                 f"{'explanation' if n == 1 else 'explanations'}, "
                 f"{self.meta['model'].get('name', 'model')}")
         if self._trust is not None and len(self):

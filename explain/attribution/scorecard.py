@@ -17,7 +17,7 @@ from ..results import Result, make_meta
 from .core import attribute
 from .inputs import modality
 from .memory import PeakMemory
-from .methods import METHODS, applicable_methods
+from .methods import METHODS, applicable_methods, method_title
 from .robustness import robustness
 from .trust import check_faithfulness, item_units, measure_faithfulness, rank_agreement
 
@@ -98,7 +98,7 @@ class ScorecardResult(Result):
                    label="method")
             a.barh(y - 0.2, frame.random_comprehensiveness, height=0.4, color="0.7",
                    label="random ranking")
-            a.set_yticks(y, [m.replace("_", " ") for m in methods])  # words, not ids
+            a.set_yticks(y, [method_title(m) for m in methods])  # as in the captions
             a.set_xlabel("comprehensiveness (higher = better)")
             # plain tick labels: an offset/multiplier ("1e-6") would sit on the x label
             a.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.2g}"))

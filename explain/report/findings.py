@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from ..attribution.methods import method_title
 from ..attribution.result import importance_table
 
 __all__ = ["ALPHA", "MIN_COUNT", "NEGLIGIBLE_EFFECT_SIZE", "audit_findings",
@@ -40,8 +41,15 @@ NEGLIGIBLE_EFFECT_SIZE = 0.2
 
 
 def method_name(method: str) -> str:
-    """``"integrated_gradients"`` -> ``"integrated gradients"``."""
-    return str(method).replace("_", " ")
+    """How the findings name an attribution method (its spec's title: ``"integrated
+    gradients"``, ``"DeepLIFT"``)."""
+    return method_title(method)
+
+
+def _words(name: str) -> str:
+    """A measure's or metric's id in words: ``"demographic_parity"`` -> ``"demographic
+    parity"``."""
+    return str(name).replace("_", " ")
 
 
 def _percent(value: float) -> str:
@@ -348,7 +356,7 @@ def _disparity_sentence(who: str, feature: str, rows: pd.DataFrame, contrasts: p
     level = round(confidence * 100)
     found, small, plain, untested = [], [], [], []
     for row in rows.itertuples(index=False):
-        name = method_name(row.measure)
+        name = _words(row.measure)
         if row.conclusion == "not tested":
             untested.append(name)
             continue
@@ -362,7 +370,7 @@ def _disparity_sentence(who: str, feature: str, rows: pd.DataFrame, contrasts: p
                          + (" (a small group)" if bool(contrast.get("small_group", False))
                             else "")
                          + f" minus {contrast['reference_group']} "
-                         f"{method_name(contrast['metric'])} {contrast['difference']:+.3f}, "
+                         f"{_words(contrast['metric'])} {contrast['difference']:+.3f}, "
                          f"{level}% CI [{contrast['ci_low']:+.3f}, {contrast['ci_high']:+.3f}]")
             found.append(text + ")")
         elif row.conclusion == "negligible":

@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 
 from ..attribution import attribute
+from ..attribution.methods import method_title
 from .data import read_images
 from .protocol import Analysis, Context
 from .sections import Section
@@ -28,10 +29,6 @@ SECTION = Section("images", "Image attributions", caveat=(
 METHODS: Mapping[str, Mapping[str, int]] = MappingProxyType({
     "gradcam": {}, "integrated_gradients": {"n_steps": 32}, "occlusion": {}})
 TOP_K = 3
-#: How titles and captions name the methods.
-METHOD_NAMES: Mapping[str, str] = MappingProxyType({
-    "gradcam": "GradCAM", "integrated_gradients": "integrated gradients",
-    "occlusion": "occlusion"})
 
 
 def _applies(context: Context) -> str | None:
@@ -85,7 +82,7 @@ def _run(context: Context) -> None:
         extra = {"patch_size": patch} if method == "occlusion" else {}
         result = attribute(model, pixels, method=method, output="logit", faithfulness=False,
                            seed=context.seed, progress=context.progress, **options, **extra)
-        name = METHOD_NAMES[method]
+        name = method_title(method)
         caption = (f"{name[0].upper() + name[1:]} of the predicted class's logit; images in "
                    f"the order of the table above ({', '.join(names)}).")
         if method == "integrated_gradients":
