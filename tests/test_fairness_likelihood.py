@@ -249,3 +249,15 @@ def test_a_sentence_longer_than_the_context_names_its_pair_and_the_limit(fixture
     with pytest.raises(ValueError, match=f"example 'ex1''s unrelated sentence has {limit + 1}"):
         stereoset(model, examples)
     assert explain.hooks.count_hooks(model) == 0
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", r"'.*crows.csv' as the CrowS-Pairs CSV \(No columns to parse from file\)"),
+    (b"sent_more\ncaf\xe9\n", r"'.*crows.csv' as the CrowS-Pairs CSV \(.*utf-8.*\); pass "
+                              r"crows_pairs_anonymized.csv as published \(UTF-8"),
+])
+def test_an_unreadable_crows_pairs_file_is_named(tmp_path, content, message):
+    path = tmp_path / "crows.csv"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        read_crows_pairs(path)

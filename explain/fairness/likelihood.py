@@ -70,7 +70,13 @@ def read_crows_pairs(path: str | os.PathLike) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"no CrowS-Pairs file at {str(path)!r}; pass the path of "
                                 f"crows_pairs_anonymized.csv (it is not downloaded)")
-    frame = pd.read_csv(path)
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".")
+        raise ValueError(f"cannot read {str(path)!r} as the CrowS-Pairs CSV ({first}); pass "
+                         f"crows_pairs_anonymized.csv as published (UTF-8, a header row with "
+                         f"{', '.join(CROWS_PAIRS_COLUMNS)})") from None
     missing = [c for c in CROWS_PAIRS_COLUMNS if c not in frame.columns]
     if missing:
         close = {c: difflib.get_close_matches(c, list(map(str, frame.columns)), n=1)
