@@ -226,6 +226,21 @@ def test_bad_input_is_refused_naming_the_value(sentiment, reviews, tmp_path):
     assert not out.exists()   # nothing was started
 
 
+def test_the_quiet_rate_forgets_a_pause_like_the_bar():
+    from explain.run.local import SMOOTHING, ShardRate
+
+    rate = ShardRate(began=0.0)
+    assert rate.update(100, 10.0) == pytest.approx(10.0)        # the first shard: its own rate
+    assert rate.update(100, 1010.0) == pytest.approx(100 / (0.3 * 1000 + 0.7 * 10))  # a pause
+    now, last = 1010.0, None
+    for _ in range(20):                                          # then 10 s per shard again
+        now += 10.0
+        last = rate.update(100, now)
+    assert SMOOTHING == 0.3 and last == pytest.approx(10.0, rel=0.05)
+    # the cumulative rate it replaced would still say 2,200 rows in 1,210 s: 1.8 rows/s
+    assert 2200 / now < 2
+
+
 def test_progress_bar_and_one_line_per_shard(sentiment, reviews, tmp_path, capsys):
     path, _ = reviews
     explain.run("predict", sentiment, path, tmp_path / "bar", chunk_size=5, progress=True)

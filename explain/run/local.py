@@ -4,7 +4,7 @@ For each pending shard: read its rows (``RowSource.read``), compute the analysis
 (``RunAnalysis.compute``), write the shard (``store.write_shard``) and commit it to the manifest
 (``RunStore.commit``). Only one chunk is in memory at a time, so peak memory does not grow with
 the number of rows. Progress: a tqdm bar over rows (rows, rate, ETA), or, when the bar is off,
-one line per shard on stderr::
+one line per shard on stderr (the rate smoothed over the last shards, as the bar's)::
 
     explain run: shard 3/128 (rows 512-767) in 12.3 s; 20.8 rows/s; ETA 25 min
 """
@@ -20,7 +20,10 @@ from .source import RowSource
 from .specs import RunAnalysis, check_tables
 from .store import RunStore, write_shard
 
-__all__ = ["compute_shard", "format_eta", "run_local", "shard_line"]
+__all__ = ["ShardRate", "compute_shard", "format_eta", "run_local", "shard_line"]
+
+#: Weight of the newest shard in the quiet mode's rate (tqdm's bar smooths with the same 0.3).
+SMOOTHING = 0.3
 
 
 def format_eta(seconds: float) -> str:
@@ -38,6 +41,28 @@ def shard_line(index: int, n_shards: int, rows: tuple[int, int], seconds: float,
     eta = format_eta(remaining_rows / rate) if rate > 0 else "unknown"
     return (f"explain run: shard {index + 1}/{n_shards} (rows {rows[0]}-{rows[1] - 1}) in "
             f"{seconds:.1f} s; {rate:.1f} rows/s; ETA {eta}")
+
+
+class ShardRate:
+    """Rows per second for the quiet mode's line, smoothed as tqdm's bar smooths its rate: an
+    exponential moving average (weight ``SMOOTHING`` for the newest) of the rows of each finished
+    shard and of the seconds since the one before, so a pause or a change of load fades out of
+    the ETA after a few shards instead of weighing on it for the rest of the run."""
+
+    def __init__(self, began: float) -> None:
+        self.last = began
+        self.rows: float | None = None
+        self.seconds = 0.0
+
+    def update(self, rows: int, now: float) -> float:
+        """The rate after a shard of ``rows`` rows finished at ``now`` (``time.perf_counter``)."""
+        seconds, self.last = max(now - self.last, 1e-9), now
+        if self.rows is None:
+            self.rows, self.seconds = float(rows), seconds
+        else:
+            self.rows = SMOOTHING * rows + (1 - SMOOTHING) * self.rows
+            self.seconds = SMOOTHING * seconds + (1 - SMOOTHING) * self.seconds
+        return self.rows / self.seconds
 
 
 def compute_shard(spec: RunAnalysis, loaded, source: RowSource, out, config: RunConfig,
@@ -67,21 +92,19 @@ def run_local(spec: RunAnalysis, loaded, source: RowSource, store: RunStore, con
 
         bar = tqdm(total=source.n_rows, initial=source.n_rows - remaining, unit="row",
                    desc=f"explain run {spec.name}", file=sys.stderr, dynamic_ncols=True)
-    began = time.perf_counter()
-    done_rows = 0
+    rate = ShardRate(time.perf_counter())
     try:
         for index in pending:
             rows = store.rows(index)
             record = compute_shard(spec, loaded, source, store.out, config, index, rows)
             store.commit(record)
             n = rows[1] - rows[0]
-            done_rows += n
             remaining -= n
             if bar is not None:
                 bar.update(n)
             else:
-                rate = done_rows / max(time.perf_counter() - began, 1e-9)
-                print(shard_line(index, n_shards, rows, record["seconds"], rate, remaining),
+                print(shard_line(index, n_shards, rows, record["seconds"],
+                                 rate.update(n, time.perf_counter()), remaining),
                       file=sys.stderr, flush=True)
     finally:
         if bar is not None:

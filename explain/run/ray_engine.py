@@ -48,7 +48,7 @@ from typing import Any
 from ..checks import positive_int
 from ..errors import ExplainWarning
 from .config import RunConfig
-from .local import compute_shard, shard_line
+from .local import ShardRate, compute_shard, shard_line
 from .source import RowSource
 from .specs import RunAnalysis
 from .store import RunStore
@@ -242,8 +242,8 @@ class _Progress:
 
     def __init__(self, title: str, n_rows: int, remaining: int, n_shards: int,
                  show_bar: bool) -> None:
-        self.n_shards, self.remaining, self.done_rows = n_shards, remaining, 0
-        self.began = None   # when the first shard started: Ray's and the actors' start-up
+        self.n_shards, self.remaining = n_shards, remaining
+        self.rate = None    # from when the first shard started: Ray's and the actors' start-up
                             # would make the first rates (and ETAs) far too pessimistic
         self.bar = None
         if show_bar:
@@ -255,17 +255,17 @@ class _Progress:
                             file=sys.stderr, dynamic_ncols=True)
 
     def update(self, record: dict[str, Any]) -> None:
-        if self.began is None:
-            self.began = time.perf_counter() - record["seconds"]
+        now = time.perf_counter()
+        if self.rate is None:
+            self.rate = ShardRate(now - record["seconds"])
         n = record["rows"][1] - record["rows"][0]
-        self.done_rows += n
         self.remaining -= n
         if self.bar is not None:
             self.bar.update(n)
             return
-        rate = self.done_rows / max(time.perf_counter() - self.began, 1e-9)
         print(shard_line(record["index"], self.n_shards, tuple(record["rows"]),
-                         record["seconds"], rate, self.remaining), file=sys.stderr, flush=True)
+                         record["seconds"], self.rate.update(n, now), self.remaining),
+              file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
