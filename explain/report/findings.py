@@ -40,12 +40,6 @@ MIN_COUNT = 10
 NEGLIGIBLE_EFFECT_SIZE = 0.2
 
 
-def method_name(method: str) -> str:
-    """How the findings name an attribution method (its spec's title: ``"integrated
-    gradients"``, ``"DeepLIFT"``)."""
-    return method_title(method)
-
-
 def _words(name: str) -> str:
     """A measure's or metric's id in words: ``"demographic_parity"`` -> ``"demographic
     parity"``."""
@@ -76,7 +70,7 @@ def beats_random_card(explanations: pd.DataFrame, method: str) -> tuple[str, str
     measured = explanations.dropna(subset=["comprehensiveness", "random_comprehensiveness"])
     beats = int((measured["comprehensiveness"] > measured["random_comprehensiveness"]).sum())
     return (f"{beats} of {len(measured)}",
-            f"{method_name(method)} explanations of the selected examples that beat a random "
+            f"{method_title(method)} explanations of the selected examples that beat a random "
             f"ranking on comprehensiveness{_definition(measured)}")
 
 
@@ -92,7 +86,7 @@ def _scorecard_rows(table: pd.DataFrame):
 def scorecard_card(table: pd.DataFrame) -> tuple[str, str]:
     """``(value, label)``: how many of the scorecard's methods rank units worse than random on
     average (mean comprehensiveness at most the random ranking's), and which."""
-    worse = [method_name(row.method) for row, _, _, better in _scorecard_rows(table)
+    worse = [method_title(row.method) for row, _, _, better in _scorecard_rows(table)
              if not better]
     n = int(table["n_inputs"].max())
     return (f"{len(worse)} of {len(table)}",
@@ -105,7 +99,7 @@ def scorecard_finding(part: str, table: pd.DataFrame) -> str:
     methods better and those no better than random, with how many explanations beat it."""
     better, worse = [], []
     for row, k, n, is_better in _scorecard_rows(table):
-        text = (f"{method_name(row.method)} {row.comprehensiveness:.3f} vs "
+        text = (f"{method_title(row.method)} {row.comprehensiveness:.3f} vs "
                 f"{row.random_comprehensiveness:.3f} ({k} of {n} explanations beat random)")
         (better if is_better else worse).append(text)
     sentence = (f"{part}: on the scorecard's {int(table['n_inputs'].max())} examples, mean "
@@ -175,7 +169,7 @@ def importance_title(unit: str, method: str, *, min_count: int = MIN_COUNT,
     """The title of the global-importance chart (``importance_figure``): its bars are the signed
     mean score with its 95% Student-t interval, of the ``top_k`` units of each predicted class
     ranked by mean |score|. ``scope``: what was explained (e.g. ``"all 5,000 rows"``)."""
-    return (f"Global importance{f' over {scope}' if scope else ''}, {method_name(method)}\n"
+    return (f"Global importance{f' over {scope}' if scope else ''}, {method_title(method)}\n"
             f"top {top_k} {unit}s per predicted class by mean |score| (seen at least "
             f"{min_count} times)\nbars: signed mean score with its 95% Student-t interval")
 
@@ -192,7 +186,7 @@ def importance_finding(part: str, table: pd.DataFrame, *, n_rows: int, unit: str
     """The unit with the largest mean |attribution| per predicted label (``table``: the
     output of ``word_importance`` or ``global_importance``, already limited to units seen
     ``min_count`` times), with its interval and count."""
-    head = (f"{part}: over {n_rows} rows explained with {method_name(method)}, among {unit}s "
+    head = (f"{part}: over {n_rows} rows explained with {method_title(method)}, among {unit}s "
             f"seen at least {min_count} times")
     if table.empty:
         return f"{head}, there is none: no {unit} finding."

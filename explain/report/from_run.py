@@ -30,6 +30,7 @@ import pandas as pd
 
 from ..attention.figures import head_grid_figure
 from ..attribution.figures import importance_figure
+from ..attribution.methods import method_title
 from ..checks import as_names
 from ..fairness.intervals import wilson_interval
 from ..run import aggregate
@@ -229,7 +230,7 @@ def _importance(report: Report, out: Path, manifest, part: str, *, min_count: in
             words = [bool(_HAS_LETTER.search(str(w))) for w in mine["label"]]
             mine = mine.loc[np.asarray(words, dtype=bool)]
         mine = mine.reset_index(drop=True)
-        name = findings.method_name(method)
+        name = method_title(method)
         coverage = (f"{covered:,} of the run's {n_rows:,} rows explained, {occurrences:,} "
                     f"{unit} occurrences")
         if mine.empty:
