@@ -66,8 +66,9 @@ def _bytes(block: np.ndarray) -> str:
 
 def opening_head(result) -> dict[str, Any]:
     """The head the view opens on: ``kind`` (a key of ``result.maps``), ``layer`` and ``head``
-    (indices into ``result.layers`` / ``result.heads``), ``reason`` (why this head, a phrase)
-    and ``why`` (the sentence the view shows); see the module docstring for the rule."""
+    (indices into ``result.layers`` / ``result.heads``), ``where`` (``"layer 2, head 3"``,
+    with the attention kind when there are several), ``reason`` (why this head, a phrase) and
+    ``why`` (the sentence the view shows); see the module docstring for the rule."""
     kinds = list(result.maps)
     if result.importance is not None:
         table = result.importance.to_frame()
@@ -84,10 +85,10 @@ def opening_head(result) -> dict[str, Any]:
         why = (f"the most focused head (lowest mean attention entropy, "
                f"{float(top['entropy']):.2g} nats)")
     layer, head, kind = int(top["layer"]), int(top["head"]), str(top["attention"])
-    stack = f"{kind} attention, " if len(kinds) > 1 else ""
+    where = (f"{kind} attention, " if len(kinds) > 1 else "") + f"layer {layer}, head {head}"
     return {"kind": kind, "layer": list(result.layers).index(layer),
-            "head": list(result.heads).index(head),
-            "reason": why, "why": f"Opens on {stack}layer {layer}, head {head}: {why}."}
+            "head": list(result.heads).index(head), "where": where,
+            "reason": why, "why": f"Opens on {where}: {why}."}
 
 
 def _title(result) -> str:

@@ -80,13 +80,12 @@ def _run(context: Context) -> None:
     result = attention(context.model, texts)
     start = opening_head(result)
     layer, head = result.layers[start["layer"]], result.heads[start["head"]]
-    stack = f"{start['kind']} attention, " if len(result.maps) > 1 else ""
     report.add(result, section="attention", title=f"{part}: attention of the selected "
                "examples", plots="head_summary", plot_options={"statistic": "entropy"},
                data=result.head_statistics(), view=True,
                caption=f"Interactive view: pick an example (text 1 is example 1), layer and "
                        f"head; click a token to see where it attends. "
-                       f"It opens on {stack}layer {layer}, head {head}: {start['reason']}. "
+                       f"It opens on {start['where']}: {start['reason']}. "
                        f"The heatmap summarises "
                        f"every head by the entropy of its attention rows (low = focused), "
                        f"averaged over the examples.")
@@ -109,7 +108,7 @@ def _run(context: Context) -> None:
                            f"rollout, Abnar & Zuidema 2020).")
     options = {"text_id": 0, "layer": layer, "head": head, "level": "word"}
     report.add(result, section="attention",
-               title=f"{part}: {stack}layer {layer}, head {head}, example 1", plots="head",
+               title=f"{part}: {start['where']}, example 1", plots="head",
                plot_options={**options, "attention": start["kind"]},
                data=_numbered(result.to_frame(**options, attention=start["kind"]), "example"),
                view=False,
