@@ -170,8 +170,32 @@ def test_adaptive_steps_reach_tolerance_with_fewer_steps(tiny_cnn):
     result = attribute(tiny_cnn, images, n_steps="auto", tolerance=0.01, faithfulness=False)
     frame = result.explanations()
     assert (frame.relative_delta <= 0.01).all()
-    assert frame.n_steps.sum() < 50 * len(images)
-    assert set(frame.n_steps) <= {8, 16, 32, 64, 128, 256, 512}
+    # n_steps: the gradients evaluated (trapezoid rules of 8, 16, ... intervals, nested)
+    assert set(frame.n_steps) <= {9, 17, 33, 65, 129, 257, 513}
+    # each input stops at its own rule: fewer gradients than all at the largest rule
+    assert frame.n_steps.nunique() > 1
+    assert frame.n_steps.sum() < frame.n_steps.max() * len(images)
+
+
+def test_adaptive_steps_equal_the_trapezoid_rule_they_stop_at(tiny_cnn):
+    """The nested rounds (ends, inner points, then midpoints) add up to the plain trapezoid
+    rule of the last round, computed in one go by Captum. Captum's 'riemann_trapezoid' of s
+    points weighs them 1/s (ends 1/2s) where the trapezoid rule's weights are 1/(s - 1):
+    scaled by s/(s - 1) it is that rule."""
+    images = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    auto = attribute(tiny_cnn, images, n_steps="auto", tolerance=0.01, faithfulness=False)
+    steps = auto.explanations().n_steps.tolist()
+    for k, s in enumerate(steps):
+        direct = attribute(tiny_cnn, images[k:k + 1], n_steps=s, faithfulness=False,
+                           integration="riemann_trapezoid")
+        np.testing.assert_allclose(auto.units(k)[1], direct.units(0)[1] * s / (s - 1),
+                                   rtol=1e-5, atol=1e-7)
+
+
+def test_adaptive_steps_refuse_an_integration_rule(tiny_cnn):
+    images = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    with pytest.raises(ValueError, match="integration='riemann_left' applies to a fixed"):
+        attribute(tiny_cnn, images, n_steps="auto", integration="riemann_left")
 
 
 # --------------------------------------------------------------- batch invariance

@@ -16,7 +16,8 @@ from typing import Any
 
 from ..checks import positive_int
 from ..loading import as_loaded
-from .compute import DEFAULT_MEMORY_BUDGET, adaptive_ig, compute, parse_budget
+from .adaptive import adaptive_ig
+from .compute import DEFAULT_MEMORY_BUDGET, compute, parse_budget
 from .inputs import check_modality_options, modality, prepare
 from .layer import LayerAttributionResult
 from .methods import (
@@ -128,8 +129,9 @@ def attribute(
     classifier. ``baseline``: the reference input (text: a token that replaces every non-special
     token, default the pad token; tabular/image: a broadcastable tensor, default zeros).
     ``n_steps``: integration steps (integrated gradients; sample count default of
-    GradientSHAP), or ``"auto"``: start at 16 steps and double only for the inputs whose
-    completeness error exceeds ``tolerance`` x |f(x) - f(baseline)| (up to 512).
+    GradientSHAP), or ``"auto"``: nested trapezoid rules of 8, 16, 32, ... intervals, each
+    reusing the last one's gradients, refined only for the inputs whose completeness error
+    exceeds ``tolerance`` x |f(x) - f(baseline)| (up to 512 intervals).
     ``batch_size``: inputs per padded batch of the batched methods (default: as many texts
     as fill the memory budget, at most 32; 64 rows or images); ``memory_budget``: bytes (or
     ``"2GB"``) for one internal batch of forward+backward rows; ``output``: a key of
@@ -177,6 +179,10 @@ def attribute(
     check_family(spec, loaded)
     output = _resolve_output(spec, loaded, output)
     method_options = check_method_options(spec, method_options)
+    if n_steps == "auto" and "integration" in method_options:
+        raise ValueError(f"integration={method_options['integration']!r} applies to a fixed "
+                         f"n_steps; n_steps='auto' refines its own nested trapezoid rules: pass "
+                         f"n_steps=50 (or another count) with integration=, or drop it")
     kind = modality(loaded.task)
     check_modality_options(kind, loaded.task, patch_size=patch_size, max_length=max_length,
                            text_pairs=text_pairs, continuation=continuation)
@@ -228,8 +234,8 @@ def attribute_layer(
 
     ``layer``: a dotted name of ``model.model.named_modules()`` (default: the model's last
     convolution, else its last block, else its second-to-last linear layer). ``n_steps``:
-    integration steps or ``"auto"`` (doubled per input until the completeness error is within
-    ``tolerance`` x |f(x) - f(baseline)|, up to 512). ``output``: default (``None``) the
+    integration steps or ``"auto"`` (Gauss-Legendre steps doubled from 16 per input until the
+    completeness error is within ``tolerance`` x |f(x) - f(baseline)|, up to 512). ``output``: default (``None``) the
     probability. The other arguments are those of ``attribute``; a model of an opaque family
     (scikit-learn) has no layers and is refused. Returns a ``LayerAttributionResult``.
     """

@@ -60,7 +60,10 @@ class MethodSpec:
     (of ``MODALITIES``); ``why_not``: modality -> why it does not apply, for every other
     modality. ``stochastic``: it samples (seeded per input from its content; run one input at
     a time). ``integrates``: it takes ``n_steps`` integration steps (batches are filled with
-    whole steps; ``n_steps="auto"`` applies). ``completeness``: its attributions should sum to
+    whole steps; ``n_steps="auto"`` applies). ``nests``: its runner integrates over a part of
+    the path when given the internal option ``segment=(a, c)`` (``runners.integrated_gradients``),
+    so ``n_steps="auto"`` refines nested rules that reuse every gradient (``adaptive_ig``).
+    ``completeness``: its attributions should sum to
     ``f(x) - f(baseline)``; the caller reports the error as ``convergence_delta``.
     ``grouped``: every element of a unit carries the unit's value (perturbation group values)
     instead of a contribution to sum. ``options``: option name -> meaning, the keyword options
@@ -92,6 +95,7 @@ class MethodSpec:
     why_not: Mapping[str, str] = field(default_factory=dict)
     stochastic: bool = False
     integrates: bool = False
+    nests: bool = False
     completeness: bool = False
     grouped: bool = False
     options: Mapping[str, str] = field(default_factory=dict)
@@ -131,7 +135,8 @@ _BUILT_IN = (
     _spec("integrated_gradients",
           "IntegratedGradients on features/pixels; for text on the word embeddings "
           "(= LayerIntegratedGradients), with the completeness error",
-          "gradient", runners.integrated_gradients, integrates=True, completeness=True,
+          "gradient", runners.integrated_gradients, integrates=True, nests=True,
+          completeness=True,
           options={"integration": "Captum's integration rule (default 'gausslegendre'; "
                                   "'riemann_left', 'riemann_right', 'riemann_middle', "
                                   "'riemann_trapezoid')"}),

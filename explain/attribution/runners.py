@@ -113,13 +113,27 @@ class _RecordingFit:
 
 
 def integrated_gradients(call: MethodCall) -> Attributions:
+    """Captum's ``IntegratedGradients``. The internal option ``segment=(a, c)`` (set by
+    ``adaptive_ig``, never by the user) integrates over the part ``alpha`` in ``[a, c]`` of the
+    path ``baseline + alpha (input - baseline)``, scaled to the whole path's difference:
+    Captum's rule runs from ``baseline + a d`` to ``baseline + c d`` (``d = input -
+    baseline``), so its result is ``(c - a) d`` times the mean gradient at the rule's nodes in
+    that part (``c`` may pass 1: a left Riemann rule never evaluates its end)."""
     import captum.attr as ca
 
     # the completeness error is computed by the caller from f(x), already known, and one
     # forward pass on the baseline (Captum's own delta costs two forward passes)
     opts = dict(call.options)
+    inputs, baselines = call.inputs, call.baselines
+    segment = opts.pop("segment", None)
+    if segment is not None:
+        start, stop = segment
+        with torch.no_grad():
+            difference = inputs - baselines
+            inputs, baselines = baselines + stop * difference, baselines + start * difference
+        inputs.requires_grad_(True)
     attr = ca.IntegratedGradients(call.scorer).attribute(
-        call.inputs, baselines=call.baselines, additional_forward_args=call.args,
+        inputs, baselines=baselines, additional_forward_args=call.args,
         n_steps=call.n_steps, internal_batch_size=call.internal_batch_size,
         method=opts.pop("integration", "gausslegendre"), **opts)
     return Attributions(attr)
