@@ -235,8 +235,8 @@ def attribute_layer(
     ``layer``: a dotted name of ``model.model.named_modules()`` (default: the model's last
     convolution, else its last block, else its second-to-last linear layer). ``n_steps``:
     integration steps or ``"auto"`` (Gauss-Legendre steps doubled from 16 per input until the
-    completeness error is within ``tolerance`` x |f(x) - f(baseline)|, up to 512). ``output``: default (``None``) the
-    probability. The other arguments are those of ``attribute``; a model of an opaque family
+    completeness error is within ``tolerance`` x |f(x) - f(baseline)|, up to 512).
+    ``output``: default (``None``) the probability. The other arguments are those of ``attribute``; a model of an opaque family
     (scikit-learn) has no layers and is refused. Returns a ``LayerAttributionResult``.
     """
     loaded = _loaded(model, "attribute_layer")

@@ -61,9 +61,9 @@ class MethodSpec:
     modality. ``stochastic``: it samples (seeded per input from its content; run one input at
     a time). ``integrates``: it takes ``n_steps`` integration steps (batches are filled with
     whole steps; ``n_steps="auto"`` applies). ``nests``: its runner integrates over a part of
-    the path when given the internal option ``segment=(a, c)`` (``runners.integrated_gradients``),
-    so ``n_steps="auto"`` refines nested rules that reuse every gradient (``adaptive_ig``).
-    ``completeness``: its attributions should sum to
+    the path when given the internal option ``segment=(a, c)`` (see
+    ``runners.integrated_gradients``), so ``n_steps="auto"`` refines nested rules that reuse
+    every gradient (``adaptive.adaptive_ig``). ``completeness``: its attributions should sum to
     ``f(x) - f(baseline)``; the caller reports the error as ``convergence_delta``.
     ``grouped``: every element of a unit carries the unit's value (perturbation group values)
     instead of a contribution to sum. ``options``: option name -> meaning, the keyword options
@@ -139,7 +139,8 @@ _BUILT_IN = (
           completeness=True,
           options={"integration": "Captum's integration rule (default 'gausslegendre'; "
                                   "'riemann_left', 'riemann_right', 'riemann_middle', "
-                                  "'riemann_trapezoid')"}),
+                                  "'riemann_trapezoid', whose weights Captum makes sum to "
+                                  "1 - 1/n_steps: its convergence_delta shows it)"}),
     _spec("saliency", "Saliency: |d output / d input| (abs=False for the signed gradient)",
           "gradient", runners.saliency, options={"abs": "absolute gradients (default True)"},
           family_outputs=_CNN_LOGIT),

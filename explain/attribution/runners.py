@@ -117,8 +117,9 @@ def integrated_gradients(call: MethodCall) -> Attributions:
     ``adaptive_ig``, never by the user) integrates over the part ``alpha`` in ``[a, c]`` of the
     path ``baseline + alpha (input - baseline)``, scaled to the whole path's difference:
     Captum's rule runs from ``baseline + a d`` to ``baseline + c d`` (``d = input -
-    baseline``), so its result is ``(c - a) d`` times the mean gradient at the rule's nodes in
-    that part (``c`` may pass 1: a left Riemann rule never evaluates its end)."""
+    baseline``), so its result is ``(c - a) d`` times the rule's weighted sum of the gradients
+    at its points in that part (``c`` may pass 1: a left Riemann rule never evaluates its
+    end)."""
     import captum.attr as ca
 
     # the completeness error is computed by the caller from f(x), already known, and one
