@@ -93,6 +93,76 @@ def test_global_importance_equals_the_in_memory_api(sentiment, runs):
     assert (at_least["count"] >= 3).all() and len(at_least) < len(table)
 
 
+@pytest.fixture(scope="module")
+def faithful(sentiment, runs):
+    """An attribute run with faithfulness (aopc) and integrated gradients' adaptive steps."""
+    out = Path(runs["attribute"])
+    return run("attribute", sentiment, out.parent / "texts.csv", out.parent / "faithful",
+               chunk_size=CHUNK, progress=False, methods=("saliency", "integrated_gradients"),
+               n_steps="auto").out
+
+
+def test_faithfulness_equals_the_explanations_of_every_row(faithful, runs):
+    table = aggregate.faithfulness(faithful)
+    whole = _whole(faithful, "explanations")
+    for method in ("saliency", "integrated_gradients"):
+        mine = whole[whole["method"] == method]
+        got = table[table["method"] == method].set_index("measure")
+        for measure in ("comprehensiveness", "random_comprehensiveness",
+                        "comprehensiveness_gain", "sufficiency", "random_sufficiency"):
+            low, high = mean_interval(mine[measure].to_numpy(float), 0.95)
+            np.testing.assert_allclose(
+                got.loc[measure, ["mean", "ci_low", "ci_high"]].to_numpy(float),
+                [mine[measure].mean(), low, high], rtol=1e-9)
+            assert got.loc[measure, "count"] == len(TEXTS)
+        beats = int((mine["comprehensiveness"] > mine["random_comprehensiveness"]).sum())
+        low, high = wilson_interval(beats, len(TEXTS), 0.95)
+        np.testing.assert_allclose(
+            got.loc["beats_random", ["mean", "ci_low", "ci_high"]].to_numpy(float),
+            [beats / len(TEXTS), low, high], rtol=1e-12)
+        assert got.loc["beats_random", "interval"] == "Wilson"
+        assert set(got["definition"]) == {"aopc"}
+    ig = table[table["method"] == "integrated_gradients"].set_index("measure")
+    steps = whole.loc[whole["method"] == "integrated_gradients", "n_steps"]
+    assert ig.loc["n_steps", "mean"] == pytest.approx(steps.mean())
+    assert set(steps) <= {9, 17, 33, 65, 129, 257, 513}
+    saliency = set(table.loc[table["method"] == "saliency", "measure"])
+    assert not saliency & {"n_steps", "relative_delta"}  # no steps, no completeness error
+    # a run without faithfulness has none of its rows
+    assert not set(aggregate.faithfulness(runs["attribute"])["measure"]) & {
+        "comprehensiveness", "beats_random"}
+
+
+def test_auto_steps_need_an_integrating_method(sentiment, runs, tmp_path):
+    data = Path(runs["attribute"]).parent / "texts.csv"
+    with pytest.raises(ValueError, match="applies to the integrating methods"):
+        run("attribute", sentiment, data, tmp_path / "out", methods=("saliency",),
+            n_steps="auto", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_report_from_a_faithful_run_states_its_aggregate(faithful, tmp_path):
+    path = report_from_run(faithful, name="faithful").save(tmp_path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    said = [f for f in manifest["findings"] if f["kind"] == "faithfulness"]
+    assert len(said) == 2  # one per method
+    table = aggregate.faithfulness(faithful)
+    for finding, method in zip(said, ("saliency", "integrated_gradients"), strict=True):
+        rows = table[table["method"] == method].set_index("measure")
+        text = finding["text"]
+        assert f"over {len(TEXTS)} explanations ({method_title(method)}, aopc" in text
+        assert f"by {rows.loc['comprehensiveness', 'mean']:.3f} on average" in text
+        gain = rows.loc["comprehensiveness_gain"]
+        assert f"a gain of {gain['mean']:+.3f} ([{gain['ci_low']:+.3f}" in text
+        verdict = ("better than" if gain["ci_low"] > 0 else "worse than"
+                   if gain["ci_high"] < 0 else "not distinguishable from")
+        assert f"{verdict} a random ranking" in text
+        assert f"{100 * rows.loc['beats_random', 'mean']:.1f}% of the explanations" in text
+        assert ("gradients per explanation" in text) == (method == "integrated_gradients")
+        shown = pd.read_csv(path / "data" / f"{finding['sources'][0]}.csv")
+        assert list(shown["measure"]) == list(rows.index)
+
+
 def test_head_statistics_equal_the_in_memory_api(sentiment, runs):
     out = runs["attention"]
     heads = _whole(out, "heads")

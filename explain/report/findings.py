@@ -202,6 +202,44 @@ def importance_finding(part: str, table: pd.DataFrame, *, n_rows: int, unit: str
     return f"{head}, the largest mean |attribution| is " + "; ".join(clauses) + "."
 
 
+def run_faithfulness_finding(part: str, table: pd.DataFrame, *, method: str, unit: str) -> str:
+    """What ``aggregate.faithfulness`` says of one method over a run: the explanations'
+    comprehensiveness against the random ranking's, their paired gain and its interval (better
+    than random when the interval is above 0, worse when below, else indistinguishable), the
+    share that beat random, and for an integrating method the steps and completeness error."""
+    rows = table.set_index("measure")
+    name = method_title(method)
+    sentences = []
+    if {"comprehensiveness", "random_comprehensiveness", "comprehensiveness_gain"} <= \
+            set(rows.index):
+        c, r, g = (rows.loc[m] for m in ("comprehensiveness", "random_comprehensiveness",
+                                         "comprehensiveness_gain"))
+        verdict = ("better than a random ranking" if g["ci_low"] > 0 else
+                   "worse than a random ranking" if g["ci_high"] < 0 else
+                   "not distinguishable from a random ranking")
+        definition = f", {rows['definition'].dropna().iloc[0]} definition" \
+            if rows["definition"].notna().any() else ""
+        sentence = (f"{part}: over {int(c['count']):,} explanations ({name}{definition}), "
+                    f"removing the top-ranked {unit}s lowered the explained output by "
+                    f"{c['mean']:.3f} on average (95% t-interval [{c['ci_low']:.3f}, "
+                    f"{c['ci_high']:.3f}]) against {r['mean']:.3f} for a random ranking of the "
+                    f"same inputs: a gain of {g['mean']:+.3f} ([{g['ci_low']:+.3f}, "
+                    f"{g['ci_high']:+.3f}]), {verdict}")
+        if "beats_random" in rows.index:
+            b = rows.loc["beats_random"]
+            sentence += (f"; {_percent(b['mean'])} of the explanations beat the random "
+                         f"ranking (95% Wilson interval {_percent(b['ci_low'])} to "
+                         f"{_percent(b['ci_high'])})")
+        sentences.append(sentence + ".")
+    if {"n_steps", "relative_delta"} <= set(rows.index):
+        steps, error = rows.loc["n_steps"], rows.loc["relative_delta"]
+        sentences.append(f"{part}: {name} evaluated {steps['mean']:.1f} gradients per "
+                         f"explanation on average; its mean completeness error is "
+                         f"{_percent(error['mean'])} of |f(x) - f(baseline)|.")
+    return " ".join(sentences) or (f"{part}: the {name} run measured no faithfulness "
+                                   f"(faithfulness off) and no completeness error.")
+
+
 # ------------------------------------------------------------------------ fairness
 
 

@@ -143,6 +143,7 @@ def report_from_run(directory: str | os.PathLike | Sequence[str | os.PathLike], 
                        seed=seed, options=audit_options or {})
             elif analysis == "attribute":
                 _importance(report, out, manifest, part, min_count=min_count)
+                _faithfulness(report, out, manifest, part)
             elif analysis == "attention":
                 _heads(report, out, manifest, part)
             elif analysis == "counterfactual":
@@ -260,6 +261,30 @@ def _importance(report: Report, out: Path, manifest, part: str, *, min_count: in
         report.add_finding(findings.importance_finding(part, mine, n_rows=covered, unit=unit,
                                                        method=method, min_count=min_count),
                            sources=source, kind="importance", part=part)
+
+
+def _faithfulness(report: Report, out: Path, manifest, part: str) -> None:
+    table = aggregate.faithfulness(out)
+    unit = "feature" if manifest["config"].get("text_column") is None else "word"
+    for method in manifest["config"].get("methods") or sorted(set(table["method"])):
+        mine = table[table["method"] == method].drop(columns="method").reset_index(drop=True)
+        if mine.empty:
+            continue
+        name = method_title(method)
+        report.add(mine, section="attributions",
+                   title=f"{part}: faithfulness and completeness ({name}) over all rows",
+                   caption=f"Means over every explanation of the run, with 95% intervals "
+                           f"(Student-t; Wilson for the share beats_random): "
+                           f"comprehensiveness (drop of the explained output when the "
+                           f"top-ranked {unit}s are removed; higher = more faithful) and "
+                           f"sufficiency (drop when only they are kept; lower = better), each "
+                           f"beside a random ranking's on the same input; "
+                           f"comprehensiveness_gain (the paired difference); relative_delta "
+                           f"(completeness error over |f(x) - f(baseline)|) and n_steps "
+                           f"(gradients evaluated) of an integrating method.")
+        report.add_finding(findings.run_faithfulness_finding(part, mine, method=method,
+                                                             unit=unit),
+                           sources=report.last_id, kind="faithfulness", part=part)
 
 
 def _heads(report: Report, out: Path, manifest, part: str) -> None:

@@ -8,6 +8,10 @@ every row, so they hold the columns it reads):
 * ``global_importance``: per method x predicted label x word or feature (an ``attribute`` run's
   ``units``): ``count``, ``mean_score``, ``mean_abs_score`` and the Student-t interval of
   ``AttributionResult.global_importance`` (the same numbers on the same rows);
+* ``faithfulness``: per method x measure (an ``attribute`` run's ``explanations``): the mean
+  comprehensiveness and sufficiency of the explanations and of the random rankings of the same
+  rows, their paired gain, the completeness error and the integration steps, with Student-t
+  intervals, and the share of rows that beat the random ranking with its Wilson interval;
 * ``head_statistics``: per layer x head x statistic (an ``attention`` run's ``heads``): the
   mean over all texts with its Student-t interval and count;
 * ``flip_rates``: how often swapping the identity terms of a text flips its predicted class (a
@@ -41,8 +45,14 @@ from ..checks import positive_int, probability
 from ..fairness.intervals import wilson_interval
 from .store import read_manifest, read_table
 
-__all__ = ["audit_run", "flip_rates", "global_importance", "head_statistics",
-           "prediction_counts", "scored_rows"]
+__all__ = ["FAITHFULNESS_MEASURES", "audit_run", "faithfulness", "flip_rates",
+           "global_importance", "head_statistics", "prediction_counts", "scored_rows"]
+
+#: The per-explanation columns ``faithfulness`` averages, in its order (``beats_random``, a
+#: share, follows ``comprehensiveness_gain``).
+FAITHFULNESS_MEASURES = ("comprehensiveness", "random_comprehensiveness",
+                         "comprehensiveness_gain", "sufficiency", "random_sufficiency",
+                         "relative_delta", "n_steps")
 
 # ------------------------------------------------------------------------ the run directory
 
@@ -179,6 +189,69 @@ def global_importance(out: str | os.PathLike, *, min_count: int = 1, lowercase: 
     table["n_rows"] = table["method"].map(rows).astype("int64")
     return table.sort_values(["method", "predicted_label", "mean_abs_score"],
                              ascending=[True, True, False], kind="stable").reset_index(drop=True)
+
+
+def faithfulness(out: str | os.PathLike, *, confidence: float = 0.95) -> pd.DataFrame:
+    """How faithful and how complete the explanations of an ``attribute`` run are, over every
+    explanation of the run (its ``explanations`` table), per method.
+
+    One row per method x measure: ``method``, ``measure`` (of ``FAITHFULNESS_MEASURES``, and
+    ``beats_random``: the share of explanations whose comprehensiveness is above the random
+    ranking's on the same input), ``count`` (explanations with a finite value), ``mean``,
+    ``ci_low``, ``ci_high`` (Student-t interval of the mean at ``confidence``, NaN for one
+    value; Wilson for ``beats_random``), ``interval`` (which), ``definition`` (the
+    faithfulness definition of the run, e.g. ``"aopc"``). A measure the run did not compute
+    (faithfulness off, a method without a completeness error or without integration steps)
+    has no row.
+    ``comprehensiveness_gain`` is the paired difference per explanation, so its interval is
+    that of the gain, not the difference of two intervals."""
+    probability(confidence, "confidence", fix="pass e.g. confidence=0.95")
+    manifest = _complete(out, ("attribute",), "faithfulness")
+    present = _table_columns(out, manifest, "explanations")
+    _check_columns(out, "explanations", present, ["row", "method"])
+    measures = [m for m in FAITHFULNESS_MEASURES if m in present]
+    definition = ["faithfulness_definition"] if "faithfulness_definition" in present else []
+    sums, trials, definitions = None, {}, {}
+    for frame in read_table(out, "explanations", ["row", "method", *measures, *definition]):
+        long = frame.melt(id_vars=["method"], value_vars=measures, var_name="measure",
+                          value_name="value")
+        long["value"] = pd.to_numeric(long["value"], errors="coerce")
+        # n_steps is 0 for a method that does not integrate: no steps to average
+        long.loc[(long["measure"] == "n_steps") & (long["value"] == 0), "value"] = np.nan
+        sums = _merge(sums, _moments(long, ["method", "measure"], "value"))
+        if {"comprehensiveness", "random_comprehensiveness"} <= set(measures):
+            measured = frame.dropna(subset=["comprehensiveness", "random_comprehensiveness"])
+            beats = measured["comprehensiveness"] > measured["random_comprehensiveness"]
+            for method, won in beats.groupby(measured["method"], sort=False):
+                entry = trials.setdefault(method, [0, 0])
+                entry[0] += len(won)
+                entry[1] += int(won.sum())
+        if definition:
+            for method, found in frame.groupby("method", sort=False)[definition[0]]:
+                definitions.setdefault(method, set()).update(found.dropna().astype(str))
+    columns = ["method", "measure", "count", "mean", "ci_low", "ci_high", "interval",
+               "definition"]
+    if sums is None:
+        return pd.DataFrame(columns=columns)
+    table = _finish(sums, confidence).rename(columns={"mean_score": "mean"})
+    table["interval"] = "Student-t"
+    if trials:
+        methods = list(trials)
+        n = np.array([trials[m][0] for m in methods])
+        k = np.array([trials[m][1] for m in methods])
+        low, high = wilson_interval(k, n, confidence)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = k / n
+        table = pd.concat([table, pd.DataFrame({
+            "method": methods, "measure": "beats_random", "count": n, "mean": share,
+            "ci_low": low, "ci_high": high, "interval": "Wilson"})], ignore_index=True)
+    table["definition"] = table["method"].map(
+        lambda m: ", ".join(sorted(definitions.get(m, ()))) or None)
+    order = list(FAITHFULNESS_MEASURES)
+    order.insert(order.index("comprehensiveness_gain") + 1, "beats_random")
+    table = table.sort_values(["method", "measure"], key=lambda c: c.map(order.index)
+                              if c.name == "measure" else c, kind="stable")
+    return table[columns].reset_index(drop=True)
 
 
 def head_statistics(out: str | os.PathLike, *, confidence: float = 0.95) -> pd.DataFrame:

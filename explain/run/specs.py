@@ -204,15 +204,18 @@ _CLASSIFIER_OPTIONS = MappingProxyType({"batch_size": 32, "max_length": None})
 
 
 def _attribute(loaded, frame: pd.DataFrame, config: RunConfig) -> dict[str, pd.DataFrame]:
-    from ..attribution import attribute
+    from ..attribution import METHODS, attribute
 
     inputs = _texts(frame, config) if loaded.is_text else frame.drop(columns=[ROW])
     rows = frame[ROW].to_numpy(np.int64)
     options = dict(config.options)
     explanations, units = [], []
     for method in config.methods:
+        # n_steps="auto" is for the integrating methods; the others keep their default
+        mine = {k: v for k, v in options.items() if k != "n_steps"} \
+            if options["n_steps"] == "auto" and not METHODS[method].integrates else options
         result = attribute(loaded, inputs, method=method, seed=config.seed, progress=False,
-                           **options)
+                           **mine)
         for table, found in ((explanations, result.explanations()), (units, result.to_frame())):
             found.insert(0, ROW, rows[found.pop("input_id").to_numpy(np.int64)])
             table.append(found)
@@ -229,7 +232,7 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _check_attribute(loaded, config: RunConfig) -> None:
-    from ..attribution import FAITHFULNESS_DEFINITIONS, applicable_methods
+    from ..attribution import FAITHFULNESS_DEFINITIONS, METHODS, applicable_methods
 
     if not config.methods:
         raise ValueError("explain run attribute needs at least one method (--method M); valid: "
@@ -239,6 +242,10 @@ def _check_attribute(loaded, config: RunConfig) -> None:
     n_steps = config.options["n_steps"]
     if n_steps != "auto":
         positive_int(n_steps, "n_steps", fix="pass an integer, e.g. 50, or 'auto'")
+    elif not any(METHODS[m].integrates for m in config.methods):
+        raise ValueError(f"n_steps='auto' (--n-steps auto) applies to the integrating methods "
+                         f"(integrated_gradients); {', '.join(config.methods)} take no "
+                         f"integration steps: drop it, or add --method integrated_gradients")
     faithfulness = config.options["faithfulness"]
     if faithfulness is not False:
         one_of(faithfulness, FAITHFULNESS_DEFINITIONS, "faithfulness definition (or False)")
