@@ -218,10 +218,15 @@ def _predictions(report: Report, out: Path, manifest, part: str) -> None:
                        sources=source, kind="predictions", part=part)
 
 
+def _unit(manifest) -> str:
+    """What an attribute run scores: words of texts, else features."""
+    return "feature" if manifest["config"].get("text_column") is None else "word"
+
+
 def _importance(report: Report, out: Path, manifest, part: str, *, min_count: int) -> None:
     every = aggregate.global_importance(out)  # every word once: the coverage, then min_count
     n_rows = int(manifest["data"]["n_rows"])
-    unit = "feature" if manifest["config"].get("text_column") is None else "word"
+    unit = _unit(manifest)
     for method in manifest["config"].get("methods") or sorted(set(every["method"])):
         mine = every[every["method"] == method].drop(columns="method")
         covered = int(mine["n_rows"].iloc[0]) if len(mine) else 0
@@ -265,7 +270,7 @@ def _importance(report: Report, out: Path, manifest, part: str, *, min_count: in
 
 def _faithfulness(report: Report, out: Path, manifest, part: str) -> None:
     table = aggregate.faithfulness(out)
-    unit = "feature" if manifest["config"].get("text_column") is None else "word"
+    unit = _unit(manifest)
     for method in manifest["config"].get("methods") or sorted(set(table["method"])):
         mine = table[table["method"] == method].drop(columns="method").reset_index(drop=True)
         if mine.empty:
