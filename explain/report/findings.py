@@ -186,7 +186,7 @@ def importance_finding(part: str, table: pd.DataFrame, *, n_rows: int, unit: str
     """The unit with the largest mean |attribution| per predicted label (``table``: the
     output of ``word_importance`` or ``global_importance``, already limited to units seen
     ``min_count`` times), with its interval and count."""
-    head = (f"{part}: over {n_rows} rows explained with {method_title(method)}, among {unit}s "
+    head = (f"{part}: over {n_rows:,} rows explained with {method_title(method)}, among {unit}s "
             f"seen at least {min_count} times")
     if table.empty:
         return f"{head}, there is none: no {unit} finding."
@@ -233,7 +233,7 @@ def run_faithfulness_finding(part: str, table: pd.DataFrame, *, method: str, uni
         sentences.append(sentence + ".")
     if {"n_steps", "relative_delta"} <= set(rows.index):
         steps, error = rows.loc["n_steps"], rows.loc["relative_delta"]
-        sentences.append(f"{part}: {name} evaluated {steps['mean']:.1f} gradients per "
+        sentences.append(f"{name[:1].upper()}{name[1:]} evaluated {steps['mean']:.1f} gradients per "
                          f"explanation on average; its mean completeness error is "
                          f"{_percent(error['mean'])} of |f(x) - f(baseline)|.")
     return " ".join(sentences) or (f"{part}: the {name} run measured no faithfulness "
