@@ -35,11 +35,12 @@ def adaptive_ig(loaded, prepared: Prepared, spec: MethodSpec, *, tolerance: floa
                   progress=progress, output=output, layer=layer,
                   endpoints={})  # f(x) and f(baseline) of every input, computed once
     if spec.nests:
-        final = _nested_trapezoid(loaded, prepared, spec, tolerance, max_steps, options, common)
+        final, layer_name = _nested_trapezoid(loaded, prepared, spec, tolerance, max_steps,
+                                              options, common)
     else:
-        final = _doubled_steps(loaded, prepared, spec, tolerance, max_steps, options, common)
-    merged = Run(prepared, spec.name, [], [], [], [], [], [], [], [], None, [],
-                 final.pop("layer_name"))
+        final, layer_name = _doubled_steps(loaded, prepared, spec, tolerance, max_steps,
+                                           options, common)
+    merged = Run(prepared, spec.name, [], [], [], [], [], [], [], [], None, [], layer_name)
     for i in range(len(prepared.items)):
         for key, value in final[i].items():
             getattr(merged, key).append(value)
@@ -50,7 +51,8 @@ def _converged(delta: float, change: float, tolerance: float) -> bool:
     return abs(delta) <= tolerance * max(abs(change), 1e-12)
 
 
-def _doubled_steps(loaded, prepared, spec, tolerance, max_steps, options, common) -> dict:
+def _doubled_steps(loaded, prepared, spec, tolerance, max_steps, options, common
+                   ) -> tuple[dict, str | None]:
     """Gauss-Legendre rounds of 16, 32, ... steps, each input redone until it converges."""
     steps, todo, final, run = 16, list(range(len(prepared.items))), {}, None
     while todo:
@@ -65,11 +67,11 @@ def _doubled_steps(loaded, prepared, spec, tolerance, max_steps, options, common
                 remaining.append(i)
         todo = remaining
         steps *= 2
-    final["layer_name"] = run.layer_name if run is not None else None
-    return final
+    return final, run.layer_name if run is not None else None
 
 
-def _nested_trapezoid(loaded, prepared, spec, tolerance, max_steps, options, common) -> dict:
+def _nested_trapezoid(loaded, prepared, spec, tolerance, max_steps, options, common
+                      ) -> tuple[dict, str | None]:
     """Trapezoid rules of 8, 16, 32, ... intervals per input, each adding the midpoints of the
     last (``segment`` runs of Captum's left Riemann rule, whose points and weights are those
     of the trapezoid's new points); an input stops at the first rule within tolerance."""
@@ -105,8 +107,7 @@ def _nested_trapezoid(loaded, prepared, spec, tolerance, max_steps, options, com
         middle = part(todo, n, 0.5 / n, 1.0 + 0.5 / n)  # M_n: the n midpoints
         total = {i: _mix(_row(middle, k), 0.5, total[i], 0.5) for k, i in enumerate(todo)}
         n *= 2
-    final["layer_name"] = ends.layer_name
-    return final
+    return final, ends.layer_name
 
 
 def _row(run: Run, k: int) -> tuple:
