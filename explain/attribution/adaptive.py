@@ -40,11 +40,8 @@ def adaptive_ig(loaded, prepared: Prepared, spec: MethodSpec, *, tolerance: floa
     else:
         final, layer_name = _doubled_steps(loaded, prepared, spec, tolerance, max_steps,
                                            options, common)
-    merged = Run(prepared, spec.name, [], [], [], [], [], [], [], [], None, [], layer_name)
-    for i in range(len(prepared.items)):
-        for key, value in final[i].items():
-            getattr(merged, key).append(value)
-    return merged
+    columns = {name: [final[i][name] for i in range(len(prepared.items))] for name in _ROW_FIELDS}
+    return Run(prepared, spec.name, **columns, elements=None, layer_name=layer_name)
 
 
 def _converged(delta: float, change: float, tolerance: float) -> bool:
